@@ -1,0 +1,19 @@
+//! # doorstep-core
+//!
+//! The pure Rust core of Doorstep: offline collection of household and
+//! resident data for a population registry, on phones that may go weeks
+//! without a network and may be lost.
+//!
+//! - [`form`]: form definitions, the expression language, validation, the built-in survey.
+//! - [`identity`]: CCCD numbers, the chip-card QR payload, name normalization, duplicate scoring.
+//! - [`crypto`]: the device data key, PIN-derived wrapping keys, sealing, blind indexes.
+//! - [`error`]: the one internal error type.
+//!
+//! This crate has no FFI types; `doorstep-ffi` wraps it for Kotlin and Swift.
+
+pub mod crypto;
+pub mod error;
+pub mod form;
+pub mod identity;
+
+pub use error::{Error, Result};

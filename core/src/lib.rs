@@ -15,5 +15,6 @@ pub mod crypto;
 pub mod error;
 pub mod form;
 pub mod identity;
+pub mod record;
 
 pub use error::{Error, Result};

@@ -16,5 +16,6 @@ pub mod error;
 pub mod form;
 pub mod identity;
 pub mod record;
+pub mod store;
 
 pub use error::{Error, Result};

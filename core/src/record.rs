@@ -151,6 +151,7 @@ pub struct Household {
     /// Document id.
     pub household_id: String,
     /// Opaque area code, province.district.commune or province.commune.
+    #[serde(alias = "area")]
     pub area_code: String,
     /// Address.
     pub address: String,

@@ -1,0 +1,392 @@
+//! Saving, opening, listing and searching households.
+
+use std::collections::HashMap;
+
+use automerge::ChangeHash;
+use chrono::NaiveDate;
+use rusqlite::{OptionalExtension, params, params_from_iter};
+
+use super::summary::{HouseholdSummary, ListedHousehold, SearchHit};
+use super::{Role, Store};
+use crate::crypto::Aad;
+use crate::error::{Error, Result};
+use crate::form::{ValidationIssue, residence_survey};
+use crate::identity::{DuplicateScore, PersonKey, Sex, name_tokens, score_pair};
+use crate::record::{Household, HouseholdDoc, check_id};
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveOutcome {
+    /// Problems the form found. A household with problems is still saved: nothing typed is lost.
+    pub issues: Vec<ValidationIssue>,
+    /// Whether anything new was written.
+    pub changed: bool,
+    /// Whether the document's chunks were compacted into one snapshot.
+    pub compacted: bool,
+}
+
+/// Sizes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Households stored.
+    pub households: u64,
+    /// Sealed document bytes.
+    pub chunk_bytes: u64,
+    /// Sealed summary bytes.
+    pub summary_bytes: u64,
+    /// Blind index rows.
+    pub index_rows: u64,
+    /// The database's pages in use, in bytes.
+    pub database_bytes: u64,
+}
+
+/// A possible duplicate of a person, found at entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicateCandidate {
+    /// The household that holds the other record.
+    pub household_id: String,
+    /// The other record's member id.
+    pub member_id: String,
+    /// Its name.
+    pub full_name: String,
+    /// The score and its reasons.
+    pub score: DuplicateScore,
+}
+
+const CHUNK_TABLE: &str = "doc_chunk";
+const SUMMARY_TABLE: &str = "doc_meta";
+
+fn heads_to_text(heads: &[ChangeHash]) -> String {
+    heads.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn heads_from_text(text: &str) -> Vec<ChangeHash> {
+    text.split(',').filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+struct Meta {
+    created_by: String,
+    local_heads: String,
+    snapshot_bytes: i64,
+    incremental_bytes: i64,
+}
+
+impl Store {
+    fn today(&self) -> NaiveDate {
+        chrono::DateTime::from_timestamp(self.clock.now(), 0).map_or(NaiveDate::MIN, |d| d.date_naive())
+    }
+
+    fn meta(&self, id: &str) -> Result<Option<Meta>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT created_by, local_heads, snapshot_bytes, incremental_bytes FROM doc_meta WHERE doc_id = ?1",
+                [id],
+                |r| Ok(Meta { created_by: r.get(0)?, local_heads: r.get(1)?, snapshot_bytes: r.get(2)?, incremental_bytes: r.get(3)? }),
+            )
+            .optional()?)
+    }
+
+    fn check_access(&self, created_by: &str) -> Result<()> {
+        let s = self.session()?;
+        if s.profile.role == Role::Helper && created_by != s.profile.profile_id {
+            return Err(Error::NotPermitted("a helper can open only the households it registered".into()));
+        }
+        Ok(())
+    }
+
+    fn read_chunks(&self, id: &str) -> Result<Vec<u8>> {
+        let s = self.session()?;
+        let mut stmt = self.conn.prepare_cached("SELECT seq, sealed FROM doc_chunk WHERE doc_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut bytes = Vec::new();
+        for row in rows {
+            let (seq, sealed) = row?;
+            let seq = seq.to_string();
+            let plain = s.sealer.open(Aad { table: CHUNK_TABLE, doc_id: id, chunk: &seq }, &sealed)?;
+            bytes.extend_from_slice(&plain);
+        }
+        Ok(bytes)
+    }
+
+    /// Creates a new household document and saves it.
+    pub fn create_household(&mut self, household: &Household) -> Result<(HouseholdDoc, SaveOutcome)> {
+        check_id(&household.household_id)?;
+        if self.meta(&household.household_id)?.is_some() {
+            return Err(Error::AlreadyExists(format!("household {}", household.household_id)));
+        }
+        let mut doc = HouseholdDoc::create(household, &self.editor()?)?;
+        let outcome = self.save_household(&mut doc)?;
+        Ok((doc, outcome))
+    }
+
+    /// Opens a household document for reading and editing.
+    pub fn open_household(&self, id: &str) -> Result<HouseholdDoc> {
+        let meta = self.meta(id)?.ok_or_else(|| Error::NotFound(format!("household {id}")))?;
+        self.check_access(&meta.created_by)?;
+        let bytes = self.read_chunks(id)?;
+        HouseholdDoc::load(id, &bytes, &self.editor()?)
+    }
+
+    /// Reads a household's current values.
+    pub fn household(&self, id: &str) -> Result<Household> {
+        Ok(self.open_household(id)?.read())
+    }
+
+    /// Saves a document's new changes in one transaction: an incremental
+    /// chunk (or the first snapshot), the sealed summary and the blind index.
+    /// When the increments outgrow the snapshot they are compacted into a new one.
+    ///
+    /// Validation problems are returned, not refused: an officer's draft is never lost.
+    pub fn save_household(&mut self, doc: &mut HouseholdDoc) -> Result<SaveOutcome> {
+        let profile_id = self.session()?.profile.profile_id.clone();
+        let id = doc.id().to_string();
+        let meta = self.meta(&id)?;
+        if let Some(m) = &meta {
+            self.check_access(&m.created_by)?;
+            // Another copy of this document was saved since this one was loaded: merge it first.
+            let stored = heads_from_text(&m.local_heads);
+            if !stored.iter().all(|h| doc.has_change(h)) {
+                let bytes = self.read_chunks(&id)?;
+                doc.load_incremental(&bytes)?;
+            }
+        }
+        let now = self.clock.now();
+        let household = doc.read();
+        let issues = residence_survey().validate(&household.to_answers(), self.today());
+        let conflicts = doc.conflicts()?.len();
+        let (kind, bytes) = match &meta {
+            None => ("snapshot", doc.save()),
+            Some(_) => ("incremental", doc.save_incremental()),
+        };
+        if bytes.is_empty() {
+            return Ok(SaveOutcome { issues, changed: false, compacted: false });
+        }
+        let heads = heads_to_text(&doc.heads());
+        let summary = HouseholdSummary::of(&household, issues.len(), conflicts, now);
+        let summary_json = serde_json::to_vec(&summary).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+
+        let s = self.session.as_ref().ok_or(Error::Locked)?;
+        let sealed_summary = s.sealer.seal(Aad { table: SUMMARY_TABLE, doc_id: &id, chunk: "summary" }, &summary_json)?;
+        let tokens = HouseholdDoc::index_tokens(&household, &s.indexer);
+        let (mut snapshot_bytes, mut incremental_bytes) =
+            meta.as_ref().map_or((0, 0), |m| (m.snapshot_bytes, m.incremental_bytes));
+        if kind == "snapshot" {
+            snapshot_bytes = bytes.len() as i64;
+        } else {
+            incremental_bytes += bytes.len() as i64;
+        }
+        let compact = incremental_bytes > snapshot_bytes;
+        let full = if compact { Some(doc.save()) } else { None };
+
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO doc_meta (doc_id, area, created_by, summary, local_heads, dirty, snapshot_bytes, incremental_bytes, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)
+             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, summary = excluded.summary,
+                 local_heads = excluded.local_heads, dirty = 1, snapshot_bytes = excluded.snapshot_bytes,
+                 incremental_bytes = excluded.incremental_bytes, updated_at = excluded.updated_at",
+            params![id, household.area_code, profile_id, sealed_summary, heads, snapshot_bytes, incremental_bytes, now],
+        )?;
+        let next_seq: i64 =
+            tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_chunk WHERE doc_id = ?1", [&id], |r| r.get(0))?;
+        let (seq, kind, bytes) = match full {
+            Some(full) => {
+                tx.execute("DELETE FROM doc_chunk WHERE doc_id = ?1", [&id])?;
+                tx.execute(
+                    "UPDATE doc_meta SET snapshot_bytes = ?2, incremental_bytes = 0 WHERE doc_id = ?1",
+                    params![id, full.len() as i64],
+                )?;
+                (next_seq, "snapshot", full)
+            }
+            None => (next_seq, kind, bytes),
+        };
+        let seq_text = seq.to_string();
+        let sealed = s.sealer.seal(Aad { table: CHUNK_TABLE, doc_id: &id, chunk: &seq_text }, &bytes)?;
+        tx.execute(
+            "INSERT INTO doc_chunk (doc_id, seq, kind, sealed) VALUES (?1, ?2, ?3, ?4)",
+            params![id, seq, kind, sealed],
+        )?;
+        tx.execute("DELETE FROM blind_index WHERE doc_id = ?1", [&id])?;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO blind_index (token, doc_id) VALUES (?1, ?2)")?;
+            for t in &tokens {
+                ins.execute(params![t.as_slice(), id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(SaveOutcome { issues, changed: true, compacted: compact })
+    }
+
+    fn open_summary(&self, id: &str, sealed: &[u8]) -> Result<HouseholdSummary> {
+        let plain = self.session()?.sealer.open(Aad { table: SUMMARY_TABLE, doc_id: id, chunk: "summary" }, sealed)?;
+        serde_json::from_slice(&plain).map_err(|_| Error::corrupt(format!("household {id} summary")))
+    }
+
+    fn helper_filter(&self) -> Result<Option<String>> {
+        let s = self.session()?;
+        Ok((s.profile.role == Role::Helper).then(|| s.profile.profile_id.clone()))
+    }
+
+    /// Households, most recently saved first. A helper sees only its own.
+    pub fn list_households(&self, offset: u32, limit: u32) -> Result<Vec<ListedHousehold>> {
+        let creator = self.helper_filter()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT doc_id, area, updated_at, summary FROM doc_meta
+             WHERE ?1 IS NULL OR created_by = ?1
+             ORDER BY updated_at DESC, doc_id LIMIT ?2 OFFSET ?3",
+        )?;
+        let rows = stmt.query_map(params![creator, limit, offset], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (household_id, area_code, updated_at, sealed) = row?;
+            let summary = self.open_summary(&household_id, &sealed).ok();
+            out.push(ListedHousehold { household_id, area_code, updated_at, summary });
+        }
+        Ok(out)
+    }
+
+    /// How many households this profile can see.
+    pub fn count_households(&self) -> Result<u64> {
+        let creator = self.helper_filter()?;
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM doc_meta WHERE ?1 IS NULL OR created_by = ?1",
+            [creator],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Summaries of the households whose index holds every token, opened one by one.
+    fn households_with_tokens(&self, tokens: &[[u8; 16]]) -> Result<Vec<HouseholdSummary>> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let creator = self.helper_filter()?;
+        let placeholders = vec!["?"; tokens.len()].join(",");
+        let sql = format!(
+            "SELECT m.doc_id, m.summary FROM doc_meta m
+             JOIN (SELECT doc_id FROM blind_index WHERE token IN ({placeholders})
+                   GROUP BY doc_id HAVING COUNT(*) = {n}) hit ON hit.doc_id = m.doc_id
+             WHERE ?{c} IS NULL OR m.created_by = ?{c}
+             ORDER BY m.updated_at DESC LIMIT 500",
+            n = tokens.len(),
+            c = tokens.len() + 1,
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut args: Vec<rusqlite::types::Value> =
+            tokens.iter().map(|t| rusqlite::types::Value::Blob(t.to_vec())).collect();
+        args.push(creator.map_or(rusqlite::types::Value::Null, rusqlite::types::Value::Text));
+        let rows = stmt.query_map(params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed) = row?;
+            if let Ok(summary) = self.open_summary(&id, &sealed) {
+                out.push(summary);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds the residents with this CCCD number.
+    pub fn search_cccd(&self, cccd: &str) -> Result<Vec<SearchHit>> {
+        let digits: String = cccd.chars().filter(|c| !c.is_whitespace()).collect();
+        let token = self.session()?.indexer.cccd(&digits);
+        Ok(self
+            .households_with_tokens(&[token])?
+            .into_iter()
+            .map(|h| {
+                let member_ids =
+                    h.members.iter().filter(|m| m.cccd.as_deref() == Some(&digits)).map(|m| m.member_id.clone()).collect();
+                SearchHit { household: h, member_ids }
+            })
+            .filter(|hit| !hit.member_ids.is_empty())
+            .collect())
+    }
+
+    /// Finds residents whose name has every word of `query`, ignoring diacritics, case, spacing and đ/d.
+    pub fn search_name(&self, query: &str) -> Result<Vec<SearchHit>> {
+        let words = name_tokens(query);
+        let tokens = self.session()?.indexer.name_words(query);
+        Ok(self
+            .households_with_tokens(&tokens)?
+            .into_iter()
+            .filter_map(|h| {
+                let member_ids: Vec<String> = h
+                    .members
+                    .iter()
+                    .filter(|m| {
+                        let have = name_tokens(&m.full_name);
+                        words.iter().all(|w| have.contains(w))
+                    })
+                    .map(|m| m.member_id.clone())
+                    .collect();
+                (!member_ids.is_empty()).then_some(SearchHit { household: h, member_ids })
+            })
+            .collect())
+    }
+
+    /// Residents who may be the same person as `person`: same CCCD, or same
+    /// normalized name and date of birth, or sharing name words, scored with
+    /// [`score_pair`]. Returns the candidates at or above [`DuplicateScore::REVIEW`], best first.
+    pub fn find_duplicates(&self, person: &PersonKey, exclude_household: Option<&str>) -> Result<Vec<DuplicateCandidate>> {
+        let indexer = &self.session()?.indexer;
+        let mut households: HashMap<String, HouseholdSummary> = HashMap::new();
+        let mut probes = Vec::new();
+        if let Some(c) = person.cccd.as_deref().filter(|c| !c.trim().is_empty()) {
+            probes.push(vec![indexer.cccd(c)]);
+        }
+        if let Some(dob) = person.dob {
+            probes.push(vec![indexer.name_dob(&person.full_name, &dob.format("%Y-%m-%d").to_string())]);
+        }
+        let words = indexer.name_words(&person.full_name);
+        if !words.is_empty() {
+            probes.push(words);
+        }
+        for tokens in probes {
+            for h in self.households_with_tokens(&tokens)? {
+                households.entry(h.household_id.clone()).or_insert(h);
+            }
+        }
+        let mut out = Vec::new();
+        for h in households.values() {
+            if Some(h.household_id.as_str()) == exclude_household {
+                continue;
+            }
+            for m in &h.members {
+                let other = PersonKey {
+                    full_name: m.full_name.clone(),
+                    dob: m.dob.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                    sex: m.sex.as_deref().and_then(Sex::parse),
+                    cccd: m.cccd.clone(),
+                };
+                let score = score_pair(person, &other);
+                if score.score >= DuplicateScore::REVIEW {
+                    out.push(DuplicateCandidate {
+                        household_id: h.household_id.clone(),
+                        member_id: m.member_id.clone(),
+                        full_name: m.full_name.clone(),
+                        score,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| b.score.score.total_cmp(&a.score.score).then_with(|| a.household_id.cmp(&b.household_id)));
+        Ok(out)
+    }
+
+    /// Sizes of what is stored.
+    pub fn storage_stats(&self) -> Result<StorageStats> {
+        let one = |sql: &str| -> Result<u64> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let households = one("SELECT COUNT(*) FROM doc_meta")?;
+        let summary_bytes = one("SELECT COALESCE(SUM(LENGTH(summary)), 0) FROM doc_meta")?;
+        let chunk_bytes = one("SELECT COALESCE(SUM(LENGTH(sealed)), 0) FROM doc_chunk")?;
+        let index_rows = one("SELECT COUNT(*) FROM blind_index")?;
+        let pages = one("PRAGMA page_count")?;
+        let free = one("PRAGMA freelist_count")?;
+        let page_size = one("PRAGMA page_size")?;
+        Ok(StorageStats { households, chunk_bytes, summary_bytes, index_rows, database_bytes: (pages - free) * page_size })
+    }
+}

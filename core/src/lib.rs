@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod error;
 pub mod form;
 pub mod identity;
+pub mod qr;
 pub mod record;
 pub mod store;
 

@@ -16,6 +16,7 @@ use automerge::{ActorId, AutoCommit, Author, ChangeHash, ObjId, ObjType, ROOT, R
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
+use crate::identity::ChipCardQr;
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "doorstep.household/1";
@@ -68,6 +69,18 @@ pub struct Member {
 }
 
 impl Member {
+    /// Prefills a member from a chip card's QR: name, date of birth, sex and CCCD.
+    pub fn from_chip_card(card: &ChipCardQr, member_id: String) -> Member {
+        Member {
+            member_id,
+            full_name: card.full_name.clone(),
+            dob: Some(card.dob.format("%Y-%m-%d").to_string()),
+            sex: Some(card.sex.code().to_string()),
+            cccd: Some(card.cccd.as_str().to_string()),
+            ..Member::default()
+        }
+    }
+
     fn get(&self, field: &str) -> Option<&str> {
         match field {
             "full_name" => Some(self.full_name.as_str()),

@@ -1,1 +1,517 @@
-fn main() {}
+//! `doorstep`: try the Doorstep core on a computer, without a phone.
+//!
+//! Create a profile, add households (from a CCCD card's QR image too), import
+//! a synthetic commune, list, search, validate, and see conflicts.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use doorstep_core::crypto::KdfParams;
+use doorstep_core::form::{FormDefinition, residence_survey};
+use doorstep_core::identity::{Cccd, ChipCardQr, PersonKey, Sex};
+use doorstep_core::qr;
+use doorstep_core::record::{Household, HouseholdDoc, Member, make_id};
+use doorstep_core::store::{ListedHousehold, Role, SearchHit, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "doorstep", version, about = "Offline household survey store: try the Doorstep core from a terminal.")]
+struct Cli {
+    /// The store file.
+    #[arg(long, env = "DOORSTEP_STORE", default_value = "doorstep.db", global = true)]
+    store: PathBuf,
+    /// The profile to unlock.
+    #[arg(long, env = "DOORSTEP_PROFILE", default_value = "officer", global = true)]
+    profile: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Officer,
+    Helper,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a profile. The PIN comes from DOORSTEP_PIN or a prompt. Adding a second
+    /// profile needs an officer's PIN too (DOORSTEP_OFFICER_PIN or a prompt).
+    CreateProfile {
+        /// Name shown on the unlock screen.
+        label: String,
+        /// Role.
+        #[arg(long, value_enum, default_value = "officer")]
+        role: RoleArg,
+        /// Officer who authorises a new profile (not needed for the first).
+        #[arg(long, default_value = "officer")]
+        by: String,
+        /// Cheap key derivation, for demos and tests only.
+        #[arg(long, hide = true)]
+        insecure_fast_kdf: bool,
+    },
+    /// List the profiles on this device.
+    Profiles,
+    /// Change the profile's PIN (new PIN from DOORSTEP_NEW_PIN or a prompt). Re-encrypts nothing.
+    ChangePin,
+    /// Add a household whose head is read from a CCCD card's QR (an image) or typed in.
+    Add {
+        /// Area code, e.g. 01.001.00001.
+        #[arg(long)]
+        area: String,
+        /// Address.
+        #[arg(long)]
+        address: String,
+        /// Photo (PNG or JPEG) of the head's chip CCCD card.
+        #[arg(long)]
+        card_image: Option<PathBuf>,
+        /// The head's name, when there is no card.
+        #[arg(long, required_unless_present = "card_image")]
+        name: Option<String>,
+        /// Date of birth YYYY-MM-DD, when there is no card.
+        #[arg(long)]
+        dob: Option<String>,
+        /// Sex M or F, when there is no card.
+        #[arg(long)]
+        sex: Option<String>,
+        /// CCCD, when there is no card.
+        #[arg(long)]
+        cccd: Option<String>,
+    },
+    /// Import households, one JSON object a line (the synthetic commune's format).
+    Import {
+        /// The .jsonl file.
+        file: PathBuf,
+    },
+    /// List households, newest first.
+    List {
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Rows a page.
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+    },
+    /// Search by CCCD number or by name (diacritics optional).
+    Search {
+        /// A CCCD number or words of a name.
+        query: String,
+    },
+    /// Print a household as JSON.
+    Show {
+        /// Household id.
+        id: String,
+    },
+    /// Set one field: `address`, or `members/<member id>/<field>`.
+    Set {
+        /// Household id.
+        id: String,
+        /// Field path.
+        path: String,
+        /// New value.
+        value: String,
+    },
+    /// Validate a household against the residence survey.
+    Validate {
+        /// Household id.
+        id: String,
+    },
+    /// Show fields with concurrent values, with authors and times.
+    Conflicts {
+        /// Household id.
+        id: String,
+    },
+    /// Settle a conflict with a value.
+    Resolve {
+        /// Household id.
+        id: String,
+        /// Field path, as `conflicts` prints it.
+        path: String,
+        /// The value to keep.
+        value: String,
+    },
+    /// Merge a household from another device's store file (offline hand-over).
+    /// That store's profile PIN comes from DOORSTEP_OTHER_PIN or a prompt.
+    MergeFrom {
+        /// The other store file.
+        other_store: PathBuf,
+        /// The other store's profile.
+        #[arg(long, default_value = "officer")]
+        other_profile: String,
+        /// Household id.
+        id: String,
+    },
+    /// Look for possible duplicates of a person.
+    Duplicates {
+        /// Full name.
+        #[arg(long)]
+        name: String,
+        /// Date of birth YYYY-MM-DD.
+        #[arg(long)]
+        dob: Option<String>,
+        /// Sex M or F.
+        #[arg(long)]
+        sex: Option<String>,
+        /// CCCD number.
+        #[arg(long)]
+        cccd: Option<String>,
+    },
+    /// Check a CCCD number.
+    CheckCccd {
+        /// The number.
+        number: String,
+    },
+    /// Write a QR code PNG holding some text (to make a test card: the chip payload).
+    QrEncode {
+        /// The text.
+        text: String,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read every QR code in a PNG or JPEG.
+    QrDecode {
+        /// The image.
+        image: PathBuf,
+    },
+    /// Print the built-in residence survey, or check a form definition file.
+    Form {
+        /// A form definition to check instead.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+    /// Sizes of what is stored.
+    Stats,
+}
+
+fn secret(var: &str, prompt: &str) -> Result<String> {
+    match std::env::var(var) {
+        Ok(v) => Ok(v),
+        Err(_) => rpassword::prompt_password(prompt).with_context(|| format!("set {var} or run in a terminal")),
+    }
+}
+
+fn open_unlocked(cli: &Cli) -> Result<Store> {
+    let mut store = Store::open(&cli.store).with_context(|| format!("opening {}", cli.store.display()))?;
+    let pin = secret("DOORSTEP_PIN", &format!("PIN for {}: ", cli.profile))?;
+    store.unlock(&cli.profile, &pin, None)?;
+    Ok(store)
+}
+
+fn print_listed(rows: &[ListedHousehold]) {
+    for row in rows {
+        match &row.summary {
+            Some(s) => println!(
+                "{}  {}  {:<28}  {} member(s)  {}{}",
+                row.household_id,
+                row.area_code,
+                s.head_name.as_deref().unwrap_or("(no head)"),
+                s.members.len(),
+                s.address,
+                match (s.issue_count, s.conflict_count) {
+                    (0, 0) => String::new(),
+                    (i, c) => format!("  [{i} issue(s), {c} conflict(s)]"),
+                }
+            ),
+            None => println!("{}  {}  CORRUPT: the summary failed to open", row.household_id, row.area_code),
+        }
+    }
+}
+
+fn print_hits(hits: &[SearchHit]) {
+    if hits.is_empty() {
+        println!("no match");
+    }
+    for hit in hits {
+        for id in &hit.member_ids {
+            if let Some(m) = hit.household.members.iter().find(|m| &m.member_id == id) {
+                println!(
+                    "{}  {:<30} {}  {}  CCCD {}  — {}",
+                    hit.household.household_id,
+                    m.full_name,
+                    m.dob.as_deref().unwrap_or("?"),
+                    m.sex.as_deref().unwrap_or("?"),
+                    m.cccd.as_deref().unwrap_or("-"),
+                    hit.household.address
+                );
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::CreateProfile { label, role, by, insecure_fast_kdf } => {
+            let mut store = Store::open(&cli.store)?;
+            let kdf = if *insecure_fast_kdf { KdfParams::INSECURE_FOR_TESTS } else { KdfParams::default() };
+            if !store.profiles()?.is_empty() {
+                let pin = secret("DOORSTEP_OFFICER_PIN", &format!("PIN of officer {by}: "))?;
+                store.unlock(by, &pin, None)?;
+            }
+            let pin = secret("DOORSTEP_PIN", &format!("New PIN for {label}: "))?;
+            let role = match role {
+                RoleArg::Officer => Role::Officer,
+                RoleArg::Helper => Role::Helper,
+            };
+            let p = store.create_profile(label, role, &pin, None, kdf)?;
+            println!("created profile {} ({:?}) on device {}", p.label, p.role, store.device_id());
+        }
+        Command::Profiles => {
+            let store = Store::open(&cli.store)?;
+            for p in store.profiles()? {
+                println!("{}  {:?}", p.label, p.role);
+            }
+        }
+        Command::ChangePin => {
+            let mut store = Store::open(&cli.store)?;
+            let old = secret("DOORSTEP_PIN", "Current PIN: ")?;
+            store.unlock(&cli.profile, &old, None)?;
+            let new = secret("DOORSTEP_NEW_PIN", "New PIN: ")?;
+            store.change_pin(&old, &new, None)?;
+            println!("PIN changed; no data was re-encrypted");
+        }
+        Command::Add { area, address, card_image, name, dob, sex, cccd } => {
+            let mut store = open_unlocked(&cli)?;
+            let member_id = make_id("m")?;
+            let mut head = match card_image {
+                Some(path) => {
+                    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                    let card = qr::read_chip_card(&bytes)?;
+                    println!("read card: {} {} born {}", card.cccd, card.full_name, card.dob);
+                    Member::from_chip_card(&card, member_id.clone())
+                }
+                None => Member {
+                    member_id: member_id.clone(),
+                    full_name: name.clone().unwrap_or_default(),
+                    dob: dob.clone(),
+                    sex: sex.clone(),
+                    cccd: cccd.clone(),
+                    ..Member::default()
+                },
+            };
+            head.relation = Some("head".into());
+            head.residence_status = Some("permanent".into());
+            let key = PersonKey {
+                full_name: head.full_name.clone(),
+                dob: head.dob.as_deref().and_then(|d| chrono_date(d)),
+                sex: head.sex.as_deref().and_then(Sex::parse),
+                cccd: head.cccd.clone(),
+            };
+            for d in store.find_duplicates(&key, None)? {
+                println!(
+                    "possible duplicate: {} in {} (score {:.2}, {:?})",
+                    d.full_name, d.household_id, d.score.score, d.score.reasons
+                );
+            }
+            let h = Household {
+                household_id: make_id("hh")?,
+                area_code: area.clone(),
+                address: address.clone(),
+                head_member_id: Some(member_id),
+                members: vec![head],
+                ..Household::default()
+            };
+            let (_, outcome) = store.create_household(&h)?;
+            println!("added household {}", h.household_id);
+            for i in outcome.issues {
+                println!("  issue: {}: {} / {}", i.path, i.message.vi, i.message.en);
+            }
+        }
+        Command::Import { file } => {
+            let mut store = open_unlocked(&cli)?;
+            let text = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+            let lines: Vec<String> = std::io::BufReader::new(text).lines().collect::<Result<_, _>>()?;
+            let bar = ProgressBar::new(lines.len() as u64);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} households, {per_sec}, eta {eta}")?);
+            let (mut saved, mut with_issues, mut skipped) = (0, 0, 0);
+            for (n, line) in lines.iter().enumerate() {
+                bar.inc(1);
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let h: Household = match serde_json::from_str(line) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        bar.suspend(|| eprintln!("line {}: {e}", n + 1));
+                        skipped += 1;
+                        continue;
+                    }
+                };
+                match store.create_household(&h) {
+                    Ok((_, out)) => {
+                        saved += 1;
+                        with_issues += usize::from(!out.issues.is_empty());
+                    }
+                    Err(e) => {
+                        bar.suspend(|| eprintln!("line {}: {e}", n + 1));
+                        skipped += 1;
+                    }
+                }
+            }
+            bar.finish();
+            println!("imported {saved} households ({with_issues} with validation issues), skipped {skipped}");
+        }
+        Command::List { page, page_size } => {
+            let store = open_unlocked(&cli)?;
+            let total = store.count_households()?;
+            let rows = store.list_households(page.saturating_sub(1) * page_size, *page_size)?;
+            print_listed(&rows);
+            println!("page {page} of {} ({total} households)", total.div_ceil(u64::from((*page_size).max(1))));
+        }
+        Command::Search { query } => {
+            let store = open_unlocked(&cli)?;
+            let digits: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+            let hits = if digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                store.search_cccd(&digits)?
+            } else {
+                store.search_name(query)?
+            };
+            print_hits(&hits);
+        }
+        Command::Show { id } => {
+            let store = open_unlocked(&cli)?;
+            println!("{}", serde_json::to_string_pretty(&store.household(id)?)?);
+        }
+        Command::Set { id, path, value } => {
+            let mut store = open_unlocked(&cli)?;
+            let mut doc = store.open_household(id)?;
+            doc.resolve(path, Some(value), &store.editor()?)?;
+            let out = store.save_household(&mut doc)?;
+            println!("saved ({} issue(s))", out.issues.len());
+        }
+        Command::Validate { id } => {
+            let store = open_unlocked(&cli)?;
+            let h = store.household(id)?;
+            let issues = residence_survey().validate(&h.to_answers(), chrono_today());
+            if issues.is_empty() {
+                println!("valid");
+            }
+            for i in issues {
+                println!("{}  {:?}  {} / {}", i.path, i.kind, i.message.vi, i.message.en);
+            }
+        }
+        Command::Conflicts { id } => {
+            let store = open_unlocked(&cli)?;
+            let conflicts = store.open_household(id)?.conflicts()?;
+            if conflicts.is_empty() {
+                println!("no conflicts");
+            }
+            for c in conflicts {
+                println!("{}", c.path);
+                for v in c.values {
+                    println!(
+                        "    {:<30} by {}  at {}",
+                        v.value.as_deref().unwrap_or("(empty)"),
+                        v.author.as_deref().unwrap_or("?"),
+                        chrono_time(v.time)
+                    );
+                }
+            }
+        }
+        Command::Resolve { id, path, value } => {
+            let mut store = open_unlocked(&cli)?;
+            let mut doc = store.open_household(id)?;
+            doc.resolve(path, Some(value), &store.editor()?)?;
+            store.save_household(&mut doc)?;
+            println!("resolved {path}; {} conflict(s) left", doc.conflicts()?.len());
+        }
+        Command::MergeFrom { other_store, other_profile, id } => {
+            let mut store = open_unlocked(&cli)?;
+            let mut other = Store::open(other_store)?;
+            let pin = secret("DOORSTEP_OTHER_PIN", &format!("PIN for {other_profile} on the other store: "))?;
+            other.unlock(other_profile, &pin, None)?;
+            let mut theirs = other.open_household(id)?;
+            let mut doc = match store.open_household(id) {
+                Ok(doc) => doc,
+                Err(doorstep_core::Error::NotFound(_)) => {
+                    let bytes = theirs.save();
+                    HouseholdDoc::load(id, &bytes, &store.editor()?)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            doc.merge(&mut theirs)?;
+            store.save_household(&mut doc)?;
+            println!("merged {id}; {} conflict(s)", doc.conflicts()?.len());
+        }
+        Command::Duplicates { name, dob, sex, cccd } => {
+            let store = open_unlocked(&cli)?;
+            let key = PersonKey {
+                full_name: name.clone(),
+                dob: dob.as_deref().and_then(chrono_date),
+                sex: sex.as_deref().and_then(Sex::parse),
+                cccd: cccd.clone(),
+            };
+            let found = store.find_duplicates(&key, None)?;
+            if found.is_empty() {
+                println!("no likely duplicates");
+            }
+            for d in found {
+                println!("{:.2}  {}  {} / {}  {:?}", d.score.score, d.full_name, d.household_id, d.member_id, d.score.reasons);
+            }
+        }
+        Command::CheckCccd { number } => match Cccd::parse(number) {
+            Ok(c) => println!(
+                "valid: province {} ({}), {:?}, born {}",
+                c.province_code(),
+                doorstep_core::identity::province_name(c.province_code()).unwrap_or("?"),
+                c.sex(),
+                c.birth_year()
+            ),
+            Err(e) => bail!("invalid CCCD: {e}"),
+        },
+        Command::QrEncode { text, out } => {
+            if let Ok(card) = ChipCardQr::parse(text) {
+                println!("chip card payload for {}", card.full_name);
+            }
+            std::fs::write(out, qr::encode_png(text, 6)?)?;
+            println!("wrote {}", out.display());
+        }
+        Command::QrDecode { image } => {
+            for text in qr::decode_image(&std::fs::read(image)?)? {
+                println!("{text}");
+            }
+        }
+        Command::Form { check } => match check {
+            Some(path) => {
+                let f = FormDefinition::from_json(&std::fs::read_to_string(path)?)?;
+                println!("form {} version {}: {} top-level fields, valid", f.id, f.version, f.fields.len());
+            }
+            None => println!("{}", residence_survey().to_json()),
+        },
+        Command::Stats => {
+            let store = open_unlocked(&cli)?;
+            let s = store.storage_stats()?;
+            let per = |b: u64| b.checked_div(s.households).unwrap_or(0);
+            println!("households:        {}", s.households);
+            println!("database (pages):  {} bytes, {} per household", s.database_bytes, per(s.database_bytes));
+            println!("sealed documents:  {} bytes, {} per household", s.chunk_bytes, per(s.chunk_bytes));
+            println!("sealed summaries:  {} bytes, {} per household", s.summary_bytes, per(s.summary_bytes));
+            println!("blind index rows:  {}", s.index_rows);
+        }
+    }
+    Ok(())
+}
+
+fn chrono_date(s: &str) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+fn chrono_today() -> chrono::NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+fn chrono_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -295,7 +295,7 @@ fn run(cli: Cli) -> Result<()> {
             head.residence_status = Some("permanent".into());
             let key = PersonKey {
                 full_name: head.full_name.clone(),
-                dob: head.dob.as_deref().and_then(|d| chrono_date(d)),
+                dob: head.dob.as_deref().and_then(chrono_date),
                 sex: head.sex.as_deref().and_then(Sex::parse),
                 cccd: head.cccd.clone(),
             };
@@ -448,7 +448,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!("no likely duplicates");
             }
             for d in found {
-                println!("{:.2}  {}  {} / {}  {:?}", d.score.score, d.full_name, d.household_id, d.member_id, d.score.reasons);
+                println!(
+                    "{:.2}  {}  {} / {}  {:?}",
+                    d.score.score, d.full_name, d.household_id, d.member_id, d.score.reasons
+                );
             }
         }
         Command::CheckCccd { number } => match Cccd::parse(number) {
@@ -503,7 +506,8 @@ fn chrono_today() -> chrono::NaiveDate {
 }
 
 fn chrono_time(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 fn main() -> std::process::ExitCode {

@@ -59,7 +59,8 @@ pub fn decode_image(bytes: &[u8]) -> Result<Vec<String>> {
     let mut found = Vec::new();
     if w.max(h) > DETECT_SIDE {
         let scale = DETECT_SIDE as f32 / w.max(h) as f32;
-        let small = image::imageops::resize(&img, (w as f32 * scale) as u32, (h as f32 * scale) as u32, FilterType::Triangle);
+        let small =
+            image::imageops::resize(&img, (w as f32 * scale) as u32, (h as f32 * scale) as u32, FilterType::Triangle);
         found = detect(&small);
     }
     if found.is_empty() {
@@ -90,7 +91,8 @@ mod tests {
     use image::{ImageEncoder, Luma};
     use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-    const CARD: &str = "001190012345|187654321|Nguyễn Thị Hồng Nhung|15031990|Nữ|Số 12, Thôn Đông, xã Tân Lập, Hà Nội|20042021";
+    const CARD: &str =
+        "001190012345|187654321|Nguyễn Thị Hồng Nhung|15031990|Nữ|Số 12, Thôn Đông, xã Tân Lập, Hà Nội|20042021";
 
     /// A photo-like frame: the code scaled by a non-integer factor, placed off-centre on a
     /// grey background, with additive noise.

@@ -12,12 +12,12 @@
 //! [`Household`] is the plain, typed view; [`HouseholdDoc`] owns the document.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, Author, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{ActorId, Author, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
-use crate::identity::ChipCardQr;
 use crate::error::{Error, Result};
+use crate::identity::ChipCardQr;
 
 const SCHEMA: &str = "doorstep.household/1";
 
@@ -482,7 +482,10 @@ impl HouseholdDoc {
             };
             out.push(ConflictValue {
                 value,
-                author: meta.as_ref().and_then(|m| m.author.as_ref()).map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
+                author: meta
+                    .as_ref()
+                    .and_then(|m| m.author.as_ref())
+                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
                 time: meta.as_ref().map_or(0, |m| m.timestamp),
                 change: hash.map(|h| h.to_string()).unwrap_or_default(),
             });
@@ -664,7 +667,13 @@ mod tests {
         assert!(!doc.update(&sample(), &ed("a")).unwrap(), "no change, no commit");
         let mut h = sample();
         h.members[0].phone = Some("0912345678".into());
-        h.events.push(LifeEvent { kind: LifeEventKind::MovedOut, member_id: "m1".into(), date: "2026-01-01".into(), place: Some("Hà Nội".into()), note: None });
+        h.events.push(LifeEvent {
+            kind: LifeEventKind::MovedOut,
+            member_id: "m1".into(),
+            date: "2026-01-01".into(),
+            place: Some("Hà Nội".into()),
+            note: None,
+        });
         assert!(doc.update(&h, &ed("a")).unwrap());
         assert_eq!(doc.read(), h);
         h.members.remove(1);
@@ -714,7 +723,10 @@ mod tests {
         let mut values: Vec<(Option<&str>, Option<&str>)> =
             c.values.iter().map(|v| (v.value.as_deref(), v.author.as_deref())).collect();
         values.sort();
-        assert_eq!(values, vec![(Some("Lê Thanh Vân A"), Some("alice@dev1")), (Some("Lê Thanh Vân B"), Some("bob@dev1"))]);
+        assert_eq!(
+            values,
+            vec![(Some("Lê Thanh Vân A"), Some("alice@dev1")), (Some("Lê Thanh Vân B"), Some("bob@dev1"))]
+        );
         assert!(c.values.iter().all(|v| v.time > 1_700_000_000 && v.change.len() == 64));
         assert_eq!(Some(a.read().members[0].full_name.clone()), c.values[0].value, "the first value is the shown one");
 

@@ -29,10 +29,8 @@ fn v1_store_migrates_and_keeps_households() {
     let store = common::officer_store(&path);
     let version: u32 = store.raw_connection().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, LATEST_VERSION);
-    let synced: String = store
-        .raw_connection()
-        .query_row("SELECT synced_heads FROM doc_meta LIMIT 1", [], |r| r.get(0))
-        .unwrap();
+    let synced: String =
+        store.raw_connection().query_row("SELECT synced_heads FROM doc_meta LIMIT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(synced, "");
     store.raw_connection().execute("INSERT INTO sync_state (key, value) VALUES ('cursor', X'00')", []).unwrap();
     for h in &households {

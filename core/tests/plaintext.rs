@@ -17,7 +17,14 @@ fn needles(households: &[doorstep_core::record::Household]) -> Vec<Vec<u8>> {
             out.push(m.full_name.nfd().collect());
             out.push(normalize_name(&m.full_name));
             // Without diacritics but keeping case and spaces, as someone might type it.
-            out.push(m.full_name.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).collect::<String>().replace(['đ'], "d").replace(['Đ'], "D"));
+            out.push(
+                m.full_name
+                    .nfd()
+                    .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+                    .collect::<String>()
+                    .replace(['đ'], "d")
+                    .replace(['Đ'], "D"),
+            );
             out.push(m.cccd.clone().unwrap());
             out.push(m.phone.clone().unwrap());
         }

@@ -67,7 +67,10 @@ fn flipped_swapped_and_truncated_blobs_are_corrupt_and_isolated() {
         .unwrap();
     let mut bad = summary.clone();
     bad[30] ^= 1;
-    store.raw_connection().execute("UPDATE doc_meta SET summary = ?2 WHERE doc_id = ?1", rusqlite::params![ids[9], bad]).unwrap();
+    store
+        .raw_connection()
+        .execute("UPDATE doc_meta SET summary = ?2 WHERE doc_id = ?1", rusqlite::params![ids[9], bad])
+        .unwrap();
     let listed = store.list_households(0, 100).unwrap();
     assert_eq!(listed.len(), 20);
     for row in &listed {
@@ -79,7 +82,13 @@ fn flipped_swapped_and_truncated_blobs_are_corrupt_and_isolated() {
     h.address.push('!');
     doc.update(&h, &store.editor().unwrap()).unwrap();
     store.save_household(&mut doc).unwrap();
-    assert!(store.list_households(0, 100).unwrap().iter().all(|r| r.summary.is_some() || broken.contains(&r.household_id.as_str())));
+    assert!(
+        store
+            .list_households(0, 100)
+            .unwrap()
+            .iter()
+            .all(|r| r.summary.is_some() || broken.contains(&r.household_id.as_str()))
+    );
 }
 
 #[test]

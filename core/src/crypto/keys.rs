@@ -99,9 +99,7 @@ pub fn derive_kek(pin: &str, platform_secret: Option<&[u8]>, salt: &Salt, params
         None => Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params),
     };
     let mut out = [0u8; 32];
-    argon
-        .hash_password_into(pin.as_bytes(), &salt.0, &mut out)
-        .map_err(|e| Error::Kdf(e.to_string()))?;
+    argon.hash_password_into(pin.as_bytes(), &salt.0, &mut out).map_err(|e| Error::Kdf(e.to_string()))?;
     Ok(Kek(out))
 }
 

@@ -210,7 +210,10 @@ fn build_fields(raw: Vec<RawField>, base: &str, nested: bool) -> Result<Vec<Fiel
         let mut values = HashSet::new();
         for (j, c) in f.choices.iter().enumerate() {
             if c.value.is_empty() || c.value.contains(char::is_whitespace) || !values.insert(&c.value) {
-                return Err(malformed(&format!("{path}.choices[{j}].value"), "choice values must be unique, non-empty and without spaces"));
+                return Err(malformed(
+                    &format!("{path}.choices[{j}].value"),
+                    "choice values must be unique, non-empty and without spaces",
+                ));
             }
         }
         let is_repeat = f.kind == FieldType::Repeat;
@@ -257,9 +260,12 @@ fn build_fields(raw: Vec<RawField>, base: &str, nested: bool) -> Result<Vec<Fiel
 fn check_refs(fields: &[Field], top: &[Field], base: &str) -> Result<()> {
     for (i, f) in fields.iter().enumerate() {
         let path = format!("{base}[{i}]");
-        for (which, rule) in
-            [("required", &f.required), ("constraint", &f.constraint), ("relevant", &f.relevant), ("calculate", &f.calculate)]
-        {
+        for (which, rule) in [
+            ("required", &f.required),
+            ("constraint", &f.constraint),
+            ("relevant", &f.relevant),
+            ("calculate", &f.calculate),
+        ] {
             let Some(expr) = rule else { continue };
             for name in expr.field_refs() {
                 let known = fields.iter().chain(top.iter()).any(|g| g.name == name);
@@ -353,15 +359,22 @@ mod tests {
             (format!(r#"{{"name": "a", "type": "text", {L}, "constraint": "1 +"}}"#), "fields[0].constraint"),
             (format!(r#"{{"name": "a", "type": "text", {L}, "relevant": "${{nope}} = 1"}}"#), "fields[0].relevant"),
             (format!(r#"{{"name": "a", "type": "select_one", {L}}}"#), "fields[0].choices"),
-            (format!(r#"{{"name": "a", "type": "text", {L}}}, {{"name": "a", "type": "text", {L}}}"#), "fields[1].name"),
+            (
+                format!(r#"{{"name": "a", "type": "text", {L}}}, {{"name": "a", "type": "text", {L}}}"#),
+                "fields[1].name",
+            ),
             (format!(r#"{{"name": "1a", "type": "text", {L}}}"#), "fields[0].name"),
             (format!(r#"{{"name": "r", "type": "repeat", {L}}}"#), "fields[0].fields"),
             (
-                format!(r#"{{"name": "r", "type": "repeat", {L}, "fields": [{{"name": "s", "type": "repeat", {L}, "fields": [{{"name": "x", "type": "text", {L}}}]}}]}}"#),
+                format!(
+                    r#"{{"name": "r", "type": "repeat", {L}, "fields": [{{"name": "s", "type": "repeat", {L}, "fields": [{{"name": "x", "type": "text", {L}}}]}}]}}"#
+                ),
                 "fields[0].fields[0]",
             ),
             (
-                format!(r#"{{"name": "s", "type": "select_one", {L}, "choices": [{{"value": "a", {L}}}, {{"value": "a", {L}}}]}}"#),
+                format!(
+                    r#"{{"name": "s", "type": "select_one", {L}, "choices": [{{"value": "a", {L}}}, {{"value": "a", {L}}}]}}"#
+                ),
                 "fields[0].choices[1].value",
             ),
         ];

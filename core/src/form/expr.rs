@@ -129,6 +129,9 @@ enum Node {
     Call(String, Vec<Node>),
 }
 
+/// One repeat row, as a lookup of its fields by name.
+pub type RowLookup<'a> = Box<dyn Fn(&str) -> Value + 'a>;
+
 /// What an expression can see while it is evaluated.
 pub trait Scope {
     /// The current field's value (`.`).
@@ -136,7 +139,7 @@ pub trait Scope {
     /// Another field's value (`${name}`): the current repeat row first, then the top level.
     fn field(&self, name: &str) -> Value;
     /// Rows of a repeat group, as lookups of their fields.
-    fn rows(&self, repeat: &str) -> Vec<Box<dyn Fn(&str) -> Value + '_>>;
+    fn rows(&self, repeat: &str) -> Vec<RowLookup<'_>>;
     /// Whether a member with this id exists.
     fn member_exists(&self, id: &str) -> bool;
     /// Today's date, fixed per validation run.
@@ -573,7 +576,7 @@ mod tests {
                 _ => Value::Null,
             }
         }
-        fn rows(&self, repeat: &str) -> Vec<Box<dyn Fn(&str) -> Value + '_>> {
+        fn rows(&self, repeat: &str) -> Vec<RowLookup<'_>> {
             if repeat != "members" {
                 return vec![];
             }

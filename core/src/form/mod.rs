@@ -10,7 +10,7 @@ mod expr;
 mod validate;
 
 pub use definition::{Choice, Field, FieldType, FormDefinition, Localized, MAX_FORM_LEN, RequiredRule};
-pub use expr::{Expr, FUNCTIONS, MAX_DEPTH, MAX_EXPRESSION_LEN, Scope, Value};
+pub use expr::{Expr, FUNCTIONS, MAX_DEPTH, MAX_EXPRESSION_LEN, RowLookup, Scope, Value};
 pub use validate::{IssueKind, ValidationIssue};
 
 use std::sync::OnceLock;
@@ -59,7 +59,16 @@ mod tests {
             assert!(!field.label.vi.is_empty() && !field.label.en.is_empty(), "{}", field.name);
         }
         let kinds: Vec<FieldType> = f.fields.iter().chain(members.fields.iter()).map(|x| x.kind).collect();
-        for k in [FieldType::Text, FieldType::Integer, FieldType::Date, FieldType::SelectOne, FieldType::Geopoint, FieldType::Photo, FieldType::Cccd, FieldType::Repeat] {
+        for k in [
+            FieldType::Text,
+            FieldType::Integer,
+            FieldType::Date,
+            FieldType::SelectOne,
+            FieldType::Geopoint,
+            FieldType::Photo,
+            FieldType::Cccd,
+            FieldType::Repeat,
+        ] {
             assert!(kinds.contains(&k), "{k:?}");
         }
     }

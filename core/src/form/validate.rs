@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::definition::{Field, FieldType, FormDefinition, Localized};
-use super::expr::{Scope, Value};
+use super::expr::{RowLookup, Scope, Value};
 use crate::identity::Cccd;
 
 /// What kind of problem an answer has.
@@ -83,11 +83,9 @@ impl Scope for FieldScope<'_> {
         }
     }
 
-    fn rows(&self, repeat: &str) -> Vec<Box<dyn Fn(&str) -> Value + '_>> {
+    fn rows(&self, repeat: &str) -> Vec<RowLookup<'_>> {
         let Some(Json::Array(rows)) = self.top.get(repeat) else { return Vec::new() };
-        rows.iter()
-            .map(|row| Box::new(move |f: &str| to_value(row.get(f))) as Box<dyn Fn(&str) -> Value + '_>)
-            .collect()
+        rows.iter().map(|row| Box::new(move |f: &str| to_value(row.get(f))) as RowLookup<'_>).collect()
     }
 
     fn member_exists(&self, id: &str) -> bool {
@@ -115,13 +113,25 @@ fn type_problem(field: &Field, v: &Json) -> Option<(IssueKind, Localized)> {
     let in_choices = |s: &str| field.choices.iter().any(|c| c.value == s);
     match field.kind {
         FieldType::Text | FieldType::Photo => {
-            if v.is_string() { None } else { wrong("Phải là chuỗi ký tự", "Must be text") }
+            if v.is_string() {
+                None
+            } else {
+                wrong("Phải là chuỗi ký tự", "Must be text")
+            }
         }
         FieldType::Integer => {
-            if v.is_i64() || v.is_u64() { None } else { wrong("Phải là số nguyên", "Must be a whole number") }
+            if v.is_i64() || v.is_u64() {
+                None
+            } else {
+                wrong("Phải là số nguyên", "Must be a whole number")
+            }
         }
         FieldType::Decimal => {
-            if v.is_number() { None } else { wrong("Phải là số", "Must be a number") }
+            if v.is_number() {
+                None
+            } else {
+                wrong("Phải là số", "Must be a number")
+            }
         }
         FieldType::Date => match v.as_str().map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d")) {
             Some(Ok(_)) if v.as_str().is_some_and(|s| s.len() == 10) => None,
@@ -129,12 +139,18 @@ fn type_problem(field: &Field, v: &Json) -> Option<(IssueKind, Localized)> {
         },
         FieldType::SelectOne => match v.as_str() {
             Some(s) if in_choices(s) => None,
-            Some(_) => Some((IssueKind::NotAChoice, Localized::new("Không có trong danh sách lựa chọn", "Not one of the choices"))),
+            Some(_) => Some((
+                IssueKind::NotAChoice,
+                Localized::new("Không có trong danh sách lựa chọn", "Not one of the choices"),
+            )),
             None => wrong("Phải là một lựa chọn", "Must be one choice"),
         },
         FieldType::SelectMultiple => match v.as_array() {
             Some(items) if items.iter().all(|i| i.as_str().is_some_and(in_choices)) => None,
-            Some(_) => Some((IssueKind::NotAChoice, Localized::new("Có giá trị không có trong danh sách lựa chọn", "A value is not one of the choices"))),
+            Some(_) => Some((
+                IssueKind::NotAChoice,
+                Localized::new("Có giá trị không có trong danh sách lựa chọn", "A value is not one of the choices"),
+            )),
             None => wrong("Phải là danh sách lựa chọn", "Must be a list of choices"),
         },
         FieldType::Geopoint => {
@@ -154,7 +170,11 @@ fn type_problem(field: &Field, v: &Json) -> Option<(IssueKind, Localized)> {
             None => wrong("Số CCCD phải là chuỗi 12 chữ số", "A CCCD number must be a 12-digit string"),
         },
         FieldType::Repeat => {
-            if v.is_array() { None } else { wrong("Phải là danh sách", "Must be a list of rows") }
+            if v.is_array() {
+                None
+            } else {
+                wrong("Phải là danh sách", "Must be a list of rows")
+            }
         }
     }
 }
@@ -183,7 +203,12 @@ impl Validator<'_> {
             let required = field.always_required || field.required.as_ref().is_some_and(|r| r.eval(&scope).truthy());
             if is_empty(value) {
                 if required {
-                    self.push(&path, field, IssueKind::Required, Localized::new("Bắt buộc phải nhập", "This field is required"));
+                    self.push(
+                        &path,
+                        field,
+                        IssueKind::Required,
+                        Localized::new("Bắt buộc phải nhập", "This field is required"),
+                    );
                 }
                 if field.kind == FieldType::Repeat {
                     self.rows(field, &[], &path);
@@ -217,19 +242,34 @@ impl Validator<'_> {
         if let Some(min) = field.min_count
             && n < min
         {
-            self.push(path, field, IssueKind::TooFewRows, Localized::new(format!("Cần ít nhất {min} dòng"), format!("Needs at least {min} rows")));
+            self.push(
+                path,
+                field,
+                IssueKind::TooFewRows,
+                Localized::new(format!("Cần ít nhất {min} dòng"), format!("Needs at least {min} rows")),
+            );
         }
         if let Some(max) = field.max_count
             && n > max
         {
-            self.push(path, field, IssueKind::TooManyRows, Localized::new(format!("Tối đa {max} dòng"), format!("At most {max} rows")));
+            self.push(
+                path,
+                field,
+                IssueKind::TooManyRows,
+                Localized::new(format!("Tối đa {max} dòng"), format!("At most {max} rows")),
+            );
         }
         for (i, row) in rows.iter().enumerate() {
             let row_path = format!("{path}[{i}]");
             match row.as_object() {
                 Some(obj) => self.group(&field.fields, obj, Some(obj), &format!("{row_path}.")),
                 None => {
-                    self.push(&row_path, field, IssueKind::WrongType, Localized::new("Dòng phải là đối tượng", "A row must be an object"));
+                    self.push(
+                        &row_path,
+                        field,
+                        IssueKind::WrongType,
+                        Localized::new("Dòng phải là đối tượng", "A row must be an object"),
+                    );
                 }
             }
         }
@@ -268,7 +308,8 @@ impl FormDefinition {
         let snapshot = top.clone();
         for field in &self.fields {
             if let Some(calc) = &field.calculate {
-                let scope = FieldScope { top: &snapshot, row: None, current: to_value(snapshot.get(&field.name)), today };
+                let scope =
+                    FieldScope { top: &snapshot, row: None, current: to_value(snapshot.get(&field.name)), today };
                 top.insert(field.name.clone(), to_json(calc.eval(&scope)));
             }
         }

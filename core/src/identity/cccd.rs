@@ -138,10 +138,7 @@ const PROVINCES: &[(&str, &str)] = &[
 /// CCCD numbers keep the 63 pre-2025 codes: the code names where the birth
 /// was registered, not today's administrative unit.
 pub fn province_name(code: &str) -> Option<&'static str> {
-    PROVINCES
-        .binary_search_by(|(c, _)| (*c).cmp(code))
-        .ok()
-        .map(|i| PROVINCES[i].1)
+    PROVINCES.binary_search_by(|(c, _)| (*c).cmp(code)).ok().map(|i| PROVINCES[i].1)
 }
 
 impl Cccd {
@@ -177,7 +174,7 @@ impl Cccd {
 
     /// The sex encoded in digit 4.
     pub fn sex(&self) -> Sex {
-        if self.sex_century_digit() % 2 == 0 { Sex::Male } else { Sex::Female }
+        if self.sex_century_digit().is_multiple_of(2) { Sex::Male } else { Sex::Female }
     }
 
     /// The birth year encoded in digits 4-6.

@@ -97,7 +97,8 @@ impl ChipCardQr {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "001190012345|187654321|Nguyễn Thị Hồng Nhung|15031990|Nữ|Số 12, Thôn Đông, xã Tân Lập, Hà Nội|20042021";
+    const GOOD: &str =
+        "001190012345|187654321|Nguyễn Thị Hồng Nhung|15031990|Nữ|Số 12, Thôn Đông, xã Tân Lập, Hà Nội|20042021";
 
     #[test]
     fn parses_a_card() {

@@ -93,7 +93,9 @@ fn name_score(a: &[String], b: &[String], reasons: &mut Vec<MatchReason>) -> f64
         return 0.9;
     }
     let jw = strsim::jaro_winkler(&a.join(" "), &b.join(" "));
-    if a.last() != b.last() && strsim::levenshtein(a.last().unwrap_or(&String::new()), b.last().unwrap_or(&String::new())) > 0 {
+    if a.last() != b.last()
+        && strsim::levenshtein(a.last().unwrap_or(&String::new()), b.last().unwrap_or(&String::new())) > 0
+    {
         reasons.push(MatchReason::DifferentGivenName);
         return jw.min(0.6);
     }
@@ -167,21 +169,86 @@ mod tests {
         // (a, b, expected likely duplicate, why)
         let table: Vec<(PersonKey, PersonKey, bool, &str)> = vec![
             (p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None), p(&nfd, "1990-03-15", F, None), true, "NFC vs NFD"),
-            (p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None), p("Nguyen Thi Hong Nhung", "1990-03-15", F, None), true, "no diacritics"),
-            (p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None), p("Nguyễn Thị Hông Nhưng", "1990-03-15", F, None), true, "wrong diacritics"),
+            (
+                p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None),
+                p("Nguyen Thi Hong Nhung", "1990-03-15", F, None),
+                true,
+                "no diacritics",
+            ),
+            (
+                p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None),
+                p("Nguyễn Thị Hông Nhưng", "1990-03-15", F, None),
+                true,
+                "wrong diacritics",
+            ),
             (p("Đặng Văn Đạt", "1985-01-02", M, None), p("Dang Van Dat", "1985-01-02", M, None), true, "đ/d"),
-            (p("Đặng Văn Đạt", "1985-01-02", M, None), p("  ĐẶNG   văn  đạt ", "1985-01-02", M, None), true, "case and spacing"),
-            (p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None), p("Nhung Nguyễn Thị Hồng", "1990-03-15", F, None), true, "reordered"),
-            (p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None), p("Nguyễn Hồng Nhung", "1990-03-15", F, None), true, "middle name omitted"),
-            (p("Nguyễn Thị Hồng Nhung", "1990-03-05", F, None), p("Nguyễn Thị Hồng Nhung", "1990-05-03", F, None), true, "day/month swapped"),
-            (p("Trần Văn Hùng", "1970-06-01", M, Some("001070000001")), p("Tran Van Hung", "1970-06-01", M, Some("001070000001")), true, "same CCCD"),
-            (p("Trần Văn Hùng", "1970-06-01", M, Some("001070000001")), p("Trần Văn Hưng", "1971-06-01", M, Some("001070000001")), true, "same CCCD, typo and wrong dob"),
-            (p("Nguyễn Văn An", "1960-02-02", M, None), p("Nguyễn Văn An", "1990-02-02", M, None), false, "father and son"),
-            (p("Nguyễn Văn An", "1990-02-02", M, Some("001090000001")), p("Nguyễn Văn An", "1990-02-02", M, Some("001090000002")), false, "same name and dob, different CCCD"),
-            (p("Nguyễn Văn An", "1990-02-02", M, None), p("Nguyễn Thị Anh", "1990-02-02", F, None), false, "An and Anh, different sex"),
+            (
+                p("Đặng Văn Đạt", "1985-01-02", M, None),
+                p("  ĐẶNG   văn  đạt ", "1985-01-02", M, None),
+                true,
+                "case and spacing",
+            ),
+            (
+                p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None),
+                p("Nhung Nguyễn Thị Hồng", "1990-03-15", F, None),
+                true,
+                "reordered",
+            ),
+            (
+                p("Nguyễn Thị Hồng Nhung", "1990-03-15", F, None),
+                p("Nguyễn Hồng Nhung", "1990-03-15", F, None),
+                true,
+                "middle name omitted",
+            ),
+            (
+                p("Nguyễn Thị Hồng Nhung", "1990-03-05", F, None),
+                p("Nguyễn Thị Hồng Nhung", "1990-05-03", F, None),
+                true,
+                "day/month swapped",
+            ),
+            (
+                p("Trần Văn Hùng", "1970-06-01", M, Some("001070000001")),
+                p("Tran Van Hung", "1970-06-01", M, Some("001070000001")),
+                true,
+                "same CCCD",
+            ),
+            (
+                p("Trần Văn Hùng", "1970-06-01", M, Some("001070000001")),
+                p("Trần Văn Hưng", "1971-06-01", M, Some("001070000001")),
+                true,
+                "same CCCD, typo and wrong dob",
+            ),
+            (
+                p("Nguyễn Văn An", "1960-02-02", M, None),
+                p("Nguyễn Văn An", "1990-02-02", M, None),
+                false,
+                "father and son",
+            ),
+            (
+                p("Nguyễn Văn An", "1990-02-02", M, Some("001090000001")),
+                p("Nguyễn Văn An", "1990-02-02", M, Some("001090000002")),
+                false,
+                "same name and dob, different CCCD",
+            ),
+            (
+                p("Nguyễn Văn An", "1990-02-02", M, None),
+                p("Nguyễn Thị Anh", "1990-02-02", F, None),
+                false,
+                "An and Anh, different sex",
+            ),
             (p("Trần Minh Hải", "2001-09-09", M, None), p("Trần Minh Hùng", "2001-09-09", M, None), false, "twins"),
-            (p("Lê Thị Mai", "1980-01-01", F, None), p("Phạm Văn Long", "1980-01-01", M, None), false, "strangers born the same day"),
-            (p("Lê Thị Mai", "1980-01-01", F, None), p("Lê Thị Mai", "1980-01-01", M, None), false, "same name, different sex"),
+            (
+                p("Lê Thị Mai", "1980-01-01", F, None),
+                p("Phạm Văn Long", "1980-01-01", M, None),
+                false,
+                "strangers born the same day",
+            ),
+            (
+                p("Lê Thị Mai", "1980-01-01", F, None),
+                p("Lê Thị Mai", "1980-01-01", M, None),
+                false,
+                "same name, different sex",
+            ),
         ];
         for (a, b, likely, why) in table {
             let s = score_pair(&a, &b);

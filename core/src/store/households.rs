@@ -82,7 +82,14 @@ impl Store {
             .query_row(
                 "SELECT created_by, local_heads, snapshot_bytes, incremental_bytes FROM doc_meta WHERE doc_id = ?1",
                 [id],
-                |r| Ok(Meta { created_by: r.get(0)?, local_heads: r.get(1)?, snapshot_bytes: r.get(2)?, incremental_bytes: r.get(3)? }),
+                |r| {
+                    Ok(Meta {
+                        created_by: r.get(0)?,
+                        local_heads: r.get(1)?,
+                        snapshot_bytes: r.get(2)?,
+                        incremental_bytes: r.get(3)?,
+                    })
+                },
             )
             .optional()?)
     }
@@ -167,7 +174,8 @@ impl Store {
         let summary_json = serde_json::to_vec(&summary).map_err(|e| Error::InvalidArgument(e.to_string()))?;
 
         let s = self.session.as_ref().ok_or(Error::Locked)?;
-        let sealed_summary = s.sealer.seal(Aad { table: SUMMARY_TABLE, doc_id: &id, chunk: "summary" }, &summary_json)?;
+        let sealed_summary =
+            s.sealer.seal(Aad { table: SUMMARY_TABLE, doc_id: &id, chunk: "summary" }, &summary_json)?;
         let tokens = HouseholdDoc::index_tokens(&household, &s.indexer);
         let (mut snapshot_bytes, mut incremental_bytes) =
             meta.as_ref().map_or((0, 0), |m| (m.snapshot_bytes, m.incremental_bytes));
@@ -298,8 +306,12 @@ impl Store {
             .households_with_tokens(&[token])?
             .into_iter()
             .map(|h| {
-                let member_ids =
-                    h.members.iter().filter(|m| m.cccd.as_deref() == Some(&digits)).map(|m| m.member_id.clone()).collect();
+                let member_ids = h
+                    .members
+                    .iter()
+                    .filter(|m| m.cccd.as_deref() == Some(&digits))
+                    .map(|m| m.member_id.clone())
+                    .collect();
                 SearchHit { household: h, member_ids }
             })
             .filter(|hit| !hit.member_ids.is_empty())
@@ -331,7 +343,11 @@ impl Store {
     /// Residents who may be the same person as `person`: same CCCD, or same
     /// normalized name and date of birth, or sharing name words, scored with
     /// [`score_pair`]. Returns the candidates at or above [`DuplicateScore::REVIEW`], best first.
-    pub fn find_duplicates(&self, person: &PersonKey, exclude_household: Option<&str>) -> Result<Vec<DuplicateCandidate>> {
+    pub fn find_duplicates(
+        &self,
+        person: &PersonKey,
+        exclude_household: Option<&str>,
+    ) -> Result<Vec<DuplicateCandidate>> {
         let indexer = &self.session()?.indexer;
         let mut households: HashMap<String, HouseholdSummary> = HashMap::new();
         let mut probes = Vec::new();
@@ -387,6 +403,12 @@ impl Store {
         let pages = one("PRAGMA page_count")?;
         let free = one("PRAGMA freelist_count")?;
         let page_size = one("PRAGMA page_size")?;
-        Ok(StorageStats { households, chunk_bytes, summary_bytes, index_rows, database_bytes: (pages - free) * page_size })
+        Ok(StorageStats {
+            households,
+            chunk_bytes,
+            summary_bytes,
+            index_rows,
+            database_bytes: (pages - free) * page_size,
+        })
     }
 }

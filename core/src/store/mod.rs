@@ -82,7 +82,10 @@ impl Store {
             Some(id) => id,
             None => {
                 let id = make_id("dev")?;
-                conn.execute("INSERT INTO device (id, device_id, created_at) VALUES (1, ?1, ?2)", rusqlite::params![id, clock.now()])?;
+                conn.execute(
+                    "INSERT INTO device (id, device_id, created_at) VALUES (1, ?1, ?2)",
+                    rusqlite::params![id, clock.now()],
+                )?;
                 id
             }
         };

@@ -55,7 +55,9 @@ fn wrong_pin_is_typed_persisted_and_throttled() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, clock) = new_store(&dir);
     for n in 1..=FREE_ATTEMPTS {
-        assert!(matches!(store.unlock("officer", "000000", None), Err(Error::WrongPin { failed_attempts }) if failed_attempts == n));
+        assert!(
+            matches!(store.unlock("officer", "000000", None), Err(Error::WrongPin { failed_attempts }) if failed_attempts == n)
+        );
     }
     // Now locked: even the right PIN waits.
     assert!(matches!(store.unlock("officer", "123456", None), Err(Error::Throttled { retry_after_secs: 30 })));
@@ -152,7 +154,10 @@ fn search_by_cccd_and_by_name_without_diacritics() {
     store.create_household(&household("hh-2", "Đặng Văn Đạt", "001070000001")).unwrap();
     let hits = store.search_cccd("001 190 012345").unwrap();
     assert_eq!(hits.len(), 1);
-    assert_eq!((hits[0].household.household_id.as_str(), hits[0].member_ids.as_slice()), ("hh-1", ["m1".to_string()].as_slice()));
+    assert_eq!(
+        (hits[0].household.household_id.as_str(), hits[0].member_ids.as_slice()),
+        ("hh-1", ["m1".to_string()].as_slice())
+    );
     assert!(store.search_cccd("001190012346").unwrap().is_empty());
     assert_eq!(store.search_name("nguyen thi hong nhung").unwrap()[0].household.household_id, "hh-1");
     assert_eq!(store.search_name("NHUNG nguyễn").unwrap().len(), 1);

@@ -12,9 +12,13 @@ use rand::{RngExt, SeedableRng};
 
 pub const PIN: &str = "246810";
 
-const FAMILY: &[&str] = &["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý"];
+const FAMILY: &[&str] = &[
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương",
+    "Lý",
+];
 const MIDDLE: &[&str] = &["Văn", "Hữu", "Đức", "Minh", "Quốc", "Thị", "Ngọc", "Thanh", "Thu", "Hồng"];
-const GIVEN: &[&str] = &["An", "Bình", "Cường", "Dũng", "Hải", "Hùng", "Long", "Nhung", "Hương", "Thảo", "Trang", "Yến", "Đạt", "Khánh"];
+const GIVEN: &[&str] =
+    &["An", "Bình", "Cường", "Dũng", "Hải", "Hùng", "Long", "Nhung", "Hương", "Thảo", "Trang", "Yến", "Đạt", "Khánh"];
 const VILLAGES: &[&str] = &["Thôn Đông", "Thôn Tây", "Bản Mường", "Xóm Chợ"];
 
 /// Opens a store at `path` with one officer profile, unlocked (cheap KDF: tests only).
@@ -43,13 +47,12 @@ pub fn commune(n: usize, seed: u64) -> Vec<Household> {
                 .map(|k| {
                     let female = rng.random_bool(0.5);
                     let year = rng.random_range(1940..=2010);
+                    // A unique last word keeps every name distinct, so a leak is attributable.
                     let name = format!(
-                        "{} {} {} {}",
+                        "{} {} {} Xuân{i:04}{k}",
                         FAMILY[rng.random_range(0..FAMILY.len())],
                         MIDDLE[rng.random_range(0..MIDDLE.len())],
                         GIVEN[rng.random_range(0..GIVEN.len())],
-                        // A unique suffix word keeps every name distinct, so a leak is attributable.
-                        format!("Xuân{i:04}{k}")
                     );
                     Member {
                         member_id: format!("m{k}"),

@@ -35,6 +35,10 @@ fn benches(c: &mut Criterion) {
     group.bench_function("search_name_without_diacritics", |b| {
         b.iter(|| assert!(!store.search_name(&plain_name).unwrap().is_empty()))
     });
+    // The worst case: one common family name matches thousands of households (capped at 500 opened).
+    group.bench_function("search_name_common_family_name", |b| {
+        b.iter(|| assert!(!store.search_name("nguyen").unwrap().is_empty()))
+    });
     let mut i = 0;
     group.bench_function("save_household_4_members", |b| {
         b.iter_batched(

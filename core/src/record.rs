@@ -759,6 +759,21 @@ mod tests {
     }
 
     #[test]
+    fn chip_card_prefills_a_member_that_validates() {
+        let card = ChipCardQr::parse("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021").unwrap();
+        let m = Member::from_chip_card(&card, "m7".into());
+        assert_eq!(
+            (m.full_name.as_str(), m.dob.as_deref(), m.sex.as_deref(), m.cccd.as_deref()),
+            ("Nguyễn Thị Hồng Nhung", Some("1990-03-15"), Some("F"), Some("001190012345"))
+        );
+        let mut h = sample();
+        h.members[1].residence_status = Some("permanent".into());
+        h.members.push(Member { relation: Some("other".into()), residence_status: Some("temporary".into()), ..m });
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        assert_eq!(crate::form::residence_survey().validate(&h.to_answers(), today), vec![]);
+    }
+
+    #[test]
     fn ids_are_checked() {
         let mut h = sample();
         h.household_id = "bad id/..".into();

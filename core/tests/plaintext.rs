@@ -39,6 +39,10 @@ fn scan_dir(dir: &std::path::Path, needles: &[Vec<u8>]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(scan_dir(&path, needles));
+            continue;
+        }
         let bytes = std::fs::read(&path).unwrap();
         for m in matcher.find_iter(&bytes).take(10) {
             found.push(format!("{} in {}", String::from_utf8_lossy(&needles[m.pattern().as_usize()]), path.display()));
@@ -51,6 +55,14 @@ fn scan_dir(dir: &std::path::Path, needles: &[Vec<u8>]) -> Vec<String> {
 fn no_plaintext_pii_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
+    // Any temp file SQLite made would land here, inside the scanned directory.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // SAFETY: this test binary runs this one test; no other thread reads the environment.
+    unsafe {
+        std::env::set_var("SQLITE_TMPDIR", &tmp);
+        std::env::set_var("TMPDIR", &tmp);
+    }
     let households = common::commune(1000, 42);
     let needles = needles(&households);
     assert!(needles.len() > 5000);
@@ -68,13 +80,20 @@ fn no_plaintext_pii_on_disk() {
     }
     // Searching must not spill either.
     assert_eq!(store.search_cccd(households[7].members[0].cccd.as_deref().unwrap()).unwrap().len(), 1);
+    // Work that needs temp storage (a large sort, a vacuum) must not spill either.
+    let n: i64 = store
+        .raw_connection()
+        .query_row("SELECT COUNT(*) FROM (SELECT summary FROM doc_meta ORDER BY summary)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1000);
     let wal = dir.path().join("store.db-wal");
     assert!(wal.exists() && std::fs::metadata(&wal).unwrap().len() > 0, "the WAL holds data while open");
     let found = scan_dir(dir.path(), &needles);
     assert!(found.is_empty(), "plaintext found while open: {found:?}");
+    store.raw_connection().execute_batch("VACUUM").unwrap();
     drop(store);
     let found = scan_dir(dir.path(), &needles);
-    assert!(found.is_empty(), "plaintext found after close: {found:?}");
+    assert!(found.is_empty(), "plaintext found after vacuum and close: {found:?}");
     // The scan would find them if they were there.
     std::fs::write(dir.path().join("canary"), households[3].members[0].full_name.as_bytes()).unwrap();
     assert_eq!(scan_dir(dir.path(), &needles).len(), 1);

@@ -134,6 +134,48 @@ mod tests {
     }
 
     #[test]
+    fn every_field_type_is_checked() {
+        let form = FormDefinition::from_json(
+            r#"{"id": "t", "version": "1", "title": {"vi": "t", "en": "t"}, "fields": [
+              {"name": "n", "type": "integer", "label": {"vi": "n", "en": "n"}},
+              {"name": "d", "type": "decimal", "label": {"vi": "d", "en": "d"}, "constraint": ". >= 0.5"},
+              {"name": "langs", "type": "select_multiple", "label": {"vi": "l", "en": "l"},
+               "constraint": "count-selected(.) <= 2 and not(selected(., 'fr'))",
+               "choices": [{"value": "vi", "label": {"vi": "vi", "en": "vi"}},
+                           {"value": "en", "label": {"vi": "en", "en": "en"}},
+                           {"value": "fr", "label": {"vi": "fr", "en": "fr"}}]},
+              {"name": "p", "type": "photo", "label": {"vi": "p", "en": "p"}},
+              {"name": "g", "type": "geopoint", "label": {"vi": "g", "en": "g"}},
+              {"name": "c", "type": "cccd", "label": {"vi": "c", "en": "c"}},
+              {"name": "total", "type": "decimal", "label": {"vi": "t", "en": "t"}, "calculate": "${n} * ${d}"}
+            ]}"#,
+        )
+        .unwrap();
+        let ok = json!({"n": 3, "d": 1.5, "langs": ["vi", "en"], "p": "att-1", "g": {"lat": 21.0, "lon": 105.8}, "c": "001190012345"});
+        assert_eq!(form.validate(&ok, today()), vec![]);
+        let mut calculated = ok.clone();
+        form.calculate(&mut calculated, today());
+        assert_eq!(calculated["total"], json!(4.5));
+        let bad = json!({"n": 3.5, "d": "x", "langs": ["vi", "de"], "p": 7, "g": {"lat": 91.0, "lon": 0.0}, "c": "12"});
+        let kinds: Vec<(String, IssueKind)> =
+            form.validate(&bad, today()).into_iter().map(|i| (i.path, i.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("n".to_string(), IssueKind::WrongType),
+                ("d".to_string(), IssueKind::WrongType),
+                ("langs".to_string(), IssueKind::NotAChoice),
+                ("p".to_string(), IssueKind::WrongType),
+                ("g".to_string(), IssueKind::WrongType),
+                ("c".to_string(), IssueKind::InvalidCccd),
+            ]
+        );
+        let constrained = json!({"d": 0.1, "langs": ["vi", "en", "fr"]});
+        let kinds: Vec<IssueKind> = form.validate(&constrained, today()).into_iter().map(|i| i.kind).collect();
+        assert_eq!(kinds, vec![IssueKind::Constraint, IssueKind::Constraint]);
+    }
+
+    #[test]
     fn repeat_counts_and_wrong_shapes() {
         let mut a = good();
         a["members"] = json!([]);

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
 echo "== Benchmark smoke run (200 households, each bench once)"
-DOORSTEP_BENCH_HOUSEHOLDS=200 cargo bench --workspace --benches --locked -- --test
+DOORSTEP_BENCH_HOUSEHOLDS=200 cargo bench --locked -p doorstep-core --bench store --bench save_latency -- --test

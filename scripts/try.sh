@@ -11,7 +11,7 @@ rm -rf "$DEMO" && mkdir -p "$DEMO"
 
 echo "== Building the doorstep CLI (release)"
 cargo build --release -q -p doorstep-cli
-bin=target/release/doorstep
+bin="${CARGO_TARGET_DIR:-target}/release/doorstep"
 
 export DOORSTEP_STORE="$DEMO/phone-a.db" DOORSTEP_PROFILE=officer DOORSTEP_PIN=246810
 echo "== Generating a synthetic commune of $N households"

@@ -107,6 +107,28 @@ pub enum Error {
     /// A key derivation failed (bad parameters).
     #[error("key derivation: {0}")]
     Kdf(String),
+    /// A sync message was malformed or broke the protocol.
+    #[error("sync protocol: {0}")]
+    Protocol(String),
+    /// The network failed: no connection, a timeout, a cut-off body.
+    #[error("network: {0}")]
+    Network(String),
+    /// The server refused a request.
+    #[error("server refused ({status}, {code}): {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The protocol's error code, snake_case.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server revoked this device; its local data has been wiped.
+    #[error("this device was revoked and its data wiped")]
+    Revoked,
+    /// The caller cancelled the operation.
+    #[error("cancelled")]
+    Cancelled,
     /// Input or output failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

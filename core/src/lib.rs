@@ -18,5 +18,6 @@ pub mod identity;
 pub mod qr;
 pub mod record;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};

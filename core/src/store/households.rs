@@ -56,12 +56,21 @@ pub struct DuplicateCandidate {
 const CHUNK_TABLE: &str = "doc_chunk";
 const SUMMARY_TABLE: &str = "doc_meta";
 
-fn heads_to_text(heads: &[ChangeHash]) -> String {
+pub(crate) fn heads_to_text(heads: &[ChangeHash]) -> String {
     heads.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn heads_from_text(text: &str) -> Vec<ChangeHash> {
+pub(crate) fn heads_from_text(text: &str) -> Vec<ChangeHash> {
     text.split(',').filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+/// Where a save's changes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Typed on this device: the document becomes dirty.
+    Local,
+    /// Received from the server: the document's dirty flag stays as it was.
+    Remote,
 }
 
 struct Meta {
@@ -74,6 +83,15 @@ struct Meta {
 impl Store {
     fn today(&self) -> NaiveDate {
         chrono::DateTime::from_timestamp(self.clock.now(), 0).map_or(NaiveDate::MIN, |d| d.date_naive())
+    }
+
+    pub(crate) fn meta_heads(&self, id: &str) -> Result<Option<(String, String, bool)>> {
+        Ok(self
+            .conn
+            .query_row("SELECT area, synced_heads, dirty FROM doc_meta WHERE doc_id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
     }
 
     fn meta(&self, id: &str) -> Result<Option<Meta>> {
@@ -102,7 +120,7 @@ impl Store {
         Ok(())
     }
 
-    fn read_chunks(&self, id: &str) -> Result<Vec<u8>> {
+    pub(crate) fn read_chunks(&self, id: &str) -> Result<Vec<u8>> {
         let s = self.session()?;
         let mut stmt = self.conn.prepare_cached("SELECT seq, sealed FROM doc_chunk WHERE doc_id = ?1 ORDER BY seq")?;
         let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
@@ -146,11 +164,17 @@ impl Store {
     ///
     /// Validation problems are returned, not refused: an officer's draft is never lost.
     pub fn save_household(&mut self, doc: &mut HouseholdDoc) -> Result<SaveOutcome> {
+        self.persist(doc, Origin::Local)
+    }
+
+    pub(crate) fn persist(&mut self, doc: &mut HouseholdDoc, origin: Origin) -> Result<SaveOutcome> {
         let profile_id = self.session()?.profile.profile_id.clone();
         let id = doc.id().to_string();
         let meta = self.meta(&id)?;
         if let Some(m) = &meta {
-            self.check_access(&m.created_by)?;
+            if origin == Origin::Local {
+                self.check_access(&m.created_by)?;
+            }
             // Another copy of this document was saved since this one was loaded: merge it first.
             let stored = heads_from_text(&m.local_heads);
             if !stored.iter().all(|h| doc.has_change(h)) {
@@ -186,15 +210,32 @@ impl Store {
         }
         let compact = incremental_bytes > snapshot_bytes;
         let full = if compact { Some(doc.save()) } else { None };
+        let (creator, local) = match origin {
+            Origin::Local => (profile_id.as_str(), true),
+            Origin::Remote => ("remote", false),
+        };
 
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT INTO doc_meta (doc_id, area, created_by, summary, local_heads, dirty, snapshot_bytes, incremental_bytes, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)
+            "INSERT INTO doc_meta (doc_id, area, created_by, summary, local_heads, dirty, snapshot_bytes,
+                                   incremental_bytes, updated_at, synced_heads)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8, CASE WHEN ?9 THEN '' ELSE ?5 END)
              ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, summary = excluded.summary,
-                 local_heads = excluded.local_heads, dirty = 1, snapshot_bytes = excluded.snapshot_bytes,
+                 local_heads = excluded.local_heads, dirty = (doc_meta.dirty OR ?9),
+                 synced_heads = CASE WHEN ?9 OR doc_meta.dirty THEN doc_meta.synced_heads ELSE excluded.local_heads END,
+                 snapshot_bytes = excluded.snapshot_bytes,
                  incremental_bytes = excluded.incremental_bytes, updated_at = excluded.updated_at",
-            params![id, household.area_code, profile_id, sealed_summary, heads, snapshot_bytes, incremental_bytes, now],
+            params![
+                id,
+                household.area_code,
+                creator,
+                sealed_summary,
+                heads,
+                snapshot_bytes,
+                incremental_bytes,
+                now,
+                local
+            ],
         )?;
         let next_seq: i64 =
             tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_chunk WHERE doc_id = ?1", [&id], |r| r.get(0))?;

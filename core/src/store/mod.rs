@@ -11,16 +11,18 @@ mod households;
 mod profiles;
 mod schema;
 mod summary;
+mod sync_state;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub use households::{SaveOutcome, StorageStats};
+pub use households::{DuplicateCandidate, SaveOutcome, StorageStats};
 pub use profiles::{FREE_ATTEMPTS, MAX_LOCKOUT_SECS, MIN_PIN_LEN, ProfileInfo, Role, lockout_secs};
 pub use schema::LATEST_VERSION;
 pub use summary::{HouseholdSummary, ListedHousehold, MemberSummary, SearchHit};
+pub use sync_state::PendingPush;
 
 use crate::crypto::{BlindIndexer, DataKey, KdfParams, Sealer};
 use crate::error::{Error, Result};

@@ -1,0 +1,124 @@
+//! What the sync client keeps between runs: the cursor, the credential
+//! (sealed), and per-document acknowledged heads.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Store;
+use super::households::{Origin, heads_from_text, heads_to_text};
+use crate::crypto::Aad;
+use crate::error::{Error, Result};
+use crate::record::HouseholdDoc;
+
+/// One dirty document, ready to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPush {
+    /// Household id.
+    pub doc_id: String,
+    /// Area.
+    pub area: String,
+    /// Changes since the heads the server acknowledged.
+    pub changes: Vec<u8>,
+    /// Heads after these changes, hex.
+    pub heads: Vec<String>,
+}
+
+impl Store {
+    /// A plain sync setting (cursor, server URL).
+    pub fn sync_value(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM sync_state WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    /// Sets a plain sync setting.
+    pub fn set_sync_value(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO sync_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// A secret sync setting (the device credential), sealed with the data key.
+    pub fn sync_secret(&self, key: &str) -> Result<Option<String>> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM sync_state WHERE key = ?1", [format!("sealed:{key}")], |r| r.get(0))
+            .optional()?;
+        let Some(sealed) = sealed else { return Ok(None) };
+        let plain = self.session()?.sealer.open(Aad { table: "sync_state", doc_id: "", chunk: key }, &sealed)?;
+        String::from_utf8(plain.to_vec()).map(Some).map_err(|_| Error::corrupt(format!("sync secret {key}")))
+    }
+
+    /// Sets a secret sync setting.
+    pub fn set_sync_secret(&self, key: &str, value: &str) -> Result<()> {
+        let sealed =
+            self.session()?.sealer.seal(Aad { table: "sync_state", doc_id: "", chunk: key }, value.as_bytes())?;
+        self.conn.execute(
+            "INSERT INTO sync_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![format!("sealed:{key}"), sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Every dirty document's changes since the server's acknowledged heads, up to `limit` documents.
+    pub fn pending_pushes(&self, limit: usize) -> Result<Vec<PendingPush>> {
+        self.session()?;
+        let rows: Vec<(String, String, String)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT doc_id, area, synced_heads FROM doc_meta WHERE dirty = 1 ORDER BY doc_id LIMIT ?1",
+            )?;
+            stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
+        };
+        let editor = self.editor()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (doc_id, area, synced) in rows {
+            let bytes = self.read_chunks(&doc_id)?;
+            let mut doc = HouseholdDoc::load(&doc_id, &bytes, &editor)?;
+            let known: Vec<_> = heads_from_text(&synced).into_iter().filter(|h| doc.has_change(h)).collect();
+            let changes = doc.save_after(&known);
+            let heads = doc.heads().iter().map(ToString::to_string).collect();
+            out.push(PendingPush { doc_id, area, changes, heads });
+        }
+        Ok(out)
+    }
+
+    /// Records that the server holds `heads` of a document; it stays dirty only if it changed since.
+    pub fn mark_synced(&self, doc_id: &str, heads: &[String]) -> Result<()> {
+        let text = heads_to_text(&heads.iter().filter_map(|h| h.parse().ok()).collect::<Vec<_>>());
+        self.conn.execute(
+            "UPDATE doc_meta SET synced_heads = ?2, dirty = (local_heads != ?2) WHERE doc_id = ?1",
+            params![doc_id, text],
+        )?;
+        Ok(())
+    }
+
+    /// Merges changes received from the server. Idempotent: applying them twice changes nothing.
+    pub fn apply_remote(&mut self, doc_id: &str, changes: &[u8]) -> Result<bool> {
+        crate::record::check_id(doc_id)?;
+        let editor = self.editor()?;
+        let mut doc = match self.meta_heads(doc_id)? {
+            Some(_) => {
+                let bytes = self.read_chunks(doc_id)?;
+                let mut doc = HouseholdDoc::load(doc_id, &bytes, &editor)?;
+                doc.load_incremental(changes)?;
+                doc
+            }
+            None => HouseholdDoc::load(doc_id, changes, &editor)?,
+        };
+        Ok(self.persist(&mut doc, Origin::Remote)?.changed)
+    }
+
+    /// Deletes every household, profile and sync secret, then compacts the file.
+    /// With `secure_delete` on, freed pages are zeroed. Used when the server revokes the device.
+    pub fn wipe(&mut self) -> Result<()> {
+        self.session = None;
+        self.conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             DELETE FROM blind_index; DELETE FROM doc_chunk; DELETE FROM doc_meta;
+             DELETE FROM sync_state; DELETE FROM profile;
+             COMMIT;
+             VACUUM;
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! The sync client: enrol once, then push dirty households and pull the area's changes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Transport;
+use super::protocol::{
+    DocPush, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, SyncRequest, SyncResponse,
+    area_within, decode, encode,
+};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Largest push body the client builds; more dirty documents go in the next request.
+const PUSH_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Progress of a running sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Documents pushed so far.
+    pub pushed: usize,
+    /// Documents pulled so far.
+    pub pulled: usize,
+    /// Requests made so far.
+    pub round_trips: usize,
+}
+
+/// Told about progress while a sync runs.
+pub trait SyncObserver: Send + Sync {
+    /// Called after each round trip.
+    fn progress(&self, progress: &SyncProgress);
+}
+
+/// What a finished sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Documents pushed.
+    pub pushed: usize,
+    /// Documents pulled.
+    pub pulled: usize,
+    /// Requests made.
+    pub round_trips: usize,
+    /// Request bytes sent.
+    pub bytes_sent: usize,
+    /// Response bytes received.
+    pub bytes_received: usize,
+    /// Dirty documents held back because they lie outside this device's areas.
+    pub skipped_outside_areas: usize,
+}
+
+const KEY_CREDENTIAL: &str = "credential";
+const KEY_AREAS: &str = "areas";
+const KEY_CURSOR: &str = "cursor";
+const KEY_SERVER: &str = "server_url";
+
+/// Exchanges an enrolment code's one-time token for a device credential, stored sealed.
+pub fn enrol(store: &mut Store, transport: &dyn Transport, code: &EnrolmentCode) -> Result<Vec<String>> {
+    store.editor()?; // must be unlocked: the credential is sealed with the data key
+    let req = EnrolRequest {
+        protocol: PROTOCOL_VERSION,
+        token: code.token.clone(),
+        device_id: store.device_id().to_string(),
+    };
+    let resp: EnrolResponse = decode(&transport.post("/v1/enrol", encode(&req), None)?)?;
+    store.set_sync_secret(KEY_CREDENTIAL, &resp.credential)?;
+    store.set_sync_value(KEY_AREAS, &serde_json::to_string(&resp.areas).unwrap_or_default())?;
+    store.set_sync_value(KEY_SERVER, &code.url)?;
+    store.set_sync_value(KEY_CURSOR, "0")?;
+    Ok(resp.areas)
+}
+
+/// Runs one sync. Cancelling (setting `cancel`) stops it between round trips;
+/// whatever was committed stays committed and the next sync resumes.
+///
+/// If the server says the device was revoked, the local store is wiped and
+/// [`Error::Revoked`] returned.
+pub fn sync(
+    store: &mut Store,
+    transport: &dyn Transport,
+    observer: Option<&dyn SyncObserver>,
+    cancel: &AtomicBool,
+) -> Result<SyncReport> {
+    let credential = store.sync_secret(KEY_CREDENTIAL)?.ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
+    let areas: Vec<String> = store
+        .sync_value(KEY_AREAS)?
+        .and_then(|a| serde_json::from_str(&a).ok())
+        .ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
+    let mut report = SyncReport::default();
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let pending = store.pending_pushes(MAX_PUSH_DOCS)?;
+        let more_to_push = pending.len() == MAX_PUSH_DOCS;
+        let user = store.editor()?.user;
+        let mut push = Vec::new();
+        let mut bytes = 0;
+        for p in pending {
+            if !areas.iter().any(|a| area_within(&p.area, a)) {
+                report.skipped_outside_areas += 1;
+                continue;
+            }
+            if bytes > 0 && bytes + p.changes.len() > PUSH_PAGE_BYTES {
+                break;
+            }
+            bytes += p.changes.len();
+            push.push(DocPush {
+                doc_id: p.doc_id,
+                area: p.area,
+                changes: p.changes,
+                heads: p.heads,
+                user: user.clone(),
+            });
+        }
+        let pushed_now = push.len();
+        let body = encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor, push });
+        report.bytes_sent += body.len();
+        let raw = match transport.post("/v1/sync", body, Some(&credential)) {
+            Err(Error::Server { code, .. }) if code == "revoked" => {
+                store.wipe()?;
+                return Err(Error::Revoked);
+            }
+            other => other?,
+        };
+        report.bytes_received += raw.len();
+        report.round_trips += 1;
+        let resp: SyncResponse = decode(&raw)?;
+        if resp.protocol != PROTOCOL_VERSION {
+            return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
+        }
+        for (doc_id, heads) in &resp.acked {
+            store.mark_synced(doc_id, heads)?;
+        }
+        for pull in &resp.pull {
+            if !areas.iter().any(|a| area_within(&pull.area, a)) {
+                return Err(Error::Protocol(format!("server sent {} outside this device's areas", pull.doc_id)));
+            }
+            store.apply_remote(&pull.doc_id, &pull.changes)?;
+        }
+        // Only now, with the pulled changes committed, does the cursor move.
+        store.set_sync_value(KEY_CURSOR, &resp.next_cursor.to_string())?;
+        report.pushed += pushed_now;
+        report.pulled += resp.pull.len();
+        let progress = SyncProgress { pushed: report.pushed, pulled: report.pulled, round_trips: report.round_trips };
+        if let Some(o) = observer {
+            o.progress(&progress);
+        }
+        let still_dirty = pushed_now > 0 && (more_to_push || bytes > 0 && !store.pending_pushes(1)?.is_empty());
+        if !resp.more && !still_dirty {
+            break;
+        }
+        if report.round_trips > 100_000 {
+            return Err(Error::Protocol("sync did not converge".into()));
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,14 @@
+//! Sync: the wire protocol shared with the server, the [`Transport`] the
+//! client talks through, and the client itself.
+//!
+//! A sync is O(1) round trips: one request pushes every dirty household's
+//! changes since the server's acknowledged heads and pulls a page of what the
+//! device lacks for its areas; more pages follow only when the server says so.
+//! The cursor advances only after the pulled changes are committed locally.
+
+mod client;
+pub mod protocol;
+mod transport;
+
+pub use client::{SyncObserver, SyncProgress, SyncReport, enrol, sync};
+pub use transport::{HttpTransport, Transport};

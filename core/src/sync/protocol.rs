@@ -1,0 +1,266 @@
+//! The sync wire format, shared by the client and the server.
+//!
+//! Bodies are CBOR (`application/cbor`): compact, with native byte strings for
+//! Automerge changes. See docs/SYNC-PROTOCOL.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request or response body, in bytes.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Most documents pushed in one request.
+pub const MAX_PUSH_DOCS: usize = 500;
+/// Largest change set for one document in one request.
+pub const MAX_DOC_CHANGE_BYTES: usize = 1024 * 1024;
+/// Target size of one pull page.
+pub const PULL_PAGE_BYTES: usize = 2 * 1024 * 1024;
+/// The CBOR content type.
+pub const CONTENT_TYPE: &str = "application/cbor";
+
+/// What an enrolment QR code holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentCode {
+    /// Protocol version.
+    pub v: u32,
+    /// The server's base URL.
+    pub url: String,
+    /// The area the device will serve.
+    pub area: String,
+    /// One-time token.
+    pub token: String,
+}
+
+impl EnrolmentCode {
+    /// The QR text: `DOORSTEP-ENROL:` and JSON.
+    pub fn to_qr_text(&self) -> String {
+        format!("DOORSTEP-ENROL:{}", serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// Parses the QR text.
+    pub fn parse(text: &str) -> Result<EnrolmentCode> {
+        let json = text
+            .trim()
+            .strip_prefix("DOORSTEP-ENROL:")
+            .ok_or_else(|| Error::InvalidArgument("not a Doorstep enrolment code".into()))?;
+        let code: EnrolmentCode =
+            serde_json::from_str(json).map_err(|e| Error::InvalidArgument(format!("bad enrolment code: {e}")))?;
+        if code.v != PROTOCOL_VERSION {
+            return Err(Error::InvalidArgument(format!("enrolment code version {} is not supported", code.v)));
+        }
+        Ok(code)
+    }
+}
+
+/// `POST /v1/enrol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The one-time token from the QR code.
+    pub token: String,
+    /// The device's own id.
+    pub device_id: String,
+}
+
+/// Answer to an enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The long-lived device credential (bearer token).
+    pub credential: String,
+    /// Areas the device may read and write.
+    pub areas: Vec<String>,
+}
+
+/// One document's new changes, pushed by a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocPush {
+    /// Household id.
+    pub doc_id: String,
+    /// Its area.
+    pub area: String,
+    /// Automerge changes since the heads the server acknowledged.
+    #[serde(with = "serde_bytes_vec")]
+    pub changes: Vec<u8>,
+    /// The document's heads after these changes, hex.
+    pub heads: Vec<String>,
+    /// The user who made the changes (profile label).
+    pub user: String,
+}
+
+/// `POST /v1/sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The last feed position the device committed.
+    pub cursor: u64,
+    /// Dirty documents.
+    pub push: Vec<DocPush>,
+}
+
+/// One document's changes that the device lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocPull {
+    /// Household id.
+    pub doc_id: String,
+    /// Its area.
+    pub area: String,
+    /// Automerge changes (one or more chunks, concatenated).
+    #[serde(with = "serde_bytes_vec")]
+    pub changes: Vec<u8>,
+}
+
+/// Answer to a sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Protocol version.
+    pub protocol: u32,
+    /// For each pushed document, the heads the server now holds (hex).
+    pub acked: Vec<(String, Vec<String>)>,
+    /// Changes from other devices since the cursor.
+    pub pull: Vec<DocPull>,
+    /// Where the device's cursor goes once it has committed `pull`.
+    pub next_cursor: u64,
+    /// Whether more pull pages wait.
+    pub more: bool,
+}
+
+/// Error codes of a 4xx or 5xx answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not a valid request.
+    Malformed,
+    /// The body is over the size limit.
+    TooLarge,
+    /// The protocol version is not supported.
+    UnsupportedVersion,
+    /// No credential, or an unknown one.
+    Unauthorized,
+    /// This device was revoked: wipe local data.
+    Revoked,
+    /// The enrolment token is unknown or already used.
+    TokenUsed,
+    /// A write outside the device's areas.
+    ForbiddenArea,
+    /// Automerge bytes that do not load, or not a household document.
+    InvalidDocument,
+    /// Too many requests.
+    RateLimited,
+    /// Something failed on the server.
+    Internal,
+}
+
+/// The body of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for the program.
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+/// Encodes a message as CBOR.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail for these plain types.
+    let _ = ciborium::into_writer(value, &mut out);
+    out
+}
+
+/// Decodes a CBOR message, refusing bodies over [`MAX_BODY_BYTES`].
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(Error::Protocol(format!("message of {} bytes is over the limit", bytes.len())));
+    }
+    ciborium::from_reader(bytes).map_err(|e| Error::Protocol(format!("malformed message: {e}")))
+}
+
+/// CBOR byte strings for `Vec<u8>` (serde would otherwise write an array of integers).
+mod serde_bytes_vec {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// Whether `area` lies within `scope` (equal, or a sub-area: `scope.` prefix).
+pub fn area_within(area: &str, scope: &str) -> bool {
+    area == scope || (area.len() > scope.len() && area.starts_with(scope) && area.as_bytes()[scope.len()] == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_compactly() {
+        let req = SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            cursor: 7,
+            push: vec![DocPush {
+                doc_id: "hh-1".into(),
+                area: "01.001".into(),
+                changes: vec![0xAB; 100],
+                heads: vec!["00".repeat(32)],
+                user: "officer".into(),
+            }],
+        };
+        let bytes = encode(&req);
+        assert!(bytes.len() < 100 + 64 + 80, "byte strings stay bytes: {}", bytes.len());
+        assert_eq!(decode::<SyncRequest>(&bytes).unwrap(), req);
+    }
+
+    #[test]
+    fn hostile_messages_are_typed_errors() {
+        assert!(matches!(decode::<SyncRequest>(b""), Err(Error::Protocol(_))));
+        assert!(matches!(decode::<SyncRequest>(&[0xff; 64]), Err(Error::Protocol(_))));
+        let bytes = encode(&SyncRequest { protocol: 1, cursor: 0, push: vec![] });
+        assert!(matches!(decode::<SyncRequest>(&bytes[..bytes.len() - 1]), Err(Error::Protocol(_))));
+        assert!(matches!(decode::<SyncRequest>(&vec![0u8; MAX_BODY_BYTES + 1]), Err(Error::Protocol(_))));
+        // A CBOR array header claiming a huge length does not allocate it.
+        assert!(matches!(
+            decode::<SyncRequest>(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            Err(Error::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn enrolment_codes() {
+        let c = EnrolmentCode { v: 1, url: "http://127.0.0.1:1".into(), area: "01".into(), token: "t".into() };
+        assert_eq!(EnrolmentCode::parse(&c.to_qr_text()).unwrap(), c);
+        assert!(EnrolmentCode::parse("hello").is_err());
+        assert!(EnrolmentCode::parse("DOORSTEP-ENROL:{}").is_err());
+    }
+
+    #[test]
+    fn areas_nest_by_dot() {
+        assert!(area_within("01.001", "01.001"));
+        assert!(area_within("01.001.00001", "01.001"));
+        assert!(!area_within("01.0012", "01.001"));
+        assert!(!area_within("01", "01.001"));
+    }
+}

@@ -1,0 +1,228 @@
+//! HTTP routes: the device protocol (CBOR) and the operators' JSON API.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use doorstep_core::sync::protocol::{
+    CONTENT_TYPE, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorCode, MAX_BODY_BYTES, PROTOCOL_VERSION, SyncRequest,
+    decode, encode,
+};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::storage::{Device, Storage};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The store.
+    pub storage: Arc<dyn Storage>,
+    /// The URL devices reach this server at, written into enrolment codes.
+    pub public_url: String,
+    /// Bearer token for the operators' API.
+    pub admin_token: String,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A fresh random secret, hex.
+pub fn make_secret() -> Result<String, ApiError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|_| ApiError::internal("random source failed"))?;
+    Ok(hex::encode(b))
+}
+
+/// Secrets are stored hashed: a leaked database does not leak credentials.
+pub fn hash_secret(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+async fn read_body(body: Body) -> Result<Vec<u8>, ApiError> {
+    to_bytes(body, MAX_BODY_BYTES).await.map(|b| b.to_vec()).map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, format!("body over {MAX_BODY_BYTES} bytes"))
+    })
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    decode(bytes).map_err(|e| ApiError::malformed(e.to_string()))
+}
+
+fn cbor(value: &impl serde::Serialize) -> Response {
+    ([("content-type", CONTENT_TYPE)], encode(value)).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Device, ApiError> {
+    let credential = bearer(headers)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "missing credential"))?;
+    let device = state
+        .storage
+        .device_by_credential(hash_secret(credential))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "unknown credential"))?;
+    if device.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Revoked,
+            "this device was revoked: wipe local data",
+        ));
+    }
+    Ok(device)
+}
+
+async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let req: EnrolRequest = decode_body(&read_body(body).await?)?;
+    if req.protocol != PROTOCOL_VERSION {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::UnsupportedVersion,
+            "unsupported protocol version",
+        ));
+    }
+    if doorstep_core::record::check_id(&req.device_id).is_err() {
+        return Err(ApiError::malformed("bad device id"));
+    }
+    let credential = make_secret()?;
+    let areas =
+        state.storage.redeem_enrolment(hash_secret(&req.token), req.device_id, hash_secret(&credential), now()).await?;
+    Ok(cbor(&EnrolResponse { protocol: PROTOCOL_VERSION, credential, areas }))
+}
+
+async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let device = authenticate(&state, &headers).await?;
+    let req: SyncRequest = decode_body(&read_body(body).await?)?;
+    if req.protocol != PROTOCOL_VERSION {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::UnsupportedVersion,
+            "unsupported protocol version",
+        ));
+    }
+    let resp = state.storage.sync(device, req, now()).await?;
+    Ok(cbor(&resp))
+}
+
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Some(t) if !state.admin_token.is_empty() && hash_secret(t) == hash_secret(&state.admin_token) => Ok(()),
+        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "operator token required")),
+    }
+}
+
+#[derive(Deserialize)]
+struct AreaQuery {
+    area: Option<String>,
+    doc_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NewEnrolment {
+    area: String,
+}
+
+#[derive(Deserialize)]
+struct Resolution {
+    value: Option<String>,
+    operator: String,
+}
+
+/// Creates an enrolment: returns the QR text; the CLI and console render it.
+pub async fn create_enrolment(state: &AppState, area: &str) -> Result<EnrolmentCode, ApiError> {
+    if area.is_empty() || area.len() > 64 {
+        return Err(ApiError::malformed("bad area code"));
+    }
+    let token = make_secret()?;
+    state.storage.create_enrolment(hash_secret(&token), area.to_string(), now()).await?;
+    Ok(EnrolmentCode { v: PROTOCOL_VERSION, url: state.public_url.clone(), area: area.to_string(), token })
+}
+
+async fn admin_enrol(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<NewEnrolment>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    let code = create_enrolment(&state, &req.area).await?;
+    Ok(Json(serde_json::json!({ "qr_text": code.to_qr_text(), "area": code.area })).into_response())
+}
+
+async fn admin_devices(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(state.storage.devices().await?).into_response())
+}
+
+async fn admin_revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(device_id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    if !state.storage.revoke_device(device_id, now()).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such active device"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn admin_conflicts(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AreaQuery>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(state.storage.conflicts(q.area).await?).into_response())
+}
+
+async fn admin_resolve(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(r): Json<Resolution>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    state.storage.resolve_conflict(id, r.value, r.operator, now()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn admin_duplicates(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AreaQuery>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(state.storage.duplicates(q.area).await?).into_response())
+}
+
+async fn admin_audit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<AreaQuery>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(state.storage.audit(q.doc_id).await?).into_response())
+}
+
+/// The router: `/v1/enrol` and `/v1/sync` for devices, `/v1/admin/*` for operators.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/enrol", post(enrol))
+        .route("/v1/sync", post(sync))
+        .route("/v1/admin/enrolments", post(admin_enrol))
+        .route("/v1/admin/devices", get(admin_devices))
+        .route("/v1/admin/devices/{id}/revoke", post(admin_revoke))
+        .route("/v1/admin/conflicts", get(admin_conflicts))
+        .route("/v1/admin/conflicts/{id}/resolve", post(admin_resolve))
+        .route("/v1/admin/duplicates", get(admin_duplicates))
+        .route("/v1/admin/audit", get(admin_audit))
+        .with_state(state)
+}

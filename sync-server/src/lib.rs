@@ -1,0 +1,34 @@
+//! # doorstep-sync-server
+//!
+//! The server Doorstep devices sync with: device enrolment by one-time QR
+//! token, revocation, area-scoped replication of household Automerge
+//! documents through a per-area change feed, conflict and duplicate review
+//! queues, and an audit log. Storage sits behind [`storage::Storage`];
+//! SQLite ([`sqlite::SqliteStorage`]) is the embedded default.
+
+pub mod api;
+pub mod error;
+pub mod merge;
+pub mod sqlite;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use api::{AppState, router};
+
+/// Serves on `listener` until the future resolves or the process is stopped.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// Binds `addr` (port 0 for an ephemeral port) and serves in the background; returns the bound address.
+pub async fn spawn(addr: SocketAddr, state_for: impl FnOnce(SocketAddr) -> AppState) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let state = Arc::new(state_for(local));
+    tokio::spawn(async move {
+        let _ = serve(listener, state).await;
+    });
+    Ok(local)
+}

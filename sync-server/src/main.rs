@@ -1,0 +1,101 @@
+//! `doorstep-sync-server`: serve, create enrolment QR codes, revoke devices.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use doorstep_sync_server::api::{AppState, create_enrolment};
+use doorstep_sync_server::sqlite::SqliteStorage;
+use doorstep_sync_server::storage::Storage;
+
+#[derive(Parser)]
+#[command(name = "doorstep-sync-server", version, about = "Doorstep sync server")]
+struct Cli {
+    /// Database: a SQLite file path (the embedded default).
+    #[arg(long, env = "DOORSTEP_DB", default_value = "./data.db", global = true)]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the sync API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: String,
+        /// The URL devices use to reach this server (written into enrolment codes).
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Bearer token for the operators' API.
+        #[arg(long, env = "DOORSTEP_ADMIN_TOKEN", default_value = "")]
+        admin_token: String,
+    },
+    /// Create a one-time enrolment for an area and write its QR code as a PNG.
+    Enrol {
+        /// The area the device will serve.
+        #[arg(long)]
+        area: String,
+        /// The URL devices use to reach the server.
+        #[arg(long)]
+        url: String,
+        /// Where to write the PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke a device: it is refused, and told to wipe itself, at its next sync.
+    Revoke {
+        /// The device id.
+        device: String,
+    },
+    /// List devices.
+    Devices,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&cli.db)?);
+    match cli.command {
+        Command::Serve { listen, public_url, admin_token } => {
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            let addr = listener.local_addr()?;
+            let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+            println!("doorstep-sync-server listening on {addr} (database {})", cli.db.display());
+            let state = Arc::new(AppState { storage, public_url, admin_token });
+            doorstep_sync_server::serve(listener, state).await?;
+        }
+        Command::Enrol { area, url, out } => {
+            let state = AppState { storage, public_url: url, admin_token: String::new() };
+            let code = create_enrolment(&state, &area).await?;
+            std::fs::write(&out, doorstep_core::qr::encode_png(&code.to_qr_text(), 6)?)?;
+            println!("enrolment for area {area} written to {} (one use)", out.display());
+        }
+        Command::Revoke { device } => {
+            if storage.revoke_device(device.clone(), doorstep_sync_server::api::now()).await? {
+                println!("revoked {device}");
+            } else {
+                return Err(format!("no active device {device}").into());
+            }
+        }
+        Command::Devices => {
+            for d in storage.devices().await? {
+                println!(
+                    "{}  area {}  last sync {:?}  revoked {:?}",
+                    d.device_id, d.area, d.last_sync_at, d.revoked_at
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Server-side document work: merging pushed changes into the server's copy,
+//! and finding conflicts and people for the review queues.
+
+use automerge::ChangeHash;
+use doorstep_core::identity::{PersonKey, Sex};
+use doorstep_core::record::{Conflict, Editor, Household, HouseholdDoc};
+use doorstep_core::sync::protocol::{DocPush, ErrorCode, MAX_DOC_CHANGE_BYTES, area_within};
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+
+/// The result of merging one push.
+pub struct Merged {
+    /// The document after the merge.
+    pub doc: HouseholdDoc,
+    /// Whether the push brought anything new.
+    pub changed: bool,
+    /// Changes that were new to the server (for the feed).
+    pub new_changes: Vec<u8>,
+    /// Heads after the merge, hex.
+    pub heads: Vec<String>,
+    /// The household as it now reads.
+    pub household: Household,
+    /// Fields with concurrent values.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// The server's own editor, for changes operators make.
+pub fn server_editor(user: &str) -> Editor {
+    Editor { user: user.to_string(), device: "server".to_string() }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidDocument, message)
+}
+
+/// Merges `push` into the server's copy (`existing`, a saved document), checking
+/// that it is a household document for this id and within the device's `scope`.
+/// Hostile bytes cannot panic the server: loading runs under `catch_unwind`.
+pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Result<Merged, ApiError> {
+    if push.changes.len() > MAX_DOC_CHANGE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            format!("changes for {} too large", push.doc_id),
+        ));
+    }
+    if doorstep_core::record::check_id(&push.doc_id).is_err() {
+        return Err(ApiError::malformed("bad document id"));
+    }
+    if !area_within(&push.area, scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::ForbiddenArea,
+            format!("{} is outside this device's area", push.doc_id),
+        ));
+    }
+    let editor = server_editor("server");
+    let result = std::panic::catch_unwind(|| -> Result<Merged, ApiError> {
+        let (mut doc, before): (HouseholdDoc, Vec<ChangeHash>) = match existing {
+            Some(bytes) => {
+                let mut doc = HouseholdDoc::load(&push.doc_id, bytes, &editor).map_err(ApiError::internal)?;
+                let before = doc.heads();
+                doc.load_incremental(&push.changes).map_err(|_| invalid("the changes do not load"))?;
+                (doc, before)
+            }
+            None => (
+                HouseholdDoc::load(&push.doc_id, &push.changes, &editor)
+                    .map_err(|_| invalid("not a household document for this id"))?,
+                Vec::new(),
+            ),
+        };
+        let household = doc.read();
+        if !area_within(&household.area_code, scope) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::ForbiddenArea,
+                "the document moves outside this device's area",
+            ));
+        }
+        let heads = doc.heads();
+        let changed = heads != before;
+        let new_changes = if changed { doc.save_after(&before) } else { Vec::new() };
+        let conflicts = doc.conflicts().map_err(ApiError::internal)?;
+        Ok(Merged {
+            doc,
+            changed,
+            new_changes,
+            heads: heads.iter().map(ToString::to_string).collect(),
+            household,
+            conflicts,
+        })
+    });
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(invalid("the changes could not be read")),
+    }
+}
+
+/// The identifying fields of each member, for duplicate matching.
+pub fn people(h: &Household) -> Vec<(String, PersonKey)> {
+    h.members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.clone(),
+                PersonKey {
+                    full_name: m.full_name.clone(),
+                    dob: m.dob.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                    sex: m.sex.as_deref().and_then(Sex::parse),
+                    cccd: m.cccd.clone().filter(|c| !c.is_empty()),
+                },
+            )
+        })
+        .collect()
+}

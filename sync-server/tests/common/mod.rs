@@ -1,0 +1,129 @@
+//! A real server on 127.0.0.1 with an ephemeral port, and devices that talk to it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use doorstep_core::crypto::KdfParams;
+use doorstep_core::record::{Household, Member};
+use doorstep_core::store::{Role, Store};
+use doorstep_core::sync::protocol::EnrolmentCode;
+use doorstep_core::sync::{HttpTransport, SyncReport};
+use doorstep_sync_server::api::{AppState, create_enrolment};
+use doorstep_sync_server::sqlite::SqliteStorage;
+use doorstep_sync_server::storage::Storage;
+
+pub const ADMIN: &str = "admin-token-for-tests";
+pub const AREA: &str = "01.001.00001";
+
+pub struct TestServer {
+    pub url: String,
+    pub storage: Arc<dyn Storage>,
+    pub runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let s = storage.clone();
+        let addr = runtime
+            .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| AppState {
+                storage: s,
+                public_url: format!("http://{addr}"),
+                admin_token: ADMIN.into(),
+            }))
+            .unwrap();
+        TestServer { url: format!("http://{addr}"), storage, runtime, _dir: dir }
+    }
+
+    pub fn enrolment(&self, area: &str) -> EnrolmentCode {
+        let state =
+            AppState { storage: self.storage.clone(), public_url: self.url.clone(), admin_token: String::new() };
+        self.runtime.block_on(create_enrolment(&state, area)).unwrap()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.runtime.block_on(self.storage.fingerprint()).unwrap()
+    }
+
+    pub fn admin_get(&self, path: &str) -> serde_json::Value {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    pub fn admin_post(&self, path: &str, body: serde_json::Value) -> reqwest::StatusCode {
+        reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .unwrap()
+            .status()
+    }
+}
+
+pub struct Device {
+    pub store: Store,
+    pub transport: HttpTransport,
+    _dir: tempfile::TempDir,
+}
+
+impl Device {
+    pub fn enrolled(server: &TestServer, user: &str, area: &str) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("phone.db")).unwrap();
+        store.create_profile(user, Role::Officer, "246810", None, KdfParams::INSECURE_FOR_TESTS).unwrap();
+        store.unlock(user, "246810", None).unwrap();
+        let code = server.enrolment(area);
+        let transport = HttpTransport::new(&code.url).unwrap();
+        doorstep_core::sync::enrol(&mut store, &transport, &code).unwrap();
+        Device { store, transport, _dir: dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub fn sync(&mut self) -> doorstep_core::Result<SyncReport> {
+        doorstep_core::sync::sync(&mut self.store, &self.transport, None, &AtomicBool::new(false))
+    }
+
+    pub fn edit(&mut self, id: &str, f: impl FnOnce(&mut Household)) {
+        let mut doc = self.store.open_household(id).unwrap();
+        let mut h = doc.read();
+        f(&mut h);
+        doc.update(&h, &self.store.editor().unwrap()).unwrap();
+        self.store.save_household(&mut doc).unwrap();
+    }
+}
+
+pub fn household(id: &str, area: &str, name: &str, cccd: &str) -> Household {
+    Household {
+        household_id: id.into(),
+        area_code: area.into(),
+        address: "Số 1, Thôn Đông, xã Tân Lập".into(),
+        head_member_id: Some("m0".into()),
+        members: vec![Member {
+            member_id: "m0".into(),
+            full_name: name.into(),
+            dob: Some("1966-01-01".into()),
+            sex: Some("F".into()),
+            cccd: Some(cccd.into()),
+            relation: Some("head".into()),
+            residence_status: Some("permanent".into()),
+            ..Member::default()
+        }],
+        ..Household::default()
+    }
+}

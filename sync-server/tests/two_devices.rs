@@ -1,0 +1,114 @@
+//! Two devices edit one household offline; a real server in between.
+
+mod common;
+
+use common::{AREA, Device, TestServer, household};
+
+#[test]
+fn different_fields_merge_and_the_same_field_conflicts_until_resolved() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    let mut b = Device::enrolled(&server, "officer-b", AREA);
+
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    let r = a.sync().unwrap();
+    assert_eq!((r.pushed, r.round_trips), (1, 1));
+    let r = b.sync().unwrap();
+    assert_eq!((r.pulled, r.round_trips), (1, 1));
+    assert_eq!(b.store.household("hh-1").unwrap().members[0].full_name, "Lê Thanh Vân");
+
+    // Different fields, offline on both: they merge cleanly.
+    a.edit("hh-1", |h| h.address = "Số 7, Thôn Tây".into());
+    b.edit("hh-1", |h| h.members[0].phone = Some("0912345678".into()));
+    a.sync().unwrap();
+    b.sync().unwrap();
+    a.sync().unwrap();
+    for d in [&a, &b] {
+        let h = d.store.household("hh-1").unwrap();
+        assert_eq!(h.address, "Số 7, Thôn Tây");
+        assert_eq!(h.members[0].phone.as_deref(), Some("0912345678"));
+        assert!(d.store.open_household("hh-1").unwrap().conflicts().unwrap().is_empty());
+    }
+    assert!(server.admin_get("/v1/admin/conflicts").as_array().unwrap().is_empty());
+
+    // The same field: one conflict in the server's queue, visible on both devices.
+    a.edit("hh-1", |h| h.members[0].full_name = "Lê Thanh Vân A".into());
+    b.edit("hh-1", |h| h.members[0].full_name = "Lê Thanh Vân B".into());
+    a.sync().unwrap();
+    b.sync().unwrap();
+    a.sync().unwrap();
+    let queue = server.admin_get("/v1/admin/conflicts");
+    let queue = queue.as_array().unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0]["path"], "members/m0/full_name");
+    let authors: Vec<&str> =
+        queue[0]["values"].as_array().unwrap().iter().map(|v| v["author"].as_str().unwrap()).collect();
+    assert!(authors.iter().any(|a| a.starts_with("officer-a@")) && authors.iter().any(|a| a.starts_with("officer-b@")));
+    for d in [&a, &b] {
+        let conflicts = d.store.open_household("hh-1").unwrap().conflicts().unwrap();
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].path, "members/m0/full_name");
+    }
+
+    // Resolving through the API writes a change both devices receive.
+    let id = queue[0]["id"].as_i64().unwrap();
+    let status = server.admin_post(
+        &format!("/v1/admin/conflicts/{id}/resolve"),
+        serde_json::json!({"value": "Lê Thanh Vân", "operator": "operator1"}),
+    );
+    assert_eq!(status, 204);
+    a.sync().unwrap();
+    b.sync().unwrap();
+    for d in [&a, &b] {
+        assert!(d.store.open_household("hh-1").unwrap().conflicts().unwrap().is_empty());
+        assert_eq!(d.store.household("hh-1").unwrap().members[0].full_name, "Lê Thanh Vân");
+    }
+    assert_eq!(server.admin_get("/v1/admin/conflicts")[0]["status"], "resolved");
+
+    // Every accepted change is audited with its device and user.
+    let audit = server.admin_get("/v1/admin/audit?doc_id=hh-1");
+    let audit = audit.as_array().unwrap();
+    assert!(audit.len() >= 6);
+    assert!(audit.iter().any(|e| e["user"] == "officer-a" && e["action"] == "sync"));
+    assert!(audit.iter().any(|e| e["user"] == "officer-b"));
+    assert!(audit.iter().any(|e| e["user"] == "operator1" && e["action"] == "resolve"));
+    assert!(audit.iter().all(|e| !e["heads"].as_array().unwrap().is_empty()));
+
+    // Nothing left to do: a sync with no changes is one small round trip.
+    let r = a.sync().unwrap();
+    assert_eq!((r.pushed, r.pulled, r.round_trips), (0, 0, 1));
+}
+
+#[test]
+fn duplicates_across_devices_are_queued() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    let mut b = Device::enrolled(&server, "officer-b", AREA);
+    a.store.create_household(&household("hh-a", AREA, "Nguyễn Thị Hồng Nhung", "001166012345")).unwrap();
+    b.store.create_household(&household("hh-b", AREA, "Nguyen Thi Hong Nhung", "001166012345")).unwrap();
+    b.store.create_household(&household("hh-c", AREA, "Nguyễn Thị Hông Nhung", "001166099999")).unwrap();
+    let mut fuzzy = household("hh-d", AREA, "Nguyen Hong Nhung", "");
+    fuzzy.members[0].cccd = None;
+    b.store.create_household(&fuzzy).unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    let dups = server.admin_get("/v1/admin/duplicates");
+    let pairs: Vec<(String, String, f64)> = dups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["doc_a"].as_str().unwrap().to_string(),
+                d["doc_b"].as_str().unwrap().to_string(),
+                d["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(pairs.iter().any(|(x, y, s)| x == "hh-a" && y == "hh-b" && *s == 1.0), "same CCCD: {pairs:?}");
+    assert!(pairs.iter().any(|(x, y, _)| x == "hh-a" && y == "hh-d"), "fuzzy name + dob: {pairs:?}");
+    assert!(
+        !pairs.iter().any(|(x, y, _)| x == "hh-a" && y == "hh-c"),
+        "different CCCDs are different people: {pairs:?}"
+    );
+}

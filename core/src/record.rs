@@ -575,7 +575,18 @@ impl HouseholdDoc {
     }
 
     /// Applies saved bytes or changes from elsewhere (idempotent).
+    ///
+    /// Unlike Automerge's own `load_incremental`, which skips a chunk it cannot
+    /// parse, any malformed chunk makes the whole call fail and changes nothing.
     pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
+        let strict = automerge::LoadOptions::new()
+            .on_partial_load(automerge::OnPartialLoad::Error)
+            .verification_mode(automerge::VerificationMode::DontCheck);
+        // Changes that build on others fail with MissingDeps, but only after every chunk parsed.
+        match automerge::Automerge::load_with_options(bytes, strict) {
+            Ok(_) | Err(automerge::AutomergeError::MissingDeps) => {}
+            Err(_) => return Err(Error::corrupt(format!("household {}: malformed changes", self.id))),
+        }
         self.doc.load_incremental(bytes).map_err(|_| Error::corrupt(format!("household {}", self.id)))?;
         Ok(())
     }

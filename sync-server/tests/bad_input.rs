@@ -1,0 +1,254 @@
+//! Every bad input gets a typed 4xx, and the server's database does not change.
+
+mod common;
+
+use common::{AREA, Device, TestServer, household};
+use doorstep_core::sync::protocol::{
+    DocPush, EnrolRequest, ErrorBody, ErrorCode, MAX_BODY_BYTES, PROTOCOL_VERSION, SyncRequest, decode, encode,
+};
+
+struct Raw {
+    url: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Raw {
+    fn post(&self, path: &str, body: Vec<u8>, credential: Option<&str>) -> (u16, Option<ErrorCode>) {
+        let mut req =
+            self.client.post(format!("{}{path}", self.url)).header("content-type", "application/cbor").body(body);
+        if let Some(c) = credential {
+            req = req.bearer_auth(c);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().unwrap();
+        (status, decode::<ErrorBody>(&bytes).ok().map(|b| b.code))
+    }
+}
+
+fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
+    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, push })
+}
+
+#[test]
+fn refusals_are_typed_and_change_nothing() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    a.sync().unwrap();
+    let credential = a.store.sync_secret("credential").unwrap().unwrap();
+    let good = a.store.pending_pushes(1).unwrap();
+    assert!(good.is_empty());
+    let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
+
+    // A valid household document, from another device's store, to build pushes from.
+    let mut outside = household("hh-out", "02.002.00002", "Trần Văn Hùng", "001070000001");
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = doorstep_core::store::Store::open(dir.path().join("x.db")).unwrap();
+    other
+        .create_profile(
+            "x",
+            doorstep_core::store::Role::Officer,
+            "1234",
+            None,
+            doorstep_core::crypto::KdfParams::INSECURE_FOR_TESTS,
+        )
+        .unwrap();
+    other.unlock("x", "1234", None).unwrap();
+    other.create_household(&outside).unwrap();
+    let outside_bytes = other.pending_pushes(1).unwrap().remove(0);
+    outside.household_id = "hh-sneaky".into();
+    other.create_household(&outside).unwrap();
+    let mut inside_area_outside_doc = other.pending_pushes(2).unwrap().remove(1);
+    inside_area_outside_doc.area = AREA.into();
+
+    let push = |doc_id: &str, area: &str, changes: Vec<u8>| DocPush {
+        doc_id: doc_id.into(),
+        area: area.into(),
+        changes,
+        heads: vec![],
+        user: "x".into(),
+    };
+    let before = server.fingerprint();
+    let revoked_credential = {
+        let mut b = Device::enrolled(&server, "officer-b", AREA);
+        let c = b.store.sync_secret("credential").unwrap().unwrap();
+        b.sync().unwrap();
+        assert_eq!(
+            server.admin_post(&format!("/v1/admin/devices/{}/revoke", b.store.device_id()), serde_json::json!({})),
+            204
+        );
+        c
+    };
+    let before_revoked = server.fingerprint();
+    assert_ne!(before, before_revoked);
+    let reused_token = {
+        let code = server.enrolment(AREA);
+        let ok = raw.post(
+            "/v1/enrol",
+            encode(&EnrolRequest { protocol: 1, token: code.token.clone(), device_id: "dev-once".into() }),
+            None,
+        );
+        assert_eq!(ok.0, 200);
+        code.token
+    };
+    let before = server.fingerprint();
+
+    let cases: Vec<(&str, &str, Vec<u8>, Option<&str>, u16, ErrorCode)> = vec![
+        ("garbage body", "/v1/sync", b"\xff\x00garbage".to_vec(), Some(&credential), 400, ErrorCode::Malformed),
+        ("empty body", "/v1/sync", vec![], Some(&credential), 400, ErrorCode::Malformed),
+        (
+            "truncated body",
+            "/v1/sync",
+            {
+                let b = sync_body(vec![push("hh-1", AREA, vec![1, 2, 3])]);
+                b[..b.len() - 2].to_vec()
+            },
+            Some(&credential),
+            400,
+            ErrorCode::Malformed,
+        ),
+        (
+            "wrong version",
+            "/v1/sync",
+            encode(&SyncRequest { protocol: 99, cursor: 0, push: vec![] }),
+            Some(&credential),
+            400,
+            ErrorCode::UnsupportedVersion,
+        ),
+        (
+            "invalid automerge bytes, new doc",
+            "/v1/sync",
+            sync_body(vec![push("hh-new", AREA, b"not automerge".to_vec())]),
+            Some(&credential),
+            422,
+            ErrorCode::InvalidDocument,
+        ),
+        (
+            "invalid automerge bytes, existing doc",
+            "/v1/sync",
+            sync_body(vec![push("hh-1", AREA, vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5])]),
+            Some(&credential),
+            422,
+            ErrorCode::InvalidDocument,
+        ),
+        (
+            "a document under another id",
+            "/v1/sync",
+            sync_body(vec![push("hh-2", AREA, outside_bytes.changes.clone())]),
+            Some(&credential),
+            422,
+            ErrorCode::InvalidDocument,
+        ),
+        ("over the size limit", "/v1/sync", vec![0u8; MAX_BODY_BYTES + 1], Some(&credential), 413, ErrorCode::TooLarge),
+        ("missing credential", "/v1/sync", sync_body(vec![]), None, 401, ErrorCode::Unauthorized),
+        ("wrong credential", "/v1/sync", sync_body(vec![]), Some("0000"), 401, ErrorCode::Unauthorized),
+        ("revoked credential", "/v1/sync", sync_body(vec![]), Some(&revoked_credential), 403, ErrorCode::Revoked),
+        (
+            "reused enrolment token",
+            "/v1/enrol",
+            encode(&EnrolRequest { protocol: 1, token: reused_token.clone(), device_id: "dev-twice".into() }),
+            None,
+            409,
+            ErrorCode::TokenUsed,
+        ),
+        (
+            "unknown enrolment token",
+            "/v1/enrol",
+            encode(&EnrolRequest { protocol: 1, token: "nope".into(), device_id: "dev-x".into() }),
+            None,
+            409,
+            ErrorCode::TokenUsed,
+        ),
+        (
+            "write outside the area",
+            "/v1/sync",
+            sync_body(vec![push(&outside_bytes.doc_id, "02.002.00002", outside_bytes.changes.clone())]),
+            Some(&credential),
+            403,
+            ErrorCode::ForbiddenArea,
+        ),
+        (
+            "document claiming the area but outside it",
+            "/v1/sync",
+            sync_body(vec![push(&inside_area_outside_doc.doc_id, AREA, inside_area_outside_doc.changes.clone())]),
+            Some(&credential),
+            403,
+            ErrorCode::ForbiddenArea,
+        ),
+        (
+            "bad document id",
+            "/v1/sync",
+            sync_body(vec![push("../../etc", AREA, vec![])]),
+            Some(&credential),
+            400,
+            ErrorCode::Malformed,
+        ),
+    ];
+    for (what, path, body, cred, status, code) in cases {
+        let (got_status, got_code) = raw.post(path, body, cred);
+        assert_eq!((got_status, got_code), (status, Some(code)), "{what}");
+        assert_eq!(server.fingerprint(), before, "{what} changed the database");
+    }
+    // A good push in the same request as a bad one is not applied either: one transaction.
+    a.edit("hh-1", |h| h.address = "Số 99".into());
+    let mut mixed = a.store.pending_pushes(10).unwrap();
+    let good = mixed.remove(0);
+    let body = sync_body(vec![
+        push(&good.doc_id, &good.area, good.changes.clone()),
+        push(&outside_bytes.doc_id, "02.002.00002", outside_bytes.changes.clone()),
+    ]);
+    assert_eq!(raw.post("/v1/sync", body, Some(&credential)), (403, Some(ErrorCode::ForbiddenArea)));
+    assert_eq!(server.fingerprint(), before);
+    // And the device still syncs afterwards.
+    assert_eq!(a.sync().unwrap().pushed, 1);
+}
+
+#[test]
+fn replaying_a_request_changes_nothing() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    let credential = a.store.sync_secret("credential").unwrap().unwrap();
+    let p = a.store.pending_pushes(1).unwrap().remove(0);
+    let body = encode(&SyncRequest {
+        protocol: PROTOCOL_VERSION,
+        cursor: 0,
+        push: vec![DocPush {
+            doc_id: p.doc_id,
+            area: p.area,
+            changes: p.changes,
+            heads: p.heads,
+            user: "officer-a".into(),
+        }],
+    });
+    let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
+    assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);
+    let once = server.fingerprint();
+    for _ in 0..3 {
+        assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);
+        assert_eq!(server.fingerprint(), once);
+    }
+}
+
+#[test]
+fn a_revoked_device_is_refused_and_wipes_itself() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    a.sync().unwrap();
+    assert_eq!(
+        server.admin_post(&format!("/v1/admin/devices/{}/revoke", a.store.device_id()), serde_json::json!({})),
+        204
+    );
+    assert!(matches!(a.sync(), Err(doorstep_core::Error::Revoked)));
+    assert!(a.store.profiles().unwrap().is_empty());
+    assert!(matches!(a.store.list_households(0, 10), Err(doorstep_core::Error::Locked)));
+    let rows: i64 = a.store.raw_connection().query_row("SELECT COUNT(*) FROM doc_chunk", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0);
+    // Nothing readable is left in the files either.
+    for entry in std::fs::read_dir(a.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(12).any(|w| w == b"080166796635"));
+    }
+}

@@ -230,7 +230,7 @@ mod tests {
             }],
         };
         let bytes = encode(&req);
-        assert!(bytes.len() < 100 + 64 + 80, "byte strings stay bytes: {}", bytes.len());
+        assert!(bytes.len() < 300, "byte strings stay bytes (an integer array would be ~350): {}", bytes.len());
         assert_eq!(decode::<SyncRequest>(&bytes).unwrap(), req);
     }
 

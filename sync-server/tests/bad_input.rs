@@ -26,6 +26,9 @@ impl Raw {
     }
 }
 
+/// What is sent, to where, with which credential, and the refusal expected.
+type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, ErrorCode);
+
 fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
     encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, push })
 }
@@ -94,7 +97,7 @@ fn refusals_are_typed_and_change_nothing() {
     };
     let before = server.fingerprint();
 
-    let cases: Vec<(&str, &str, Vec<u8>, Option<&str>, u16, ErrorCode)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("garbage body", "/v1/sync", b"\xff\x00garbage".to_vec(), Some(&credential), 400, ErrorCode::Malformed),
         ("empty body", "/v1/sync", vec![], Some(&credential), 400, ErrorCode::Malformed),
         (

@@ -22,9 +22,14 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// A transport to `base_url` (such as `https://sync.example.vn`), with timeouts.
+    ///
+    /// Connections are not kept idle between requests: on a network that drops
+    /// without warning, a pooled socket is more often dead than useful, and a
+    /// sync makes only one or a few requests.
     pub fn new(base_url: &str) -> Result<HttpTransport> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
+            .pool_max_idle_per_host(0)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()

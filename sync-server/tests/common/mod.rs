@@ -40,6 +40,13 @@ impl TestServer {
         TestServer { url: format!("http://{addr}"), storage, runtime, _dir: dir }
     }
 
+    /// A handle on an existing database served by another process at `url` (for enrolments and fingerprints).
+    pub fn start_on(db: &Path, url: &str) -> TestServer {
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(db).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        TestServer { url: url.to_string(), storage, runtime, _dir: tempfile::tempdir().unwrap() }
+    }
+
     pub fn enrolment(&self, area: &str) -> EnrolmentCode {
         let state =
             AppState { storage: self.storage.clone(), public_url: self.url.clone(), admin_token: String::new() };

@@ -14,7 +14,10 @@ use doorstep_core::identity::{Cccd, ChipCardQr, PersonKey, Sex};
 use doorstep_core::qr;
 use doorstep_core::record::{Household, HouseholdDoc, Member, make_id};
 use doorstep_core::store::{ListedHousehold, Role, SearchHit, Store};
+use doorstep_core::sync::protocol::EnrolmentCode;
+use doorstep_core::sync::{HttpTransport, SyncObserver, SyncProgress};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::AtomicBool;
 
 #[derive(Parser)]
 #[command(name = "doorstep", version, about = "Offline household survey store: try the Doorstep core from a terminal.")]
@@ -184,6 +187,13 @@ enum Command {
     },
     /// Sizes of what is stored.
     Stats,
+    /// Enrol this store with a sync server, from a photo of its enrolment QR code.
+    Enrol {
+        /// PNG or JPEG of the enrolment QR code.
+        qr_image: PathBuf,
+    },
+    /// Sync with the server: push local changes, pull the area's.
+    Sync,
 }
 
 fn secret(var: &str, prompt: &str) -> Result<String> {
@@ -492,6 +502,40 @@ fn run(cli: Cli) -> Result<()> {
             println!("sealed documents:  {} bytes, {} per household", s.chunk_bytes, per(s.chunk_bytes));
             println!("sealed summaries:  {} bytes, {} per household", s.summary_bytes, per(s.summary_bytes));
             println!("blind index rows:  {}", s.index_rows);
+        }
+        Command::Enrol { qr_image } => {
+            let mut store = open_unlocked(&cli)?;
+            let texts = qr::decode_image(&std::fs::read(qr_image)?)?;
+            let code = texts
+                .iter()
+                .find_map(|t| EnrolmentCode::parse(t).ok())
+                .context("the image holds no Doorstep enrolment code")?;
+            let transport = HttpTransport::new(&code.url)?;
+            let areas = doorstep_core::sync::enrol(&mut store, &transport, &code)?;
+            println!("enrolled device {} with {} for area(s) {}", store.device_id(), code.url, areas.join(", "));
+        }
+        Command::Sync => {
+            let mut store = open_unlocked(&cli)?;
+            let url = store.sync_value("server_url")?.context("not enrolled: run `doorstep enrol` first")?;
+            let transport = HttpTransport::new(&url)?;
+            let bar = ProgressBar::new_spinner();
+            struct Bar(ProgressBar);
+            impl SyncObserver for Bar {
+                fn progress(&self, p: &SyncProgress) {
+                    self.0.set_message(format!(
+                        "{} pushed, {} pulled, {} round trip(s)",
+                        p.pushed, p.pulled, p.round_trips
+                    ));
+                    self.0.tick();
+                }
+            }
+            let observer = Bar(bar.clone());
+            let report = doorstep_core::sync::sync(&mut store, &transport, Some(&observer), &AtomicBool::new(false))?;
+            bar.finish_and_clear();
+            println!(
+                "synced: {} pushed, {} pulled, {} round trip(s), {} bytes sent, {} received",
+                report.pushed, report.pulled, report.round_trips, report.bytes_sent, report.bytes_received
+            );
         }
     }
     Ok(())

@@ -35,7 +35,8 @@ fn different_fields_merge_and_the_same_field_conflicts_until_resolved() {
     a.edit("hh-1", |h| h.members[0].full_name = "Lê Thanh Vân A".into());
     b.edit("hh-1", |h| h.members[0].full_name = "Lê Thanh Vân B".into());
     a.sync().unwrap();
-    b.sync().unwrap();
+    let r = b.sync().unwrap();
+    assert_eq!((r.pushed, r.pulled, r.round_trips), (1, 1, 1), "push and pull in one round trip");
     a.sync().unwrap();
     let queue = server.admin_get("/v1/admin/conflicts");
     let queue = queue.as_array().unwrap();
@@ -111,4 +112,32 @@ fn duplicates_across_devices_are_queued() {
         !pairs.iter().any(|(x, y, _)| x == "hh-a" && y == "hh-c"),
         "different CCCDs are different people: {pairs:?}"
     );
+}
+
+#[test]
+fn progress_is_observed_and_a_cancelled_sync_resumes() {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    struct Seen(Mutex<Vec<doorstep_core::sync::SyncProgress>>);
+    impl doorstep_core::sync::SyncObserver for Seen {
+        fn progress(&self, p: &doorstep_core::sync::SyncProgress) {
+            self.0.lock().unwrap().push(p.clone());
+        }
+    }
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    for i in 0..3 {
+        a.store.create_household(&household(&format!("hh-{i}"), AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    }
+    let cancelled = AtomicBool::new(true);
+    let r = doorstep_core::sync::sync(&mut a.store, &a.transport, None, &cancelled);
+    assert!(matches!(r, Err(doorstep_core::Error::Cancelled)));
+    assert_eq!(a.store.pending_pushes(10).unwrap().len(), 3, "nothing was lost by cancelling");
+    let seen = Seen(Mutex::new(Vec::new()));
+    let r = doorstep_core::sync::sync(&mut a.store, &a.transport, Some(&seen), &AtomicBool::new(false)).unwrap();
+    assert_eq!(r.pushed, 3);
+    let seen = seen.0.into_inner().unwrap();
+    assert_eq!(seen.last().unwrap().pushed, 3);
+    assert_eq!(seen.len(), r.round_trips);
 }

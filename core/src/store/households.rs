@@ -56,8 +56,11 @@ pub struct DuplicateCandidate {
 const CHUNK_TABLE: &str = "doc_chunk";
 const SUMMARY_TABLE: &str = "doc_meta";
 
+/// Heads as sorted, comma-separated hex, so equal sets compare equal as text.
 pub(crate) fn heads_to_text(heads: &[ChangeHash]) -> String {
-    heads.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    let mut hex: Vec<String> = heads.iter().map(ToString::to_string).collect();
+    hex.sort();
+    hex.join(",")
 }
 
 pub(crate) fn heads_from_text(text: &str) -> Vec<ChangeHash> {
@@ -221,7 +224,8 @@ impl Store {
                                    incremental_bytes, updated_at, synced_heads)
              VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8, CASE WHEN ?9 THEN '' ELSE ?5 END)
              ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, summary = excluded.summary,
-                 local_heads = excluded.local_heads, dirty = (doc_meta.dirty OR ?9),
+                 local_heads = excluded.local_heads,
+                 dirty = CASE WHEN ?9 THEN 1 ELSE (doc_meta.dirty AND excluded.local_heads != doc_meta.synced_heads) END,
                  synced_heads = CASE WHEN ?9 OR doc_meta.dirty THEN doc_meta.synced_heads ELSE excluded.local_heads END,
                  snapshot_bytes = excluded.snapshot_bytes,
                  incremental_bytes = excluded.incremental_bytes, updated_at = excluded.updated_at",

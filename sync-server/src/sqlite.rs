@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use doorstep_core::identity::{DuplicateScore, score_pair};
 use doorstep_core::record::HouseholdDoc;
 use doorstep_core::sync::protocol::{
-    DocPull, ErrorCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse,
+    DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -212,9 +212,9 @@ fn sync_tx(conn: &mut Connection, device: &Device, req: &SyncRequest, now: i64) 
         }
         let mut merged = merge_push(existing.as_ref().map(|(s, _)| s.as_slice()), push, &device.area)?;
         if merged.changed {
-            store_merged(&tx, &mut merged, &device.device_id, &push.user, "sync", now)?;
+            store_merged(&tx, &mut merged, &device.device_id, &req.user, "sync", now)?;
         }
-        acked.push((push.doc_id.clone(), merged.heads.clone()));
+        acked.push(DocAck::new(push.doc_id.clone(), &merged.doc.heads()));
     }
     // Pull: the area's feed after the cursor, without this device's own changes, one bounded page.
     let mut pulls: BTreeMap<String, DocPull> = BTreeMap::new();

@@ -30,7 +30,7 @@ impl Raw {
 type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, ErrorCode);
 
 fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
-    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, push })
+    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, user: "x".into(), push })
 }
 
 #[test]
@@ -65,13 +65,8 @@ fn refusals_are_typed_and_change_nothing() {
     let mut inside_area_outside_doc = other.pending_pushes(2).unwrap().remove(1);
     inside_area_outside_doc.area = AREA.into();
 
-    let push = |doc_id: &str, area: &str, changes: Vec<u8>| DocPush {
-        doc_id: doc_id.into(),
-        area: area.into(),
-        changes,
-        heads: vec![],
-        user: "x".into(),
-    };
+    let push =
+        |doc_id: &str, area: &str, changes: Vec<u8>| DocPush { doc_id: doc_id.into(), area: area.into(), changes };
     let before = server.fingerprint();
     let revoked_credential = {
         let mut b = Device::enrolled(&server, "officer-b", AREA);
@@ -114,7 +109,7 @@ fn refusals_are_typed_and_change_nothing() {
         (
             "wrong version",
             "/v1/sync",
-            encode(&SyncRequest { protocol: 99, cursor: 0, push: vec![] }),
+            encode(&SyncRequest { protocol: 99, cursor: 0, user: "x".into(), push: vec![] }),
             Some(&credential),
             400,
             ErrorCode::UnsupportedVersion,
@@ -217,13 +212,8 @@ fn replaying_a_request_changes_nothing() {
     let body = encode(&SyncRequest {
         protocol: PROTOCOL_VERSION,
         cursor: 0,
-        push: vec![DocPush {
-            doc_id: p.doc_id,
-            area: p.area,
-            changes: p.changes,
-            heads: p.heads,
-            user: "officer-a".into(),
-        }],
+        user: "officer-a".into(),
+        push: vec![DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes }],
     });
     let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
     assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);

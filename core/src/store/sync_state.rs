@@ -18,8 +18,6 @@ pub struct PendingPush {
     pub area: String,
     /// Changes since the heads the server acknowledged.
     pub changes: Vec<u8>,
-    /// Heads after these changes, hex.
-    pub heads: Vec<String>,
 }
 
 impl Store {
@@ -75,15 +73,14 @@ impl Store {
             let mut doc = HouseholdDoc::load(&doc_id, &bytes, &editor)?;
             let known: Vec<_> = heads_from_text(&synced).into_iter().filter(|h| doc.has_change(h)).collect();
             let changes = doc.save_after(&known);
-            let heads = doc.heads().iter().map(ToString::to_string).collect();
-            out.push(PendingPush { doc_id, area, changes, heads });
+            out.push(PendingPush { doc_id, area, changes });
         }
         Ok(out)
     }
 
     /// Records that the server holds `heads` of a document; it stays dirty only if it changed since.
-    pub fn mark_synced(&self, doc_id: &str, heads: &[String]) -> Result<()> {
-        let text = heads_to_text(&heads.iter().filter_map(|h| h.parse().ok()).collect::<Vec<_>>());
+    pub fn mark_synced(&self, doc_id: &str, heads: &[automerge::ChangeHash]) -> Result<()> {
+        let text = heads_to_text(heads);
         self.conn.execute(
             "UPDATE doc_meta SET synced_heads = ?2, dirty = (local_heads != ?2) WHERE doc_id = ?1",
             params![doc_id, text],

@@ -104,16 +104,10 @@ pub fn sync(
                 break;
             }
             bytes += p.changes.len();
-            push.push(DocPush {
-                doc_id: p.doc_id,
-                area: p.area,
-                changes: p.changes,
-                heads: p.heads,
-                user: user.clone(),
-            });
+            push.push(DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes });
         }
         let pushed_now = push.len();
-        let body = encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor, push });
+        let body = encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor, user: user.clone(), push });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {
             Err(Error::Server { code, .. }) if code == "revoked" => {
@@ -128,8 +122,9 @@ pub fn sync(
         if resp.protocol != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
         }
-        for (doc_id, heads) in &resp.acked {
-            store.mark_synced(doc_id, heads)?;
+        for ack in &resp.acked {
+            let heads = ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;
+            store.mark_synced(&ack.doc_id, &heads)?;
         }
         for pull in &resp.pull {
             if !areas.iter().any(|a| area_within(&pull.area, a)) {

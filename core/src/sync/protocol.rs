@@ -86,10 +86,6 @@ pub struct DocPush {
     /// Automerge changes since the heads the server acknowledged.
     #[serde(with = "serde_bytes_vec")]
     pub changes: Vec<u8>,
-    /// The document's heads after these changes, hex.
-    pub heads: Vec<String>,
-    /// The user who made the changes (profile label).
-    pub user: String,
 }
 
 /// `POST /v1/sync`.
@@ -99,8 +95,35 @@ pub struct SyncRequest {
     pub protocol: u32,
     /// The last feed position the device committed.
     pub cursor: u64,
+    /// The user (profile label) syncing, for the audit log.
+    pub user: String,
     /// Dirty documents.
     pub push: Vec<DocPush>,
+}
+
+/// The heads the server holds for one pushed document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocAck {
+    /// Household id.
+    pub doc_id: String,
+    /// The heads, as concatenated 32-byte change hashes.
+    #[serde(with = "serde_bytes_vec")]
+    pub heads: Vec<u8>,
+}
+
+impl DocAck {
+    /// Builds an acknowledgement from change hashes.
+    pub fn new(doc_id: String, heads: &[automerge::ChangeHash]) -> DocAck {
+        DocAck { doc_id, heads: heads.iter().flat_map(|h| h.0).collect() }
+    }
+
+    /// The change hashes; `None` if the bytes are not whole 32-byte hashes.
+    pub fn hashes(&self) -> Option<Vec<automerge::ChangeHash>> {
+        if !self.heads.len().is_multiple_of(32) {
+            return None;
+        }
+        Some(self.heads.chunks(32).map(|c| automerge::ChangeHash(c.try_into().unwrap_or([0; 32]))).collect())
+    }
 }
 
 /// One document's changes that the device lacks.
@@ -120,8 +143,8 @@ pub struct DocPull {
 pub struct SyncResponse {
     /// Protocol version.
     pub protocol: u32,
-    /// For each pushed document, the heads the server now holds (hex).
-    pub acked: Vec<(String, Vec<String>)>,
+    /// For each pushed document, the heads the server now holds.
+    pub acked: Vec<DocAck>,
     /// Changes from other devices since the cursor.
     pub pull: Vec<DocPull>,
     /// Where the device's cursor goes once it has committed `pull`.
@@ -221,16 +244,14 @@ mod tests {
         let req = SyncRequest {
             protocol: PROTOCOL_VERSION,
             cursor: 7,
-            push: vec![DocPush {
-                doc_id: "hh-1".into(),
-                area: "01.001".into(),
-                changes: vec![0xAB; 100],
-                heads: vec!["00".repeat(32)],
-                user: "officer".into(),
-            }],
+            user: "officer".into(),
+            push: vec![DocPush { doc_id: "hh-1".into(), area: "01.001".into(), changes: vec![0xAB; 100] }],
         };
         let bytes = encode(&req);
-        assert!(bytes.len() < 300, "byte strings stay bytes (an integer array would be ~350): {}", bytes.len());
+        assert!(bytes.len() < 180, "byte strings stay bytes (an integer array would be ~250): {}", bytes.len());
+        let ack = DocAck::new("hh-1".into(), &[automerge::ChangeHash([7; 32])]);
+        assert_eq!(ack.hashes().unwrap(), vec![automerge::ChangeHash([7; 32])]);
+        assert!(DocAck { doc_id: "x".into(), heads: vec![1, 2, 3] }.hashes().is_none());
         assert_eq!(decode::<SyncRequest>(&bytes).unwrap(), req);
     }
 
@@ -238,7 +259,7 @@ mod tests {
     fn hostile_messages_are_typed_errors() {
         assert!(matches!(decode::<SyncRequest>(b""), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&[0xff; 64]), Err(Error::Protocol(_))));
-        let bytes = encode(&SyncRequest { protocol: 1, cursor: 0, push: vec![] });
+        let bytes = encode(&SyncRequest { protocol: 1, cursor: 0, user: "u".into(), push: vec![] });
         assert!(matches!(decode::<SyncRequest>(&bytes[..bytes.len() - 1]), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&vec![0u8; MAX_BODY_BYTES + 1]), Err(Error::Protocol(_))));
         // A CBOR array header claiming a huge length does not allocate it.

@@ -1,0 +1,162 @@
+//! Sync figures on the synthetic commune, against a real server on 127.0.0.1:
+//! the first sync of 10,000 households to a new device, an incremental sync of
+//! 100 edited households, and N simulated devices syncing at once.
+//!
+//! `cargo bench -p doorstep-sync-server --bench sync_load`
+//! (`-- --test` for a smoke run; DOORSTEP_BENCH_HOUSEHOLDS and DOORSTEP_BENCH_DEVICES scale it.)
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use common::{AREA, Device, TestServer};
+use doorstep_core::record::{Editor, Household, HouseholdDoc};
+use doorstep_core::sync::protocol::{
+    DocPush, EnrolRequest, EnrolResponse, PROTOCOL_VERSION, SyncRequest, SyncResponse, decode, encode,
+};
+
+fn commune(n: usize) -> Vec<Household> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/gen_households.py");
+    let out = Command::new("python3").arg(script).arg(n.to_string()).output().expect("python3");
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let smoke = std::env::args().any(|a| a == "--test");
+    let n = env_usize("DOORSTEP_BENCH_HOUSEHOLDS", if smoke { 200 } else { 10_000 });
+    let n_devices = env_usize("DOORSTEP_BENCH_DEVICES", if smoke { 20 } else { 1000 });
+    let households = commune(n);
+
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    let t = Instant::now();
+    for h in &households {
+        a.store.create_household(h).unwrap();
+    }
+    println!("device A: saved {n} households locally in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let r = a.sync().unwrap();
+    println!(
+        "device A: first push of {n} households: {:.2} s, {} round trip(s), {} bytes sent, {} received",
+        t.elapsed().as_secs_f64(),
+        r.round_trips,
+        r.bytes_sent,
+        r.bytes_received
+    );
+
+    let mut b = Device::enrolled(&server, "officer-b", AREA);
+    let t = Instant::now();
+    let r = b.sync().unwrap();
+    println!(
+        "device B: FIRST SYNC of a {n}-household commune to a new device: {:.2} s, {} round trip(s), {} bytes received ({:.0} B/household), {} sent",
+        t.elapsed().as_secs_f64(),
+        r.round_trips,
+        r.bytes_received,
+        r.bytes_received as f64 / n as f64,
+        r.bytes_sent
+    );
+    assert_eq!(r.pulled, n);
+
+    for h in households.iter().take(100) {
+        a.edit(&h.household_id, |x| x.members[0].phone = Some("0987654321".into()));
+    }
+    let r = a.sync().unwrap();
+    println!(
+        "device A: INCREMENTAL push of 100 edited households: {} round trip(s), {} bytes sent, {} received",
+        r.round_trips, r.bytes_sent, r.bytes_received
+    );
+    let r = b.sync().unwrap();
+    println!(
+        "device B: INCREMENTAL pull of 100 edited households: {} round trip(s), {} bytes sent, {} received",
+        r.round_trips, r.bytes_sent, r.bytes_received
+    );
+
+    // N simulated devices, two per commune, each pushing 5 new households per sync, two syncs each.
+    let per_sync = 5;
+    let editor = Editor { user: "sim".into(), device: "sim".into() };
+    let mut jobs = Vec::new();
+    for d in 0..n_devices {
+        let area = format!("02.{:03}.{:05}", d / 200, d / 2);
+        let code = server.enrolment(&area);
+        let body =
+            encode(&EnrolRequest { protocol: PROTOCOL_VERSION, token: code.token, device_id: format!("sim-{d}") });
+        let resp = reqwest::blocking::Client::new().post(format!("{}/v1/enrol", server.url)).body(body).send().unwrap();
+        let enrolled: EnrolResponse = decode(&resp.bytes().unwrap()).unwrap();
+        let mut syncs = Vec::new();
+        for s in 0..2 {
+            let push: Vec<DocPush> = (0..per_sync)
+                .map(|k| {
+                    let mut h = households[(d * 10 + s * per_sync + k) % n].clone();
+                    h.household_id = format!("sim-{d}-{s}-{k}");
+                    h.area_code = area.clone();
+                    let mut doc = HouseholdDoc::create(&h, &editor).unwrap();
+                    DocPush { doc_id: h.household_id, area: area.clone(), changes: doc.save() }
+                })
+                .collect();
+            syncs.push(push);
+        }
+        jobs.push((enrolled.credential, syncs));
+    }
+    let jobs = Arc::new(Mutex::new(jobs));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let pushed = Arc::new(AtomicUsize::new(0));
+    let threads = 64;
+    let t = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (jobs, latencies, pushed, url) = (jobs.clone(), latencies.clone(), pushed.clone(), server.url.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                loop {
+                    let Some((credential, syncs)) = jobs.lock().unwrap().pop() else { break };
+                    let mut cursor = 0;
+                    for push in syncs {
+                        let count = push.len();
+                        let body =
+                            encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor, user: "sim".into(), push });
+                        let start = Instant::now();
+                        let resp =
+                            client.post(format!("{url}/v1/sync")).bearer_auth(&credential).body(body).send().unwrap();
+                        assert!(resp.status().is_success(), "{}", resp.status());
+                        let r: SyncResponse = decode(&resp.bytes().unwrap()).unwrap();
+                        latencies.lock().unwrap().push(start.elapsed().as_secs_f64());
+                        cursor = r.next_cursor;
+                        pushed.fetch_add(count, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(f64::total_cmp);
+    let total = pushed.load(Ordering::Relaxed);
+    println!(
+        "{n_devices} SIMULATED DEVICES (SQLite, {threads} concurrent connections), 2 syncs of {per_sync} new households each: \
+         {} syncs in {elapsed:.1} s; latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; throughput {:.0} households/s",
+        l.len(),
+        percentile(&l, 0.5) * 1e3,
+        percentile(&l, 0.99) * 1e3,
+        l[l.len() - 1] * 1e3,
+        total as f64 / elapsed
+    );
+}

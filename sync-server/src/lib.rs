@@ -8,9 +8,11 @@
 
 pub mod api;
 pub mod error;
+pub mod logic;
 pub mod merge;
 pub mod sqlite;
 pub mod storage;
+pub mod tx;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,22 +3,18 @@
 //! One connection behind a mutex, used from blocking tasks: SQLite has one
 //! writer anyway, and every sync is one transaction.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use doorstep_core::identity::{DuplicateScore, score_pair};
-use doorstep_core::record::HouseholdDoc;
-use doorstep_core::sync::protocol::{
-    DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse,
-};
+use doorstep_core::sync::protocol::{ErrorCode, SyncRequest, SyncResponse};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::ApiError;
-use crate::merge::{merge_push, people, server_editor};
+use crate::logic;
 use crate::storage::{AuditEntry, ConflictItem, Device, DuplicateItem, Storage};
+use crate::tx::{FeedRow, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -91,175 +87,174 @@ fn area_clause(col: &str, n: usize) -> String {
     format!("({col} = ?{n} OR {col} LIKE ?{n} || '.%')")
 }
 
-/// Records conflicts (replacing this document's open ones) and duplicate candidates.
-fn queue_reviews(tx: &Transaction<'_>, merged: &crate::merge::Merged, area: &str, now: i64) -> Result<(), ApiError> {
-    let doc_id = merged.household.household_id.as_str();
-    // Open conflicts that no longer hold were settled by a later edit.
-    let paths: Vec<&str> = merged.conflicts.iter().map(|c| c.path.as_str()).collect();
-    let open: Vec<(i64, String)> = {
-        let mut stmt = tx.prepare_cached("SELECT id, path FROM conflict WHERE doc_id = ?1 AND status = 'open'")?;
-        stmt.query_map([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
-    };
-    for (id, path) in &open {
-        if !paths.contains(&path.as_str()) {
-            tx.execute(
-                "UPDATE conflict SET status = 'resolved', resolved_at = ?2, resolved_by = 'edit' WHERE id = ?1",
-                params![id, now],
-            )?;
-        }
+/// [`Tx`] over a rusqlite transaction.
+struct SqliteTx<'a>(Transaction<'a>);
+
+impl Tx for SqliteTx<'_> {
+    fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>, ApiError> {
+        Ok(self
+            .0
+            .query_row("SELECT snapshot, area FROM doc WHERE doc_id = ?1", [doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
-    for c in &merged.conflicts {
-        tx.execute(
+
+    fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
+                 heads = excluded.heads, updated_at = excluded.updated_at",
+            params![doc_id, area, snapshot, heads, now],
+        )?;
+        Ok(())
+    }
+
+    fn append_feed(
+        &mut self,
+        area: &str,
+        doc_id: &str,
+        origin: &str,
+        changes: &[u8],
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![area, doc_id, origin, changes, now],
+        )?;
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        at: i64,
+        device: &str,
+        user: &str,
+        doc_id: &str,
+        heads: &str,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO audit (at, device_id, user, doc_id, heads, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![at, device, user, doc_id, heads, action],
+        )?;
+        Ok(())
+    }
+
+    fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>, ApiError> {
+        let mut stmt = self.0.prepare_cached("SELECT id, path FROM conflict WHERE doc_id = ?1 AND status = 'open'")?;
+        Ok(stmt.query_map([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    }
+
+    fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "UPDATE conflict SET status = 'resolved', resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
+            params![id, now, by],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_conflict(
+        &mut self,
+        doc_id: &str,
+        area: &str,
+        path: &str,
+        values_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0.execute(
             "INSERT INTO conflict (doc_id, area, path, values_json, status, created_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5)
              ON CONFLICT (doc_id, path) WHERE status = 'open' DO UPDATE SET values_json = excluded.values_json",
-            params![doc_id, area, c.path, serde_json::to_string(&c.values).unwrap_or_default(), now],
+            params![doc_id, area, path, values_json, now],
         )?;
+        Ok(())
     }
-    tx.execute("DELETE FROM person WHERE doc_id = ?1", [doc_id])?;
-    for (member_id, key) in people(&merged.household) {
-        let dob = key.dob.map(|d| d.format("%Y-%m-%d").to_string());
-        let mut candidates: Vec<(String, String, String)> = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT doc_id, member_id, key_json FROM person
-                 WHERE doc_id != ?1 AND ((?2 IS NOT NULL AND cccd = ?2) OR (?3 IS NOT NULL AND dob = ?3)) LIMIT 200",
-            )?;
-            let rows = stmt.query_map(params![doc_id, key.cccd, dob], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            for row in rows {
-                candidates.push(row?);
-            }
-        }
-        for (other_doc, other_member, json) in candidates {
-            let Ok(other) = serde_json::from_str(&json) else { continue };
-            let score = score_pair(&key, &other);
-            if score.score < DuplicateScore::REVIEW {
-                continue;
-            }
-            let ((da, ma), (db, mb)) = if (doc_id, member_id.as_str()) < (other_doc.as_str(), other_member.as_str()) {
-                ((doc_id, member_id.as_str()), (other_doc.as_str(), other_member.as_str()))
-            } else {
-                ((other_doc.as_str(), other_member.as_str()), (doc_id, member_id.as_str()))
-            };
-            tx.execute(
-                "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)
-                 ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
-                     reasons_json = excluded.reasons_json",
-                params![da, ma, db, mb, area, score.score, serde_json::to_string(&score.reasons).unwrap_or_default(), now],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![doc_id, member_id, area, serde_json::to_string(&key).unwrap_or_default(), key.cccd, dob],
-        )?;
-    }
-    Ok(())
-}
 
-/// Stores a merged document and appends its new changes to the feed.
-fn store_merged(
-    tx: &Transaction<'_>,
-    merged: &mut crate::merge::Merged,
-    origin: &str,
-    user: &str,
-    action: &str,
-    now: i64,
-) -> Result<(), ApiError> {
-    let area = merged.household.area_code.clone();
-    let doc_id = merged.household.household_id.clone();
-    let snapshot = merged.doc.save();
-    tx.execute(
-        "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
-             heads = excluded.heads, updated_at = excluded.updated_at",
-        params![doc_id, area, snapshot, merged.heads.join(","), now],
-    )?;
-    tx.execute(
-        "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![area, doc_id, origin, merged.new_changes, now],
-    )?;
-    tx.execute(
-        "INSERT INTO audit (at, device_id, user, doc_id, heads, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![now, origin, user, doc_id, merged.heads.join(","), action],
-    )?;
-    queue_reviews(tx, merged, &area, now)
-}
-
-fn sync_tx(conn: &mut Connection, device: &Device, req: &SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
-    if req.push.len() > MAX_PUSH_DOCS {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::TooLarge,
-            "too many documents in one request",
-        ));
-    }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut acked = Vec::with_capacity(req.push.len());
-    for push in &req.push {
-        let existing: Option<(Vec<u8>, String)> = tx
-            .query_row("SELECT snapshot, area FROM doc WHERE doc_id = ?1", [&push.doc_id], |r| {
+    fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>, ApiError> {
+        Ok(self
+            .0
+            .query_row("SELECT doc_id, path FROM conflict WHERE id = ?1 AND status = 'open'", [id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
-            .optional()?;
-        if let Some((_, area)) = &existing
-            && !doorstep_core::sync::protocol::area_within(area, &device.area)
-        {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::ForbiddenArea,
-                format!("{} belongs to another area", push.doc_id),
-            ));
-        }
-        let mut merged = merge_push(existing.as_ref().map(|(s, _)| s.as_slice()), push, &device.area)?;
-        if merged.changed {
-            store_merged(&tx, &mut merged, &device.device_id, &req.user, "sync", now)?;
-        }
-        acked.push(DocAck::new(push.doc_id.clone(), &merged.doc.heads()));
+            .optional()?)
     }
-    // Pull: the area's feed after the cursor, without this device's own changes, one bounded page.
-    let mut pulls: BTreeMap<String, DocPull> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut bytes = 0usize;
-    let mut next_cursor = req.cursor;
-    let mut more = false;
-    {
+
+    fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
+        self.0.execute("DELETE FROM person WHERE doc_id = ?1", [doc_id])?;
+        Ok(())
+    }
+
+    fn person_candidates(
+        &mut self,
+        doc_id: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT doc_id, member_id, key_json FROM person
+             WHERE doc_id != ?1 AND ((?2 IS NOT NULL AND cccd = ?2) OR (?3 IS NOT NULL AND dob = ?3)) LIMIT 200",
+        )?;
+        Ok(stmt
+            .query_map(params![doc_id, cccd, dob], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn insert_person(
+        &mut self,
+        doc_id: &str,
+        member_id: &str,
+        area: &str,
+        key_json: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![doc_id, member_id, area, key_json, cccd, dob],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_duplicate(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        area: &str,
+        score: f64,
+        reasons_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)
+             ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
+                 reasons_json = excluded.reasons_json",
+            params![a.0, a.1, b.0, b.1, area, score, reasons_json, now],
+        )?;
+        Ok(())
+    }
+
+    fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>, ApiError> {
         let sql = format!(
-            "SELECT seq, area, doc_id, origin, changes FROM feed WHERE seq > ?1 AND {} ORDER BY seq LIMIT 5000",
+            "SELECT seq, area, doc_id, origin, changes FROM feed WHERE seq > ?1 AND {} ORDER BY seq LIMIT ?3",
             area_clause("area", 2)
         );
-        let mut stmt = tx.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![req.cursor as i64, device.area])?;
-        let mut scanned = 0;
-        while let Some(row) = rows.next()? {
-            scanned += 1;
-            let seq: i64 = row.get(0)?;
-            let origin: String = row.get(3)?;
-            if origin != device.device_id {
-                let changes: Vec<u8> = row.get(4)?;
-                if bytes > 0 && bytes + changes.len() > PULL_PAGE_BYTES {
-                    more = true;
-                    break;
-                }
-                bytes += changes.len();
-                let doc_id: String = row.get(2)?;
-                let area: String = row.get(1)?;
-                let entry = pulls.entry(doc_id.clone()).or_insert_with(|| {
-                    order.push(doc_id.clone());
-                    DocPull { doc_id, area: area.clone(), changes: Vec::new() }
-                });
-                entry.area = area;
-                entry.changes.extend_from_slice(&changes);
-            }
-            next_cursor = seq as u64;
-        }
-        if scanned == 5000 {
-            more = true;
-        }
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![cursor, area, limit], |r| {
+            Ok(FeedRow { seq: r.get(0)?, area: r.get(1)?, doc_id: r.get(2)?, origin: r.get(3)?, changes: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-    tx.execute("UPDATE device SET last_sync_at = ?2 WHERE device_id = ?1", params![device.device_id, now])?;
-    tx.commit()?;
-    let pull = order.into_iter().filter_map(|id| pulls.remove(&id)).collect();
-    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more })
+
+    fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute("UPDATE device SET last_sync_at = ?2 WHERE device_id = ?1", params![device_id, now])?;
+        Ok(())
+    }
+}
+
+fn in_tx<T>(c: &mut Connection, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let mut tx = SqliteTx(c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?);
+    let out = f(&mut tx)?;
+    tx.0.commit()?;
+    Ok(out)
 }
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
@@ -359,7 +354,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
-        self.run(move |c| sync_tx(c, &device, &request, now)).await
+        self.run(move |c| in_tx(c, |tx| logic::sync(tx, &device, &request, now))).await
     }
 
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>, ApiError> {
@@ -393,43 +388,7 @@ impl Storage for SqliteStorage {
         operator: String,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let row: Option<(String, String)> = tx
-                .query_row("SELECT doc_id, path FROM conflict WHERE id = ?1 AND status = 'open'", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let Some((doc_id, path)) = row else {
-                return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such open conflict"));
-            };
-            let snapshot: Vec<u8> =
-                tx.query_row("SELECT snapshot FROM doc WHERE doc_id = ?1", [&doc_id], |r| r.get(0))?;
-            let editor = server_editor(&operator);
-            let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(ApiError::internal)?;
-            let before = doc.heads();
-            doc.resolve(&path, value.as_deref(), &editor).map_err(|e| ApiError::malformed(e.to_string()))?;
-            let heads = doc.heads();
-            let new_changes = doc.save_after(&before);
-            let household = doc.read();
-            let conflicts = doc.conflicts().map_err(ApiError::internal)?;
-            let mut merged = crate::merge::Merged {
-                doc,
-                changed: true,
-                new_changes,
-                heads: heads.iter().map(ToString::to_string).collect(),
-                household,
-                conflicts,
-            };
-            store_merged(&tx, &mut merged, "server", &operator, "resolve", now)?;
-            tx.execute(
-                "UPDATE conflict SET status = 'resolved', resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
-                params![id, now, operator],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.run(move |c| in_tx(c, |tx| logic::resolve(tx, id, value.as_deref(), &operator, now))).await
     }
 
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError> {

@@ -1,0 +1,165 @@
+//! The sync algorithm, written once over [`Tx`] for every backend.
+
+use axum::http::StatusCode;
+use doorstep_core::identity::{DuplicateScore, score_pair};
+use doorstep_core::record::HouseholdDoc;
+use doorstep_core::sync::protocol::{
+    DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse,
+    area_within,
+};
+
+use crate::error::ApiError;
+use crate::merge::{Merged, merge_push, people, server_editor};
+use crate::storage::Device;
+use crate::tx::Tx;
+
+/// Feed rows one pull reads at most.
+const FEED_SCAN: i64 = 5000;
+
+/// Records conflicts and duplicate candidates of a merged document.
+fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Result<(), ApiError> {
+    let doc_id = merged.household.household_id.as_str();
+    // Open conflicts that no longer hold were settled by a later edit.
+    let paths: Vec<&str> = merged.conflicts.iter().map(|c| c.path.as_str()).collect();
+    for (id, path) in tx.open_conflicts(doc_id)? {
+        if !paths.contains(&path.as_str()) {
+            tx.resolve_conflict_row(id, "edit", now)?;
+        }
+    }
+    for c in &merged.conflicts {
+        tx.upsert_conflict(doc_id, area, &c.path, &serde_json::to_string(&c.values).unwrap_or_default(), now)?;
+    }
+    tx.delete_people(doc_id)?;
+    for (member_id, key) in people(&merged.household) {
+        let dob = key.dob.map(|d| d.format("%Y-%m-%d").to_string());
+        for (other_doc, other_member, json) in tx.person_candidates(doc_id, key.cccd.as_deref(), dob.as_deref())? {
+            let Ok(other) = serde_json::from_str(&json) else { continue };
+            let score = score_pair(&key, &other);
+            if score.score < DuplicateScore::REVIEW {
+                continue;
+            }
+            let (a, b) = if (doc_id, member_id.as_str()) < (other_doc.as_str(), other_member.as_str()) {
+                ((doc_id, member_id.as_str()), (other_doc.as_str(), other_member.as_str()))
+            } else {
+                ((other_doc.as_str(), other_member.as_str()), (doc_id, member_id.as_str()))
+            };
+            tx.upsert_duplicate(
+                a,
+                b,
+                area,
+                score.score,
+                &serde_json::to_string(&score.reasons).unwrap_or_default(),
+                now,
+            )?;
+        }
+        tx.insert_person(
+            doc_id,
+            &member_id,
+            area,
+            &serde_json::to_string(&key).unwrap_or_default(),
+            key.cccd.as_deref(),
+            dob.as_deref(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores a merged document, appends its new changes to the feed, audits it and queues reviews.
+pub fn store_merged(
+    tx: &mut dyn Tx,
+    merged: &mut Merged,
+    origin: &str,
+    user: &str,
+    action: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let area = merged.household.area_code.clone();
+    let doc_id = merged.household.household_id.clone();
+    let heads = merged.heads.join(",");
+    tx.put_doc(&doc_id, &area, &merged.doc.save(), &heads, now)?;
+    tx.append_feed(&area, &doc_id, origin, &merged.new_changes, now)?;
+    tx.audit(now, origin, user, &doc_id, &heads, action)?;
+    queue_reviews(tx, merged, &area, now)
+}
+
+/// Applies a device's sync request and builds its answer, inside `tx`.
+pub fn sync(tx: &mut dyn Tx, device: &Device, req: &SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
+    if req.push.len() > MAX_PUSH_DOCS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "too many documents in one request",
+        ));
+    }
+    let mut acked = Vec::with_capacity(req.push.len());
+    for push in &req.push {
+        let existing = tx.doc(&push.doc_id)?;
+        if let Some((_, area)) = &existing
+            && !area_within(area, &device.area)
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::ForbiddenArea,
+                format!("{} belongs to another area", push.doc_id),
+            ));
+        }
+        let mut merged = merge_push(existing.as_ref().map(|(s, _)| s.as_slice()), push, &device.area)?;
+        if merged.changed {
+            store_merged(tx, &mut merged, &device.device_id, &req.user, "sync", now)?;
+        }
+        acked.push(DocAck::new(push.doc_id.clone(), &merged.doc.heads()));
+    }
+    // Pull: the area's feed after the cursor, without this device's own changes, one bounded page.
+    let cursor = i64::try_from(req.cursor).map_err(|_| ApiError::malformed("cursor out of range"))?;
+    let rows = tx.feed_after(cursor, &device.area, FEED_SCAN)?;
+    let scanned = rows.len() as i64;
+    let mut pull: Vec<DocPull> = Vec::new();
+    let mut bytes = 0usize;
+    let mut next_cursor = req.cursor;
+    let mut more = scanned == FEED_SCAN;
+    for row in rows {
+        if row.origin != device.device_id {
+            if bytes > 0 && bytes + row.changes.len() > PULL_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            bytes += row.changes.len();
+            match pull.iter_mut().find(|p| p.doc_id == row.doc_id) {
+                Some(p) => {
+                    p.area = row.area;
+                    p.changes.extend_from_slice(&row.changes);
+                }
+                None => pull.push(DocPull { doc_id: row.doc_id, area: row.area, changes: row.changes }),
+            }
+        }
+        next_cursor = row.seq as u64;
+    }
+    tx.touch_device(&device.device_id, now)?;
+    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more })
+}
+
+/// Resolves a conflict: a new change by the operator, written like any other.
+pub fn resolve(tx: &mut dyn Tx, id: i64, value: Option<&str>, operator: &str, now: i64) -> Result<(), ApiError> {
+    let Some((doc_id, path)) = tx.conflict(id)? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such open conflict"));
+    };
+    let (snapshot, _) = tx.doc(&doc_id)?.ok_or_else(|| ApiError::internal("conflict without a document"))?;
+    let editor = server_editor(operator);
+    let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(ApiError::internal)?;
+    let before = doc.heads();
+    doc.resolve(&path, value, &editor).map_err(|e| ApiError::malformed(e.to_string()))?;
+    let heads = doc.heads();
+    let new_changes = doc.save_after(&before);
+    let household = doc.read();
+    let conflicts = doc.conflicts().map_err(ApiError::internal)?;
+    let mut merged = Merged {
+        doc,
+        changed: true,
+        new_changes,
+        heads: heads.iter().map(ToString::to_string).collect(),
+        household,
+        conflicts,
+    };
+    store_merged(tx, &mut merged, "server", operator, "resolve", now)?;
+    tx.resolve_conflict_row(id, operator, now)
+}

@@ -1,0 +1,89 @@
+//! The storage primitives one sync transaction needs, so that the sync
+//! algorithm ([`crate::logic`]) is written once for every backend.
+
+use crate::error::ApiError;
+
+/// A row of the change feed.
+pub struct FeedRow {
+    /// Position in the feed: the device cursor.
+    pub seq: i64,
+    /// Area of the document.
+    pub area: String,
+    /// Household id.
+    pub doc_id: String,
+    /// Device that sent the changes (`server` for an operator's).
+    pub origin: String,
+    /// Automerge changes.
+    pub changes: Vec<u8>,
+}
+
+/// One open transaction on the server's store. Implementations run blocking.
+pub trait Tx {
+    /// The server's copy of a document: saved bytes and area.
+    fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>, ApiError>;
+    /// Writes the server's copy of a document.
+    fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<(), ApiError>;
+    /// Appends changes to the feed.
+    fn append_feed(&mut self, area: &str, doc_id: &str, origin: &str, changes: &[u8], now: i64)
+    -> Result<(), ApiError>;
+    /// Records an accepted change in the audit log.
+    fn audit(
+        &mut self,
+        at: i64,
+        device: &str,
+        user: &str,
+        doc_id: &str,
+        heads: &str,
+        action: &str,
+    ) -> Result<(), ApiError>;
+    /// Open conflicts of a document: (id, path).
+    fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>, ApiError>;
+    /// Marks a conflict resolved.
+    fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<(), ApiError>;
+    /// Inserts an open conflict, or updates the values of the open one at this path.
+    fn upsert_conflict(
+        &mut self,
+        doc_id: &str,
+        area: &str,
+        path: &str,
+        values_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError>;
+    /// An open conflict's document and path.
+    fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>, ApiError>;
+    /// Forgets a document's people (before re-indexing them).
+    fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError>;
+    /// People in other documents sharing a CCCD or a date of birth: (doc, member, key JSON).
+    fn person_candidates(
+        &mut self,
+        doc_id: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, ApiError>;
+    /// Indexes one person.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_person(
+        &mut self,
+        doc_id: &str,
+        member_id: &str,
+        area: &str,
+        key_json: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<(), ApiError>;
+    /// Queues (or rescores) a duplicate pair.
+    #[allow(clippy::too_many_arguments)]
+    fn upsert_duplicate(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        area: &str,
+        score: f64,
+        reasons_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError>;
+    /// Feed rows after `cursor` within `area` (and its sub-areas), oldest first, at most `limit`.
+    fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>, ApiError>;
+    /// Records a device's last sync.
+    fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError>;
+}

@@ -4,12 +4,14 @@
 //! token, revocation, area-scoped replication of household Automerge
 //! documents through a per-area change feed, conflict and duplicate review
 //! queues, and an audit log. Storage sits behind [`storage::Storage`];
-//! SQLite ([`sqlite::SqliteStorage`]) is the embedded default.
+//! SQLite ([`sqlite::SqliteStorage`]) is the embedded default; PostgreSQL
+//! ([`postgres::PostgresStorage`]) lets several stateless server processes share one database.
 
 pub mod api;
 pub mod error;
 pub mod logic;
 pub mod merge;
+pub mod postgres;
 pub mod sqlite;
 pub mod storage;
 pub mod tx;
@@ -33,4 +35,13 @@ pub async fn spawn(addr: SocketAddr, state_for: impl FnOnce(SocketAddr) -> AppSt
         let _ = serve(listener, state).await;
     });
     Ok(local)
+}
+
+/// Opens the store a `--db` value names: a `postgres://` URL, or a SQLite file path.
+pub fn open_storage(db: &str) -> Result<Arc<dyn storage::Storage>, error::ApiError> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStorage::open(db)?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStorage::open(std::path::Path::new(db))?))
+    }
 }

@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use doorstep_sync_server::api::{AppState, create_enrolment};
-use doorstep_sync_server::sqlite::SqliteStorage;
 use doorstep_sync_server::storage::Storage;
 
 #[derive(Parser)]
 #[command(name = "doorstep-sync-server", version, about = "Doorstep sync server")]
 struct Cli {
-    /// Database: a SQLite file path (the embedded default).
+    /// Database: a SQLite file path (the embedded default), or a postgres:// URL.
     #[arg(long, env = "DOORSTEP_DB", default_value = "./data.db", global = true)]
-    db: PathBuf,
+    db: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,9 +52,14 @@ enum Command {
     Devices,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Open the store before the runtime starts: the PostgreSQL client blocks.
+    let result = doorstep_sync_server::open_storage(&cli.db).map_err(|e| e.to_string()).and_then(|storage| {
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        runtime.block_on(run(cli, storage)).map_err(|e| e.to_string())
+    });
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -64,14 +68,13 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&cli.db)?);
+async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve { listen, public_url, admin_token } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             let addr = listener.local_addr()?;
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-            println!("doorstep-sync-server listening on {addr} (database {})", cli.db.display());
+            println!("doorstep-sync-server listening on {addr} (database {})", redact(&cli.db));
             let state = Arc::new(AppState { storage, public_url, admin_token });
             doorstep_sync_server::serve(listener, state).await?;
         }
@@ -98,4 +101,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(db: &str) -> String {
+    match (db.find("://"), db.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &db[..scheme], &db[at + 1..]),
+        _ => db.to_string(),
+    }
 }

@@ -183,9 +183,9 @@ fn two_hundred_faulty_syncs_lose_and_double_nothing() {
     converge_and_check(&mut devices, created, &events);
 }
 
-fn spawn_server(db: &std::path::Path) -> (Child, String) {
+pub(crate) fn spawn_server(db: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"))
-        .args(["--db", db.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0", "--admin-token", common::ADMIN])
+        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--admin-token", common::ADMIN])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -199,7 +199,7 @@ fn spawn_server(db: &std::path::Path) -> (Child, String) {
 #[test]
 fn server_killed_mid_sync_restarts_and_converges() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("server.db");
+    let db = common::fresh_db(dir.path());
     let (mut child, addr) = spawn_server(&db);
     // Enrol through a storage handle on the same file (SQLite allows a second connection).
     let server = TestServer::start_on(&db, &format!("http://{addr}"));

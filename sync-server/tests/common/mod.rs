@@ -11,7 +11,6 @@ use doorstep_core::store::{Role, Store};
 use doorstep_core::sync::protocol::EnrolmentCode;
 use doorstep_core::sync::{HttpTransport, SyncReport};
 use doorstep_sync_server::api::{AppState, create_enrolment};
-use doorstep_sync_server::sqlite::SqliteStorage;
 use doorstep_sync_server::storage::Storage;
 
 pub const ADMIN: &str = "admin-token-for-tests";
@@ -24,10 +23,33 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+/// The backend under test: a fresh PostgreSQL database when DOORSTEP_TEST_POSTGRES_URL
+/// names an admin URL (the conformance run), else a SQLite file in `dir`.
+/// Returns the `--db` value for it.
+pub fn fresh_db(dir: &Path) -> String {
+    match std::env::var("DOORSTEP_TEST_POSTGRES_URL") {
+        Ok(admin) => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            let name = format!("doorstep_test_{}", hex::encode(bytes));
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            let base = admin.rsplit_once('/').unwrap().0;
+            format!("{base}/{name}")
+        }
+        Err(_) => dir.join("server.db").to_str().unwrap().to_string(),
+    }
+}
+
+pub fn using_postgres() -> bool {
+    std::env::var("DOORSTEP_TEST_POSTGRES_URL").is_ok()
+}
+
 impl TestServer {
     pub fn start() -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+        let db = fresh_db(dir.path());
+        let storage: Arc<dyn Storage> = doorstep_sync_server::open_storage(&db).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let s = storage.clone();
         let addr = runtime
@@ -41,8 +63,8 @@ impl TestServer {
     }
 
     /// A handle on an existing database served by another process at `url` (for enrolments and fingerprints).
-    pub fn start_on(db: &Path, url: &str) -> TestServer {
-        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(db).unwrap());
+    pub fn start_on(db: &str, url: &str) -> TestServer {
+        let storage: Arc<dyn Storage> = doorstep_sync_server::open_storage(db).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         TestServer { url: url.to_string(), storage, runtime, _dir: tempfile::tempdir().unwrap() }
     }

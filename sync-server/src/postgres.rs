@@ -1,0 +1,511 @@
+//! The PostgreSQL backend (`--db postgres://…`): any number of stateless
+//! server processes can share one database.
+//!
+//! Writes (syncs that push, conflict resolutions) take one transaction-scoped
+//! advisory lock, so feed positions are handed out and committed in order
+//! across all nodes: a device that has seen position N has seen every
+//! position before it. Reads run in parallel.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use doorstep_core::sync::protocol::{ErrorCode, SyncRequest, SyncResponse};
+use postgres::{Client, NoTls, Transaction};
+
+use crate::error::ApiError;
+use crate::logic;
+use crate::storage::{AuditEntry, ConflictItem, Device, DuplicateItem, Storage};
+use crate::tx::{FeedRow, Tx};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS enrolment (
+    token_hash TEXT PRIMARY KEY, area TEXT NOT NULL, created_at BIGINT NOT NULL,
+    used_at BIGINT, device_id TEXT);
+CREATE TABLE IF NOT EXISTS device (
+    device_id TEXT PRIMARY KEY, credential_hash TEXT NOT NULL UNIQUE, area TEXT NOT NULL,
+    enrolled_at BIGINT NOT NULL, last_sync_at BIGINT, revoked_at BIGINT);
+CREATE TABLE IF NOT EXISTS doc (
+    doc_id TEXT PRIMARY KEY, area TEXT NOT NULL, snapshot BYTEA NOT NULL, heads TEXT NOT NULL,
+    updated_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS feed (
+    seq BIGSERIAL PRIMARY KEY, area TEXT NOT NULL, doc_id TEXT NOT NULL,
+    origin TEXT NOT NULL, changes BYTEA NOT NULL, created_at BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS feed_by_area ON feed (area, seq);
+CREATE TABLE IF NOT EXISTS person (
+    doc_id TEXT NOT NULL, member_id TEXT NOT NULL, area TEXT NOT NULL, key_json TEXT NOT NULL,
+    cccd TEXT, dob TEXT, PRIMARY KEY (doc_id, member_id));
+CREATE INDEX IF NOT EXISTS person_by_cccd ON person (cccd);
+CREATE INDEX IF NOT EXISTS person_by_dob ON person (dob);
+CREATE TABLE IF NOT EXISTS conflict (
+    id BIGSERIAL PRIMARY KEY, doc_id TEXT NOT NULL, area TEXT NOT NULL, path TEXT NOT NULL,
+    values_json TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL, resolved_at BIGINT,
+    resolved_by TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS conflict_open ON conflict (doc_id, path) WHERE status = 'open';
+CREATE TABLE IF NOT EXISTS duplicate (
+    id BIGSERIAL PRIMARY KEY, doc_a TEXT NOT NULL, member_a TEXT NOT NULL,
+    doc_b TEXT NOT NULL, member_b TEXT NOT NULL, area TEXT NOT NULL, score DOUBLE PRECISION NOT NULL,
+    reasons_json TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL,
+    UNIQUE (doc_a, member_a, doc_b, member_b));
+CREATE TABLE IF NOT EXISTS audit (
+    id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, device_id TEXT NOT NULL, username TEXT NOT NULL,
+    doc_id TEXT NOT NULL, heads TEXT NOT NULL, action TEXT NOT NULL);
+";
+
+/// The advisory lock that orders writers across server processes.
+const WRITE_LOCK: i64 = 0x00D0_0257;
+
+fn pg(e: postgres::Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// PostgreSQL storage with a small pool of blocking connections.
+#[derive(Clone)]
+pub struct PostgresStorage {
+    url: String,
+    pool: Arc<Mutex<Vec<Client>>>,
+}
+
+impl PostgresStorage {
+    /// Connects and creates the schema if it is missing.
+    pub fn open(url: &str) -> Result<PostgresStorage, ApiError> {
+        let mut client = Client::connect(url, NoTls).map_err(pg)?;
+        // Serialise schema creation between processes starting together.
+        let mut tx = client.transaction().map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(WRITE_LOCK + 1)]).map_err(pg)?;
+        tx.batch_execute(SCHEMA).map_err(pg)?;
+        tx.commit().map_err(pg)?;
+        Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Mutex::new(vec![client])) })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = this.pool.lock().map_err(|_| ApiError::internal("poisoned pool"))?.pop();
+            let mut client = match pooled {
+                Some(c) if !c.is_closed() => c,
+                _ => Client::connect(&this.url, NoTls).map_err(pg)?,
+            };
+            let out = f(&mut client);
+            if !client.is_closed()
+                && let Ok(mut pool) = this.pool.lock()
+                && pool.len() < 16
+            {
+                pool.push(client);
+            }
+            out
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+}
+
+struct PgTx<'a>(Transaction<'a>);
+
+impl Tx for PgTx<'_> {
+    fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>, ApiError> {
+        Ok(self
+            .0
+            .query_opt("SELECT snapshot, area FROM doc WHERE doc_id = $1", &[&doc_id])
+            .map_err(pg)?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
+                     heads = excluded.heads, updated_at = excluded.updated_at",
+                &[&doc_id, &area, &snapshot, &heads, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn append_feed(
+        &mut self,
+        area: &str,
+        doc_id: &str,
+        origin: &str,
+        changes: &[u8],
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&area, &doc_id, &origin, &changes, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        at: i64,
+        device: &str,
+        user: &str,
+        doc_id: &str,
+        heads: &str,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO audit (at, device_id, username, doc_id, heads, action) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&at, &device, &user, &doc_id, &heads, &action],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>, ApiError> {
+        Ok(self
+            .0
+            .query("SELECT id, path FROM conflict WHERE doc_id = $1 AND status = 'open'", &[&doc_id])
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "UPDATE conflict SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
+                &[&id, &now, &by],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn upsert_conflict(
+        &mut self,
+        doc_id: &str,
+        area: &str,
+        path: &str,
+        values_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO conflict (doc_id, area, path, values_json, status, created_at) VALUES ($1, $2, $3, $4, 'open', $5)
+                 ON CONFLICT (doc_id, path) WHERE status = 'open' DO UPDATE SET values_json = excluded.values_json",
+                &[&doc_id, &area, &path, &values_json, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>, ApiError> {
+        Ok(self
+            .0
+            .query_opt("SELECT doc_id, path FROM conflict WHERE id = $1 AND status = 'open'", &[&id])
+            .map_err(pg)?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
+        self.0.execute("DELETE FROM person WHERE doc_id = $1", &[&doc_id]).map_err(pg)?;
+        Ok(())
+    }
+
+    fn person_candidates(
+        &mut self,
+        doc_id: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT doc_id, member_id, key_json FROM person
+                 WHERE doc_id != $1 AND (($2::TEXT IS NOT NULL AND cccd = $2) OR ($3::TEXT IS NOT NULL AND dob = $3)) LIMIT 200",
+                &[&doc_id, &cccd, &dob],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    fn insert_person(
+        &mut self,
+        doc_id: &str,
+        member_id: &str,
+        area: &str,
+        key_json: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&doc_id, &member_id, &area, &key_json, &cccd, &dob],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn upsert_duplicate(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        area: &str,
+        score: f64,
+        reasons_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8)
+                 ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
+                     reasons_json = excluded.reasons_json",
+                &[&a.0, &a.1, &b.0, &b.1, &area, &score, &reasons_json, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>, ApiError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT seq, area, doc_id, origin, changes FROM feed
+                 WHERE seq > $1 AND (area = $2 OR area LIKE $2 || '.%') ORDER BY seq LIMIT $3",
+                &[&cursor, &area, &limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| FeedRow { seq: r.get(0), area: r.get(1), doc_id: r.get(2), origin: r.get(3), changes: r.get(4) })
+            .collect())
+    }
+
+    fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute("UPDATE device SET last_sync_at = $2 WHERE device_id = $1", &[&device_id, &now]).map_err(pg)?;
+        Ok(())
+    }
+}
+
+fn in_write_tx<T>(c: &mut Client, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let mut tx = c.transaction().map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).map_err(pg)?;
+    let mut wrapped = PgTx(tx);
+    let out = f(&mut wrapped)?;
+    wrapped.0.commit().map_err(pg)?;
+    Ok(out)
+}
+
+fn device_row(r: &postgres::Row) -> Device {
+    Device { device_id: r.get(0), area: r.get(1), enrolled_at: r.get(2), last_sync_at: r.get(3), revoked_at: r.get(4) }
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    async fn create_enrolment(&self, token_hash: String, area: String, now: i64) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO enrolment (token_hash, area, created_at) VALUES ($1, $2, $3)",
+                &[&token_hash, &area, &now],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_enrolment(
+        &self,
+        token_hash: String,
+        device_id: String,
+        credential_hash: String,
+        now: i64,
+    ) -> Result<Vec<String>, ApiError> {
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(pg)?;
+            let row = tx
+                .query_opt(
+                    "UPDATE enrolment SET used_at = $2, device_id = $3 WHERE token_hash = $1 AND used_at IS NULL RETURNING area",
+                    &[&token_hash, &now, &device_id],
+                )
+                .map_err(pg)?;
+            let Some(row) = row else {
+                return Err(ApiError::new(StatusCode::CONFLICT, ErrorCode::TokenUsed, "unknown or already used enrolment token"));
+            };
+            let area: String = row.get(0);
+            let inserted = tx
+                .execute(
+                    "INSERT INTO device (device_id, credential_hash, area, enrolled_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (device_id) DO NOTHING",
+                    &[&device_id, &credential_hash, &area, &now],
+                )
+                .map_err(pg)?;
+            if inserted == 0 {
+                return Err(ApiError::malformed("this device id is already enrolled"));
+            }
+            tx.commit().map_err(pg)?;
+            Ok(vec![area])
+        })
+        .await
+    }
+
+    async fn device_by_credential(&self, credential_hash: String) -> Result<Option<Device>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device WHERE credential_hash = $1",
+                &[&credential_hash],
+            )
+            .map_err(pg)?
+            .map(|r| device_row(&r)))
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, device_id: String, now: i64) -> Result<bool, ApiError> {
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE device SET revoked_at = $2 WHERE device_id = $1 AND revoked_at IS NULL",
+                &[&device_id, &now],
+            )
+            .map_err(pg)?
+                > 0)
+        })
+        .await
+    }
+
+    async fn devices(&self) -> Result<Vec<Device>, ApiError> {
+        self.run(|c| {
+            Ok(c.query(
+                "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device ORDER BY enrolled_at",
+                &[],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(device_row)
+            .collect())
+        })
+        .await
+    }
+
+    async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
+        self.run(move |c| {
+            if request.push.is_empty() {
+                // A pull only reads: no lock, so pulls from many nodes run in parallel.
+                let tx = c.transaction().map_err(pg)?;
+                let mut wrapped = PgTx(tx);
+                let out = logic::sync(&mut wrapped, &device, &request, now)?;
+                wrapped.0.commit().map_err(pg)?;
+                Ok(out)
+            } else {
+                in_write_tx(c, |tx| logic::sync(tx, &device, &request, now))
+            }
+        })
+        .await
+    }
+
+    async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT id, doc_id, area, path, values_json, status FROM conflict
+                 WHERE $1::TEXT IS NULL OR area = $1 OR area LIKE $1 || '.%' ORDER BY status = 'open' DESC, id",
+                &[&area],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| ConflictItem {
+                id: r.get(0),
+                doc_id: r.get(1),
+                area: r.get(2),
+                path: r.get(3),
+                values: serde_json::from_str(r.get::<_, &str>(4)).unwrap_or_default(),
+                status: r.get(5),
+            })
+            .collect())
+        })
+        .await
+    }
+
+    async fn resolve_conflict(
+        &self,
+        id: i64,
+        value: Option<String>,
+        operator: String,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.run(move |c| in_write_tx(c, |tx| logic::resolve(tx, id, value.as_deref(), &operator, now))).await
+    }
+
+    async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT id, doc_a, member_a, doc_b, member_b, score, reasons_json, status FROM duplicate
+                 WHERE $1::TEXT IS NULL OR area = $1 OR area LIKE $1 || '.%' ORDER BY status = 'open' DESC, score DESC, id",
+                &[&area],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| DuplicateItem {
+                id: r.get(0),
+                doc_a: r.get(1),
+                member_a: r.get(2),
+                doc_b: r.get(3),
+                member_b: r.get(4),
+                score: r.get(5),
+                reasons: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
+                status: r.get(7),
+            })
+            .collect())
+        })
+        .await
+    }
+
+    async fn audit(&self, doc_id: Option<String>) -> Result<Vec<AuditEntry>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT at, device_id, username, doc_id, heads, action FROM audit
+                 WHERE $1::TEXT IS NULL OR doc_id = $1 ORDER BY id",
+                &[&doc_id],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get(0),
+                device_id: r.get(1),
+                user: r.get(2),
+                doc_id: r.get(3),
+                heads: r.get::<_, &str>(4).split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                action: r.get(5),
+            })
+            .collect())
+        })
+        .await
+    }
+
+    async fn fingerprint(&self) -> Result<String, ApiError> {
+        self.run(|c| {
+            let mut h = blake3::Hasher::new();
+            for (table, cols) in [
+                ("enrolment", "token_hash, area, used_at::TEXT, device_id"),
+                ("device", "device_id, area, revoked_at::TEXT"),
+                ("doc", "doc_id, area, heads"),
+                ("feed", "seq::TEXT, doc_id, origin, encode(changes, 'hex')"),
+                ("conflict", "id::TEXT, doc_id, path, status"),
+                ("duplicate", "id::TEXT, doc_a, member_a, doc_b, member_b, status"),
+                ("audit", "id::TEXT, device_id, doc_id, heads"),
+            ] {
+                for row in
+                    c.query(&format!("SELECT concat_ws('|', {cols}) FROM {table} ORDER BY 1"), &[]).map_err(pg)?
+                {
+                    let v: Option<String> = row.get(0);
+                    h.update(v.unwrap_or_default().as_bytes());
+                    h.update(b"\n");
+                }
+            }
+            Ok(h.finalize().to_hex().to_string())
+        })
+        .await
+    }
+}

@@ -44,6 +44,7 @@ fn main() {
     let households = commune(n);
 
     let server = TestServer::start();
+    println!("backend: {}", if common::using_postgres() { "PostgreSQL" } else { "SQLite" });
     let mut a = Device::enrolled(&server, "officer-a", AREA);
     let t = Instant::now();
     for h in &households {
@@ -151,8 +152,9 @@ fn main() {
     l.sort_by(f64::total_cmp);
     let total = pushed.load(Ordering::Relaxed);
     println!(
-        "{n_devices} SIMULATED DEVICES (SQLite, {threads} concurrent connections), 2 syncs of {per_sync} new households each: \
+        "{n_devices} SIMULATED DEVICES ({}, {threads} concurrent connections), 2 syncs of {per_sync} new households each: \
          {} syncs in {elapsed:.1} s; latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; throughput {:.0} households/s",
+        if common::using_postgres() { "PostgreSQL" } else { "SQLite" },
         l.len(),
         percentile(&l, 0.5) * 1e3,
         percentile(&l, 0.99) * 1e3,

@@ -1,6 +1,8 @@
 //! HTTP routes: the device protocol (CBOR) and the operators' JSON API.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, State};
@@ -25,6 +27,45 @@ pub struct AppState {
     pub public_url: String,
     /// Bearer token for the operators' API.
     pub admin_token: String,
+    limiter: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Requests a device may make in a burst.
+pub const RATE_BURST: f64 = 20.0;
+/// Requests a second a device regains.
+pub const RATE_PER_SEC: f64 = 10.0;
+/// Longest a request may take before the server answers 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl AppState {
+    /// State for a server with this store, public URL and operator token.
+    pub fn new(storage: Arc<dyn Storage>, public_url: String, admin_token: String) -> AppState {
+        AppState { storage, public_url, admin_token, limiter: Mutex::new(HashMap::new()) }
+    }
+
+    /// Token bucket per device, per server process.
+    fn admit(&self, device_id: &str) -> Result<(), ApiError> {
+        let mut buckets = self.limiter.lock().map_err(|_| ApiError::internal("poisoned limiter"))?;
+        let now = Instant::now();
+        let (tokens, last) = buckets.entry(device_id.to_string()).or_insert((RATE_BURST, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE_PER_SEC).min(RATE_BURST);
+        *last = now;
+        if *tokens < 1.0 {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "too many requests: slow down",
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+}
+
+async fn within_timeout<T>(f: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, f).await.unwrap_or_else(|_| {
+        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "the request took too long: retry"))
+    })
 }
 
 /// Unix seconds now.
@@ -82,6 +123,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Device, A
 
 async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     let req: EnrolRequest = decode_body(&read_body(body).await?)?;
+    state.admit("enrolment")?;
     if req.protocol != PROTOCOL_VERSION {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -99,17 +141,21 @@ async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Respons
 }
 
 async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let device = authenticate(&state, &headers).await?;
-    let req: SyncRequest = decode_body(&read_body(body).await?)?;
-    if req.protocol != PROTOCOL_VERSION {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::UnsupportedVersion,
-            "unsupported protocol version",
-        ));
-    }
-    let resp = state.storage.sync(device, req, now()).await?;
-    Ok(cbor(&resp))
+    within_timeout(async {
+        let device = authenticate(&state, &headers).await?;
+        state.admit(&device.device_id)?;
+        let req: SyncRequest = decode_body(&read_body(body).await?)?;
+        if req.protocol != PROTOCOL_VERSION {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UnsupportedVersion,
+                "unsupported protocol version",
+            ));
+        }
+        let resp = state.storage.sync(device, req, now()).await?;
+        Ok(cbor(&resp))
+    })
+    .await
 }
 
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -75,11 +75,11 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
             let addr = listener.local_addr()?;
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
             println!("doorstep-sync-server listening on {addr} (database {})", redact(&cli.db));
-            let state = Arc::new(AppState { storage, public_url, admin_token });
+            let state = Arc::new(AppState::new(storage, public_url, admin_token));
             doorstep_sync_server::serve(listener, state).await?;
         }
         Command::Enrol { area, url, out } => {
-            let state = AppState { storage, public_url: url, admin_token: String::new() };
+            let state = AppState::new(storage, url, String::new());
             let code = create_enrolment(&state, &area).await?;
             std::fs::write(&out, doorstep_core::qr::encode_png(&code.to_qr_text(), 6)?)?;
             println!("enrolment for area {area} written to {} (one use)", out.display());

@@ -245,3 +245,17 @@ fn a_revoked_device_is_refused_and_wipes_itself() {
         assert!(!bytes.windows(12).any(|w| w == b"080166796635"));
     }
 }
+
+#[test]
+fn a_device_over_its_request_rate_is_slowed_down() {
+    let server = TestServer::start();
+    let a = Device::enrolled(&server, "officer-a", AREA);
+    let credential = a.store.sync_secret("credential").unwrap().unwrap();
+    let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
+    let before = server.fingerprint();
+    let answers: Vec<(u16, Option<ErrorCode>)> =
+        (0..60).map(|_| raw.post("/v1/sync", sync_body(vec![]), Some(&credential))).collect();
+    assert!(answers.contains(&(429, Some(ErrorCode::RateLimited))), "{answers:?}");
+    assert!(answers.iter().take(20).all(|a| a.0 == 200), "the burst is allowed");
+    assert_eq!(server.fingerprint(), before);
+}

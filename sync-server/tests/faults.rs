@@ -175,6 +175,8 @@ fn two_hundred_faulty_syncs_lose_and_double_nothing() {
         match doorstep_core::sync::sync(&mut d.store, &faulty[i], None, &cancel) {
             Ok(_) => ok += 1,
             Err(doorstep_core::Error::Network(_) | doorstep_core::Error::Protocol(_)) => failed += 1,
+            // Fast failures retried at once can trip the per-device rate limit: also transient.
+            Err(doorstep_core::Error::Server { status: 429, .. }) => failed += 1,
             Err(e) => panic!("round {round}: unexpected {e}"),
         }
     }

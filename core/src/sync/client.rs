@@ -10,6 +10,11 @@ use super::protocol::{
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// How often a sync waits out the server's rate limit before giving up.
+const MAX_RATE_LIMIT_RETRIES: u32 = 5;
+/// The first wait after a rate-limit answer; each further one is longer.
+const RATE_LIMIT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Largest push body the client builds; more dirty documents go in the next request.
 const PUSH_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
@@ -85,6 +90,7 @@ pub fn sync(
         .and_then(|a| serde_json::from_str(&a).ok())
         .ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
     let mut report = SyncReport::default();
+    let mut rate_limited = 0;
     loop {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::Cancelled);
@@ -113,6 +119,12 @@ pub fn sync(
             Err(Error::Server { code, .. }) if code == "revoked" => {
                 store.wipe()?;
                 return Err(Error::Revoked);
+            }
+            // Slowed down by the server: wait a little and try again, a few times.
+            Err(Error::Server { status: 429, .. }) if rate_limited < MAX_RATE_LIMIT_RETRIES => {
+                rate_limited += 1;
+                std::thread::sleep(RATE_LIMIT_BACKOFF * rate_limited);
+                continue;
             }
             other => other?,
         };

@@ -53,10 +53,8 @@ impl TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let s = storage.clone();
         let addr = runtime
-            .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| AppState {
-                storage: s,
-                public_url: format!("http://{addr}"),
-                admin_token: ADMIN.into(),
+            .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| {
+                AppState::new(s, format!("http://{addr}"), ADMIN.into())
             }))
             .unwrap();
         TestServer { url: format!("http://{addr}"), storage, runtime, _dir: dir }
@@ -70,8 +68,7 @@ impl TestServer {
     }
 
     pub fn enrolment(&self, area: &str) -> EnrolmentCode {
-        let state =
-            AppState { storage: self.storage.clone(), public_url: self.url.clone(), admin_token: String::new() };
+        let state = AppState::new(self.storage.clone(), self.url.clone(), String::new());
         self.runtime.block_on(create_enrolment(&state, area)).unwrap()
     }
 

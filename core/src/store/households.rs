@@ -218,7 +218,8 @@ impl Store {
             Origin::Remote => ("remote", false),
         };
 
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // A savepoint: its own transaction normally, or part of a batch (see `apply_remote_batch`).
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "INSERT INTO doc_meta (doc_id, area, created_by, summary, local_heads, dirty, snapshot_bytes,
                                    incremental_bytes, updated_at, synced_heads)

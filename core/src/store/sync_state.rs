@@ -88,6 +88,30 @@ impl Store {
         Ok(())
     }
 
+    /// Merges a page of documents received from the server and records the new
+    /// cursor, all in one transaction: either all of it is committed or none.
+    pub fn apply_remote_batch(&mut self, pulls: &[(&str, &[u8])], cursor_key: &str, cursor: &str) -> Result<usize> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| -> Result<usize> {
+            let mut changed = 0;
+            for (doc_id, changes) in pulls {
+                changed += usize::from(self.apply_remote(doc_id, changes)?);
+            }
+            self.set_sync_value(cursor_key, cursor)?;
+            Ok(changed)
+        })();
+        match result {
+            Ok(n) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Merges changes received from the server. Idempotent: applying them twice changes nothing.
     pub fn apply_remote(&mut self, doc_id: &str, changes: &[u8]) -> Result<bool> {
         crate::record::check_id(doc_id)?;

@@ -138,14 +138,12 @@ pub fn sync(
             let heads = ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;
             store.mark_synced(&ack.doc_id, &heads)?;
         }
-        for pull in &resp.pull {
-            if !areas.iter().any(|a| area_within(&pull.area, a)) {
-                return Err(Error::Protocol(format!("server sent {} outside this device's areas", pull.doc_id)));
-            }
-            store.apply_remote(&pull.doc_id, &pull.changes)?;
+        if let Some(p) = resp.pull.iter().find(|p| !areas.iter().any(|a| area_within(&p.area, a))) {
+            return Err(Error::Protocol(format!("server sent {} outside this device's areas", p.doc_id)));
         }
-        // Only now, with the pulled changes committed, does the cursor move.
-        store.set_sync_value(KEY_CURSOR, &resp.next_cursor.to_string())?;
+        // The pulled changes and the new cursor commit together: the cursor never runs ahead.
+        let page: Vec<(&str, &[u8])> = resp.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
+        store.apply_remote_batch(&page, KEY_CURSOR, &resp.next_cursor.to_string())?;
         report.pushed += pushed_now;
         report.pulled += resp.pull.len();
         let progress = SyncProgress { pushed: report.pushed, pulled: report.pulled, round_trips: report.round_trips };

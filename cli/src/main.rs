@@ -505,11 +505,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Enrol { qr_image } => {
             let mut store = open_unlocked(&cli)?;
-            let texts = qr::decode_image(&std::fs::read(qr_image)?)?;
-            let code = texts
-                .iter()
-                .find_map(|t| EnrolmentCode::parse(t).ok())
-                .context("the image holds no Doorstep enrolment code")?;
+            let code = EnrolmentCode::from_image(&std::fs::read(qr_image)?)?;
             let transport = HttpTransport::new(&code.url)?;
             let areas = doorstep_core::sync::enrol(&mut store, &transport, &code)?;
             println!("enrolled device {} with {} for area(s) {}", store.device_id(), code.url, areas.join(", "));

@@ -59,11 +59,24 @@ fn pg(e: postgres::Error) -> ApiError {
     ApiError::internal(e)
 }
 
+/// Idle connections. The blocking client runs a runtime of its own, so the
+/// connections are dropped on a plain thread, never on an async worker.
+struct Pool(Mutex<Vec<Client>>);
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let clients = std::mem::take(self.0.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !clients.is_empty() {
+            let _ = std::thread::spawn(move || drop(clients)).join();
+        }
+    }
+}
+
 /// PostgreSQL storage with a small pool of blocking connections.
 #[derive(Clone)]
 pub struct PostgresStorage {
     url: String,
-    pool: Arc<Mutex<Vec<Client>>>,
+    pool: Arc<Pool>,
 }
 
 impl PostgresStorage {
@@ -75,7 +88,7 @@ impl PostgresStorage {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(WRITE_LOCK + 1)]).map_err(pg)?;
         tx.batch_execute(SCHEMA).map_err(pg)?;
         tx.commit().map_err(pg)?;
-        Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Mutex::new(vec![client])) })
+        Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Pool(Mutex::new(vec![client]))) })
     }
 
     async fn run<T: Send + 'static>(
@@ -84,14 +97,14 @@ impl PostgresStorage {
     ) -> Result<T, ApiError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = this.pool.lock().map_err(|_| ApiError::internal("poisoned pool"))?.pop();
+            let pooled = this.pool.0.lock().map_err(|_| ApiError::internal("poisoned pool"))?.pop();
             let mut client = match pooled {
                 Some(c) if !c.is_closed() => c,
                 _ => Client::connect(&this.url, NoTls).map_err(pg)?,
             };
             let out = f(&mut client);
             if !client.is_closed()
-                && let Ok(mut pool) = this.pool.lock()
+                && let Ok(mut pool) = this.pool.0.lock()
                 && pool.len() < 16
             {
                 pool.push(client);

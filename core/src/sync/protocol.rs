@@ -39,6 +39,19 @@ impl EnrolmentCode {
         format!("DOORSTEP-ENROL:{}", serde_json::to_string(self).unwrap_or_default())
     }
 
+    /// Reads the enrolment code from a photo (PNG or JPEG) of its QR code.
+    pub fn from_image(image: &[u8]) -> Result<EnrolmentCode> {
+        let texts = crate::qr::decode_image(image)?;
+        let mut last = Error::InvalidArgument("no enrolment code in the image".into());
+        for t in texts {
+            match EnrolmentCode::parse(&t) {
+                Ok(code) => return Ok(code),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Parses the QR text.
     pub fn parse(text: &str) -> Result<EnrolmentCode> {
         let json = text

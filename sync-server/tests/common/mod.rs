@@ -111,7 +111,9 @@ impl Device {
         let mut store = Store::open(dir.path().join("phone.db")).unwrap();
         store.create_profile(user, Role::Officer, "246810", None, KdfParams::INSECURE_FOR_TESTS).unwrap();
         store.unlock(user, "246810", None).unwrap();
-        let code = server.enrolment(area);
+        // The operator's QR code, as a PNG, read back the way a phone's camera would.
+        let png = doorstep_core::qr::encode_png(&server.enrolment(area).to_qr_text(), 4).unwrap();
+        let code = EnrolmentCode::from_image(&png).unwrap();
         let transport = HttpTransport::new(&code.url).unwrap();
         doorstep_core::sync::enrol(&mut store, &transport, &code).unwrap();
         Device { store, transport, _dir: dir }

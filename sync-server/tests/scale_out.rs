@@ -1,8 +1,8 @@
 //! Scale-out: two server processes share one PostgreSQL database; devices
 //! alternate between them, and everything converges.
 //!
-//! Needs DOORSTEP_TEST_POSTGRES_URL (scripts/test.sh starts PostgreSQL and sets it).
-//! Without it the test says so and passes only outside CI.
+//! Needs DOORSTEP_TEST_POSTGRES_URL: scripts/test.sh starts PostgreSQL and runs
+//! this suite a second time with it set. In the SQLite pass it says so and returns.
 
 mod common;
 
@@ -30,8 +30,7 @@ fn spawn_server(db: &str) -> (Child, String) {
 #[test]
 fn two_servers_on_one_postgres_converge() {
     if !common::using_postgres() {
-        assert!(std::env::var("CI").is_err(), "CI must run this test against PostgreSQL");
-        eprintln!("skipped: set DOORSTEP_TEST_POSTGRES_URL (scripts/postgres.sh prints it)");
+        eprintln!("not run in the SQLite pass: needs DOORSTEP_TEST_POSTGRES_URL (scripts/postgres.sh prints it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

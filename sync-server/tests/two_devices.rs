@@ -141,3 +141,25 @@ fn progress_is_observed_and_a_cancelled_sync_resumes() {
     assert_eq!(seen.last().unwrap().pushed, 3);
     assert_eq!(seen.len(), r.round_trips);
 }
+
+#[test]
+fn a_device_reads_only_its_own_area_and_sub_areas() {
+    let server = TestServer::start();
+    let mut commune_a = Device::enrolled(&server, "officer-a", "01.001.00001");
+    let mut commune_b = Device::enrolled(&server, "officer-b", "01.001.00002");
+    let mut district = Device::enrolled(&server, "district", "01.001");
+    commune_a.store.create_household(&household("hh-a", "01.001.00001", "Lê Thanh Vân", "080166796635")).unwrap();
+    commune_b.store.create_household(&household("hh-b", "01.001.00002", "Trần Văn Hùng", "001070000001")).unwrap();
+    commune_a.sync().unwrap();
+    commune_b.sync().unwrap();
+    commune_a.sync().unwrap();
+    district.sync().unwrap();
+    let ids = |d: &Device| -> Vec<String> {
+        d.store.list_households(0, 100).unwrap().into_iter().map(|l| l.household_id).collect()
+    };
+    assert_eq!(ids(&commune_a), vec!["hh-a"]);
+    assert_eq!(ids(&commune_b), vec!["hh-b"]);
+    let mut all = ids(&district);
+    all.sort();
+    assert_eq!(all, vec!["hh-a", "hh-b"], "a district device sees its communes");
+}

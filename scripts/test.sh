@@ -15,6 +15,14 @@ echo "== Sync server conformance suite against PostgreSQL"
 pg_url=$(./scripts/postgres.sh | tail -1)
 DOORSTEP_TEST_POSTGRES_URL="$pg_url" cargo test --locked -p doorstep-sync-server
 
+echo "== Generated bindings are current; Kotlin bindings tested on the JVM against the native library and a real server"
+./scripts/generate-bindings.sh --check
+cargo build --locked -q -p doorstep-sync-server
+target="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)"
+command -v mvn >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null; }
+(cd android/jvm-tests && mvn -q -B test -Ddoorstep.lib.dir="$target/debug" -Ddoorstep.server.bin="$target/debug/doorstep-sync-server")
+cat android/jvm-tests/target/surefire-reports/*.txt | grep -E "Tests run" || true
+
 echo "== Benchmark smoke runs (small commune, each bench once)"
 DOORSTEP_BENCH_HOUSEHOLDS=200 cargo bench --locked -p doorstep-core --bench store --bench save_latency -- --test
 DOORSTEP_BENCH_HOUSEHOLDS=200 DOORSTEP_BENCH_DEVICES=20 cargo bench --locked -p doorstep-sync-server --bench sync_load -- --test

@@ -1,0 +1,137 @@
+package org.doorstep
+
+import java.io.BufferedReader
+import java.io.File
+import java.io.InputStreamReader
+import java.nio.file.Files
+import java.util.concurrent.CopyOnWriteArrayList
+import org.junit.jupiter.api.AfterAll
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.BeforeAll
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.TestInstance
+import org.junit.jupiter.api.assertThrows
+
+/** Drives the generated Kotlin against the real native library and a real sync server. */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class DoorstepTest {
+    private val dir: File = Files.createTempDirectory("doorstep-jvm").toFile()
+    private lateinit var server: Process
+    private lateinit var serverDb: File
+    private val area = "01.001.00001"
+
+    @BeforeAll
+    fun startServer() {
+        serverDb = File(dir, "server.db")
+        val bin = System.getProperty("doorstep.server.bin")
+        server = ProcessBuilder(bin, "--db", serverDb.path, "serve", "--listen", "127.0.0.1:0")
+            .redirectError(ProcessBuilder.Redirect.DISCARD)
+            .start()
+        val line = BufferedReader(InputStreamReader(server.inputStream)).readLine()
+        url = "http://" + line.split(" ").first { it.startsWith("127.0.0.1:") }
+    }
+
+    @AfterAll
+    fun stopServer() {
+        server.destroyForcibly().waitFor()
+        dir.deleteRecursively()
+    }
+
+    private lateinit var url: String
+
+    private fun enrolmentPng(name: String): ByteArray {
+        val out = File(dir, "$name.png")
+        val bin = System.getProperty("doorstep.server.bin")
+        val p = ProcessBuilder(bin, "--db", serverDb.path, "enrol", "--area", area, "--url", url, "--out", out.path)
+            .redirectErrorStream(true).start()
+        assertEquals(0, p.waitFor())
+        return out.readBytes()
+    }
+
+    private fun officerStore(name: String): DoorstepStore {
+        val store = DoorstepStore.openForTests(File(dir, "$name.db").path)
+        store.createProfile("officer-$name", ProfileRole.OFFICER, "246810", null)
+        store.unlock("officer-$name", "246810", null)
+        return store
+    }
+
+    private fun household(head: MemberRecord) = HouseholdRecord(
+        householdId = "",
+        areaCode = area,
+        address = "Số 12, Thôn Đông, xã Tân Lập",
+        headMemberId = head.memberId,
+        location = null,
+        housePhoto = null,
+        members = listOf(head.copy(relation = "head", residenceStatus = "permanent")),
+        events = listOf(),
+    )
+
+    @Test
+    fun `wrong PIN is a typed exception and a household is prefilled from a CCCD photo`() {
+        DoorstepStore.openForTests(File(dir, "field.db").path).use { store ->
+            store.createProfile("officer", ProfileRole.OFFICER, "246810", null)
+            val e = assertThrows<DoorstepException.WrongPin> { store.unlock("officer", "000000", null) }
+            assertEquals(1u, e.failedAttempts)
+            assertThrows<DoorstepException.Locked> { store.listHouseholds(0u, 10u) }
+            store.unlock("officer", "246810", null)
+
+            val photo = qrPng("001190012345|187654321|Nguyễn Thị Hồng Nhung|15031990|Nữ|Số 12, Thôn Đông|20042021")
+            val head = memberFromChipCardImage(photo)
+            assertEquals("Nguyễn Thị Hồng Nhung", head.fullName)
+            assertEquals("1990-03-15", head.dob)
+
+            val bad = household(head).copy(address = "")
+            val issues = validateHousehold(bad)
+            assertEquals(listOf("address"), issues.map { it.path })
+            assertTrue(issues[0].messageVi.isNotEmpty() && issues[0].messageEn.isNotEmpty())
+
+            val saved = store.createHousehold(household(head))
+            assertTrue(saved.issues.isEmpty())
+            val hits = store.searchName("nguyen thi hong nhung")
+            assertEquals(saved.householdId, hits.single().household.householdId)
+            assertEquals(1, store.searchCccd("001190012345").size)
+            assertThrows<DoorstepException.InvalidInput> { memberFromChipCardText("not a card") }
+            assertThrows<DoorstepException.Other> { internalPanicProbe() }
+        }
+    }
+
+    @Test
+    fun `two stores sync through a real server, conflict, and resolve`() {
+        officerStore("a").use { a ->
+            officerStore("b").use { b ->
+                a.enrolFromQrImage(enrolmentPng("enrol-a"))
+                b.enrolFromQrImage(enrolmentPng("enrol-b"))
+                val head = memberFromChipCardText("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+                val id = a.createHousehold(household(head)).householdId
+                val seen = CopyOnWriteArrayList<SyncProgressRecord>()
+                val observer = object : SyncObserver {
+                    override fun onProgress(progress: SyncProgressRecord) {
+                        seen.add(progress)
+                    }
+                }
+                assertEquals(1uL, a.sync(observer).pushed)
+                assertFalse(seen.isEmpty())
+                assertEquals(1uL, seen.last().pushed)
+                assertEquals(1uL, b.sync(null).pulled)
+
+                val onA = a.household(id)
+                a.updateHousehold(onA.copy(address = "Số 14, Thôn Đông"))
+                val onB = b.household(id)
+                b.updateHousehold(onB.copy(address = "Số 16, Thôn Đông"))
+                a.sync(null); b.sync(null); a.sync(null)
+                val conflicts = a.conflicts(id)
+                assertEquals(listOf("address"), conflicts.map { it.path })
+                assertEquals(2, conflicts[0].values.size)
+                assertEquals(1, b.conflicts(id).size)
+
+                a.resolveConflict(id, "address", "Số 16, Thôn Đông")
+                a.sync(null); b.sync(null)
+                assertTrue(a.conflicts(id).isEmpty())
+                assertTrue(b.conflicts(id).isEmpty())
+                assertEquals("Số 16, Thôn Đông", b.household(id).address)
+            }
+        }
+    }
+}

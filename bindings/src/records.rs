@@ -1,0 +1,372 @@
+//! Plain records that cross the FFI, and their conversions from core types.
+
+use doorstep_core::record::{GeoPoint, Household, LifeEvent, LifeEventKind, Member};
+use doorstep_core::store::{HouseholdSummary, ProfileInfo, Role};
+
+/// A profile's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ProfileRole {
+    /// Police officer: everything.
+    Officer,
+    /// Village helper: registers households, cannot see others'.
+    Helper,
+}
+
+impl From<ProfileRole> for Role {
+    fn from(r: ProfileRole) -> Role {
+        match r {
+            ProfileRole::Officer => Role::Officer,
+            ProfileRole::Helper => Role::Helper,
+        }
+    }
+}
+
+/// A profile on the device.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Profile {
+    /// Random id.
+    pub profile_id: String,
+    /// Name on the unlock screen.
+    pub label: String,
+    /// Role.
+    pub role: ProfileRole,
+    /// Whether unlocking needs the platform secret.
+    pub uses_platform_secret: bool,
+}
+
+impl From<ProfileInfo> for Profile {
+    fn from(p: ProfileInfo) -> Profile {
+        Profile {
+            profile_id: p.profile_id,
+            label: p.label,
+            role: match p.role {
+                Role::Officer => ProfileRole::Officer,
+                Role::Helper => ProfileRole::Helper,
+            },
+            uses_platform_secret: p.uses_platform_secret,
+        }
+    }
+}
+
+/// One resident.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MemberRecord {
+    /// Stable id within the household.
+    pub member_id: String,
+    /// Full name.
+    pub full_name: String,
+    /// Date of birth, YYYY-MM-DD.
+    pub dob: Option<String>,
+    /// M or F.
+    pub sex: Option<String>,
+    /// 12-digit CCCD.
+    pub cccd: Option<String>,
+    /// Relation to the head.
+    pub relation: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// permanent, temporary or absent.
+    pub residence_status: Option<String>,
+    /// Occupation.
+    pub occupation: Option<String>,
+}
+
+impl From<Member> for MemberRecord {
+    fn from(m: Member) -> Self {
+        MemberRecord {
+            member_id: m.member_id,
+            full_name: m.full_name,
+            dob: m.dob,
+            sex: m.sex,
+            cccd: m.cccd,
+            relation: m.relation,
+            phone: m.phone,
+            residence_status: m.residence_status,
+            occupation: m.occupation,
+        }
+    }
+}
+
+impl From<MemberRecord> for Member {
+    fn from(m: MemberRecord) -> Self {
+        Member {
+            member_id: m.member_id,
+            full_name: m.full_name,
+            dob: m.dob,
+            sex: m.sex,
+            cccd: m.cccd,
+            relation: m.relation,
+            phone: m.phone,
+            residence_status: m.residence_status,
+            occupation: m.occupation,
+        }
+    }
+}
+
+/// What happened to a resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum LifeEventType {
+    /// Born.
+    Born,
+    /// Moved in.
+    MovedIn,
+    /// Moved out.
+    MovedOut,
+    /// Died.
+    Died,
+}
+
+/// A life event.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LifeEventRecord {
+    /// What happened.
+    pub kind: LifeEventType,
+    /// To whom.
+    pub member_id: String,
+    /// When, YYYY-MM-DD.
+    pub date: String,
+    /// From or to where.
+    pub place: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+}
+
+impl From<LifeEvent> for LifeEventRecord {
+    fn from(e: LifeEvent) -> Self {
+        LifeEventRecord {
+            kind: match e.kind {
+                LifeEventKind::Born => LifeEventType::Born,
+                LifeEventKind::MovedIn => LifeEventType::MovedIn,
+                LifeEventKind::MovedOut => LifeEventType::MovedOut,
+                LifeEventKind::Died => LifeEventType::Died,
+            },
+            member_id: e.member_id,
+            date: e.date,
+            place: e.place,
+            note: e.note,
+        }
+    }
+}
+
+impl From<LifeEventRecord> for LifeEvent {
+    fn from(e: LifeEventRecord) -> Self {
+        LifeEvent {
+            kind: match e.kind {
+                LifeEventType::Born => LifeEventKind::Born,
+                LifeEventType::MovedIn => LifeEventKind::MovedIn,
+                LifeEventType::MovedOut => LifeEventKind::MovedOut,
+                LifeEventType::Died => LifeEventKind::Died,
+            },
+            member_id: e.member_id,
+            date: e.date,
+            place: e.place,
+            note: e.note,
+        }
+    }
+}
+
+/// A location.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct Location {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Accuracy in metres.
+    pub accuracy: Option<f64>,
+}
+
+/// A household with its members and life events.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct HouseholdRecord {
+    /// Id (empty when creating: one is made).
+    pub household_id: String,
+    /// Area code.
+    pub area_code: String,
+    /// Address.
+    pub address: String,
+    /// The head's member id.
+    pub head_member_id: Option<String>,
+    /// Location.
+    pub location: Option<Location>,
+    /// House photo attachment id.
+    pub house_photo: Option<String>,
+    /// Members.
+    pub members: Vec<MemberRecord>,
+    /// Life events, oldest first.
+    pub events: Vec<LifeEventRecord>,
+}
+
+impl From<Household> for HouseholdRecord {
+    fn from(h: Household) -> Self {
+        HouseholdRecord {
+            household_id: h.household_id,
+            area_code: h.area_code,
+            address: h.address,
+            head_member_id: h.head_member_id,
+            location: h.location.map(|l| Location { lat: l.lat, lon: l.lon, accuracy: l.accuracy }),
+            house_photo: h.house_photo,
+            members: h.members.into_iter().map(Into::into).collect(),
+            events: h.events.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<HouseholdRecord> for Household {
+    fn from(h: HouseholdRecord) -> Self {
+        Household {
+            household_id: h.household_id,
+            area_code: h.area_code,
+            address: h.address,
+            head_member_id: h.head_member_id,
+            location: h.location.map(|l| GeoPoint { lat: l.lat, lon: l.lon, accuracy: l.accuracy }),
+            house_photo: h.house_photo,
+            members: h.members.into_iter().map(Into::into).collect(),
+            events: h.events.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ValidationIssueRecord {
+    /// Field path, such as `members[1].cccd`.
+    pub path: String,
+    /// Kind: Required, WrongType, NotAChoice, InvalidCccd, Constraint, TooFewRows, TooManyRows.
+    pub kind: String,
+    /// Message in Vietnamese.
+    pub message_vi: String,
+    /// Message in English.
+    pub message_en: String,
+}
+
+impl From<doorstep_core::form::ValidationIssue> for ValidationIssueRecord {
+    fn from(i: doorstep_core::form::ValidationIssue) -> Self {
+        ValidationIssueRecord {
+            path: i.path,
+            kind: format!("{:?}", i.kind),
+            message_vi: i.message.vi,
+            message_en: i.message.en,
+        }
+    }
+}
+
+/// A row of a list or search result.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HouseholdSummaryRecord {
+    /// Id.
+    pub household_id: String,
+    /// Area code.
+    pub area_code: String,
+    /// Address (empty when corrupt).
+    pub address: String,
+    /// Head's name.
+    pub head_name: Option<String>,
+    /// Member names, in order.
+    pub member_names: Vec<String>,
+    /// Validation problems at the last save.
+    pub issue_count: u32,
+    /// Fields with concurrent values.
+    pub conflict_count: u32,
+    /// Last save, Unix seconds.
+    pub updated_at: i64,
+    /// Whether the stored summary failed its integrity check.
+    pub corrupt: bool,
+}
+
+impl From<HouseholdSummary> for HouseholdSummaryRecord {
+    fn from(s: HouseholdSummary) -> Self {
+        HouseholdSummaryRecord {
+            household_id: s.household_id,
+            area_code: s.area_code,
+            address: s.address,
+            head_name: s.head_name,
+            member_names: s.members.into_iter().map(|m| m.full_name).collect(),
+            issue_count: s.issue_count,
+            conflict_count: s.conflict_count,
+            updated_at: s.updated_at,
+            corrupt: false,
+        }
+    }
+}
+
+/// Households found by a search, with the members that matched.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SearchHitRecord {
+    /// The household.
+    pub household: HouseholdSummaryRecord,
+    /// The matching members.
+    pub member_ids: Vec<String>,
+}
+
+/// A possible duplicate found at entry.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct DuplicateRecord {
+    /// Household of the other record.
+    pub household_id: String,
+    /// Member id of the other record.
+    pub member_id: String,
+    /// Its name.
+    pub full_name: String,
+    /// 0 to 1.
+    pub score: f64,
+    /// Why, e.g. SameCccd, SameName, SameDob.
+    pub reasons: Vec<String>,
+}
+
+/// One of several concurrent values.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ConflictValueRecord {
+    /// The value.
+    pub value: Option<String>,
+    /// Who: user@device.
+    pub author: Option<String>,
+    /// When, Unix seconds.
+    pub time: i64,
+}
+
+/// A field with concurrent values.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ConflictRecord {
+    /// `address` or `members/<id>/<field>`.
+    pub path: String,
+    /// The values, the shown one first.
+    pub values: Vec<ConflictValueRecord>,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SaveResult {
+    /// The household id.
+    pub household_id: String,
+    /// Validation problems (the household is saved anyway).
+    pub issues: Vec<ValidationIssueRecord>,
+    /// Whether anything was written.
+    pub changed: bool,
+}
+
+/// Progress of a sync.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncProgressRecord {
+    /// Households pushed.
+    pub pushed: u64,
+    /// Households pulled.
+    pub pulled: u64,
+    /// Requests made.
+    pub round_trips: u64,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReportRecord {
+    /// Households pushed.
+    pub pushed: u64,
+    /// Households pulled.
+    pub pulled: u64,
+    /// Requests made.
+    pub round_trips: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}

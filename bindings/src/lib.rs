@@ -10,7 +10,7 @@ mod error;
 mod records;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use doorstep_core::crypto::KdfParams;
 use doorstep_core::form::residence_survey;
@@ -309,8 +309,8 @@ impl DoorstepStore {
         })
     }
 
-    /// Syncs with the server. Blocking: call it off the main thread. `cancel_sync` stops it between round trips.
-    pub fn sync(&self, observer: Option<Arc<dyn SyncObserver>>) -> Result<SyncReportRecord, DoorstepError> {
+    /// Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
+    pub fn sync_blocking(&self, observer: Option<Arc<dyn SyncObserver>>) -> Result<SyncReportRecord, DoorstepError> {
         self.cancel.store(false, Ordering::SeqCst);
         self.with(|s| {
             let url = s
@@ -337,6 +337,36 @@ impl DoorstepStore {
     /// Deletes every household, profile and secret on this device.
     pub fn wipe(&self) -> Result<(), DoorstepError> {
         self.with(|s| s.wipe())
+    }
+}
+
+/// The one runtime async exports run on.
+fn runtime() -> Result<&'static tokio::runtime::Runtime, DoorstepError> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("doorstep")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| DoorstepError::Other { reason: format!("no runtime: {e}") })
+}
+
+#[uniffi::export]
+impl DoorstepStore {
+    /// Syncs with the server without blocking the caller: a suspend function in
+    /// Kotlin, async in Swift. The work runs on the library's own runtime;
+    /// `cancel_sync` stops it between round trips.
+    pub async fn sync(
+        self: Arc<Self>,
+        observer: Option<Arc<dyn SyncObserver>>,
+    ) -> Result<SyncReportRecord, DoorstepError> {
+        let handle = runtime()?.spawn_blocking(move || self.sync_blocking(observer));
+        handle.await.map_err(|e| DoorstepError::Other { reason: format!("sync task failed: {e}") })?
     }
 }
 

@@ -704,9 +704,16 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     func searchName(query: String) throws  -> [SearchHitRecord]
     
     /**
-     * Syncs with the server. Blocking: call it off the main thread. `cancel_sync` stops it between round trips.
+     * Syncs with the server without blocking the caller: a suspend function in
+     * Kotlin, async in Swift. The work runs on the library's own runtime;
+     * `cancel_sync` stops it between round trips.
      */
-    func sync(observer: SyncObserver?) throws  -> SyncReportRecord
+    func sync(observer: SyncObserver?) async throws  -> SyncReportRecord
+    
+    /**
+     * Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
+     */
+    func syncBlocking(observer: SyncObserver?) throws  -> SyncReportRecord
     
     /**
      * Unlocks a profile with its PIN (and the platform secret, when it uses one).
@@ -1001,12 +1008,33 @@ open func searchName(query: String)throws  -> [SearchHitRecord]  {
 }
     
     /**
-     * Syncs with the server. Blocking: call it off the main thread. `cancel_sync` stops it between round trips.
+     * Syncs with the server without blocking the caller: a suspend function in
+     * Kotlin, async in Swift. The work runs on the library's own runtime;
+     * `cancel_sync` stops it between round trips.
      */
-open func sync(observer: SyncObserver?)throws  -> SyncReportRecord  {
+open func sync(observer: SyncObserver?)async throws  -> SyncReportRecord  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_doorstep_ffi_fn_method_doorstepstore_sync(
+                        self.uniffiCloneHandle(),FfiConverterOptionTypeSyncObserver.lower(observer)
+                )
+            },
+            pollFunc: ffi_doorstep_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_doorstep_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_doorstep_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeSyncReportRecord_lift,
+            errorHandler: FfiConverterTypeDoorstepError_lift
+        )
+}
+    
+    /**
+     * Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
+     */
+open func syncBlocking(observer: SyncObserver?)throws  -> SyncReportRecord  {
     return try  FfiConverterTypeSyncReportRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
         uniffiCallStatus in
-    uniffi_doorstep_ffi_fn_method_doorstepstore_sync(
+    uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(
             self.uniffiCloneHandle(),
         FfiConverterOptionTypeSyncObserver.lower(observer),uniffiCallStatus
     )
@@ -3658,6 +3686,54 @@ fileprivate struct FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRu
         return seq
     }
 }
+private let UNIFFI_RUST_FUTURE_POLL_READY: Int8 = 0
+private let UNIFFI_RUST_FUTURE_POLL_WAKE: Int8 = 1
+
+fileprivate let uniffiContinuationHandleMap = UniffiHandleMap<UnsafeContinuation<Int8, Never>>()
+
+fileprivate func uniffiRustCallAsync<F, T>(
+    rustFutureFunc: () -> UInt64,
+    pollFunc: (UInt64, @escaping UniffiRustFutureContinuationCallback, UInt64) -> (),
+    completeFunc: (UInt64, UnsafeMutablePointer<RustCallStatus>) -> F,
+    freeFunc: (UInt64) -> (),
+    liftFunc: (F) throws -> T,
+    errorHandler: ((RustBuffer) throws -> Swift.Error)?
+) async throws -> T {
+    // Make sure to call the ensure init function since future creation doesn't have a
+    // RustCallStatus param, so doesn't use makeRustCall()
+    uniffiEnsureDoorstepFfiInitialized()
+    let rustFuture = rustFutureFunc()
+    defer {
+        freeFunc(rustFuture)
+    }
+    var pollResult: Int8;
+    repeat {
+        pollResult = await withUnsafeContinuation {
+            pollFunc(
+                rustFuture,
+                { handle, pollResult in
+                    uniffiFutureContinuationCallback(handle: handle, pollResult: pollResult)
+                },
+                uniffiContinuationHandleMap.insert(obj: $0)
+            )
+        }
+    } while pollResult != UNIFFI_RUST_FUTURE_POLL_READY
+
+    return try liftFunc(makeRustCall(
+        { completeFunc(rustFuture, $0) },
+        errorHandler: errorHandler
+    ))
+}
+
+// Callback handlers for an async calls.  These are invoked by Rust when the future is ready.  They
+// lift the return value or error and resume the suspended function.
+fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: Int8) {
+    if let continuation = try? uniffiContinuationHandleMap.remove(handle: handle) {
+        continuation.resume(returning: pollResult)
+    } else {
+        print("uniffiFutureContinuationCallback invalid handle")
+    }
+}
 /**
  * Checks a CCCD number, and its agreement with a date of birth and sex when given.
  */
@@ -3815,7 +3891,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_search_name() != 51894) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync() != 29705) {
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync() != 15759) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking() != 19497) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock() != 19671) {

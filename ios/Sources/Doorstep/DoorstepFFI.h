@@ -372,7 +372,12 @@ RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_search_name(uint64_t ptr,
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_SYNC
-RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_sync(uint64_t ptr, RustBuffer observer, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_doorstep_ffi_fn_method_doorstepstore_sync(uint64_t ptr, RustBuffer observer
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(uint64_t ptr, RustBuffer observer, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_UNLOCK
@@ -862,6 +867,12 @@ uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_search_name(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_SYNC
 uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_sync(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking(void
     
 );
 #endif

@@ -31,6 +31,13 @@ import java.nio.charset.CodingErrorAction
 import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicBoolean
+import kotlin.coroutines.resume
+import kotlinx.coroutines.CancellableContinuation
+import kotlinx.coroutines.DelicateCoroutinesApi
+import kotlinx.coroutines.GlobalScope
+import kotlinx.coroutines.Job
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.suspendCancellableCoroutine
 
 // This is a helper for safely working with byte buffers returned from the Rust code.
 // A rust-owned buffer is represented by its capacity, its current length, and a
@@ -765,6 +772,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_sync(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household(
@@ -839,7 +848,9 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_search_name(`ptr`: Long,`query`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync(`ptr`: Long,`observer`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync(`ptr`: Long,`observer`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(`ptr`: Long,`observer`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_unlock(`ptr`: Long,`label`: RustBuffer.ByValue,`pin`: RustBuffer.ByValue,`keyProvider`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1062,7 +1073,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_search_name() and 0xFFFF) != 51894) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync() and 0xFFFF) != 29705) {
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync() and 0xFFFF) != 15759) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking() and 0xFFFF) != 19497) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock() and 0xFFFF) != 19671) {
@@ -1099,6 +1113,46 @@ public fun uniffiEnsureInitialized() {
 }
 
 // Async support
+// Async return type handlers
+
+internal const val UNIFFI_RUST_FUTURE_POLL_READY = 0.toByte()
+internal const val UNIFFI_RUST_FUTURE_POLL_WAKE = 1.toByte()
+
+internal val uniffiContinuationHandleMap = UniffiHandleMap<CancellableContinuation<Byte>>()
+
+// FFI type for Rust future continuations
+internal object uniffiRustFutureContinuationCallbackImpl: UniffiRustFutureContinuationCallback {
+    override fun callback(data: Long, pollResult: Byte) {
+        uniffiContinuationHandleMap.remove(data).resume(pollResult)
+    }
+}
+
+internal suspend fun<T, F, E: kotlin.Exception> uniffiRustCallAsync(
+    rustFuture: Long,
+    pollFunc: (Long, UniffiRustFutureContinuationCallback, Long) -> Unit,
+    completeFunc: (Long, UniffiRustCallStatus) -> F,
+    freeFunc: (Long) -> Unit,
+    liftFunc: (F) -> T,
+    errorHandler: UniffiRustCallStatusErrorHandler<E>
+): T {
+    try {
+        do {
+            val pollResult = suspendCancellableCoroutine<Byte> { continuation ->
+                pollFunc(
+                    rustFuture,
+                    uniffiRustFutureContinuationCallbackImpl,
+                    uniffiContinuationHandleMap.insert(continuation)
+                )
+            }
+        } while (pollResult != UNIFFI_RUST_FUTURE_POLL_READY);
+
+        return liftFunc(
+            uniffiRustCallWithError(errorHandler, { status -> completeFunc(rustFuture, status) })
+        )
+    } finally {
+        freeFunc(rustFuture)
+    }
+}
 
 // Public interface members begin here.
 
@@ -1642,9 +1696,16 @@ public interface DoorstepStoreInterface {
     fun `searchName`(`query`: kotlin.String): List<SearchHitRecord>
     
     /**
-     * Syncs with the server. Blocking: call it off the main thread. `cancel_sync` stops it between round trips.
+     * Syncs with the server without blocking the caller: a suspend function in
+     * Kotlin, async in Swift. The work runs on the library's own runtime;
+     * `cancel_sync` stops it between round trips.
      */
-    fun `sync`(`observer`: SyncObserver?): SyncReportRecord
+    suspend fun `sync`(`observer`: SyncObserver?): SyncReportRecord
+    
+    /**
+     * Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
+     */
+    fun `syncBlocking`(`observer`: SyncObserver?): SyncReportRecord
     
     /**
      * Unlocks a profile with its PIN (and the platform secret, when it uses one).
@@ -2040,13 +2101,40 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
 
     
     /**
-     * Syncs with the server. Blocking: call it off the main thread. `cancel_sync` stops it between round trips.
+     * Syncs with the server without blocking the caller: a suspend function in
+     * Kotlin, async in Swift. The work runs on the library's own runtime;
+     * `cancel_sync` stops it between round trips.
      */
-    @Throws(DoorstepException::class)override fun `sync`(`observer`: SyncObserver?): SyncReportRecord {
+    @Throws(DoorstepException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `sync`(`observer`: SyncObserver?) : SyncReportRecord {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_sync(
+                uniffiHandle,
+                
+        FfiConverterOptionalTypeSyncObserver.lower(`observer`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_doorstep_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_doorstep_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_doorstep_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeSyncReportRecord.lift(it) },
+        // Error FFI converter
+        DoorstepException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
+     */
+    @Throws(DoorstepException::class)override fun `syncBlocking`(`observer`: SyncObserver?): SyncReportRecord {
             return FfiConverterTypeSyncReportRecord.lift(
     callWithHandle {
     uniffiRustCallWithError(DoorstepException) { _status ->
-    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_sync(
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(
         it,
         
         FfiConverterOptionalTypeSyncObserver.lower(`observer`),_status)
@@ -4685,6 +4773,14 @@ public object FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRustBuf
         }
     }
 }
+
+
+
+
+
+
+
+
         /**
          * Checks a CCCD number, and its agreement with a date of birth and sex when given.
          */

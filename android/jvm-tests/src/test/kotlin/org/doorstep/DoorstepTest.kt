@@ -13,6 +13,7 @@ import org.junit.jupiter.api.BeforeAll
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.TestInstance
 import org.junit.jupiter.api.assertThrows
+import kotlinx.coroutines.runBlocking
 
 /** Drives the generated Kotlin against the real native library and a real sync server. */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
@@ -98,7 +99,7 @@ class DoorstepTest {
     }
 
     @Test
-    fun `two stores sync through a real server, conflict, and resolve`() {
+    fun `two stores sync through a real server, conflict, and resolve`() = runBlocking {
         officerStore("a").use { a ->
             officerStore("b").use { b ->
                 a.enrolFromQrImage(enrolmentPng("enrol-a"))
@@ -111,10 +112,10 @@ class DoorstepTest {
                         seen.add(progress)
                     }
                 }
-                assertEquals(1uL, a.sync(observer).pushed)
+                assertEquals(1uL, a.sync(observer).pushed) // a suspend call on the library's runtime
                 assertFalse(seen.isEmpty())
                 assertEquals(1uL, seen.last().pushed)
-                assertEquals(1uL, b.sync(null).pulled)
+                assertEquals(1uL, b.syncBlocking(null).pulled)
 
                 val onA = a.household(id)
                 a.updateHousehold(onA.copy(address = "Số 14, Thôn Đông"))

@@ -99,6 +99,47 @@ class DoorstepTest {
     }
 
     @Test
+    fun `platform secret, PIN change, form, life events, duplicates, receipt and wipe`() {
+        val keystore = object : KeyProvider {
+            override fun platformSecret(profileLabel: String): ByteArray? = "keystore-secret-$profileLabel".toByteArray()
+        }
+        DoorstepStore.openForTests(File(dir, "day.db").path).use { store ->
+            store.createProfile("officer", ProfileRole.OFFICER, "246810", keystore)
+            assertThrows<DoorstepException.InvalidInput> { store.unlock("officer", "246810", null) }
+            store.unlock("officer", "246810", keystore)
+            store.changePin("246810", "135790", keystore)
+            store.lock()
+            assertThrows<DoorstepException.WrongPin> { store.unlock("officer", "246810", keystore) }
+            store.unlock("officer", "135790", keystore)
+            store.createProfile("helper", ProfileRole.HELPER, "1111", null)
+
+            assertTrue(residenceSurveyJson().contains("\"members\""))
+            val head = memberFromChipCardText("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+            val id = store.createHousehold(household(head)).householdId
+            val withEvent = store.household(id).let {
+                it.copy(events = it.events + LifeEventRecord(LifeEventType.MOVED_OUT, head.memberId, "2026-01-02", "Hà Nội", null))
+            }
+            store.updateHousehold(withEvent)
+            assertEquals(LifeEventType.MOVED_OUT, store.household(id).events.single().kind)
+
+            val probe = head.copy(memberId = "new", fullName = "Nguyen Thi Hong Nhung", cccd = null)
+            val dups = store.findDuplicates(probe, null)
+            assertEquals(id, dups.single().householdId)
+            assertTrue(dups.single().score >= 0.85)
+
+            val receipt = qrPng("DOORSTEP-RECEIPT:$id")
+            assertTrue(receipt.size > 100 && receipt[1] == 'P'.code.toByte())
+
+            store.unlock("helper", "1111", null)
+            assertTrue(store.listHouseholds(0u, 10u).isEmpty(), "a helper does not see others' households")
+            assertThrows<DoorstepException.NotPermitted> { store.household(id) }
+
+            store.wipe()
+            assertTrue(store.profiles().isEmpty())
+        }
+    }
+
+    @Test
     fun `two stores sync through a real server, conflict, and resolve`() = runBlocking {
         officerStore("a").use { a ->
             officerStore("b").use { b ->

@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -185,24 +184,11 @@ fn two_hundred_faulty_syncs_lose_and_double_nothing() {
     converge_and_check(&mut devices, created, &events);
 }
 
-pub(crate) fn spawn_server(db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"))
-        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--admin-token", common::ADMIN])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split_whitespace().find(|w| w.starts_with("127.0.0.1:")).unwrap().to_string();
-    (child, addr)
-}
-
 #[test]
 fn server_killed_mid_sync_restarts_and_converges() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::fresh_db(dir.path());
-    let (mut child, addr) = spawn_server(&db);
+    let (mut child, addr) = common::spawn_server(&db);
     // Enrol through a storage handle on the same file (SQLite allows a second connection).
     let server = TestServer::start_on(&db, &format!("http://{addr}"));
     let mut devices: Vec<Device> = (0..2).map(|i| Device::enrolled(&server, &format!("officer-{i}"), AREA)).collect();
@@ -241,7 +227,7 @@ fn server_killed_mid_sync_restarts_and_converges() {
             n += 1;
         }
         killer.join().unwrap();
-        let (c, new_addr) = spawn_server(&db);
+        let (c, new_addr) = common::spawn_server(&db);
         child = c;
         *upstream.lock().unwrap() = new_addr.clone();
         for d in devices.iter_mut() {

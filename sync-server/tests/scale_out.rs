@@ -6,26 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use common::{AREA, Device, TestServer, household};
 use doorstep_core::sync::HttpTransport;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-
-fn spawn_server(db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"))
-        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--admin-token", common::ADMIN])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split_whitespace().find(|w| w.starts_with("127.0.0.1:")).unwrap().to_string();
-    (child, addr)
-}
 
 #[test]
 fn two_servers_on_one_postgres_converge() {
@@ -35,8 +19,8 @@ fn two_servers_on_one_postgres_converge() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = common::fresh_db(dir.path());
-    let (mut one, addr_one) = spawn_server(&db);
-    let (mut two, addr_two) = spawn_server(&db);
+    let (mut one, addr_one) = common::spawn_server(&db);
+    let (mut two, addr_two) = common::spawn_server(&db);
     let urls = [format!("http://{addr_one}"), format!("http://{addr_two}")];
     let server = TestServer::start_on(&db, &urls[0]);
     let mut devices: Vec<Device> = (0..3).map(|i| Device::enrolled(&server, &format!("officer-{i}"), AREA)).collect();

@@ -34,6 +34,11 @@ fn household(id: &str, name: &str, cccd: &str) -> Household {
     }
 }
 
+fn sealed_chunks(store: &Store) -> Vec<Vec<u8>> {
+    let mut stmt = store.raw_connection().prepare("SELECT sealed FROM doc_chunk ORDER BY doc_id, seq").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
 fn new_store(dir: &tempfile::TempDir) -> (Store, Arc<FakeClock>) {
     let clock = Arc::new(FakeClock(AtomicI64::new(1_790_000_000)));
     let mut store = Store::open_with_clock(dir.path().join("s.db"), clock.clone()).unwrap();
@@ -85,14 +90,7 @@ fn profiles_share_one_data_key_and_pin_change_does_not_reencrypt() {
     assert!(matches!(store.create_profile("two", Role::Officer, "222222", None, KDF), Err(Error::AlreadyExists(_))));
     assert!(matches!(store.create_profile("x", Role::Officer, "12", None, KDF), Err(Error::InvalidArgument(_))));
     store.create_household(&household("hh-1", "Lê Thanh Vân", "080166796635")).unwrap();
-    let chunks_before: Vec<Vec<u8>> = store
-        .raw_connection()
-        .prepare("SELECT sealed FROM doc_chunk ORDER BY doc_id, seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let chunks_before = sealed_chunks(&store);
 
     store.unlock("two", "222222", Some(b"keystore")).unwrap();
     assert_eq!(store.household("hh-1").unwrap().members[0].full_name, "Lê Thanh Vân");
@@ -106,14 +104,7 @@ fn profiles_share_one_data_key_and_pin_change_does_not_reencrypt() {
     assert!(matches!(store.unlock("officer", "123456", None), Err(Error::WrongPin { .. })));
     store.unlock("officer", "654321", None).unwrap();
     assert_eq!(store.household("hh-1").unwrap().address, "Số 1, Thôn Đông, xã Tân Lập");
-    let chunks_after: Vec<Vec<u8>> = store
-        .raw_connection()
-        .prepare("SELECT sealed FROM doc_chunk ORDER BY doc_id, seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let chunks_after = sealed_chunks(&store);
     assert_eq!(chunks_before, chunks_after, "changing a PIN re-encrypts nothing");
 }
 

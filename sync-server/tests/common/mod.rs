@@ -155,3 +155,18 @@ pub fn household(id: &str, area: &str, name: &str, cccd: &str) -> Household {
         ..Household::default()
     }
 }
+
+/// Starts `doorstep-sync-server serve` as a child process on an ephemeral port; returns it and its address.
+pub fn spawn_server(db: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"))
+        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().find(|w| w.starts_with("127.0.0.1:")).unwrap().to_string();
+    (child, addr)
+}

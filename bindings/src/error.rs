@@ -93,6 +93,7 @@ impl From<Error> for DoorstepError {
             | Error::InvalidCccd(_)
             | Error::MalformedQr(_)
             | Error::Image(_)
+            | Error::BadSignature(_)
             | Error::InvalidArgument(_)
             | Error::AlreadyExists(_)) => DoorstepError::InvalidInput { reason: e.to_string() },
             other => DoorstepError::Other { reason: other.to_string() },

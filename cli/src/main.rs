@@ -194,6 +194,12 @@ enum Command {
     },
     /// Sync with the server: push local changes, pull the area's.
     Sync,
+    /// Verify a household verification slip offline, from a photo of its QR code,
+    /// with the key this device received at enrolment.
+    VerifySlip {
+        /// PNG or JPEG of the slip's QR code.
+        qr_image: PathBuf,
+    },
 }
 
 fn secret(var: &str, prompt: &str) -> Result<String> {
@@ -509,6 +515,19 @@ fn run(cli: Cli) -> Result<()> {
             let transport = HttpTransport::new(&code.url)?;
             let areas = doorstep_core::sync::enrol(&mut store, &transport, &code)?;
             println!("enrolled device {} with {} for area(s) {}", store.device_id(), code.url, areas.join(", "));
+        }
+        Command::VerifySlip { qr_image } => {
+            let store = open_unlocked(&cli)?;
+            let texts = doorstep_core::qr::decode_image(&std::fs::read(qr_image)?)?;
+            let text = texts.first().context("no QR code in the image")?;
+            let slip = doorstep_core::sync::verify_slip(&store, text)?;
+            println!("valid slip for household {} ({}), issued {}", slip.household_id, slip.area, slip.issued_on);
+            println!("  address: {}", slip.address);
+            for m in &slip.members {
+                let born = m.birth_year.map(|y| y.to_string()).unwrap_or_default();
+                let cccd = m.cccd_last4.as_deref().map(|c| format!("CCCD …{c}")).unwrap_or_default();
+                println!("  {}  {born}  {cccd}", m.name);
+            }
         }
         Command::Sync => {
             let mut store = open_unlocked(&cli)?;

@@ -126,6 +126,9 @@ pub enum Error {
     /// The server revoked this device; its local data has been wiped.
     #[error("this device was revoked and its data wiped")]
     Revoked,
+    /// A signed document (a verification slip) failed its signature check, or was not one.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
     /// The caller cancelled the operation.
     #[error("cancelled")]
     Cancelled,

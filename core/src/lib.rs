@@ -7,6 +7,7 @@
 //! - [`form`]: form definitions, the expression language, validation, the built-in survey.
 //! - [`identity`]: CCCD numbers, the chip-card QR payload, name normalization, duplicate scoring.
 //! - [`crypto`]: the device data key, PIN-derived wrapping keys, sealing, blind indexes.
+//! - [`slip`]: household verification slips the server signs (Ed25519) and devices verify offline.
 //! - [`error`]: the one internal error type.
 //!
 //! This crate has no FFI types; `doorstep-ffi` wraps it for Kotlin and Swift.
@@ -17,6 +18,7 @@ pub mod form;
 pub mod identity;
 pub mod qr;
 pub mod record;
+pub mod slip;
 pub mod store;
 pub mod sync;
 

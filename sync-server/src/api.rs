@@ -28,6 +28,7 @@ pub struct AppState {
     /// Bearer token for the operators' API.
     pub admin_token: String,
     limiter: Mutex<HashMap<String, (f64, Instant)>>,
+    slip_key: tokio::sync::OnceCell<ed25519_dalek::SigningKey>,
 }
 
 /// Requests a device may make in a burst.
@@ -40,15 +41,42 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 impl AppState {
     /// State for a server with this store, public URL and operator token.
     pub fn new(storage: Arc<dyn Storage>, public_url: String, admin_token: String) -> AppState {
-        AppState { storage, public_url, admin_token, limiter: Mutex::new(HashMap::new()) }
+        AppState {
+            storage,
+            public_url,
+            admin_token,
+            limiter: Mutex::new(HashMap::new()),
+            slip_key: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The key that signs verification slips: made once, kept in the store, shared by every node.
+    pub async fn slip_key(&self) -> Result<&ed25519_dalek::SigningKey, ApiError> {
+        self.slip_key
+            .get_or_try_init(|| async {
+                let fresh = doorstep_core::slip::generate_signing_key().map_err(ApiError::internal)?;
+                let stored =
+                    self.storage.setting_or_insert("slip_signing_key".into(), hex::encode(fresh.to_bytes())).await?;
+                let seed: [u8; 32] = hex::decode(stored)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| ApiError::internal("the stored slip key is malformed"))?;
+                Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+            })
+            .await
     }
 
     /// Token bucket per device, per server process.
     fn admit(&self, device_id: &str) -> Result<(), ApiError> {
+        self.admit_with(device_id, RATE_BURST, RATE_PER_SEC)
+    }
+
+    /// Token bucket for `key` with this burst and refill rate, per server process.
+    pub fn admit_with(&self, key: &str, burst: f64, per_sec: f64) -> Result<(), ApiError> {
         let mut buckets = self.limiter.lock().map_err(|_| ApiError::internal("poisoned limiter"))?;
         let now = Instant::now();
-        let (tokens, last) = buckets.entry(device_id.to_string()).or_insert((RATE_BURST, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE_PER_SEC).min(RATE_BURST);
+        let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(burst);
         *last = now;
         if *tokens < 1.0 {
             return Err(ApiError::new(
@@ -137,7 +165,8 @@ async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Respons
     let credential = make_secret()?;
     let areas =
         state.storage.redeem_enrolment(hash_secret(&req.token), req.device_id, hash_secret(&credential), now()).await?;
-    Ok(cbor(&EnrolResponse { protocol: PROTOCOL_VERSION, credential, areas }))
+    let slip_key = Some(hex::encode(state.slip_key().await?.verifying_key().to_bytes()));
+    Ok(cbor(&EnrolResponse { protocol: PROTOCOL_VERSION, credential, areas, slip_key }))
 }
 
 async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -270,5 +299,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/conflicts/{id}/resolve", post(admin_resolve))
         .route("/v1/admin/duplicates", get(admin_duplicates))
         .route("/v1/admin/audit", get(admin_audit))
+        .merge(crate::console::routes())
         .with_state(state)
 }

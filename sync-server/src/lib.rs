@@ -8,6 +8,8 @@
 //! ([`postgres::PostgresStorage`]) lets several stateless server processes share one database.
 
 pub mod api;
+pub mod console;
+pub mod demo;
 pub mod error;
 pub mod logic;
 pub mod merge;

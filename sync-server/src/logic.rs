@@ -1,8 +1,9 @@
 //! The sync algorithm, written once over [`Tx`] for every backend.
 
 use axum::http::StatusCode;
-use doorstep_core::identity::{DuplicateScore, score_pair};
-use doorstep_core::record::HouseholdDoc;
+use doorstep_core::form::{IssueKind, residence_survey};
+use doorstep_core::identity::{Cccd, DuplicateScore, score_pair};
+use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
     DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse,
     area_within,
@@ -10,8 +11,8 @@ use doorstep_core::sync::protocol::{
 
 use crate::error::ApiError;
 use crate::merge::{Merged, merge_push, people, server_editor};
-use crate::storage::Device;
-use crate::tx::Tx;
+use crate::storage::{Device, DuplicateAction};
+use crate::tx::{DuplicateRow, HouseholdStats, Tx};
 
 /// Feed rows one pull reads at most.
 const FEED_SCAN: i64 = 5000;
@@ -79,7 +80,77 @@ pub fn store_merged(
     tx.put_doc(&doc_id, &area, &merged.doc.save(), &heads, now)?;
     tx.append_feed(&area, &doc_id, origin, &merged.new_changes, now)?;
     tx.audit(now, origin, user, &doc_id, &heads, action)?;
+    tx.put_stats(&doc_id, &area, &household_stats(&merged.household, chrono::Utc::now().date_naive()), now)?;
     queue_reviews(tx, merged, &area, now)
+}
+
+/// A household's progress figures: completeness by the residence survey's
+/// required rules, validity by the CCCD checks (number, province, sex, century, year of birth).
+pub fn household_stats(h: &Household, today: chrono::NaiveDate) -> HouseholdStats {
+    let issues = residence_survey().validate(&h.to_answers(), today);
+    let complete = !issues.iter().any(|i| matches!(i.kind, IssueKind::Required | IssueKind::TooFewRows));
+    let mut stats = HouseholdStats { members: h.members.len() as i64, complete, ..HouseholdStats::default() };
+    for (_, key) in people(h) {
+        let Some(cccd) = key.cccd.as_deref() else { continue };
+        stats.cccd_present += 1;
+        if Cccd::parse(cccd).and_then(|c| c.check_against(key.dob, key.sex)).is_ok() {
+            stats.cccd_valid += 1;
+        }
+    }
+    stats
+}
+
+/// Computes the figures of documents stored before figures were kept.
+pub fn backfill_stats(tx: &mut dyn Tx, now: i64) -> Result<usize, ApiError> {
+    let ids = tx.docs_without_stats()?;
+    let editor = server_editor("server");
+    for id in &ids {
+        let Some((snapshot, area)) = tx.doc(id)? else { continue };
+        let doc = HouseholdDoc::load(id, &snapshot, &editor).map_err(ApiError::internal)?;
+        tx.put_stats(id, &area, &household_stats(&doc.read(), chrono::Utc::now().date_naive()), now)?;
+    }
+    Ok(ids.len())
+}
+
+/// Applies an operator's decision on a duplicate candidate: merge links the two
+/// records (both stay, with their histories), undo removes the link and reopens
+/// the candidate, dismiss closes it. Each decision is audited on both households.
+pub fn decide_duplicate(
+    tx: &mut dyn Tx,
+    id: i64,
+    action: DuplicateAction,
+    operator: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let Some(row): Option<DuplicateRow> = tx.duplicate_row(id)? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such duplicate candidate"));
+    };
+    let status = match (action, row.status.as_str()) {
+        (DuplicateAction::Merge, "open") => {
+            tx.link_residents(&row, operator, now)?;
+            "merged"
+        }
+        (DuplicateAction::Dismiss, "open") => "dismissed",
+        (DuplicateAction::Undo, "merged") => {
+            tx.unlink_residents(id, operator, now)?;
+            "open"
+        }
+        (DuplicateAction::Undo, "dismissed") => "open",
+        (_, current) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Malformed,
+                format!("candidate #{id} is {current}: cannot {}", action.as_str()),
+            ));
+        }
+    };
+    tx.decide_duplicate_row(id, status, action.as_str(), operator, now)?;
+    let what = format!("{} duplicate #{id}: {}/{} = {}/{}", action.as_str(), row.a.0, row.a.1, row.b.0, row.b.1);
+    tx.audit(now, "console", operator, &row.a.0, "", &what)?;
+    if row.b.0 != row.a.0 {
+        tx.audit(now, "console", operator, &row.b.0, "", &what)?;
+    }
+    Ok(())
 }
 
 /// Applies a device's sync request and builds its answer, inside `tx`.

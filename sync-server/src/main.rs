@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use doorstep_sync_server::api::now;
 use doorstep_sync_server::api::{AppState, create_enrolment};
-use doorstep_sync_server::storage::Storage;
+use doorstep_sync_server::console::{check_account, hash_password};
+use doorstep_sync_server::storage::{Operator, Role, Storage};
 
 #[derive(Parser)]
 #[command(name = "doorstep-sync-server", version, about = "Doorstep sync server")]
@@ -27,9 +29,33 @@ enum Command {
         /// The URL devices use to reach this server (written into enrolment codes).
         #[arg(long)]
         public_url: Option<String>,
-        /// Bearer token for the operators' API.
+        /// Bearer token for the operators' JSON API (the web console uses accounts instead).
         #[arg(long, env = "DOORSTEP_ADMIN_TOKEN", default_value = "")]
         admin_token: String,
+        /// Seed a demo registry once serving: phones of several communes sync the households
+        /// of this file (one JSON object a line, as bench/gen_households.py writes them).
+        #[arg(long)]
+        demo: Option<PathBuf>,
+        /// Communes in the demo.
+        #[arg(long, default_value_t = 3)]
+        demo_communes: usize,
+    },
+    /// Create the first admin account of the web console (or reset an account's password).
+    /// The password comes from DOORSTEP_ADMIN_PASSWORD, or is asked for.
+    CreateAdmin {
+        /// Login name.
+        #[arg(long, default_value = "admin")]
+        username: String,
+    },
+    /// Create an operator account of the web console. The password comes from
+    /// DOORSTEP_OPERATOR_PASSWORD, or is asked for.
+    AddOperator {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
     },
     /// Create a one-time enrolment for an area and write its QR code as a PNG.
     Enrol {
@@ -70,13 +96,37 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Serve { listen, public_url, admin_token } => {
+        Command::Serve { listen, public_url, admin_token, demo, demo_communes } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             let addr = listener.local_addr()?;
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
-            println!("doorstep-sync-server listening on {addr} (database {})", redact(&cli.db));
-            let state = Arc::new(AppState::new(storage, public_url, admin_token));
+            // One write, and never a panic when nobody reads stdout any more (tests read the first line only).
+            say(&format!(
+                "doorstep-sync-server listening on {addr} (database {})\noperator console: http://{addr}/console/",
+                redact(&cli.db)
+            ));
+            let state = Arc::new(AppState::new(storage.clone(), public_url, admin_token));
+            if let Some(path) = demo {
+                let jsonl = std::fs::read_to_string(&path)?;
+                let url = format!("http://{addr}");
+                std::thread::spawn(move || {
+                    match doorstep_sync_server::demo::seed_at(storage, &url, &jsonl, demo_communes) {
+                        Ok(s) => println!(
+                            "demo ready: {} devices, {} households, {} open conflicts, {} open duplicates",
+                            s.devices, s.households, s.conflicts, s.duplicates
+                        ),
+                        Err(e) => println!("demo failed: {e}"),
+                    }
+                });
+            }
             doorstep_sync_server::serve(listener, state).await?;
+        }
+        Command::CreateAdmin { username } => {
+            add_operator(&storage, &username, Role::Admin, "DOORSTEP_ADMIN_PASSWORD").await?;
+        }
+        Command::AddOperator { username, role } => {
+            let role = Role::parse(&role).ok_or("the role is operator or admin")?;
+            add_operator(&storage, &username, role, "DOORSTEP_OPERATOR_PASSWORD").await?;
         }
         Command::Enrol { area, url, out } => {
             let state = AppState::new(storage, url, String::new());
@@ -101,6 +151,39 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
         }
     }
     Ok(())
+}
+
+/// Creates (or resets) a console account with a password from `env`, or asked for.
+async fn add_operator(
+    storage: &Arc<dyn Storage>,
+    username: &str,
+    role: Role,
+    env: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let password = match std::env::var(env) {
+        Ok(p) => p,
+        Err(_) => {
+            let p = rpassword::prompt_password(format!("Password for {username}: "))?;
+            if rpassword::prompt_password("Again: ")? != p {
+                return Err("the passwords differ".into());
+            }
+            p
+        }
+    };
+    check_account(username, &password)?;
+    let existed = storage.operator(username.to_string()).await?.is_some();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
+    storage.put_operator(Operator { username: username.to_string(), password_hash, role, created_at: now() }).await?;
+    let what = if existed { "updated" } else { "created" };
+    println!("{} account {username} {what}", role.as_str());
+    Ok(())
+}
+
+/// Prints a line to stdout, ignoring a closed pipe.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// A database URL without its password, for logs.

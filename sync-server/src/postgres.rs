@@ -15,8 +15,11 @@ use postgres::{Client, NoTls, Transaction};
 
 use crate::error::ApiError;
 use crate::logic;
-use crate::storage::{AuditEntry, ConflictItem, Device, DuplicateItem, Storage};
-use crate::tx::{FeedRow, Tx};
+use crate::storage::{
+    AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
+    ResidentLink, Role, Session, Storage, Turning14, add_counts,
+};
+use crate::tx::{DuplicateRow, FeedRow, HouseholdStats, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -50,6 +53,24 @@ CREATE TABLE IF NOT EXISTS duplicate (
 CREATE TABLE IF NOT EXISTS audit (
     id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, device_id TEXT NOT NULL, username TEXT NOT NULL,
     doc_id TEXT NOT NULL, heads TEXT NOT NULL, action TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS household_stats (
+    doc_id TEXT PRIMARY KEY, area TEXT NOT NULL, members BIGINT NOT NULL, complete BOOLEAN NOT NULL,
+    cccd_present BIGINT NOT NULL, cccd_valid BIGINT NOT NULL, first_seen_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS household_stats_by_area ON household_stats (area);
+CREATE TABLE IF NOT EXISTS duplicate_decision (
+    id BIGSERIAL PRIMARY KEY, duplicate_id BIGINT NOT NULL, action TEXT NOT NULL,
+    decided_by TEXT NOT NULL, decided_at BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS duplicate_decision_by_candidate ON duplicate_decision (duplicate_id, id);
+CREATE TABLE IF NOT EXISTS resident_link (
+    duplicate_id BIGINT NOT NULL, doc_a TEXT NOT NULL, member_a TEXT NOT NULL, doc_b TEXT NOT NULL,
+    member_b TEXT NOT NULL, linked_by TEXT NOT NULL, linked_at BIGINT NOT NULL, undone_by TEXT, undone_at BIGINT);
+CREATE TABLE IF NOT EXISTS operator (
+    username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS session (
+    token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL,
+    expires_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 /// The advisory lock that orders writers across server processes.
@@ -88,6 +109,7 @@ impl PostgresStorage {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(WRITE_LOCK + 1)]).map_err(pg)?;
         tx.batch_execute(SCHEMA).map_err(pg)?;
         tx.commit().map_err(pg)?;
+        in_write_tx(&mut client, |tx| logic::backfill_stats(tx, crate::api::now()))?;
         Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Pool(Mutex::new(vec![client]))) })
     }
 
@@ -301,6 +323,81 @@ impl Tx for PgTx<'_> {
         self.0.execute("UPDATE device SET last_sync_at = $2 WHERE device_id = $1", &[&device_id, &now]).map_err(pg)?;
         Ok(())
     }
+
+    fn put_stats(&mut self, doc_id: &str, area: &str, st: &HouseholdStats, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
+                     complete = excluded.complete, cccd_present = excluded.cccd_present,
+                     cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
+                &[&doc_id, &area, &st.members, &st.complete, &st.cccd_present, &st.cccd_valid, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn docs_without_stats(&mut self) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT doc_id FROM doc WHERE NOT EXISTS
+                     (SELECT 1 FROM household_stats s WHERE s.doc_id = doc.doc_id)",
+                &[],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn duplicate_row(&mut self, id: i64) -> Result<Option<DuplicateRow>, ApiError> {
+        Ok(self
+            .0
+            .query_opt("SELECT status, doc_a, member_a, doc_b, member_b FROM duplicate WHERE id = $1", &[&id])
+            .map_err(pg)?
+            .map(|r| DuplicateRow { id, status: r.get(0), a: (r.get(1), r.get(2)), b: (r.get(3), r.get(4)) }))
+    }
+
+    fn decide_duplicate_row(
+        &mut self,
+        id: i64,
+        status: &str,
+        action: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0.execute("UPDATE duplicate SET status = $2 WHERE id = $1", &[&id, &status]).map_err(pg)?;
+        self.0
+            .execute(
+                "INSERT INTO duplicate_decision (duplicate_id, action, decided_by, decided_at) VALUES ($1, $2, $3, $4)",
+                &[&id, &action, &by, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO resident_link (duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&row.id, &row.a.0, &row.a.1, &row.b.0, &row.b.1, &by, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "UPDATE resident_link SET undone_by = $2, undone_at = $3 WHERE duplicate_id = $1 AND undone_at IS NULL",
+                &[&duplicate_id, &by, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
 }
 
 fn in_write_tx<T>(c: &mut Client, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>) -> Result<T, ApiError> {
@@ -310,6 +407,15 @@ fn in_write_tx<T>(c: &mut Client, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiEr
     let out = f(&mut wrapped)?;
     wrapped.0.commit().map_err(pg)?;
     Ok(out)
+}
+
+fn operator_row(r: &postgres::Row) -> Operator {
+    Operator {
+        username: r.get(0),
+        password_hash: r.get(1),
+        role: Role::parse(r.get(2)).unwrap_or(Role::Operator),
+        created_at: r.get(3),
+    }
 }
 
 fn device_row(r: &postgres::Row) -> Device {
@@ -454,8 +560,12 @@ impl Storage for PostgresStorage {
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError> {
         self.run(move |c| {
             Ok(c.query(
-                "SELECT id, doc_a, member_a, doc_b, member_b, score, reasons_json, status FROM duplicate
-                 WHERE $1::TEXT IS NULL OR area = $1 OR area LIKE $1 || '.%' ORDER BY status = 'open' DESC, score DESC, id",
+                "SELECT d.id, doc_a, member_a, doc_b, member_b, score, reasons_json, status, area,
+                     x.action, x.decided_by, x.decided_at
+                 FROM duplicate d LEFT JOIN duplicate_decision x ON x.id =
+                     (SELECT max(id) FROM duplicate_decision WHERE duplicate_id = d.id)
+                 WHERE $1::TEXT IS NULL OR area = $1 OR area LIKE $1 || '.%'
+                 ORDER BY status = 'open' DESC, score DESC, d.id",
                 &[&area],
             )
             .map_err(pg)?
@@ -469,6 +579,11 @@ impl Storage for PostgresStorage {
                 score: r.get(5),
                 reasons: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
                 status: r.get(7),
+                area: r.get(8),
+                decided: match (r.get(9), r.get(10), r.get(11)) {
+                    (Some(a), Some(b), Some(t)) => Some((a, b, t)),
+                    _ => None,
+                },
             })
             .collect())
         })
@@ -497,6 +612,233 @@ impl Storage for PostgresStorage {
         .await
     }
 
+    async fn put_operator(&self, op: Operator) -> Result<(), ApiError> {
+        self.run(move |c| {
+            let mut tx = c.transaction().map_err(pg)?;
+            tx.execute(
+                "INSERT INTO operator (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role",
+                &[&op.username, &op.password_hash, &op.role.as_str(), &op.created_at],
+            )
+            .map_err(pg)?;
+            // A changed password or role ends the account's sessions.
+            tx.execute("DELETE FROM session WHERE username = $1", &[&op.username]).map_err(pg)?;
+            tx.commit().map_err(pg)
+        })
+        .await
+    }
+
+    async fn operator(&self, username: String) -> Result<Option<Operator>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT username, password_hash, role, created_at FROM operator WHERE username = $1",
+                &[&username],
+            )
+            .map_err(pg)?
+            .map(|r| operator_row(&r)))
+        })
+        .await
+    }
+
+    async fn operators(&self) -> Result<Vec<Operator>, ApiError> {
+        self.run(|c| {
+            Ok(c.query("SELECT username, password_hash, role, created_at FROM operator ORDER BY username", &[])
+                .map_err(pg)?
+                .iter()
+                .map(operator_row)
+                .collect())
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: Session, now: i64) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute("DELETE FROM session WHERE expires_at <= $1", &[&now]).map_err(pg)?;
+            c.execute(
+                "INSERT INTO session (token_hash, username, role, csrf, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&s.token_hash, &s.username, &s.role.as_str(), &s.csrf, &s.expires_at],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: String, now: i64) -> Result<Option<Session>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT token_hash, username, role, csrf, expires_at FROM session
+                 WHERE token_hash = $1 AND expires_at > $2",
+                &[&token_hash, &now],
+            )
+            .map_err(pg)?
+            .and_then(|r| {
+                Some(Session {
+                    token_hash: r.get(0),
+                    username: r.get(1),
+                    role: Role::parse(r.get(2))?,
+                    csrf: r.get(3),
+                    expires_at: r.get(4),
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, token_hash: String) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute("DELETE FROM session WHERE token_hash = $1", &[&token_hash]).map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn setting_or_insert(&self, key: String, default: String) -> Result<String, ApiError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &default],
+            )
+            .map_err(pg)?;
+            Ok(c.query_one("SELECT value FROM setting WHERE key = $1", &[&key]).map_err(pg)?.get(0))
+        })
+        .await
+    }
+
+    async fn household(&self, doc_id: String) -> Result<Option<(Vec<u8>, Vec<String>)>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query_opt("SELECT snapshot, heads FROM doc WHERE doc_id = $1", &[&doc_id]).map_err(pg)?.map(|r| {
+                let heads: &str = r.get(1);
+                (r.get(0), heads.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())
+            }))
+        })
+        .await
+    }
+
+    async fn decide_duplicate(
+        &self,
+        id: i64,
+        action: DuplicateAction,
+        operator: String,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.run(move |c| in_write_tx(c, |tx| logic::decide_duplicate(tx, id, action, &operator, now))).await
+    }
+
+    async fn links(&self) -> Result<Vec<ResidentLink>, ApiError> {
+        self.run(|c| {
+            Ok(c.query(
+                "SELECT duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at FROM resident_link
+                 WHERE undone_at IS NULL ORDER BY linked_at, duplicate_id",
+                &[],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| ResidentLink {
+                duplicate_id: r.get(0),
+                a: (r.get(1), r.get(2)),
+                b: (r.get(3), r.get(4)),
+                linked_by: r.get(5),
+                linked_at: r.get(6),
+            })
+            .collect())
+        })
+        .await
+    }
+
+    async fn area_counts(&self, q: ProgressQuery) -> Result<Vec<AreaCounts>, ApiError> {
+        self.run(move |c| {
+            let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
+            // An empty area means every area.
+            const WITHIN: &str = "($1 = '' OR area = $1 OR area LIKE $1 || '.%')";
+            for r in c
+                .query(
+                    &format!(
+                        "SELECT area, count(*), sum(members)::BIGINT, count(*) FILTER (WHERE complete),
+                             sum(cccd_present)::BIGINT, sum(cccd_valid)::BIGINT,
+                             count(*) FILTER (WHERE first_seen_at > $2), count(*) FILTER (WHERE first_seen_at > $3),
+                             count(*) FILTER (WHERE first_seen_at > $4)
+                         FROM household_stats WHERE {WITHIN} GROUP BY area"
+                    ),
+                    &[&q.area, &q.since_day, &q.since_week, &q.since_month],
+                )
+                .map_err(pg)?
+            {
+                let area: String = r.get(0);
+                out.insert(
+                    area.clone(),
+                    AreaCounts {
+                        area,
+                        households: r.get(1),
+                        residents: r.get(2),
+                        complete: r.get(3),
+                        cccd_present: r.get(4),
+                        cccd_valid: r.get(5),
+                        new_day: r.get(6),
+                        new_week: r.get(7),
+                        new_month: r.get(8),
+                        ..AreaCounts::default()
+                    },
+                );
+            }
+            let mut counts = |sql: String, p: &[&(dyn postgres::types::ToSql + Sync)]| {
+                c.query(&sql, p).map_err(pg).map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            };
+            add_counts(
+                &mut out,
+                counts(
+                    format!(
+                        "SELECT area, count(*) FROM person WHERE {WITHIN} AND dob > $2 AND dob <= $3 GROUP BY area"
+                    ),
+                    &[&q.area, &q.born_after, &q.born_until],
+                )?,
+                |c| &mut c.turning_14,
+            );
+            add_counts(
+                &mut out,
+                counts(
+                    format!("SELECT area, count(*) FROM conflict WHERE {WITHIN} AND status = 'open' GROUP BY area"),
+                    &[&q.area],
+                )?,
+                |c| &mut c.open_conflicts,
+            );
+            add_counts(
+                &mut out,
+                counts(
+                    format!("SELECT area, count(*) FROM duplicate WHERE {WITHIN} AND status = 'open' GROUP BY area"),
+                    &[&q.area],
+                )?,
+                |c| &mut c.open_duplicates,
+            );
+            Ok(out.into_values().collect())
+        })
+        .await
+    }
+
+    async fn turning_14(&self, q: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT doc_id, member_id, area, key_json, dob FROM person
+                 WHERE ($1 = '' OR area = $1 OR area LIKE $1 || '.%') AND dob > $2 AND dob <= $3
+                 ORDER BY dob, doc_id, member_id LIMIT $4",
+                &[&q.area, &q.born_after, &q.born_until, &limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| Turning14 {
+                doc_id: r.get(0),
+                member_id: r.get(1),
+                area: r.get(2),
+                name: serde_json::from_str::<doorstep_core::identity::PersonKey>(r.get(3))
+                    .map(|k| k.full_name)
+                    .unwrap_or_default(),
+                dob: r.get(4),
+            })
+            .collect())
+        })
+        .await
+    }
+
     async fn fingerprint(&self) -> Result<String, ApiError> {
         self.run(|c| {
             let mut h = blake3::Hasher::new();
@@ -508,6 +850,8 @@ impl Storage for PostgresStorage {
                 ("conflict", "id::TEXT, doc_id, path, status"),
                 ("duplicate", "id::TEXT, doc_a, member_a, doc_b, member_b, status"),
                 ("audit", "id::TEXT, device_id, doc_id, heads"),
+                ("duplicate_decision", "id::TEXT, duplicate_id::TEXT, action"),
+                ("resident_link", "duplicate_id::TEXT, doc_a, member_a, doc_b, member_b, undone_at::TEXT"),
             ] {
                 for row in
                     c.query(&format!("SELECT concat_ws('|', {cols}) FROM {table} ORDER BY 1"), &[]).map_err(pg)?

@@ -13,8 +13,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::ApiError;
 use crate::logic;
-use crate::storage::{AuditEntry, ConflictItem, Device, DuplicateItem, Storage};
-use crate::tx::{FeedRow, Tx};
+use crate::storage::{
+    AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
+    ResidentLink, Role, Session, Storage, Turning14, add_counts,
+};
+use crate::tx::{DuplicateRow, FeedRow, HouseholdStats, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -48,6 +51,24 @@ CREATE TABLE IF NOT EXISTS duplicate (
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, device_id TEXT NOT NULL, user TEXT NOT NULL,
     doc_id TEXT NOT NULL, heads TEXT NOT NULL, action TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS household_stats (
+    doc_id TEXT PRIMARY KEY, area TEXT NOT NULL, members INTEGER NOT NULL, complete INTEGER NOT NULL,
+    cccd_present INTEGER NOT NULL, cccd_valid INTEGER NOT NULL, first_seen_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS household_stats_by_area ON household_stats (area);
+CREATE TABLE IF NOT EXISTS duplicate_decision (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, duplicate_id INTEGER NOT NULL, action TEXT NOT NULL,
+    decided_by TEXT NOT NULL, decided_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS duplicate_decision_by_candidate ON duplicate_decision (duplicate_id, id);
+CREATE TABLE IF NOT EXISTS resident_link (
+    duplicate_id INTEGER NOT NULL, doc_a TEXT NOT NULL, member_a TEXT NOT NULL, doc_b TEXT NOT NULL,
+    member_b TEXT NOT NULL, linked_by TEXT NOT NULL, linked_at INTEGER NOT NULL, undone_by TEXT, undone_at INTEGER);
+CREATE TABLE IF NOT EXISTS operator (
+    username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS session (
+    token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL,
+    expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 /// SQLite storage.
@@ -66,6 +87,8 @@ impl SqliteStorage {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        let mut conn = conn;
+        in_tx(&mut conn, |tx| logic::backfill_stats(tx, crate::api::now()))?;
         Ok(SqliteStorage { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -248,6 +271,67 @@ impl Tx for SqliteTx<'_> {
         self.0.execute("UPDATE device SET last_sync_at = ?2 WHERE device_id = ?1", params![device_id, now])?;
         Ok(())
     }
+
+    fn put_stats(&mut self, doc_id: &str, area: &str, st: &HouseholdStats, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
+                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
+                 complete = excluded.complete, cccd_present = excluded.cccd_present,
+                 cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
+            params![doc_id, area, st.members, st.complete, st.cccd_present, st.cccd_valid, now],
+        )?;
+        Ok(())
+    }
+
+    fn docs_without_stats(&mut self) -> Result<Vec<String>, ApiError> {
+        let mut stmt = self.0.prepare(
+            "SELECT doc_id FROM doc WHERE NOT EXISTS (SELECT 1 FROM household_stats s WHERE s.doc_id = doc.doc_id)",
+        )?;
+        Ok(stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+    }
+
+    fn duplicate_row(&mut self, id: i64) -> Result<Option<DuplicateRow>, ApiError> {
+        Ok(self
+            .0
+            .query_row("SELECT status, doc_a, member_a, doc_b, member_b FROM duplicate WHERE id = ?1", [id], |r| {
+                Ok(DuplicateRow { id, status: r.get(0)?, a: (r.get(1)?, r.get(2)?), b: (r.get(3)?, r.get(4)?) })
+            })
+            .optional()?)
+    }
+
+    fn decide_duplicate_row(
+        &mut self,
+        id: i64,
+        status: &str,
+        action: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.0.execute("UPDATE duplicate SET status = ?2 WHERE id = ?1", params![id, status])?;
+        self.0.execute(
+            "INSERT INTO duplicate_decision (duplicate_id, action, decided_by, decided_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, action, by, now],
+        )?;
+        Ok(())
+    }
+
+    fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO resident_link (duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, row.a.0, row.a.1, row.b.0, row.b.1, by, now],
+        )?;
+        Ok(())
+    }
+
+    fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "UPDATE resident_link SET undone_by = ?2, undone_at = ?3 WHERE duplicate_id = ?1 AND undone_at IS NULL",
+            params![duplicate_id, by, now],
+        )?;
+        Ok(())
+    }
 }
 
 fn in_tx<T>(c: &mut Connection, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>) -> Result<T, ApiError> {
@@ -255,6 +339,16 @@ fn in_tx<T>(c: &mut Connection, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiErro
     let out = f(&mut tx)?;
     tx.0.commit()?;
     Ok(out)
+}
+
+fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operator> {
+    let role: String = r.get(2)?;
+    Ok(Operator {
+        username: r.get(0)?,
+        password_hash: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Operator),
+        created_at: r.get(3)?,
+    })
 }
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
@@ -394,8 +488,11 @@ impl Storage for SqliteStorage {
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError> {
         self.run(move |c| {
             let sql = format!(
-                "SELECT id, doc_a, member_a, doc_b, member_b, score, reasons_json, status FROM duplicate
-                 WHERE ?1 IS NULL OR {} ORDER BY status = 'open' DESC, score DESC, id",
+                "SELECT d.id, doc_a, member_a, doc_b, member_b, score, reasons_json, status, area,
+                     x.action, x.decided_by, x.decided_at
+                 FROM duplicate d LEFT JOIN duplicate_decision x ON x.id =
+                     (SELECT max(id) FROM duplicate_decision WHERE duplicate_id = d.id)
+                 WHERE ?1 IS NULL OR {} ORDER BY status = 'open' DESC, score DESC, d.id",
                 area_clause("area", 1)
             );
             let mut stmt = c.prepare(&sql)?;
@@ -410,6 +507,11 @@ impl Storage for SqliteStorage {
                     score: r.get(5)?,
                     reasons: serde_json::from_str(&reasons).unwrap_or_default(),
                     status: r.get(7)?,
+                    area: r.get(8)?,
+                    decided: match (r.get(9)?, r.get(10)?, r.get(11)?) {
+                        (Some(a), Some(b), Some(t)) => Some((a, b, t)),
+                        _ => None,
+                    },
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -438,6 +540,219 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn put_operator(&self, op: Operator) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO operator (username, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role",
+                params![op.username, op.password_hash, op.role.as_str(), op.created_at],
+            )?;
+            // A changed password or role ends the account's sessions.
+            c.execute("DELETE FROM session WHERE username = ?1", [&op.username])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn operator(&self, username: String) -> Result<Option<Operator>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT username, password_hash, role, created_at FROM operator WHERE username = ?1",
+                [username],
+                operator_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn operators(&self) -> Result<Vec<Operator>, ApiError> {
+        self.run(|c| {
+            let mut stmt =
+                c.prepare("SELECT username, password_hash, role, created_at FROM operator ORDER BY username")?;
+            Ok(stmt.query_map([], operator_row)?.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: Session, now: i64) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute("DELETE FROM session WHERE expires_at <= ?1", [now])?;
+            c.execute(
+                "INSERT INTO session (token_hash, username, role, csrf, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.token_hash, s.username, s.role.as_str(), s.csrf, s.expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: String, now: i64) -> Result<Option<Session>, ApiError> {
+        self.run(move |c| {
+            let row: Option<(String, String, String, String, i64)> = c
+                .query_row(
+                    "SELECT token_hash, username, role, csrf, expires_at FROM session
+                     WHERE token_hash = ?1 AND expires_at > ?2",
+                    params![token_hash, now],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            Ok(row.and_then(|(token_hash, username, role, csrf, expires_at)| {
+                Some(Session { token_hash, username, role: Role::parse(&role)?, csrf, expires_at })
+            }))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, token_hash: String) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute("DELETE FROM session WHERE token_hash = ?1", [token_hash])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn setting_or_insert(&self, key: String, default: String) -> Result<String, ApiError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                [&key, &default],
+            )?;
+            Ok(c.query_row("SELECT value FROM setting WHERE key = ?1", [&key], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn household(&self, doc_id: String) -> Result<Option<(Vec<u8>, Vec<String>)>, ApiError> {
+        self.run(move |c| {
+            let row: Option<(Vec<u8>, String)> = c
+                .query_row("SELECT snapshot, heads FROM doc WHERE doc_id = ?1", [doc_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            Ok(row.map(|(s, h)| (s, h.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())))
+        })
+        .await
+    }
+
+    async fn decide_duplicate(
+        &self,
+        id: i64,
+        action: DuplicateAction,
+        operator: String,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.run(move |c| in_tx(c, |tx| logic::decide_duplicate(tx, id, action, &operator, now))).await
+    }
+
+    async fn links(&self) -> Result<Vec<ResidentLink>, ApiError> {
+        self.run(|c| {
+            let mut stmt = c.prepare(
+                "SELECT duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at FROM resident_link
+                 WHERE undone_at IS NULL ORDER BY linked_at, duplicate_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ResidentLink {
+                    duplicate_id: r.get(0)?,
+                    a: (r.get(1)?, r.get(2)?),
+                    b: (r.get(3)?, r.get(4)?),
+                    linked_by: r.get(5)?,
+                    linked_at: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn area_counts(&self, q: ProgressQuery) -> Result<Vec<AreaCounts>, ApiError> {
+        self.run(move |c| {
+            let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
+            // An empty area means every area.
+            let within = format!("(?1 = '' OR {})", area_clause("area", 1));
+            let mut stmt = c.prepare(&format!(
+                "SELECT area, count(*), sum(members), sum(complete), sum(cccd_present), sum(cccd_valid),
+                     sum(first_seen_at > ?2), sum(first_seen_at > ?3), sum(first_seen_at > ?4)
+                 FROM household_stats WHERE {within} GROUP BY area"
+            ))?;
+            let mut rows = stmt.query(params![q.area, q.since_day, q.since_week, q.since_month])?;
+            while let Some(r) = rows.next()? {
+                let area: String = r.get(0)?;
+                out.insert(
+                    area.clone(),
+                    AreaCounts {
+                        area,
+                        households: r.get(1)?,
+                        residents: r.get(2)?,
+                        complete: r.get(3)?,
+                        cccd_present: r.get(4)?,
+                        cccd_valid: r.get(5)?,
+                        new_day: r.get(6)?,
+                        new_week: r.get(7)?,
+                        new_month: r.get(8)?,
+                        ..AreaCounts::default()
+                    },
+                );
+            }
+            let counts = |sql: String, p: &[&dyn rusqlite::ToSql]| -> Result<Vec<(String, i64)>, ApiError> {
+                let mut stmt = c.prepare(&sql)?;
+                Ok(stmt.query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+            };
+            add_counts(
+                &mut out,
+                counts(
+                    format!(
+                        "SELECT area, count(*) FROM person WHERE {within} AND dob > ?2 AND dob <= ?3 GROUP BY area"
+                    ),
+                    &[&q.area, &q.born_after, &q.born_until],
+                )?,
+                |c| &mut c.turning_14,
+            );
+            add_counts(
+                &mut out,
+                counts(
+                    format!("SELECT area, count(*) FROM conflict WHERE {within} AND status = 'open' GROUP BY area"),
+                    &[&q.area],
+                )?,
+                |c| &mut c.open_conflicts,
+            );
+            add_counts(
+                &mut out,
+                counts(
+                    format!("SELECT area, count(*) FROM duplicate WHERE {within} AND status = 'open' GROUP BY area"),
+                    &[&q.area],
+                )?,
+                |c| &mut c.open_duplicates,
+            );
+            Ok(out.into_values().collect())
+        })
+        .await
+    }
+
+    async fn turning_14(&self, q: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, ApiError> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT doc_id, member_id, area, key_json, dob FROM person
+                 WHERE (?1 = '' OR {}) AND dob > ?2 AND dob <= ?3 ORDER BY dob, doc_id, member_id LIMIT ?4",
+                area_clause("area", 1)
+            ))?;
+            let rows = stmt.query_map(params![q.area, q.born_after, q.born_until, limit], |r| {
+                let key: String = r.get(3)?;
+                Ok(Turning14 {
+                    doc_id: r.get(0)?,
+                    member_id: r.get(1)?,
+                    area: r.get(2)?,
+                    name: serde_json::from_str::<doorstep_core::identity::PersonKey>(&key)
+                        .map(|k| k.full_name)
+                        .unwrap_or_default(),
+                    dob: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn fingerprint(&self) -> Result<String, ApiError> {
         self.run(|c| {
             let mut h = blake3::Hasher::new();
@@ -449,6 +764,8 @@ impl Storage for SqliteStorage {
                 ("conflict", "id, doc_id, path, status"),
                 ("duplicate", "id, doc_a, member_a, doc_b, member_b, status"),
                 ("audit", "id, device_id, doc_id, heads"),
+                ("duplicate_decision", "id, duplicate_id, action"),
+                ("resident_link", "duplicate_id, doc_a, member_a, doc_b, member_b, undone_at"),
             ] {
                 let mut stmt = c.prepare(&format!("SELECT {cols} FROM {table} ORDER BY 1"))?;
                 let n = stmt.column_count();

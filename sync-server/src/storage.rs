@@ -58,6 +58,10 @@ pub struct DuplicateItem {
     pub reasons: Vec<doorstep_core::identity::MatchReason>,
     /// `open`, `merged` or `dismissed`.
     pub status: String,
+    /// The area the candidate was found in.
+    pub area: String,
+    /// The last operator decision: action, operator, Unix seconds.
+    pub decided: Option<(String, String, i64)>,
 }
 
 /// One accepted change, as the audit log keeps it.
@@ -75,6 +79,173 @@ pub struct AuditEntry {
     pub heads: Vec<String>,
     /// What happened: `sync` or `resolve`.
     pub action: String,
+}
+
+/// What an operator account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reviews conflicts and duplicates, reads progress, prints slips.
+    Operator,
+    /// Everything an operator does, and manages devices and accounts.
+    Admin,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An operator account of the web console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// Login name.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// What the account may do.
+    pub role: Role,
+    /// When it was created, Unix seconds.
+    pub created_at: i64,
+}
+
+/// A logged-in console session. Only the hash of its cookie token is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// BLAKE3 of the cookie token.
+    pub token_hash: String,
+    /// The operator.
+    pub username: String,
+    /// Their role when they logged in.
+    pub role: Role,
+    /// The token every form of this session must carry.
+    pub csrf: String,
+    /// Unix seconds after which the session is dead.
+    pub expires_at: i64,
+}
+
+/// An operator's decision on a duplicate candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateAction {
+    /// The two records are one resident: link them (both records and histories stay).
+    Merge,
+    /// Undo a merge: remove the link and reopen the candidate.
+    Undo,
+    /// They are different people: close the candidate.
+    Dismiss,
+}
+
+impl DuplicateAction {
+    /// The name written to the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicateAction::Merge => "merge",
+            DuplicateAction::Undo => "unmerge",
+            DuplicateAction::Dismiss => "dismiss",
+        }
+    }
+}
+
+/// Two resident records an operator linked as one person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResidentLink {
+    /// The duplicate candidate it came from.
+    pub duplicate_id: i64,
+    /// One record: household and member.
+    pub a: (String, String),
+    /// The other.
+    pub b: (String, String),
+    /// Who linked them.
+    pub linked_by: String,
+    /// When, Unix seconds.
+    pub linked_at: i64,
+}
+
+/// The time windows of a progress report, computed by the caller so that backends only compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressQuery {
+    /// The area (and its sub-areas).
+    pub area: String,
+    /// Unix seconds: households first seen after this count as new today.
+    pub since_day: i64,
+    /// … in the last 7 days.
+    pub since_week: i64,
+    /// … in the last 30 days.
+    pub since_month: i64,
+    /// Residents born after this day (`YYYY-MM-DD`, exclusive) …
+    pub born_after: String,
+    /// … and on or before this day turn 14 in the window.
+    pub born_until: String,
+}
+
+/// Counts for one exact area code; the console rolls them up into sub-areas.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AreaCounts {
+    /// Area code.
+    pub area: String,
+    /// Households.
+    pub households: i64,
+    /// Residents.
+    pub residents: i64,
+    /// Households with every required field filled.
+    pub complete: i64,
+    /// Residents with a CCCD number.
+    pub cccd_present: i64,
+    /// … whose number passes every check.
+    pub cccd_valid: i64,
+    /// Households first seen in the last day.
+    pub new_day: i64,
+    /// … in the last 7 days.
+    pub new_week: i64,
+    /// … in the last 30 days.
+    pub new_month: i64,
+    /// Residents turning 14 in the window.
+    pub turning_14: i64,
+    /// Open conflicts.
+    pub open_conflicts: i64,
+    /// Open duplicate candidates.
+    pub open_duplicates: i64,
+}
+
+/// Adds one kind of per-area count to `out`, creating areas as they appear.
+pub fn add_counts(
+    out: &mut std::collections::BTreeMap<String, AreaCounts>,
+    rows: Vec<(String, i64)>,
+    field: fn(&mut AreaCounts) -> &mut i64,
+) {
+    for (area, n) in rows {
+        let entry = out.entry(area.clone()).or_insert_with(|| AreaCounts { area, ..AreaCounts::default() });
+        *field(entry) = n;
+    }
+}
+
+/// A resident who reaches ID-card age soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turning14 {
+    /// Household.
+    pub doc_id: String,
+    /// Member.
+    pub member_id: String,
+    /// Area.
+    pub area: String,
+    /// Full name.
+    pub name: String,
+    /// Date of birth.
+    pub dob: String,
 }
 
 /// Everything the server stores.
@@ -112,6 +283,36 @@ pub trait Storage: Send + Sync + 'static {
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError>;
     /// The audit log of a household, or all of it.
     async fn audit(&self, doc_id: Option<String>) -> Result<Vec<AuditEntry>, ApiError>;
+    /// Creates an operator account, or replaces its password and role.
+    async fn put_operator(&self, operator: Operator) -> Result<(), ApiError>;
+    /// An operator account by name.
+    async fn operator(&self, username: String) -> Result<Option<Operator>, ApiError>;
+    /// Every operator account.
+    async fn operators(&self) -> Result<Vec<Operator>, ApiError>;
+    /// Stores a new console session (and forgets expired ones).
+    async fn create_session(&self, session: Session, now: i64) -> Result<(), ApiError>;
+    /// A live session by token hash.
+    async fn session(&self, token_hash: String, now: i64) -> Result<Option<Session>, ApiError>;
+    /// Ends a session.
+    async fn delete_session(&self, token_hash: String) -> Result<(), ApiError>;
+    /// A server setting; when absent, stores `default` first. Every node sees the same value.
+    async fn setting_or_insert(&self, key: String, default: String) -> Result<String, ApiError>;
+    /// The server's copy of a household: saved document and heads.
+    async fn household(&self, doc_id: String) -> Result<Option<(Vec<u8>, Vec<String>)>, ApiError>;
+    /// Applies an operator's decision on a duplicate candidate, audited, in one transaction.
+    async fn decide_duplicate(
+        &self,
+        id: i64,
+        action: DuplicateAction,
+        operator: String,
+        now: i64,
+    ) -> Result<(), ApiError>;
+    /// Resident links in force.
+    async fn links(&self) -> Result<Vec<ResidentLink>, ApiError>;
+    /// Progress counts for each exact area code within the query's area.
+    async fn area_counts(&self, query: ProgressQuery) -> Result<Vec<AreaCounts>, ApiError>;
+    /// Residents turning 14 in the query's window, within its area, youngest last, at most `limit`.
+    async fn turning_14(&self, query: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, ApiError>;
     /// A checksum of everything stored, for tests that prove a refusal changed nothing.
     async fn fingerprint(&self) -> Result<String, ApiError>;
 }

@@ -86,4 +86,44 @@ pub trait Tx {
     fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>, ApiError>;
     /// Records a device's last sync.
     fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError>;
+    /// Writes a household's progress figures; keeps the time it was first seen.
+    #[allow(clippy::too_many_arguments)]
+    fn put_stats(&mut self, doc_id: &str, area: &str, stats: &HouseholdStats, now: i64) -> Result<(), ApiError>;
+    /// Documents with no progress figures yet (stored before figures were kept).
+    fn docs_without_stats(&mut self) -> Result<Vec<String>, ApiError>;
+    /// A duplicate candidate: status, and its two records.
+    fn duplicate_row(&mut self, id: i64) -> Result<Option<DuplicateRow>, ApiError>;
+    /// Sets a candidate's status and records who decided, when.
+    fn decide_duplicate_row(&mut self, id: i64, status: &str, action: &str, by: &str, now: i64)
+    -> Result<(), ApiError>;
+    /// Links two resident records as one person.
+    fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError>;
+    /// Ends the link a candidate made.
+    fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError>;
+}
+
+/// A household's figures for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HouseholdStats {
+    /// Residents.
+    pub members: i64,
+    /// Every required field filled.
+    pub complete: bool,
+    /// Residents with a CCCD number.
+    pub cccd_present: i64,
+    /// … that passes every check.
+    pub cccd_valid: i64,
+}
+
+/// A duplicate candidate as a decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateRow {
+    /// Queue id.
+    pub id: i64,
+    /// `open`, `merged` or `dismissed`.
+    pub status: String,
+    /// One record: household, member.
+    pub a: (String, String),
+    /// The other.
+    pub b: (String, String),
 }

@@ -56,6 +56,7 @@ const KEY_CREDENTIAL: &str = "credential";
 const KEY_AREAS: &str = "areas";
 const KEY_CURSOR: &str = "cursor";
 const KEY_SERVER: &str = "server_url";
+const KEY_SLIP: &str = "slip_key";
 
 /// Exchanges an enrolment code's one-time token for a device credential, stored sealed.
 pub fn enrol(store: &mut Store, transport: &dyn Transport, code: &EnrolmentCode) -> Result<Vec<String>> {
@@ -70,7 +71,20 @@ pub fn enrol(store: &mut Store, transport: &dyn Transport, code: &EnrolmentCode)
     store.set_sync_value(KEY_AREAS, &serde_json::to_string(&resp.areas).unwrap_or_default())?;
     store.set_sync_value(KEY_SERVER, &code.url)?;
     store.set_sync_value(KEY_CURSOR, "0")?;
+    if let Some(key) = resp.slip_key.filter(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())) {
+        store.set_sync_value(KEY_SLIP, &key)?;
+    }
     Ok(resp.areas)
+}
+
+/// Verifies a household verification slip's QR text offline, with the key this device
+/// received from its server at enrolment.
+pub fn verify_slip(store: &Store, text: &str) -> Result<crate::slip::Slip> {
+    let key = store
+        .sync_value(KEY_SLIP)?
+        .and_then(|k| hex::decode(k).ok())
+        .ok_or_else(|| Error::InvalidArgument("this device has no slip key: enrol it first".into()))?;
+    crate::slip::Slip::verify(text, &key)
 }
 
 /// Runs one sync. Cancelling (setting `cancel`) stops it between round trips;

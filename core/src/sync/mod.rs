@@ -10,5 +10,5 @@ mod client;
 pub mod protocol;
 mod transport;
 
-pub use client::{SyncObserver, SyncProgress, SyncReport, enrol, sync};
+pub use client::{SyncObserver, SyncProgress, SyncReport, enrol, sync, verify_slip};
 pub use transport::{HttpTransport, Transport};

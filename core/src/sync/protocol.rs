@@ -87,6 +87,9 @@ pub struct EnrolResponse {
     pub credential: String,
     /// Areas the device may read and write.
     pub areas: Vec<String>,
+    /// The server's Ed25519 public key for verification slips, hex (absent from older servers).
+    #[serde(default)]
+    pub slip_key: Option<String>,
 }
 
 /// One document's new changes, pushed by a device.

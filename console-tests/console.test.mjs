@@ -1,0 +1,277 @@
+// Browser tests of the operator console. playwright-core drives Debian's
+// headless chromium (no browser download); the test starts a real
+// doorstep-sync-server on 127.0.0.1 with an ephemeral port and a demo
+// registry seeded by real phones syncing over HTTP, and a real phone (the
+// doorstep CLI) enrols from the QR code the console shows.
+//
+//   DOORSTEP_BIN_DIR   where doorstep-sync-server and doorstep are (default ../target/debug)
+//   CHROMIUM           the browser (default /usr/bin/chromium)
+//   SCREENSHOT_DIR     where screenshots go (default ../target/console-screenshots)
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const root = resolve(import.meta.dirname, '..');
+const binDir = process.env.DOORSTEP_BIN_DIR ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug');
+const serverBin = join(binDir, 'doorstep-sync-server');
+const cliBin = join(binDir, 'doorstep');
+const shots = process.env.SCREENSHOT_DIR ?? join(root, 'target', 'console-screenshots');
+const ADMIN = { user: 'admin', password: 'admin-password-for-tests' };
+const OPERATOR = { user: 'operator1', password: 'operator-password-for-tests' };
+
+let work, server, base, browser;
+
+/** Resolves each pattern with its match on the first stdout line that matches it. */
+function watchLines(child, patterns, timeoutMs) {
+  const lines = createInterface({ input: child.stdout });
+  return patterns.map(
+    (pattern) =>
+      new Promise((resolveLine, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}`)), timeoutMs);
+        lines.on('line', (line) => {
+          if (line.startsWith('demo failed')) reject(new Error(line));
+          const m = line.match(pattern);
+          if (m) {
+            clearTimeout(timer);
+            resolveLine(m);
+          }
+        });
+        child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+      }),
+  );
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'doorstep-console-'));
+  mkdirSync(shots, { recursive: true });
+  const db = join(work, 'server.db');
+  const commune = join(work, 'commune.jsonl');
+  writeFileSync(commune, execFileSync('python3', [join(root, 'bench', 'gen_households.py'), '60']));
+  execFileSync(serverBin, ['--db', db, 'create-admin', '--username', ADMIN.user], {
+    env: { ...process.env, DOORSTEP_ADMIN_PASSWORD: ADMIN.password },
+  });
+  execFileSync(serverBin, ['--db', db, 'add-operator', '--username', OPERATOR.user], {
+    env: { ...process.env, DOORSTEP_OPERATOR_PASSWORD: OPERATOR.password },
+  });
+  server = spawn(serverBin, ['--db', db, 'serve', '--listen', '127.0.0.1:0', '--demo', commune], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  server.stdout.on('data', (d) => process.stderr.write(`[server] ${d}`));
+  const [listening, ready] = watchLines(
+    server,
+    [/listening on (127\.0\.0\.1:\d+)/, /demo ready: .* (\d+) open conflicts, (\d+) open duplicates/],
+    180_000,
+  );
+  base = `http://${(await listening)[1]}`;
+  const [, conflicts, duplicates] = await ready;
+  assert.ok(Number(conflicts) >= 3 && Number(duplicates) >= 2, `demo: ${conflicts} conflicts, ${duplicates} duplicates`);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function loggedIn(who) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${base}/console/progress`);
+  await page.fill('input[name=username]', who.user);
+  await page.fill('input[name=password]', who.password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(/\/console\/progress/);
+  return { context, page };
+}
+
+function phone(...args) {
+  return execFileSync(cliBin, ['--store', join(work, 'phone.db'), '--profile', 'officer-z', ...args], {
+    env: { ...process.env, DOORSTEP_PIN: '135790' },
+    encoding: 'utf8',
+  });
+}
+
+test('login: a page without a session goes to login, a wrong password is refused, the right one gets in', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/console/conflicts`);
+  assert.match(page.url(), /\/console\/login\?next=%2Fconsole%2Fconflicts/);
+  await page.screenshot({ path: join(shots, 'login.png') });
+  await page.fill('input[name=username]', ADMIN.user);
+  await page.fill('input[name=password]', 'not the password');
+  await page.click('button[type=submit]');
+  await page.waitForURL(/failed=1/);
+  assert.ok(await page.isVisible('text=Wrong name or password'));
+  await page.fill('input[name=username]', ADMIN.user);
+  await page.fill('input[name=password]', ADMIN.password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(/\/console\/conflicts$/);
+  assert.ok(await page.isVisible('text=admin (admin)'));
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'doorstep_session');
+  assert.ok(session && session.httpOnly && session.secure && session.sameSite === 'Strict', JSON.stringify(session));
+  await context.close();
+});
+
+test('conflicts: values side by side with device, user and time; picking one resolves it', async () => {
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/conflicts`);
+  const cards = page.locator('article.card');
+  const before = await cards.count();
+  assert.ok(before >= 3, `open conflicts: ${before}`);
+  const first = cards.first();
+  assert.equal(await first.locator('.side').count(), 2);
+  const sideText = await first.locator('.side').first().innerText();
+  assert.match(sideText, /officer-/);
+  assert.match(sideText, /\d{4}-\d{2}-\d{2} \d{2}:\d{2}/);
+  await page.screenshot({ path: join(shots, 'conflicts.png'), fullPage: true });
+  const id = (await first.getAttribute('id')).replace('conflict-', '');
+  const chosen = await first.locator('.side .value').nth(1).innerText();
+  await first.locator('.side').nth(1).locator('button', { hasText: 'Keep this value' }).click();
+  await page.waitForURL(/done=/);
+  assert.ok(await page.isVisible(`text=Conflict #${id} resolved`));
+  assert.equal(await page.locator('article.card').count(), before - 1);
+  await page.goto(`${base}/console/conflicts?status=resolved`);
+  assert.ok(await page.isVisible(`#conflict-${id} >> text=resolved`));
+  // The household now reads the chosen value, written as the operator's change.
+  const doc = await page.locator(`#conflict-${id} a[href^="/console/households/"]`).first().getAttribute('href');
+  await page.goto(`${base}${doc}`);
+  assert.ok((await page.innerText('main')).includes(chosen));
+  assert.ok(await page.isVisible(`td:text-is("${OPERATOR.user}")`));
+  await context.close();
+});
+
+test('duplicates: score and reasons; merge links the records, undo reopens, dismiss closes', async () => {
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/duplicates`);
+  const cards = page.locator('article.card');
+  assert.ok((await cards.count()) >= 2);
+  const first = cards.first();
+  assert.match(await first.locator('.score').innerText(), /\d+%/);
+  assert.ok((await first.locator('ul.reasons li').count()) >= 1);
+  await page.screenshot({ path: join(shots, 'duplicates.png'), fullPage: true });
+  const id = (await first.getAttribute('id')).replace('duplicate-', '');
+  await first.locator('button', { hasText: 'Merge' }).click();
+  await page.waitForURL(/status=merged/);
+  assert.ok(await page.isVisible(`text=Merged #${id}`));
+  const merged = page.locator(`#duplicate-${id}`);
+  assert.ok(await merged.isVisible());
+  assert.match(await merged.innerText(), new RegExp(`merge — ${OPERATOR.user}`));
+  await page.screenshot({ path: join(shots, 'duplicate-merged.png'), fullPage: true });
+  await merged.locator('button', { hasText: 'Undo' }).click();
+  await page.waitForURL(/status=open/);
+  assert.ok(await page.isVisible(`text=Undid #${id}`));
+  assert.match(await page.locator(`#duplicate-${id}`).innerText(), /unmerge/);
+  // Every decision is in both households' audit trails.
+  const doc = await page.locator(`#duplicate-${id} a[href^="/console/households/"]`).first().getAttribute('href');
+  await page.goto(`${base}${doc}`);
+  const trail = await page.innerText('main');
+  assert.match(trail, new RegExp(`merge duplicate #${id}`));
+  assert.match(trail, new RegExp(`unmerge duplicate #${id}`));
+  // Dismiss another.
+  await page.goto(`${base}/console/duplicates`);
+  const other = page.locator('article.card').last();
+  const otherId = (await other.getAttribute('id')).replace('duplicate-', '');
+  await other.locator('button', { hasText: 'Not the same person' }).click();
+  await page.waitForURL(/done=/);
+  assert.ok(await page.isVisible(`text=Dismissed #${otherId}`));
+  assert.equal(await page.locator(`#duplicate-${otherId}`).count(), 0);
+  await context.close();
+});
+
+test('devices: an admin enrols a phone by QR and revokes it; the phone wipes itself', async () => {
+  const { context, page } = await loggedIn(ADMIN);
+  await page.goto(`${base}/console/devices`);
+  const before = await page.locator('tbody tr').count();
+  await page.fill('input[name=area]', '01.001.00001');
+  await page.click('button:has-text("Create QR code")');
+  const img = page.locator('.qr img');
+  await img.waitFor();
+  await page.screenshot({ path: join(shots, 'enrol.png'), fullPage: true });
+  const src = await img.getAttribute('src');
+  assert.match(src, /^data:image\/png;base64,/);
+  const qr = join(work, 'enrol.png');
+  writeFileSync(qr, Buffer.from(src.split(',')[1], 'base64'));
+  phone('create-profile', 'officer-z');
+  assert.match(phone('enrol', qr), /enrolled device (\S+)/);
+  phone('sync');
+  await page.goto(`${base}/console/devices`);
+  assert.equal(await page.locator('tbody tr').count(), before + 1);
+  const row = page.locator('tbody tr').last();
+  assert.match(await row.innerText(), /just now/);
+  await page.screenshot({ path: join(shots, 'devices.png'), fullPage: true });
+  await row.locator('button', { hasText: 'Revoke' }).click();
+  await page.waitForURL(/done=/);
+  assert.match(await page.locator('tbody tr').last().innerText(), /revoked/);
+  assert.throws(() => phone('sync'), /revoked/);
+  await context.close();
+});
+
+test('progress: counts per sub-area, CSV export, and a slip the phone verifies offline', async () => {
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/progress?area=01.001`);
+  const rows = page.locator('table.progress tbody tr');
+  assert.equal(await rows.count(), 4, 'three communes and a total');
+  const total = await rows.last().innerText();
+  assert.match(total, /Total\s+63\s/);
+  await page.screenshot({ path: join(shots, 'progress.png'), fullPage: true });
+  const csv = await page.request.get(`${base}/console/progress.csv?area=01.001`);
+  assert.equal(csv.status(), 200);
+  assert.match(csv.headers()['content-type'], /text\/csv/);
+  const lines = (await csv.text()).trim().split('\n');
+  assert.match(lines[0], /^area,households,residents,complete/);
+  assert.equal(lines.length, 5);
+  assert.match(lines[4], /^01\.001,63,/);
+
+  // A printable slip; its QR is signed by the server and verified by a phone with no network.
+  await page.goto(`${base}/console/households/01.001.00004-000002/slip`);
+  await page.emulateMedia({ media: 'print' });
+  await page.screenshot({ path: join(shots, 'slip-print.png'), fullPage: true });
+  const src = await page.locator('.qr img').getAttribute('src');
+  const qr = join(work, 'slip.png');
+  writeFileSync(qr, Buffer.from(src.split(',')[1], 'base64'));
+  const store = join(work, 'verifier.db');
+  const verifier = (...args) =>
+    execFileSync(cliBin, ['--store', store, '--profile', 'checker', ...args], {
+      env: { ...process.env, DOORSTEP_PIN: '135790' },
+      encoding: 'utf8',
+    });
+  verifier('create-profile', 'checker');
+  await page.emulateMedia({ media: 'screen' });
+  await context.close();
+  const admin = await loggedIn(ADMIN);
+  await admin.page.goto(`${base}/console/devices`);
+  await admin.page.fill('input[name=area]', '01.001.00004');
+  await admin.page.click('button:has-text("Create QR code")');
+  const enrolSrc = await admin.page.locator('.qr img').getAttribute('src');
+  const enrolQr = join(work, 'enrol-verifier.png');
+  writeFileSync(enrolQr, Buffer.from(enrolSrc.split(',')[1], 'base64'));
+  verifier('enrol', enrolQr);
+  server.kill('SIGSTOP'); // no network from here on
+  try {
+    assert.match(verifier('verify-slip', qr), /valid slip for household 01\.001\.00004-000002/);
+  } finally {
+    server.kill('SIGCONT');
+  }
+  await admin.context.close();
+});
+
+test('an operator cannot do what only an admin may', async () => {
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/devices`);
+  assert.equal(await page.locator('button:has-text("Revoke")').count(), 0);
+  assert.equal(await page.locator('button:has-text("Create QR code")').count(), 0);
+  const resp = await page.goto(`${base}/console/operators`);
+  assert.equal(resp.status(), 403);
+  await context.close();
+});

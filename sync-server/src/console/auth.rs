@@ -1,0 +1,297 @@
+//! Operator login: Argon2id password hashes, server-side sessions behind a
+//! `Secure; HttpOnly; SameSite=Strict` cookie, and a CSRF token on every form.
+
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::body::to_bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::layout::{PageError, csrf_field, page};
+use crate::api::{AppState, hash_secret, make_secret, now};
+use crate::error::ApiError;
+use crate::storage::{Role, Session};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "doorstep_session";
+/// The login form's CSRF cookie (double submit: there is no session yet).
+const LOGIN_COOKIE: &str = "doorstep_login";
+/// How long a session lives.
+pub const SESSION_TTL_SECS: i64 = 8 * 3600;
+/// Shortest password accepted for an operator account.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Largest form body accepted.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Login attempts per account name: a burst of 5, then one every 12 seconds.
+const LOGIN_BURST: f64 = 5.0;
+const LOGIN_PER_SEC: f64 = 1.0 / 12.0;
+
+/// Hashes a password for storage: Argon2id with the crate's defaults (19 MiB, 2 passes), random salt.
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(ApiError::internal)
+}
+
+/// Checks a password against a stored hash.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    Argon2::default().verify_password(password.as_bytes(), stored).is_ok()
+}
+
+/// Equality that takes the same time wherever the strings differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    blake3::hash(a.as_bytes()) == blake3::hash(b.as_bytes())
+}
+
+/// A cookie's value from the request headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict")
+}
+
+/// The logged-in operator of a request. Without a live session the request is
+/// redirected to the login page (and comes back to where it was going).
+pub struct Current(pub Session);
+
+impl Current {
+    /// Refuses anyone but an admin.
+    pub fn require_admin(&self) -> Result<(), PageError> {
+        require_admin(&self.0)
+    }
+}
+
+/// Refuses anyone but an admin.
+pub fn require_admin(session: &Session) -> Result<(), PageError> {
+    if session.role == Role::Admin { Ok(()) } else { Err(PageError::forbidden("Only an admin may do this.")) }
+}
+
+impl FromRequestParts<Arc<AppState>> for Current {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let session = match cookie(&parts.headers, SESSION_COOKIE) {
+            Some(token) => state
+                .storage
+                .session(hash_secret(&token), now())
+                .await
+                .map_err(|e| PageError::from(e).into_response())?,
+            None => None,
+        };
+        match session {
+            Some(s) => Ok(Current(s)),
+            None => {
+                let target = match (parts.method == Method::GET, parts.uri.path_and_query()) {
+                    (true, Some(pq)) => format!("/console/login?next={}", urlencode(pq.as_str())),
+                    _ => "/console/login".to_string(),
+                };
+                Err(Redirect::to(&target).into_response())
+            }
+        }
+    }
+}
+
+/// A form posted by a logged-in operator, with its CSRF token checked. A
+/// missing or wrong token is refused with 403 before the form is read.
+pub struct Posted<T> {
+    /// Who posted it.
+    pub session: Session,
+    /// The form's fields.
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Current(session) = Current::from_request_parts(&mut parts, state).await?;
+        let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
+            PageError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response()
+        })?;
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+        let token = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str());
+        if !token.is_some_and(|t| same_secret(t, &session.csrf)) {
+            return Err(PageError::forbidden(
+                "This form has expired or did not come from the console. Reload the page and try again.",
+            )
+            .into_response());
+        }
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| PageError::bad_request(format!("The form is incomplete: {e}")).into_response())?;
+        Ok(Posted { session, form })
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)]).map(|e| e.trim_start_matches('=').to_string()).unwrap_or_default()
+}
+
+/// Only local console paths are followed after login.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/console/progress",
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+    failed: Option<String>,
+}
+
+/// GET /console/login
+pub async fn login_page(Query(q): Query<LoginQuery>) -> Result<Response, PageError> {
+    let token = make_secret()?;
+    let body = html! {
+        section.login {
+            h1 { "Doorstep" }
+            p.muted { "Bảng điều khiển vận hành · Operator console" }
+            @if q.failed.is_some() {
+                p.error role="alert" { "Sai tên đăng nhập hoặc mật khẩu. · Wrong name or password." }
+            }
+            form method="post" action="/console/login" {
+                input type="hidden" name="csrf" value=(token);
+                input type="hidden" name="next" value=(safe_next(q.next.as_deref()));
+                label { "Tên đăng nhập · Username" input name="username" autocomplete="username" required autofocus; }
+                label { "Mật khẩu · Password" input name="password" type="password" autocomplete="current-password" required; }
+                button.primary type="submit" { "Đăng nhập · Log in" }
+            }
+        }
+    };
+    let mut resp = page("Log in", None, "", body).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, &token, "/console/login", 3600).parse().map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+/// A hash to verify against when the account does not exist, so that a wrong
+/// name and a wrong password take the same time.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("not a real password, only for timing").unwrap_or_default())
+}
+
+/// POST /console/login
+pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, PageError> {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| PageError::bad_request("The form is too large."))?;
+    let form: LoginForm =
+        serde_urlencoded::from_bytes(&bytes).map_err(|_| PageError::bad_request("The login form is incomplete."))?;
+    if !cookie(&parts.headers, LOGIN_COOKIE).is_some_and(|c| same_secret(&c, &form.csrf)) {
+        return Err(PageError::forbidden("This login form has expired. Reload the page and try again."));
+    }
+    let username = form.username.trim().to_string();
+    state.admit_with(&format!("login:{username}"), LOGIN_BURST, LOGIN_PER_SEC).map_err(|_| {
+        PageError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many attempts for this account. Wait a minute.")
+    })?;
+    let operator = state.storage.operator(username.clone()).await?;
+    let password = form.password;
+    let stored = operator.as_ref().map(|o| o.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
+    // Argon2id takes tens of milliseconds of CPU: keep it off the async workers.
+    let ok =
+        tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(ApiError::internal)?;
+    let Some(operator) = operator.filter(|_| ok) else {
+        let next = urlencode(safe_next(form.next.as_deref()));
+        return Ok(Redirect::to(&format!("/console/login?failed=1&next={next}")).into_response());
+    };
+    let token = make_secret()?;
+    let session = Session {
+        token_hash: hash_secret(&token),
+        username: operator.username,
+        role: operator.role,
+        csrf: make_secret()?,
+        expires_at: now() + SESSION_TTL_SECS,
+    };
+    state.storage.create_session(session, now()).await?;
+    let mut resp = Redirect::to(safe_next(form.next.as_deref())).into_response();
+    let h = resp.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &token, "/console", SESSION_TTL_SECS).parse().map_err(ApiError::internal)?,
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, "", "/console/login", 0).parse().map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+/// POST /console/logout
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    posted: Posted<Empty>,
+) -> Result<Response, PageError> {
+    let _ = posted.form;
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        state.storage.delete_session(hash_secret(&token)).await?;
+    }
+    let mut resp = Redirect::to("/console/login").into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", "/console", 0).parse().map_err(ApiError::internal)?);
+    Ok(resp)
+}
+
+/// The hidden CSRF field for a session's forms.
+pub fn csrf(session: &Session) -> maud::Markup {
+    csrf_field(&session.csrf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterY", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn only_local_console_paths_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/console/conflicts?area=01")), "/console/conflicts?area=01");
+        for bad in ["https://evil.example/", "//evil.example/console/", "/v1/admin/devices", "/console\\..\\x"] {
+            assert_eq!(safe_next(Some(bad)), "/console/progress", "{bad}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_read_from_any_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; doorstep_session=abc".parse().unwrap());
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "b"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Devices: the list with each one's last sync; enrolment by QR and revocation (admins).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use maud::html;
+use serde::Deserialize;
+
+use super::auth::{Current, Posted, csrf, require_admin};
+use super::layout::{PageError, ago, page, time};
+use crate::api::{AppState, create_enrolment, now};
+use crate::error::ApiError;
+use crate::storage::Role;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// GET /console/devices
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    current: Current,
+    Query(q): Query<ListQuery>,
+) -> Result<Html<String>, PageError> {
+    let devices = state.storage.devices().await?;
+    let now = now();
+    let admin = current.0.role == Role::Admin;
+    let body = html! {
+        h1 { "Thiết bị · Devices" }
+        @if let Some(done) = &q.done { p.flash role="status" { (done) } }
+        @if admin {
+            section.card {
+                h3 { "Đăng ký thiết bị mới · Enrol a device" }
+                form.inline method="post" action="/console/devices/enrol" {
+                    (csrf(&current.0))
+                    label { "Khu vực · Area" input name="area" required maxlength="64" placeholder="01.001.00001"; }
+                    button.primary type="submit" { "Tạo mã QR · Create QR code" }
+                }
+            }
+        }
+        table {
+            thead { tr {
+                th { "Thiết bị · Device" } th { "Khu vực · Area" } th { "Đăng ký · Enrolled" }
+                th { "Đồng bộ gần nhất · Last sync" } th { "Trạng thái · Status" } @if admin { th {} }
+            } }
+            tbody {
+                @for d in &devices {
+                    tr id={ "device-" (d.device_id) } {
+                        td { code { (d.device_id) } }
+                        td { (d.area) }
+                        td { (time(d.enrolled_at)) }
+                        td { @match d.last_sync_at { Some(t) => { (time(t)) br; span.muted { (ago(t, now)) } } None => { span.muted { "chưa · never" } } } }
+                        td { @match d.revoked_at {
+                            Some(t) => { span.badge.revoked { "thu hồi · revoked" } br; span.muted { (time(t)) } }
+                            None => { span.badge.active { "hoạt động · active" } }
+                        } }
+                        @if admin { td { @if d.revoked_at.is_none() {
+                            form.inline method="post" action={ "/console/devices/" (d.device_id) "/revoke" } {
+                                (csrf(&current.0))
+                                button.danger type="submit" { "Thu hồi · Revoke" }
+                            }
+                        } } }
+                    }
+                }
+            }
+        }
+        @if devices.is_empty() { p.muted { "Chưa có thiết bị nào. · No devices yet." } }
+    };
+    Ok(page("Devices", Some(&current.0), "devices", body))
+}
+
+#[derive(Deserialize)]
+pub struct Enrolment {
+    area: String,
+}
+
+/// POST /console/devices/enrol (admin): shows a one-time enrolment QR code.
+pub async fn enrol(State(state): State<Arc<AppState>>, posted: Posted<Enrolment>) -> Result<Html<String>, PageError> {
+    require_admin(&posted.session)?;
+    let area = posted.form.area.trim();
+    let valid = !area.is_empty()
+        && area.len() <= 64
+        && area.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !valid {
+        return Err(PageError::bad_request(
+            "An area code is digits and letters in dot-separated parts, like 01.001.00001.",
+        ));
+    }
+    let code = create_enrolment(&state, area).await?;
+    let png = doorstep_core::qr::encode_png(&code.to_qr_text(), 6).map_err(ApiError::internal)?;
+    let body = html! {
+        h1 { "Mã đăng ký thiết bị · Enrolment QR code" }
+        section.card.qr {
+            p { "Khu vực · Area: " strong { (code.area) } " · Máy chủ · Server: " code { (code.url) } }
+            img alt="Mã QR đăng ký · Enrolment QR code" src={ "data:image/png;base64," (STANDARD.encode(&png)) };
+            p { "Quét mã này bằng ứng dụng Doorstep trên thiết bị mới. Mã chỉ dùng được một lần. "
+                "· Scan this with the Doorstep app on the new device. It works once." }
+            p { a.button href="/console/devices" { "← Danh sách thiết bị · Device list" } }
+        }
+    };
+    Ok(page("Enrol a device", Some(&posted.session), "devices", body))
+}
+
+/// POST /console/devices/{id}/revoke (admin)
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    posted: Posted<super::auth::Empty>,
+) -> Result<Response, PageError> {
+    require_admin(&posted.session)?;
+    if !state.storage.revoke_device(id.clone(), now()).await? {
+        return Err(PageError::not_found("No such active device."));
+    }
+    eprintln!("device {id} revoked by {}", posted.session.username);
+    let msg = format!(
+        "Đã thu hồi {id}; thiết bị sẽ tự xoá dữ liệu ở lần đồng bộ sau. · Revoked {id}: it wipes its data at its next sync."
+    );
+    Ok(Redirect::to(&format!("/console/devices?{}", serde_urlencoded::to_string([("done", msg)]).unwrap_or_default()))
+        .into_response())
+}

@@ -1,0 +1,175 @@
+//! A household as the registry holds it, and its printable verification slip.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use doorstep_core::form::residence_survey;
+use doorstep_core::identity::{Cccd, Sex};
+use doorstep_core::record::{Household, HouseholdDoc, Member};
+use doorstep_core::slip::Slip;
+use maud::{Markup, html};
+
+use super::auth::Current;
+use super::layout::{PageError, page, time};
+use crate::api::AppState;
+use crate::error::ApiError;
+use crate::merge::server_editor;
+
+/// The server's copy of a household, read, with its heads.
+pub async fn load_household(state: &AppState, id: &str) -> Result<Option<(Household, Vec<String>)>, ApiError> {
+    let Some((snapshot, heads)) = state.storage.household(id.to_string()).await? else { return Ok(None) };
+    let doc = HouseholdDoc::load(id, &snapshot, &server_editor("console")).map_err(ApiError::internal)?;
+    Ok(Some((doc.read(), heads)))
+}
+
+/// The survey's bilingual label of a field path: `address`, or `members/<id>/<field>`.
+pub fn field_label(path: &str) -> String {
+    let form = residence_survey();
+    let label = |f: Option<&doorstep_core::form::Field>, name: &str| {
+        f.map(|f| format!("{} · {}", f.label.vi, f.label.en)).unwrap_or_else(|| name.to_string())
+    };
+    match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["members", _, field] => {
+            let members = form.field("members");
+            label(members.and_then(|m| m.fields.iter().find(|f| f.name == *field)), field)
+        }
+        [field] => label(form.field(field), field),
+        _ => path.to_string(),
+    }
+}
+
+/// The member a path names, if any.
+pub fn member_of<'a>(h: &'a Household, path: &str) -> Option<&'a Member> {
+    match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["members", id, _] => h.member(id),
+        _ => None,
+    }
+}
+
+/// Whether a member's CCCD number passes every check.
+pub fn cccd_ok(m: &Member) -> Option<bool> {
+    let c = m.cccd.as_deref().filter(|c| !c.is_empty())?;
+    let dob = m.dob.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    Some(Cccd::parse(c).and_then(|c| c.check_against(dob, m.sex.as_deref().and_then(Sex::parse))).is_ok())
+}
+
+/// A link to a household's page.
+pub fn household_link(id: &str) -> Markup {
+    html! { a href={ "/console/households/" (id) } { (id) } }
+}
+
+fn members_table(h: &Household) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Họ tên · Name" } th { "Ngày sinh · Born" } th { "Giới · Sex" } th { "CCCD" } th { "Quan hệ · Relation" } th { "Cư trú · Residence" } } }
+            tbody {
+                @for m in &h.members {
+                    tr {
+                        td { (m.full_name) @if h.head_member_id.as_deref() == Some(m.member_id.as_str()) { " " span.badge { "chủ hộ · head" } } }
+                        td { (m.dob.as_deref().unwrap_or("–")) }
+                        td { (m.sex.as_deref().unwrap_or("–")) }
+                        td {
+                            (m.cccd.as_deref().unwrap_or("–"))
+                            @match cccd_ok(m) {
+                                Some(true) => { " " span.badge.ok { "✓" } }
+                                Some(false) => { " " span.badge.bad { "không hợp lệ · invalid" } }
+                                None => {}
+                            }
+                        }
+                        td { (m.relation.as_deref().unwrap_or("–")) }
+                        td { (m.residence_status.as_deref().unwrap_or("–")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GET /console/households/{id}
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    current: Current,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let (h, heads) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
+    let audit = state.storage.audit(Some(id.clone())).await?;
+    let body = html! {
+        p.crumbs { "Khu vực · Area " a href={ "/console/progress?area=" (h.area_code) } { (h.area_code) } }
+        h1 { "Hộ · Household " (h.household_id) }
+        dl.facts {
+            dt { "Địa chỉ · Address" } dd { (h.address) }
+            dt { "Phiên bản · Version" } dd { code { (heads.iter().min().map(|s| &s[..s.len().min(16)]).unwrap_or("–")) } }
+        }
+        p.actions { a.button.primary href={ "/console/households/" (h.household_id) "/slip" } { "In phiếu xác minh · Print verification slip" } }
+        h2 { "Nhân khẩu · Residents (" (h.members.len()) ")" }
+        (members_table(&h))
+        @if !h.events.is_empty() {
+            h2 { "Sự kiện · Life events" }
+            table {
+                thead { tr { th { "Ngày · Date" } th { "Sự kiện · Event" } th { "Người · Who" } th { "Nơi · Place" } } }
+                tbody { @for e in &h.events {
+                    tr { td { (e.date) } td { (e.kind.code()) }
+                         td { (h.member(&e.member_id).map(|m| m.full_name.as_str()).unwrap_or(&e.member_id)) }
+                         td { (e.place.as_deref().unwrap_or("")) } }
+                } }
+            }
+        }
+        h2 { "Nhật ký · Audit trail" }
+        table {
+            thead { tr { th { "Lúc · When" } th { "Người · User" } th { "Thiết bị · Device" } th { "Việc · Action" } } }
+            tbody { @for e in audit.iter().rev().take(50) {
+                tr { td { (time(e.at)) } td { (e.user) } td { (e.device_id) } td { (e.action) } }
+            } }
+        }
+    };
+    Ok(page(&format!("Household {id}"), Some(&current.0), "", body))
+}
+
+/// GET /console/households/{id}/slip: a printable page with the signed QR code.
+pub async fn slip(
+    State(state): State<Arc<AppState>>,
+    current: Current,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let (h, heads) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
+    let today = chrono::Utc::now().date_naive();
+    let slip = Slip::for_household(&h, &heads, today);
+    let text = slip.sign(state.slip_key().await?);
+    let png = doorstep_core::qr::encode_png(&text, 4).map_err(ApiError::internal)?;
+    let body = html! {
+        p.no-print.actions {
+            a.button href={ "/console/households/" (h.household_id) } { "← Hộ · Household" }
+            span.muted { "Dùng lệnh In của trình duyệt (Ctrl+P). · Use the browser's Print (Ctrl+P)." }
+        }
+        article.slip {
+            header {
+                div {
+                    h1 { "Phiếu xác minh hộ · Household verification slip" }
+                    dl.facts {
+                        dt { "Mã hộ · Household" } dd { (slip.household_id) }
+                        dt { "Khu vực · Area" } dd { (slip.area) }
+                        dt { "Địa chỉ · Address" } dd { (slip.address) }
+                        dt { "Ngày cấp · Issued" } dd { (slip.issued_on) }
+                        dt { "Phiên bản · Version" } dd { code { (slip.version) } }
+                    }
+                }
+                div.qr { img alt="Mã QR có chữ ký · Signed QR code" src={ "data:image/png;base64," (STANDARD.encode(&png)) }; }
+            }
+            table {
+                thead { tr { th { "Họ tên · Name" } th { "Năm sinh · Born" } th { "CCCD (4 số cuối · last 4)" } } }
+                tbody { @for m in &slip.members {
+                    tr { td { (m.name) } td { (m.birth_year.map(|y| y.to_string()).unwrap_or_default()) }
+                         td { (m.cccd_last4.as_deref().map(|c| format!("…{c}")).unwrap_or_default()) } }
+                } }
+            }
+            p.muted {
+                "Mã QR được máy chủ ký (Ed25519); thiết bị của cán bộ kiểm tra chữ ký không cần mạng. "
+                "· The QR code is signed by the registry server (Ed25519); an officer's device verifies it offline."
+            }
+        }
+    };
+    Ok(page(&format!("Slip {id}"), Some(&current.0), "", body))
+}

@@ -1,0 +1,142 @@
+//! The console's page frame, stylesheet, error pages and small formatting helpers.
+
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::error::ApiError;
+use crate::storage::{Role, Session};
+
+/// The console shows times in Vietnam's time zone (UTC+7, no daylight saving).
+const VIETNAM_OFFSET_SECS: i32 = 7 * 3600;
+
+/// A page with the navigation bar (when logged in) around `body`.
+pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) -> Html<String> {
+    let nav = [
+        ("progress", "/console/progress", "Tiến độ · Progress"),
+        ("conflicts", "/console/conflicts", "Xung đột · Conflicts"),
+        ("duplicates", "/console/duplicates", "Trùng lặp · Duplicates"),
+        ("devices", "/console/devices", "Thiết bị · Devices"),
+    ];
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="vi" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · Doorstep" }
+                    link rel="stylesheet" href="/console/static/console.css";
+                }
+                body {
+                    @if let Some(s) = session {
+                        header.top {
+                            span.brand { "Doorstep" }
+                            nav {
+                                @for (key, href, label) in nav {
+                                    a href=(href) class=[(key == active).then_some("active")] { (label) }
+                                }
+                                @if s.role == Role::Admin {
+                                    a href="/console/operators" class=[("operators" == active).then_some("active")] {
+                                        "Tài khoản · Accounts"
+                                    }
+                                }
+                            }
+                            form.logout method="post" action="/console/logout" {
+                                (csrf_field(&s.csrf))
+                                span.who { (s.username) " (" (s.role.as_str()) ")" }
+                                button type="submit" { "Đăng xuất · Log out" }
+                            }
+                        }
+                    }
+                    main { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+/// The hidden field that carries a session's CSRF token.
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+/// Unix seconds as a Vietnam local time.
+pub fn time(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(ts + i64::from(VIETNAM_OFFSET_SECS), 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// How long ago, roughly.
+pub fn ago(ts: i64, now: i64) -> String {
+    let d = (now - ts).max(0);
+    match d {
+        0..60 => "vừa xong · just now".into(),
+        60..3600 => format!("{} phút trước · {} min ago", d / 60, d / 60),
+        3600..86400 => format!("{} giờ trước · {} h ago", d / 3600, d / 3600),
+        _ => format!("{} ngày trước · {} days ago", d / 86400, d / 86400),
+    }
+}
+
+/// A percentage, or a dash when there is nothing to count.
+pub fn percent(part: i64, whole: i64) -> String {
+    if whole == 0 { "–".into() } else { format!("{:.0}%", part as f64 * 100.0 / whole as f64) }
+}
+
+/// A page that says what went wrong, with the right status.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    message: String,
+}
+
+impl PageError {
+    /// An error page with this status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> PageError {
+        PageError { status, message: message.into() }
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> PageError {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> PageError {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> PageError {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError::new(e.status, e.message)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let body = html! {
+            section.error-page {
+                h1 { (self.status.as_u16()) " " (self.status.canonical_reason().unwrap_or("")) }
+                p { (self.message) }
+                p { a href="/console/progress" { "← Về trang chính · Back to the console" } }
+            }
+        };
+        (self.status, page("Error", None, "", body)).into_response()
+    }
+}
+
+/// GET /console/static/console.css
+pub async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=86400")], CSS)
+        .into_response()
+}
+
+const CSS: &str = include_str!("console.css");

@@ -1,0 +1,98 @@
+//! Operator accounts (admins only): list and create.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+use super::auth::{Current, MIN_PASSWORD_LEN, Posted, csrf, hash_password, require_admin};
+use super::layout::{PageError, page, time};
+use crate::api::{AppState, now};
+use crate::error::ApiError;
+use crate::storage::{Operator, Role};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// GET /console/operators (admin)
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    current: Current,
+    Query(q): Query<ListQuery>,
+) -> Result<Html<String>, PageError> {
+    current.require_admin()?;
+    let operators = state.storage.operators().await?;
+    let body = html! {
+        h1 { "Tài khoản vận hành · Operator accounts" }
+        @if let Some(done) = &q.done { p.flash role="status" { (done) } }
+        table {
+            thead { tr { th { "Tên · Username" } th { "Vai trò · Role" } th { "Tạo lúc · Created" } } }
+            tbody { @for o in &operators { tr { td { (o.username) } td { (o.role.as_str()) } td { (time(o.created_at)) } } } }
+        }
+        section.card style="margin-top:16px" {
+            h3 { "Thêm tài khoản · Add an account" }
+            form method="post" action="/console/operators" {
+                (csrf(&current.0))
+                label { "Tên · Username" input name="username" required maxlength="64" autocomplete="off"; }
+                label { "Mật khẩu (ít nhất " (MIN_PASSWORD_LEN) " ký tự) · Password (at least " (MIN_PASSWORD_LEN) " characters)"
+                    input name="password" type="password" required minlength=(MIN_PASSWORD_LEN) autocomplete="new-password"; }
+                label { "Vai trò · Role"
+                    select name="role" { option value="operator" { "operator" } option value="admin" { "admin" } }
+                }
+                button.primary type="submit" { "Tạo · Create" }
+            }
+        }
+    };
+    Ok(page("Accounts", Some(&current.0), "operators", body))
+}
+
+/// Checks a new account's name and password.
+pub fn check_account(username: &str, password: &str) -> Result<(), ApiError> {
+    let name_ok = !username.is_empty()
+        && username.len() <= 64
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !name_ok {
+        return Err(ApiError::malformed("a username is 1-64 of a-z A-Z 0-9 . _ -"));
+    }
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::malformed(format!("a password needs at least {MIN_PASSWORD_LEN} characters")));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct NewOperator {
+    username: String,
+    password: String,
+    role: String,
+}
+
+/// POST /console/operators (admin)
+pub async fn create(State(state): State<Arc<AppState>>, posted: Posted<NewOperator>) -> Result<Response, PageError> {
+    require_admin(&posted.session)?;
+    let f = posted.form;
+    let username = f.username.trim().to_string();
+    check_account(&username, &f.password)?;
+    let role = Role::parse(&f.role).ok_or_else(|| PageError::bad_request("Unknown role."))?;
+    if state.storage.operator(username.clone()).await?.is_some() {
+        return Err(PageError::bad_request("That username is taken."));
+    }
+    let password = f.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;
+    state
+        .storage
+        .put_operator(Operator { username: username.clone(), password_hash: hash, role, created_at: now() })
+        .await?;
+    eprintln!("operator account {username} ({}) created by {}", role.as_str(), posted.session.username);
+    let msg = format!("Đã tạo {username}. · Created {username}.");
+    Ok(Redirect::to(&format!(
+        "/console/operators?{}",
+        serde_urlencoded::to_string([("done", msg)]).unwrap_or_default()
+    ))
+    .into_response())
+}

@@ -1,0 +1,265 @@
+//! Progress for an area and each of its sub-areas: households, residents,
+//! completeness, validity, open reviews, new households by day, week and
+//! month, and residents reaching ID-card age. Also as CSV.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{Months, NaiveDate};
+use maud::html;
+use serde::Deserialize;
+
+use super::auth::Current;
+use super::households::household_link;
+use super::layout::{PageError, page, percent};
+use crate::api::{AppState, now};
+use crate::storage::{AreaCounts, ProgressQuery};
+
+/// The age at which a citizen must hold a CCCD card.
+pub const ID_CARD_AGE: u32 = 14;
+/// How far ahead "turning 14" looks.
+pub const LOOKAHEAD_DAYS: u64 = 90;
+
+#[derive(Deserialize)]
+pub struct AreaQuery {
+    #[serde(default)]
+    area: String,
+}
+
+/// The query for an area as of `today` (and `now`, Unix seconds).
+pub fn progress_query(area: &str, today: NaiveDate, now: i64) -> ProgressQuery {
+    let years = Months::new(12 * ID_CARD_AGE);
+    // Turning 14 in (today, today + 90 days]: born in (today - 14y, today + 90d - 14y].
+    let born_after = today.checked_sub_months(years).unwrap_or(today);
+    let born_until = (today + chrono::Days::new(LOOKAHEAD_DAYS)).checked_sub_months(years).unwrap_or(today);
+    ProgressQuery {
+        area: area.to_string(),
+        since_day: now - 86_400,
+        since_week: now - 7 * 86_400,
+        since_month: now - 30 * 86_400,
+        born_after: born_after.format("%Y-%m-%d").to_string(),
+        born_until: born_until.format("%Y-%m-%d").to_string(),
+    }
+}
+
+/// The sub-area of `parent` that `area` falls in: its next code segment.
+pub fn child_of(parent: &str, area: &str) -> String {
+    if area == parent {
+        return area.to_string();
+    }
+    let rest = if parent.is_empty() {
+        area
+    } else {
+        area.strip_prefix(parent).map(|r| r.trim_start_matches('.')).unwrap_or(area)
+    };
+    let first = rest.split('.').next().unwrap_or(rest);
+    if parent.is_empty() { first.to_string() } else { format!("{parent}.{first}") }
+}
+
+fn add(into: &mut AreaCounts, c: &AreaCounts) {
+    into.households += c.households;
+    into.residents += c.residents;
+    into.complete += c.complete;
+    into.cccd_present += c.cccd_present;
+    into.cccd_valid += c.cccd_valid;
+    into.new_day += c.new_day;
+    into.new_week += c.new_week;
+    into.new_month += c.new_month;
+    into.turning_14 += c.turning_14;
+    into.open_conflicts += c.open_conflicts;
+    into.open_duplicates += c.open_duplicates;
+}
+
+/// Rolls exact-area counts up into the sub-areas of `area`, plus a total.
+pub fn roll_up(area: &str, rows: &[AreaCounts]) -> (Vec<AreaCounts>, AreaCounts) {
+    let mut children: BTreeMap<String, AreaCounts> = BTreeMap::new();
+    let mut total =
+        AreaCounts { area: if area.is_empty() { "*".into() } else { area.to_string() }, ..Default::default() };
+    for r in rows {
+        let key = child_of(area, &r.area);
+        add(children.entry(key.clone()).or_insert_with(|| AreaCounts { area: key, ..Default::default() }), r);
+        add(&mut total, r);
+    }
+    (children.into_values().collect(), total)
+}
+
+/// The progress page for an area.
+async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<String>, PageError> {
+    let today = chrono::Utc::now().date_naive();
+    let q = progress_query(area, today, now());
+    let rows = state.storage.area_counts(q.clone()).await?;
+    let (children, total) = roll_up(area, &rows);
+    let soon = state.storage.turning_14(q.clone(), 50).await?;
+    let crumbs: Vec<String> = {
+        let parts: Vec<&str> = if area.is_empty() { vec![] } else { area.split('.').collect() };
+        (1..=parts.len()).map(|n| parts[..n].join(".")).collect()
+    };
+    let body = html! {
+        p.crumbs {
+            a href="/console/progress" { "Tất cả · All areas" }
+            @for c in &crumbs { " › " a href={ "/console/progress?area=" (c) } { (c) } }
+        }
+        h1 { "Tiến độ · Progress" @if !area.is_empty() { " — " (area) } }
+        form.filter method="get" action="/console/progress" {
+            label { "Khu vực · Area" input name="area" value=(area) placeholder="01.001"; }
+            button type="submit" { "Xem · Show" }
+            a.button href={ "/console/progress.csv?area=" (area) } { "Tải CSV · Export CSV" }
+        }
+        table.progress {
+            thead { tr {
+                th { "Khu vực · Area" }
+                th.num { "Hộ · Households" } th.num { "Nhân khẩu · Residents" }
+                th.num { "Đủ thông tin · Complete" } th.num { "CCCD hợp lệ · Valid CCCD" }
+                th.num { "Mới hôm nay · New today" } th.num { "7 ngày · 7 days" } th.num { "30 ngày · 30 days" }
+                th.num { "Sắp 14 tuổi · Turning 14 (90 d)" }
+                th.num { "Xung đột · Conflicts" } th.num { "Trùng lặp · Duplicates" }
+            } }
+            tbody {
+                @for c in &children {
+                    tr {
+                        td { @if c.area == area { (c.area) " (trực tiếp · direct)" } @else { a href={ "/console/progress?area=" (c.area) } { (c.area) } } }
+                        (cells(c))
+                    }
+                }
+                tr.total { td { "Tổng · Total" } (cells(&total)) }
+            }
+        }
+        @if children.is_empty() { p.muted { "Chưa có dữ liệu cho khu vực này. · No data for this area yet." } }
+        h2 { "Sắp đến tuổi làm CCCD (14) trong " (LOOKAHEAD_DAYS) " ngày · Reaching ID-card age in the next " (LOOKAHEAD_DAYS) " days" }
+        @if soon.is_empty() { p.muted { "Không có. · None." } } @else {
+            table {
+                thead { tr { th { "Họ tên · Name" } th { "Ngày sinh · Born" } th { "Tròn 14 · Turns 14" } th { "Hộ · Household" } th { "Khu vực · Area" } } }
+                tbody { @for t in &soon {
+                    tr {
+                        td { (t.name) } td { (t.dob) }
+                        td { (NaiveDate::parse_from_str(&t.dob, "%Y-%m-%d").ok().and_then(|d| d.checked_add_months(Months::new(12 * ID_CARD_AGE))).map(|d| d.to_string()).unwrap_or_default()) }
+                        td { (household_link(&t.doc_id)) } td { (t.area) }
+                    }
+                } }
+            }
+            @if total.turning_14 > soon.len() as i64 { p.muted { "… và " (total.turning_14 - soon.len() as i64) " người khác · and more" } }
+        }
+    };
+    Ok(page("Progress", Some(&current.0), "progress", body))
+}
+
+fn cells(c: &AreaCounts) -> maud::Markup {
+    html! {
+        td.num { (c.households) } td.num { (c.residents) }
+        td.num { (c.complete) " " span.muted { "(" (percent(c.complete, c.households)) ")" } }
+        td.num { (c.cccd_valid) "/" (c.cccd_present) " " span.muted { "(" (percent(c.cccd_valid, c.cccd_present)) ")" } }
+        td.num { (c.new_day) } td.num { (c.new_week) } td.num { (c.new_month) }
+        td.num { (c.turning_14) }
+        td.num { @if c.open_conflicts > 0 { a href={ "/console/conflicts?area=" (c.area.trim_start_matches('*')) } { (c.open_conflicts) } } @else { "0" } }
+        td.num { @if c.open_duplicates > 0 { a href={ "/console/duplicates?area=" (c.area.trim_start_matches('*')) } { (c.open_duplicates) } } @else { "0" } }
+    }
+}
+
+/// GET /console/progress?area=…
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    current: Current,
+    Query(q): Query<AreaQuery>,
+) -> Result<Html<String>, PageError> {
+    render(&state, &current, q.area.trim()).await
+}
+
+/// A CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+/// The progress table as CSV.
+pub fn to_csv(children: &[AreaCounts], total: &AreaCounts) -> String {
+    let mut out = String::from(
+        "area,households,residents,complete,complete_pct,cccd_present,cccd_valid,cccd_valid_pct,\
+         new_1d,new_7d,new_30d,turning_14_in_90d,open_conflicts,open_duplicates\n",
+    );
+    for c in children.iter().chain(std::iter::once(total)) {
+        let pct = |a: i64, b: i64| if b == 0 { String::new() } else { format!("{:.1}", a as f64 * 100.0 / b as f64) };
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_cell(&c.area),
+            c.households,
+            c.residents,
+            c.complete,
+            pct(c.complete, c.households),
+            c.cccd_present,
+            c.cccd_valid,
+            pct(c.cccd_valid, c.cccd_present),
+            c.new_day,
+            c.new_week,
+            c.new_month,
+            c.turning_14,
+            c.open_conflicts,
+            c.open_duplicates
+        ));
+    }
+    out
+}
+
+/// GET /console/progress.csv?area=…
+pub async fn csv(
+    State(state): State<Arc<AppState>>,
+    _current: Current,
+    Query(q): Query<AreaQuery>,
+) -> Result<Response, PageError> {
+    let area = q.area.trim();
+    let today = chrono::Utc::now().date_naive();
+    let rows = state.storage.area_counts(progress_query(area, today, now())).await?;
+    let (children, total) = roll_up(area, &rows);
+    let name: String = area.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+    let disposition =
+        format!("attachment; filename=\"progress-{}-{today}.csv\"", if name.is_empty() { "all" } else { &name });
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        to_csv(&children, &total),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turning_14_window_is_the_next_90_days() {
+        let q = progress_query("01", NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(), 0);
+        assert_eq!((q.born_after.as_str(), q.born_until.as_str()), ("2012-11-25", "2013-02-23"));
+    }
+
+    #[test]
+    fn counts_roll_up_into_sub_areas() {
+        let row = |area: &str, h: i64| AreaCounts {
+            area: area.into(),
+            households: h,
+            residents: 2 * h,
+            ..Default::default()
+        };
+        let rows = [row("01.001.00001", 3), row("01.001.00004", 2), row("01.001", 1), row("01.002.00010", 5)];
+        let (children, total) = roll_up("01.001", &rows[..3]);
+        let areas: Vec<_> = children.iter().map(|c| (c.area.as_str(), c.households)).collect();
+        assert_eq!(areas, [("01.001", 1), ("01.001.00001", 3), ("01.001.00004", 2)]);
+        assert_eq!((total.households, total.residents), (6, 12));
+        let (children, _) = roll_up("", &rows);
+        assert_eq!(children.iter().map(|c| (c.area.as_str(), c.households)).collect::<Vec<_>>(), [("01", 11)]);
+        let (children, _) = roll_up("01", &rows);
+        assert_eq!(
+            children.iter().map(|c| (c.area.as_str(), c.households)).collect::<Vec<_>>(),
+            [("01.001", 6), ("01.002", 5)]
+        );
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_never_formulas() {
+        assert_eq!(csv_cell("01.001"), "01.001");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        let csv = to_csv(&[], &AreaCounts { area: "01".into(), households: 4, complete: 3, ..Default::default() });
+        assert_eq!(csv.lines().nth(1).unwrap(), "01,4,0,3,75.0,0,0,,0,0,0,0,0,0");
+    }
+}

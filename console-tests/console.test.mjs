@@ -193,7 +193,7 @@ test('devices: an admin enrols a phone by QR and revokes it; the phone wipes its
   const { context, page } = await loggedIn(ADMIN);
   await page.goto(`${base}/console/devices`);
   const before = await page.locator('tbody tr').count();
-  await page.fill('input[name=area]', '01.001.00001');
+  await page.fill('input[name=area]', '01.002.00001');
   await page.click('button:has-text("Create QR code")');
   const img = page.locator('.qr img');
   await img.waitFor();
@@ -219,22 +219,22 @@ test('devices: an admin enrols a phone by QR and revokes it; the phone wipes its
 
 test('progress: counts per sub-area, CSV export, and a slip the phone verifies offline', async () => {
   const { context, page } = await loggedIn(OPERATOR);
-  await page.goto(`${base}/console/progress?area=01.001`);
+  await page.goto(`${base}/console/progress?area=01.002`);
   const rows = page.locator('table.progress tbody tr');
   assert.equal(await rows.count(), 4, 'three communes and a total');
   const total = await rows.last().innerText();
   assert.match(total, /Total\s+63\s/);
   await page.screenshot({ path: join(shots, 'progress.png'), fullPage: true });
-  const csv = await page.request.get(`${base}/console/progress.csv?area=01.001`);
+  const csv = await page.request.get(`${base}/console/progress.csv?area=01.002`);
   assert.equal(csv.status(), 200);
   assert.match(csv.headers()['content-type'], /text\/csv/);
   const lines = (await csv.text()).trim().split('\n');
   assert.match(lines[0], /^area,households,residents,complete/);
   assert.equal(lines.length, 5);
-  assert.match(lines[4], /^01\.001,63,/);
+  assert.match(lines[4], /^01\.002,63,/);
 
   // A printable slip; its QR is signed by the server and verified by a phone with no network.
-  await page.goto(`${base}/console/households/01.001.00004-000002/slip`);
+  await page.goto(`${base}/console/households/01.002.00004-000002/slip`);
   await page.emulateMedia({ media: 'print' });
   await page.screenshot({ path: join(shots, 'slip-print.png'), fullPage: true });
   const src = await page.locator('.qr img').getAttribute('src');
@@ -251,7 +251,7 @@ test('progress: counts per sub-area, CSV export, and a slip the phone verifies o
   await context.close();
   const admin = await loggedIn(ADMIN);
   await admin.page.goto(`${base}/console/devices`);
-  await admin.page.fill('input[name=area]', '01.001.00004');
+  await admin.page.fill('input[name=area]', '01.002.00004');
   await admin.page.click('button:has-text("Create QR code")');
   const enrolSrc = await admin.page.locator('.qr img').getAttribute('src');
   const enrolQr = join(work, 'enrol-verifier.png');
@@ -259,7 +259,7 @@ test('progress: counts per sub-area, CSV export, and a slip the phone verifies o
   verifier('enrol', enrolQr);
   server.kill('SIGSTOP'); // no network from here on
   try {
-    assert.match(verifier('verify-slip', qr), /valid slip for household 01\.001\.00004-000002/);
+    assert.match(verifier('verify-slip', qr), /valid slip for household 01\.002\.00004-000002/);
   } finally {
     server.kill('SIGCONT');
   }

@@ -4,6 +4,9 @@
 #   SIGKILL crash, migration; sync with a real server, faults, convergence), doc tests;
 # - the sync server's suite a second time against PostgreSQL (the conformance run,
 #   plus the two-server scale-out test), with Debian's PostgreSQL started here;
+# - the generated Kotlin bindings on the JVM (Maven);
+# - the operator console in a real browser: playwright-core (npm) drives Debian's
+#   headless chromium, both installed here; screenshots go to target/console-screenshots;
 # - a smoke run of each benchmark on a small commune.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,13 @@ target="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)"
 command -v mvn >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null; }
 (cd android/jvm-tests && mvn -q -B test -Ddoorstep.lib.dir="$target/debug" -Ddoorstep.server.bin="$target/debug/doorstep-sync-server")
 cat android/jvm-tests/target/surefire-reports/*.txt | grep -E "Tests run" || true
+
+echo "== Operator console in a real browser (playwright-core + Debian's chromium)"
+command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+cargo build --locked -q -p doorstep-cli -p doorstep-sync-server
+(cd console-tests && npm ci --no-audit --no-fund --loglevel=error \
+  && DOORSTEP_BIN_DIR="$target/debug" SCREENSHOT_DIR="$target/console-screenshots" npm test --silent)
+ls "$target/console-screenshots"
 
 echo "== Benchmark smoke runs (small commune, each bench once)"
 DOORSTEP_BENCH_HOUSEHOLDS=200 cargo bench --locked -p doorstep-core --bench store --bench save_latency -- --test

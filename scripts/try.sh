@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Try Doorstep on this machine: build the CLI, make a store with an officer
-# profile, import a synthetic commune, then list, search, add a household from
-# a CCCD card's QR image, and show a conflict between two devices.
+# Try Doorstep on this machine: build the CLI and the sync server, make a store
+# with an officer profile, import a synthetic commune, list, search, add a
+# household from a CCCD card's QR image, then start the sync server with its
+# operator console and a demo district (phones of three communes, a few
+# conflicts and duplicates), sync two phones and make a conflict between them.
+# Outside CI the server keeps running: open the console URL it prints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,11 +45,22 @@ $bin add --area 01.001.00001 --address "Số 12, Thôn Đông, xã Tân Lập" -
 echo "== Validate a household"
 $bin validate 01.001.00001-000003
 
-echo "== Start the sync server on $URL (embedded SQLite: $DEMO/server.db)"
-"$server" --db "$DEMO/server.db" serve --listen "127.0.0.1:$PORT" --admin-token demo-admin &
+echo "== Console accounts: admin (admin) and operator1 (operator)"
+ADMIN_PASSWORD=${DOORSTEP_ADMIN_PASSWORD:-doorstep-demo-admin}
+OPERATOR_PASSWORD=${DOORSTEP_OPERATOR_PASSWORD:-doorstep-demo-operator}
+DOORSTEP_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$server" --db "$DEMO/server.db" create-admin --username admin
+DOORSTEP_OPERATOR_PASSWORD="$OPERATOR_PASSWORD" "$server" --db "$DEMO/server.db" add-operator --username operator1
+
+echo "== Start the sync server on $URL (embedded SQLite: $DEMO/server.db) with a demo district 01.002"
+# Other people than phone A's commune: another seed of the generator.
+python3 bench/gen_households.py "$(( N < 300 ? N : 300 ))" 7 > "$DEMO/district.jsonl"
+"$server" --db "$DEMO/server.db" serve --listen "127.0.0.1:$PORT" --admin-token demo-admin --demo "$DEMO/district.jsonl" \
+  > "$DEMO/server.log" 2>&1 &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do python3 -c "import urllib.request; urllib.request.urlopen('$URL/healthz')" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "^demo " "$DEMO/server.log" && break; sleep 0.2; done
+cat "$DEMO/server.log"
+grep -q "^demo ready" "$DEMO/server.log" || { echo "the demo did not seed"; exit 1; }
 
 echo "== Phone A enrols by scanning a one-time QR code, then syncs"
 "$server" --db "$DEMO/server.db" enrol --area 01.001.00001 --url "$URL" --out "$DEMO/enrol-a.png"
@@ -65,27 +79,35 @@ $bin set 01.001.00001-000001 address "Số 252, Thôn Đông, xã Tân Lập"
 $bin $B set 01.001.00001-000001 address "Số 251A, Thôn Đông, xã Tân Lập"
 $bin sync && $bin $B sync && $bin sync
 $bin conflicts 01.001.00001-000001
-echo "== The server's conflict queue (operators' JSON API)"
-python3 - "$URL" <<'PY'
-import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/v1/admin/conflicts", headers={"Authorization": "Bearer demo-admin"})
-for c in json.load(urllib.request.urlopen(req)):
-    print(f"#{c['id']} {c['doc_id']} {c['path']} [{c['status']}]")
-    for v in c["values"]:
-        print(f"    {v['value']!r} by {v['author']}")
-    body = json.dumps({"value": "Số 251A, Thôn Đông, xã Tân Lập", "operator": "operator1"}).encode()
-    urllib.request.urlopen(urllib.request.Request(
-        f"{sys.argv[1]}/v1/admin/conflicts/{c['id']}/resolve", data=body, method="POST",
-        headers={"Authorization": "Bearer demo-admin", "Content-Type": "application/json"}))
-    print("    resolved by operator1")
-PY
-$bin sync && $bin $B sync
-$bin $B conflicts 01.001.00001-000001
-
 echo "== Storage"
 $bin stats
-echo "== Done. Phone A's store is $DEMO/phone-a.db; try: DOORSTEP_STORE=$DEMO/phone-a.db DOORSTEP_PIN=246810 $bin --help"
+echo "== Phone A's store is $DEMO/phone-a.db; try: DOORSTEP_STORE=$DEMO/phone-a.db DOORSTEP_PIN=246810 $bin --help"
+echo "== The console's progress report (CSV), fetched as an operator"
+python3 - "$URL" "$OPERATOR_PASSWORD" <<'PY'
+import re, sys, urllib.parse, urllib.request
+url, password = sys.argv[1], sys.argv[2]
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args): return None
+web = urllib.request.build_opener(Stay)
+def cookie(resp, name):
+    return next(c.split(";")[0] for c in resp.headers.get_all("Set-Cookie") if c.startswith(name + "="))
+form = web.open(url + "/console/login")
+login_cookie = cookie(form, "doorstep_login")
+token = re.search(r'name="csrf" value="([^"]+)"', form.read().decode()).group(1)
+data = urllib.parse.urlencode({"username": "operator1", "password": password, "csrf": token}).encode()
+try:
+    web.open(urllib.request.Request(url + "/console/login", data, headers={"Cookie": login_cookie}))
+except urllib.error.HTTPError as answer:  # the 303 after a good login
+    session = cookie(answer, "doorstep_session")
+csv = web.open(urllib.request.Request(url + "/console/progress.csv", headers={"Cookie": session})).read().decode()
+print(csv)
+assert csv.startswith("area,households"), csv[:200]
+PY
+
+echo
+echo "== Operator console: $URL/console/"
+echo "   admin / $ADMIN_PASSWORD   or   operator1 / $OPERATOR_PASSWORD   (demo accounts: local use only)"
 if [ -z "${DOORSTEP_DEMO_EXIT:-}" ] && [ -z "${CI:-}" ]; then
-  echo "== The sync server keeps running on $URL (admin token demo-admin). Ctrl-C stops it."
+  echo "== The sync server keeps running on $URL. Ctrl-C stops it."
   wait $server_pid
 fi

@@ -20,7 +20,7 @@ use crate::api::{AppState, create_enrolment};
 use crate::storage::Storage;
 
 /// The district the demo communes belong to.
-pub const DEMO_DISTRICT: &str = "01.001";
+pub const DEMO_DISTRICT: &str = "01.002";
 
 /// What the demo put on the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -77,7 +77,7 @@ fn add(into: &mut AreaCounts, c: &AreaCounts) {
 pub fn roll_up(area: &str, rows: &[AreaCounts]) -> (Vec<AreaCounts>, AreaCounts) {
     let mut children: BTreeMap<String, AreaCounts> = BTreeMap::new();
     let mut total =
-        AreaCounts { area: if area.is_empty() { "*".into() } else { area.to_string() }, ..Default::default() };
+        AreaCounts { area: if area.is_empty() { "all".into() } else { area.to_string() }, ..Default::default() };
     for r in rows {
         let key = child_of(area, &r.area);
         add(children.entry(key.clone()).or_insert_with(|| AreaCounts { area: key, ..Default::default() }), r);
@@ -121,10 +121,10 @@ async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<
                 @for c in &children {
                     tr {
                         td { @if c.area == area { (c.area) " (trực tiếp · direct)" } @else { a href={ "/console/progress?area=" (c.area) } { (c.area) } } }
-                        (cells(c))
+                        (cells(c, &c.area))
                     }
                 }
-                tr.total { td { "Tổng · Total" } (cells(&total)) }
+                tr.total { td { "Tổng · Total" } (cells(&total, area)) }
             }
         }
         @if children.is_empty() { p.muted { "Chưa có dữ liệu cho khu vực này. · No data for this area yet." } }
@@ -146,15 +146,16 @@ async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<
     Ok(page("Progress", Some(&current.0), "progress", body))
 }
 
-fn cells(c: &AreaCounts) -> maud::Markup {
+/// The figures of one row; review counts link to their queues filtered by `link_area`.
+fn cells(c: &AreaCounts, link_area: &str) -> maud::Markup {
     html! {
         td.num { (c.households) } td.num { (c.residents) }
         td.num { (c.complete) " " span.muted { "(" (percent(c.complete, c.households)) ")" } }
         td.num { (c.cccd_valid) "/" (c.cccd_present) " " span.muted { "(" (percent(c.cccd_valid, c.cccd_present)) ")" } }
         td.num { (c.new_day) } td.num { (c.new_week) } td.num { (c.new_month) }
         td.num { (c.turning_14) }
-        td.num { @if c.open_conflicts > 0 { a href={ "/console/conflicts?area=" (c.area.trim_start_matches('*')) } { (c.open_conflicts) } } @else { "0" } }
-        td.num { @if c.open_duplicates > 0 { a href={ "/console/duplicates?area=" (c.area.trim_start_matches('*')) } { (c.open_duplicates) } } @else { "0" } }
+        td.num { @if c.open_conflicts > 0 { a href={ "/console/conflicts?area=" (link_area) } { (c.open_conflicts) } } @else { "0" } }
+        td.num { @if c.open_duplicates > 0 { a href={ "/console/duplicates?area=" (link_area) } { (c.open_duplicates) } } @else { "0" } }
     }
 }
 

@@ -129,6 +129,9 @@ pub enum Error {
     /// A signed document (a verification slip) failed its signature check, or was not one.
     #[error("bad signature: {0}")]
     BadSignature(String),
+    /// An offline bundle or one of its QR frames was refused.
+    #[error("transfer refused: {0}")]
+    Transfer(#[from] crate::transfer::TransferError),
     /// The caller cancelled the operation.
     #[error("cancelled")]
     Cancelled,

@@ -7,19 +7,25 @@
 //! - [`form`]: form definitions, the expression language, validation, the built-in survey.
 //! - [`identity`]: CCCD numbers, the chip-card QR payload, name normalization, duplicate scoring.
 //! - [`crypto`]: the device data key, PIN-derived wrapping keys, sealing, blind indexes.
+//! - [`attachment`]: sealed, content-addressed photo blobs and the references household fields hold.
+//! - [`photo`]: photos for `photo` fields: decoded within limits, upright, stripped of metadata, downsized, thumbnailed.
 //! - [`slip`]: household verification slips the server signs (Ed25519) and devices verify offline.
+//! - [`transfer`]: offline bundles between devices, as a file or a sequence of QR codes.
 //! - [`error`]: the one internal error type.
 //!
 //! This crate has no FFI types; `doorstep-ffi` wraps it for Kotlin and Swift.
 
+pub mod attachment;
 pub mod crypto;
 pub mod error;
 pub mod form;
 pub mod identity;
+pub mod photo;
 pub mod qr;
 pub mod record;
 pub mod slip;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 
 pub use error::{Error, Result};

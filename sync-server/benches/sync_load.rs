@@ -129,8 +129,13 @@ fn main() {
                     let mut cursor = 0;
                     for push in syncs {
                         let count = push.len();
-                        let body =
-                            encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor, user: "sim".into(), push });
+                        let body = encode(&SyncRequest {
+                            protocol: PROTOCOL_VERSION,
+                            cursor,
+                            user: "sim".into(),
+                            push,
+                            transfer_key: None,
+                        });
                         let start = Instant::now();
                         let resp =
                             client.post(format!("{url}/v1/sync")).bearer_auth(&credential).body(body).send().unwrap();

@@ -1,4 +1,5 @@
-//! HTTP routes: the device protocol (CBOR) and the operators' JSON API.
+//! HTTP routes: the device protocol (CBOR: enrol, sync, attachments), the
+//! operators' JSON API, and the web console (see [`crate::console`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use doorstep_core::sync::protocol::{
-    CONTENT_TYPE, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorCode, MAX_BODY_BYTES, PROTOCOL_VERSION, SyncRequest,
-    decode, encode,
+    BlobGet, BlobPut, CONTENT_TYPE, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorCode, MAX_BODY_BYTES,
+    PROTOCOL_VERSION, SyncRequest, decode, encode,
 };
 use serde::Deserialize;
 
@@ -27,9 +28,18 @@ pub struct AppState {
     pub public_url: String,
     /// Bearer token for the operators' API.
     pub admin_token: String,
+    /// Attachment bytes each device may store on the server.
+    pub attachment_quota: u64,
     limiter: Mutex<HashMap<String, (f64, Instant)>>,
     slip_key: tokio::sync::OnceCell<ed25519_dalek::SigningKey>,
 }
+
+/// Attachment storage per device, unless configured otherwise: 512 MiB.
+pub const DEFAULT_ATTACHMENT_QUOTA: u64 = 512 * 1024 * 1024;
+/// Attachment requests a device may make in a burst (chunks and thumbnails are many and small).
+pub const BLOB_RATE_BURST: f64 = 200.0;
+/// Attachment requests a second a device regains.
+pub const BLOB_RATE_PER_SEC: f64 = 100.0;
 
 /// Requests a device may make in a burst.
 pub const RATE_BURST: f64 = 20.0;
@@ -45,6 +55,7 @@ impl AppState {
             storage,
             public_url,
             admin_token,
+            attachment_quota: DEFAULT_ATTACHMENT_QUOTA,
             limiter: Mutex::new(HashMap::new()),
             slip_key: tokio::sync::OnceCell::new(),
         }
@@ -187,6 +198,39 @@ async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
     .await
 }
 
+async fn blob_put(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    within_timeout(async {
+        let device = authenticate(&state, &headers).await?;
+        state.admit_with(&format!("blob:{}", device.device_id), BLOB_RATE_BURST, BLOB_RATE_PER_SEC)?;
+        let put: BlobPut = decode_body(&read_body(body).await?)?;
+        check_version(put.protocol)?;
+        Ok(cbor(&state.storage.put_blob(device, put, state.attachment_quota, now()).await?))
+    })
+    .await
+}
+
+async fn blob_get(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    within_timeout(async {
+        let device = authenticate(&state, &headers).await?;
+        state.admit_with(&format!("blob:{}", device.device_id), BLOB_RATE_BURST, BLOB_RATE_PER_SEC)?;
+        let get: BlobGet = decode_body(&read_body(body).await?)?;
+        check_version(get.protocol)?;
+        Ok(cbor(&state.storage.get_blob(device, get).await?))
+    })
+    .await
+}
+
+fn check_version(protocol: u32) -> Result<(), ApiError> {
+    if protocol != PROTOCOL_VERSION {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::UnsupportedVersion,
+            "unsupported protocol version",
+        ));
+    }
+    Ok(())
+}
+
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
         Some(t) if !state.admin_token.is_empty() && hash_secret(t) == hash_secret(&state.admin_token) => Ok(()),
@@ -292,6 +336,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/enrol", post(enrol))
         .route("/v1/sync", post(sync))
+        .route("/v1/attachments/put", post(blob_put))
+        .route("/v1/attachments/get", post(blob_get))
         .route("/v1/admin/enrolments", post(admin_enrol))
         .route("/v1/admin/devices", get(admin_devices))
         .route("/v1/admin/devices/{id}/revoke", post(admin_revoke))

@@ -1,12 +1,13 @@
 //! The sync algorithm, written once over [`Tx`] for every backend.
 
 use axum::http::StatusCode;
+use doorstep_core::attachment::{MAX_BLOB_BYTES, is_blob_id};
 use doorstep_core::form::{IssueKind, residence_survey};
 use doorstep_core::identity::{Cccd, DuplicateScore, score_pair};
 use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
-    DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse,
-    area_within,
+    BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS,
+    PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse, area_within,
 };
 
 use crate::error::ApiError;
@@ -205,8 +206,94 @@ pub fn sync(tx: &mut dyn Tx, device: &Device, req: &SyncRequest, now: i64) -> Re
         }
         next_cursor = row.seq as u64;
     }
+    if let Some(key) = req.transfer_key.as_deref() {
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::malformed("a transfer key is 64 hex digits"));
+        }
+        tx.set_transfer_key(&device.device_id, &key.to_ascii_lowercase(), now)?;
+    }
+    let directory = tx.directory(&device.area)?;
     tx.touch_device(&device.device_id, now)?;
-    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more })
+    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more, directory })
+}
+
+/// A partial upload untouched this long may be taken over by another device.
+const STALE_UPLOAD_SECS: i64 = 600;
+
+/// Takes one chunk of an attachment blob, resumably: a chunk is stored only at
+/// the offset the server has reached; every answer says where that is.
+pub fn put_blob(tx: &mut dyn Tx, device: &Device, put: &BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError> {
+    if !is_blob_id(&put.id) {
+        return Err(ApiError::malformed("a blob id is 64 lowercase hex digits"));
+    }
+    if put.total == 0 || put.total > MAX_BLOB_BYTES as u64 || put.chunk.len() > BLOB_CHUNK_BYTES {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, "attachment or chunk too large"));
+    }
+    let total = put.total as i64;
+    let state = match tx.blob_state(&put.id)? {
+        Some(s) if s.received == s.total => {
+            return Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: s.total as u64, complete: true });
+        }
+        Some(s) if s.device_id != device.device_id => {
+            if now - s.updated_at < STALE_UPLOAD_SECS {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Malformed,
+                    "another device is uploading this attachment: try later",
+                ));
+            }
+            check_quota(tx, device, total, quota)?;
+            tx.restart_blob(&put.id, &device.device_id, now)?;
+            tx.blob_state(&put.id)?.ok_or_else(|| ApiError::internal("blob vanished"))?
+        }
+        Some(s) => s,
+        None => {
+            check_quota(tx, device, total, quota)?;
+            tx.create_blob(&put.id, &device.area, &device.device_id, total, now)?;
+            tx.blob_state(&put.id)?.ok_or_else(|| ApiError::internal("blob vanished"))?
+        }
+    };
+    if state.total != total {
+        return Err(ApiError::malformed("the size differs from the upload under way"));
+    }
+    let mut received = state.received;
+    if put.offset == received as u64 && !put.chunk.is_empty() {
+        if received + put.chunk.len() as i64 > total {
+            return Err(ApiError::malformed("the chunk runs past the announced size"));
+        }
+        received += put.chunk.len() as i64;
+        tx.append_blob(&put.id, state.received, &put.chunk, received == total, now)?;
+    }
+    Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: received as u64, complete: received == total })
+}
+
+fn check_quota(tx: &mut dyn Tx, device: &Device, total: i64, quota: u64) -> Result<(), ApiError> {
+    let used = tx.device_blob_bytes(&device.device_id)?;
+    if (used + total) as u64 > quota {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::QuotaExceeded,
+            format!("attachment quota of {quota} bytes for this device is used up ({used} used)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Serves a range of a complete attachment blob within the device's areas.
+pub fn get_blob(tx: &mut dyn Tx, device: &Device, get: &BlobGet) -> Result<BlobChunk, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such attachment");
+    if !is_blob_id(&get.id) {
+        return Err(ApiError::malformed("a blob id is 64 lowercase hex digits"));
+    }
+    let s = tx.blob_state(&get.id)?.ok_or_else(not_found)?;
+    let related = area_within(&s.area, &device.area) || area_within(&device.area, &s.area);
+    if s.received != s.total || !related {
+        return Err(not_found());
+    }
+    let offset = i64::try_from(get.offset).map_err(|_| ApiError::malformed("offset out of range"))?.min(s.total);
+    let max = (get.max.min(BLOB_CHUNK_BYTES as u64)) as i64;
+    let chunk = tx.read_blob(&get.id, offset, max)?;
+    Ok(BlobChunk { protocol: PROTOCOL_VERSION, total: s.total as u64, offset: offset as u64, chunk })
 }
 
 /// Resolves a conflict: a new change by the operator, written like any other.

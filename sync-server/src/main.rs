@@ -39,6 +39,9 @@ enum Command {
         /// Communes in the demo.
         #[arg(long, default_value_t = 3)]
         demo_communes: usize,
+        /// Attachment storage each device may use on the server, in MiB.
+        #[arg(long, default_value_t = 512)]
+        attachment_quota_mib: u64,
     },
     /// Create the first admin account of the web console (or reset an account's password).
     /// The password comes from DOORSTEP_ADMIN_PASSWORD, or is asked for.
@@ -96,7 +99,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Serve { listen, public_url, admin_token, demo, demo_communes } => {
+        Command::Serve { listen, public_url, admin_token, demo, demo_communes, attachment_quota_mib } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             let addr = listener.local_addr()?;
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
@@ -105,7 +108,9 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
                 "doorstep-sync-server listening on {addr} (database {})\noperator console: http://{addr}/console/",
                 redact(&cli.db)
             ));
-            let state = Arc::new(AppState::new(storage.clone(), public_url, admin_token));
+            let mut state = AppState::new(storage.clone(), public_url, admin_token);
+            state.attachment_quota = attachment_quota_mib.saturating_mul(1024 * 1024);
+            let state = Arc::new(state);
             if let Some(path) = demo {
                 let jsonl = std::fs::read_to_string(&path)?;
                 let url = format!("http://{addr}");

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use doorstep_core::sync::protocol::{ErrorCode, SyncRequest, SyncResponse};
+use doorstep_core::sync::protocol::{
+    BlobChunk, BlobGet, BlobPut, BlobPutAck, DirectoryEntry, ErrorCode, SyncRequest, SyncResponse,
+};
 use postgres::{Client, NoTls, Transaction};
 
 use crate::error::ApiError;
@@ -19,7 +21,7 @@ use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
     ResidentLink, Role, Session, Storage, Turning14, add_counts,
 };
-use crate::tx::{DuplicateRow, FeedRow, HouseholdStats, Tx};
+use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -71,6 +73,14 @@ CREATE TABLE IF NOT EXISTS session (
     token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL,
     expires_at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS device_key (
+    device_id TEXT PRIMARY KEY, transfer_key TEXT NOT NULL, updated_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS blob (
+    id TEXT PRIMARY KEY, area TEXT NOT NULL, device_id TEXT NOT NULL, total BIGINT NOT NULL,
+    received BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, completed_at BIGINT);
+CREATE INDEX IF NOT EXISTS blob_by_device ON blob (device_id);
+CREATE TABLE IF NOT EXISTS blob_chunk (
+    id TEXT NOT NULL, start_at BIGINT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (id, start_at));
 ";
 
 /// The advisory lock that orders writers across server processes.
@@ -397,6 +407,109 @@ impl Tx for PgTx<'_> {
             )
             .map_err(pg)?;
         Ok(())
+    }
+
+    fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO device_key (device_id, transfer_key, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (device_id) DO UPDATE SET transfer_key = excluded.transfer_key,
+                     updated_at = excluded.updated_at WHERE device_key.transfer_key != excluded.transfer_key",
+                &[&device_id, &key, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn directory(&mut self, area: &str) -> Result<Vec<DirectoryEntry>, ApiError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT d.device_id, d.area, k.transfer_key, d.revoked_at IS NOT NULL FROM device d
+                 JOIN device_key k ON k.device_id = d.device_id
+                 WHERE d.area = $1 OR d.area LIKE $1 || '.%' OR $1 LIKE d.area || '.%' ORDER BY d.device_id",
+                &[&area],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| DirectoryEntry { device_id: r.get(0), area: r.get(1), transfer_key: r.get(2), revoked: r.get(3) })
+            .collect())
+    }
+
+    fn blob_state(&mut self, id: &str) -> Result<Option<BlobState>, ApiError> {
+        Ok(self
+            .0
+            .query_opt("SELECT area, device_id, total, received, updated_at FROM blob WHERE id = $1 FOR UPDATE", &[&id])
+            .map_err(pg)?
+            .map(|r| BlobState {
+                area: r.get(0),
+                device_id: r.get(1),
+                total: r.get(2),
+                received: r.get(3),
+                updated_at: r.get(4),
+            }))
+    }
+
+    fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<(), ApiError> {
+        // Two devices starting the same blob at once: the second insert waits, then finds the row.
+        self.0
+            .execute(
+                "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 0, $5, $5) ON CONFLICT (id) DO NOTHING",
+                &[&id, &area, &device_id, &total, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute("DELETE FROM blob_chunk WHERE id = $1", &[&id]).map_err(pg)?;
+        self.0
+            .execute(
+                "UPDATE blob SET device_id = $2, received = 0, updated_at = $3 WHERE id = $1",
+                &[&id, &device_id, &now],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<(), ApiError> {
+        self.0
+            .execute("INSERT INTO blob_chunk (id, start_at, data) VALUES ($1, $2, $3)", &[&id, &start, &chunk])
+            .map_err(pg)?;
+        let completed: Option<i64> = complete.then_some(now);
+        self.0
+            .execute(
+                "UPDATE blob SET received = received + $2, updated_at = $3, completed_at = $4 WHERE id = $1",
+                &[&id, &(chunk.len() as i64), &now, &completed],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn device_blob_bytes(&mut self, device_id: &str) -> Result<i64, ApiError> {
+        Ok(self
+            .0
+            .query_one("SELECT COALESCE(SUM(total), 0)::BIGINT FROM blob WHERE device_id = $1", &[&device_id])
+            .map_err(pg)?
+            .get(0))
+    }
+
+    fn read_blob(&mut self, id: &str, start: i64, max: i64) -> Result<Vec<u8>, ApiError> {
+        let mut out = Vec::new();
+        for r in self
+            .0
+            .query(
+                "SELECT start_at, data FROM blob_chunk WHERE id = $1 AND start_at < $2 + $3
+                     AND start_at + length(data) > $2 ORDER BY start_at",
+                &[&id, &start, &max],
+            )
+            .map_err(pg)?
+        {
+            let data: &[u8] = r.get(1);
+            crate::sqlite::slice_into(&mut out, r.get(0), data, start, max);
+        }
+        Ok(out)
     }
 }
 
@@ -839,6 +952,27 @@ impl Storage for PostgresStorage {
         .await
     }
 
+    async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError> {
+        self.run(move |c| {
+            // Blobs do not touch the feed: a plain transaction, the row lock orders chunks of one blob.
+            let mut wrapped = PgTx(c.transaction().map_err(pg)?);
+            let out = logic::put_blob(&mut wrapped, &device, &put, quota, now)?;
+            wrapped.0.commit().map_err(pg)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk, ApiError> {
+        self.run(move |c| {
+            let mut wrapped = PgTx(c.transaction().map_err(pg)?);
+            let out = logic::get_blob(&mut wrapped, &device, &get)?;
+            wrapped.0.commit().map_err(pg)?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn fingerprint(&self) -> Result<String, ApiError> {
         self.run(|c| {
             let mut h = blake3::Hasher::new();
@@ -852,6 +986,9 @@ impl Storage for PostgresStorage {
                 ("audit", "id::TEXT, device_id, doc_id, heads"),
                 ("duplicate_decision", "id::TEXT, duplicate_id::TEXT, action"),
                 ("resident_link", "duplicate_id::TEXT, doc_a, member_a, doc_b, member_b, undone_at::TEXT"),
+                ("blob", "id, device_id, total::TEXT, received::TEXT"),
+                ("blob_chunk", "id, start_at::TEXT, encode(data, 'hex')"),
+                ("device_key", "device_id, transfer_key"),
             ] {
                 for row in
                     c.query(&format!("SELECT concat_ws('|', {cols}) FROM {table} ORDER BY 1"), &[]).map_err(pg)?

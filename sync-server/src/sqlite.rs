@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use doorstep_core::sync::protocol::{ErrorCode, SyncRequest, SyncResponse};
+use doorstep_core::sync::protocol::{
+    BlobChunk, BlobGet, BlobPut, BlobPutAck, DirectoryEntry, ErrorCode, SyncRequest, SyncResponse,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::ApiError;
@@ -17,7 +19,7 @@ use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
     ResidentLink, Role, Session, Storage, Turning14, add_counts,
 };
-use crate::tx::{DuplicateRow, FeedRow, HouseholdStats, Tx};
+use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -69,6 +71,14 @@ CREATE TABLE IF NOT EXISTS session (
     token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL,
     expires_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS device_key (
+    device_id TEXT PRIMARY KEY, transfer_key TEXT NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blob (
+    id TEXT PRIMARY KEY, area TEXT NOT NULL, device_id TEXT NOT NULL, total INTEGER NOT NULL,
+    received INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, completed_at INTEGER);
+CREATE INDEX IF NOT EXISTS blob_by_device ON blob (device_id);
+CREATE TABLE IF NOT EXISTS blob_chunk (
+    id TEXT NOT NULL, start_at INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (id, start_at));
 ";
 
 /// SQLite storage.
@@ -331,6 +341,99 @@ impl Tx for SqliteTx<'_> {
             params![duplicate_id, by, now],
         )?;
         Ok(())
+    }
+
+    fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO device_key (device_id, transfer_key, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (device_id) DO UPDATE SET transfer_key = excluded.transfer_key, updated_at = excluded.updated_at
+             WHERE device_key.transfer_key != excluded.transfer_key",
+            params![device_id, key, now],
+        )?;
+        Ok(())
+    }
+
+    fn directory(&mut self, area: &str) -> Result<Vec<DirectoryEntry>, ApiError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT d.device_id, d.area, k.transfer_key, d.revoked_at IS NOT NULL FROM device d
+             JOIN device_key k ON k.device_id = d.device_id
+             WHERE d.area = ?1 OR d.area LIKE ?1 || '.%' OR ?1 LIKE d.area || '.%' ORDER BY d.device_id",
+        )?;
+        let rows = stmt.query_map([area], |r| {
+            Ok(DirectoryEntry { device_id: r.get(0)?, area: r.get(1)?, transfer_key: r.get(2)?, revoked: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn blob_state(&mut self, id: &str) -> Result<Option<BlobState>, ApiError> {
+        Ok(self
+            .0
+            .query_row("SELECT area, device_id, total, received, updated_at FROM blob WHERE id = ?1", [id], |r| {
+                Ok(BlobState {
+                    area: r.get(0)?,
+                    device_id: r.get(1)?,
+                    total: r.get(2)?,
+                    received: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+            params![id, area, device_id, total, now],
+        )?;
+        Ok(())
+    }
+
+    fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<(), ApiError> {
+        self.0.execute("DELETE FROM blob_chunk WHERE id = ?1", [id])?;
+        self.0.execute(
+            "UPDATE blob SET device_id = ?2, received = 0, updated_at = ?3 WHERE id = ?1",
+            params![id, device_id, now],
+        )?;
+        Ok(())
+    }
+
+    fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<(), ApiError> {
+        self.0.execute("INSERT INTO blob_chunk (id, start_at, data) VALUES (?1, ?2, ?3)", params![id, start, chunk])?;
+        self.0.execute(
+            "UPDATE blob SET received = received + ?2, updated_at = ?3,
+                 completed_at = CASE WHEN ?4 THEN ?3 ELSE NULL END WHERE id = ?1",
+            params![id, chunk.len() as i64, now, complete],
+        )?;
+        Ok(())
+    }
+
+    fn device_blob_bytes(&mut self, device_id: &str) -> Result<i64, ApiError> {
+        Ok(self
+            .0
+            .query_row("SELECT COALESCE(SUM(total), 0) FROM blob WHERE device_id = ?1", [device_id], |r| r.get(0))?)
+    }
+
+    fn read_blob(&mut self, id: &str, start: i64, max: i64) -> Result<Vec<u8>, ApiError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT start_at, data FROM blob_chunk WHERE id = ?1 AND start_at < ?2 + ?3
+                 AND start_at + length(data) > ?2 ORDER BY start_at",
+        )?;
+        let rows = stmt.query_map(params![id, start, max], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, data) = row?;
+            slice_into(&mut out, at, &data, start, max);
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the part of a chunk stored at `at` that falls in `[start, start + max)`.
+pub(crate) fn slice_into(out: &mut Vec<u8>, at: i64, data: &[u8], start: i64, max: i64) {
+    let from = (start.max(at) - at) as usize;
+    let to = ((start + max).min(at + data.len() as i64) - at).max(0) as usize;
+    if from < to {
+        out.extend_from_slice(&data[from..to]);
     }
 }
 
@@ -753,6 +856,14 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError> {
+        self.run(move |c| in_tx(c, |tx| logic::put_blob(tx, &device, &put, quota, now))).await
+    }
+
+    async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk, ApiError> {
+        self.run(move |c| in_tx(c, |tx| logic::get_blob(tx, &device, &get))).await
+    }
+
     async fn fingerprint(&self) -> Result<String, ApiError> {
         self.run(|c| {
             let mut h = blake3::Hasher::new();
@@ -766,6 +877,9 @@ impl Storage for SqliteStorage {
                 ("audit", "id, device_id, doc_id, heads"),
                 ("duplicate_decision", "id, duplicate_id, action"),
                 ("resident_link", "duplicate_id, doc_a, member_a, doc_b, member_b, undone_at"),
+                ("blob", "id, device_id, total, received"),
+                ("blob_chunk", "id, start_at, hex(data)"),
+                ("device_key", "device_id, transfer_key"),
             ] {
                 let mut stmt = c.prepare(&format!("SELECT {cols} FROM {table} ORDER BY 1"))?;
                 let n = stmt.column_count();

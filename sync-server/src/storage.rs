@@ -2,7 +2,7 @@
 //! and other backends serve the same API.
 
 use async_trait::async_trait;
-use doorstep_core::sync::protocol::{SyncRequest, SyncResponse};
+use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, SyncRequest, SyncResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -313,6 +313,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn area_counts(&self, query: ProgressQuery) -> Result<Vec<AreaCounts>, ApiError>;
     /// Residents turning 14 in the query's window, within its area, youngest last, at most `limit`.
     async fn turning_14(&self, query: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, ApiError>;
+    /// Takes one chunk of an attachment blob from a device, within its quota (bytes).
+    async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError>;
+    /// A range of a complete attachment blob, for a device of a related area.
+    async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk, ApiError>;
     /// A checksum of everything stored, for tests that prove a refusal changed nothing.
     async fn fingerprint(&self) -> Result<String, ApiError>;
 }

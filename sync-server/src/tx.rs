@@ -1,6 +1,8 @@
 //! The storage primitives one sync transaction needs, so that the sync
 //! algorithm ([`crate::logic`]) is written once for every backend.
 
+use doorstep_core::sync::protocol::DirectoryEntry;
+
 use crate::error::ApiError;
 
 /// A row of the change feed.
@@ -100,6 +102,37 @@ pub trait Tx {
     fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError>;
     /// Ends the link a candidate made.
     fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError>;
+    /// Records (or replaces) a device's public key for offline bundles.
+    fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<(), ApiError>;
+    /// Devices with a bundle key whose area contains, or lies within, `area`.
+    fn directory(&mut self, area: &str) -> Result<Vec<DirectoryEntry>, ApiError>;
+    /// An attachment blob's upload state (locked for update where the backend can).
+    fn blob_state(&mut self, id: &str) -> Result<Option<BlobState>, ApiError>;
+    /// Starts a blob upload.
+    fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<(), ApiError>;
+    /// Forgets a blob's partial upload (another device takes it over).
+    fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<(), ApiError>;
+    /// Appends a chunk at `start` (the blob's received count) and advances it.
+    fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<(), ApiError>;
+    /// Bytes of blobs this device has uploaded or is uploading.
+    fn device_blob_bytes(&mut self, device_id: &str) -> Result<i64, ApiError>;
+    /// Up to `max` bytes of a blob from `start`.
+    fn read_blob(&mut self, id: &str, start: i64, max: i64) -> Result<Vec<u8>, ApiError>;
+}
+
+/// An attachment blob as the server holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobState {
+    /// The area of the device that uploaded it.
+    pub area: String,
+    /// That device.
+    pub device_id: String,
+    /// Whole size.
+    pub total: i64,
+    /// Bytes held.
+    pub received: i64,
+    /// Last chunk, Unix seconds.
+    pub updated_at: i64,
 }
 
 /// A household's figures for progress reports.

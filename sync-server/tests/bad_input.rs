@@ -30,7 +30,7 @@ impl Raw {
 type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, ErrorCode);
 
 fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
-    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, user: "x".into(), push })
+    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, user: "x".into(), push, transfer_key: None })
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn refusals_are_typed_and_change_nothing() {
         (
             "wrong version",
             "/v1/sync",
-            encode(&SyncRequest { protocol: 99, cursor: 0, user: "x".into(), push: vec![] }),
+            encode(&SyncRequest { protocol: 99, cursor: 0, user: "x".into(), push: vec![], transfer_key: None }),
             Some(&credential),
             400,
             ErrorCode::UnsupportedVersion,
@@ -214,6 +214,7 @@ fn replaying_a_request_changes_nothing() {
         cursor: 0,
         user: "officer-a".into(),
         push: vec![DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes }],
+        transfer_key: None,
     });
     let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
     assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);

@@ -10,7 +10,7 @@
 //! where the optional secret is a platform secret (Android Keystore, iOS
 //! Keychain). Changing a PIN rewraps the DEK; no data is re-encrypted.
 
-mod aead;
+pub(crate) mod aead;
 mod blind_index;
 mod keys;
 mod sealer;

@@ -74,6 +74,9 @@ pub(crate) enum Origin {
     Local,
     /// Received from the server: the document's dirty flag stays as it was.
     Remote,
+    /// Received from another device by an offline bundle: merged like a sync, and
+    /// dirty, so that the server gets it at the next sync.
+    Transfer,
 }
 
 struct Meta {
@@ -216,7 +219,9 @@ impl Store {
         let (creator, local) = match origin {
             Origin::Local => (profile_id.as_str(), true),
             Origin::Remote => ("remote", false),
+            Origin::Transfer => ("remote", true),
         };
+        self.register_photo_refs(household.house_photo.as_deref())?;
 
         // A savepoint: its own transaction normally, or part of a batch (see `apply_remote_batch`).
         let tx = self.conn.savepoint()?;

@@ -7,22 +7,26 @@
 //! and temp storage stays in memory. What stays in clear: ids, area codes,
 //! profile labels, change hashes, sizes and timestamps.
 
+mod attachments;
 mod households;
 mod profiles;
 mod schema;
 mod summary;
 mod sync_state;
+mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
 
+pub use attachments::{PendingUpload, PhotoSize};
 pub use households::{DuplicateCandidate, SaveOutcome, StorageStats};
 pub use profiles::{FREE_ATTEMPTS, MAX_LOCKOUT_SECS, MIN_PIN_LEN, ProfileInfo, Role, lockout_secs};
 pub use schema::LATEST_VERSION;
 pub use summary::{HouseholdSummary, ListedHousehold, MemberSummary, SearchHit};
 pub use sync_state::PendingPush;
+pub use transfer::MAX_BUNDLE_HOUSEHOLDS;
 
 use crate::crypto::{BlindIndexer, DataKey, KdfParams, Sealer};
 use crate::error::{Error, Result};

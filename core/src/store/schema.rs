@@ -16,7 +16,7 @@ use rusqlite::{Connection, Transaction};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: u32 = 2;
+pub const LATEST_VERSION: u32 = 3;
 
 const V1: &str = "
 CREATE TABLE device (
@@ -76,6 +76,22 @@ CREATE TABLE sync_state (
 );
 ";
 
+/// v3 keeps attachments: sealed blobs named by the hash of their plaintext,
+/// with their content key sealed under the device data key. `blob` is NULL
+/// for a photo this device knows of but has not downloaded; `uploaded` says
+/// whether the server has it.
+const V2_TO_V3: &str = "
+CREATE TABLE attachment (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    sealed_key BLOB NOT NULL,
+    blob BLOB,
+    uploaded INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX attachment_to_upload ON attachment (uploaded) WHERE uploaded = 0;
+";
+
 fn prepare(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -91,6 +107,7 @@ fn prepare(conn: &Connection) -> Result<()> {
 fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
     match version {
         1 => tx.execute_batch(V1_TO_V2)?,
+        2 => tx.execute_batch(V2_TO_V3)?,
         other => return Err(Error::InvalidArgument(format!("no migration from schema version {other}"))),
     }
     Ok(())
@@ -106,7 +123,9 @@ pub fn open_database(conn: &mut Connection) -> Result<()> {
     }
     if version == 0 {
         tx.execute_batch(V1)?;
-        upgrade_from(&tx, 1)?;
+        for v in 1..LATEST_VERSION {
+            upgrade_from(&tx, v)?;
+        }
     } else {
         for v in version..LATEST_VERSION {
             upgrade_from(&tx, v)?;

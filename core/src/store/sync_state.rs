@@ -135,7 +135,7 @@ impl Store {
         self.conn.execute_batch(
             "BEGIN IMMEDIATE;
              DELETE FROM blind_index; DELETE FROM doc_chunk; DELETE FROM doc_meta;
-             DELETE FROM sync_state; DELETE FROM profile;
+             DELETE FROM sync_state; DELETE FROM profile; DELETE FROM attachment;
              COMMIT;
              VACUUM;
              PRAGMA wal_checkpoint(TRUNCATE);",

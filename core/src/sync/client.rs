@@ -52,7 +52,7 @@ pub struct SyncReport {
     pub skipped_outside_areas: usize,
 }
 
-const KEY_CREDENTIAL: &str = "credential";
+pub(crate) const KEY_CREDENTIAL: &str = "credential";
 const KEY_AREAS: &str = "areas";
 const KEY_CURSOR: &str = "cursor";
 const KEY_SERVER: &str = "server_url";
@@ -103,6 +103,7 @@ pub fn sync(
         .sync_value(KEY_AREAS)?
         .and_then(|a| serde_json::from_str(&a).ok())
         .ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
+    let transfer_key = Some(hex::encode(store.transfer_key()?));
     let mut report = SyncReport::default();
     let mut rate_limited = 0;
     loop {
@@ -127,7 +128,13 @@ pub fn sync(
             push.push(DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes });
         }
         let pushed_now = push.len();
-        let body = encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor, user: user.clone(), push });
+        let body = encode(&SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            cursor,
+            user: user.clone(),
+            push,
+            transfer_key: transfer_key.clone(),
+        });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {
             Err(Error::Server { code, .. }) if code == "revoked" => {
@@ -147,6 +154,9 @@ pub fn sync(
         let resp: SyncResponse = decode(&raw)?;
         if resp.protocol != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
+        }
+        if !resp.directory.is_empty() {
+            store.set_directory(&resp.directory)?;
         }
         for ack in &resp.acked {
             let heads = ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;

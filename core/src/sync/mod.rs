@@ -5,10 +5,13 @@
 //! changes since the server's acknowledged heads and pulls a page of what the
 //! device lacks for its areas; more pages follow only when the server says so.
 //! The cursor advances only after the pulled changes are committed locally.
+//! Photos travel apart, in resumable chunks ([`sync_attachments`]).
 
+mod attachments;
 mod client;
 pub mod protocol;
 mod transport;
 
+pub use attachments::{AttachmentReport, fetch_blob, sync_attachments};
 pub use client::{SyncObserver, SyncProgress, SyncReport, enrol, sync, verify_slip};
 pub use transport::{HttpTransport, Transport};

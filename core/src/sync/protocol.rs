@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest attachment chunk in one request or answer.
+pub const BLOB_CHUNK_BYTES: usize = 256 * 1024;
 /// Largest request or response body, in bytes.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Most documents pushed in one request.
@@ -115,6 +117,23 @@ pub struct SyncRequest {
     pub user: String,
     /// Dirty documents.
     pub push: Vec<DocPush>,
+    /// The device's X25519 public key for offline bundles, hex (the server lists it in
+    /// the area's directory).
+    #[serde(default)]
+    pub transfer_key: Option<String>,
+}
+
+/// A device of the area, as other devices need it to exchange offline bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    /// Device id.
+    pub device_id: String,
+    /// Its area.
+    pub area: String,
+    /// Its X25519 public key, hex.
+    pub transfer_key: String,
+    /// Whether it was revoked: bundles from it are refused.
+    pub revoked: bool,
 }
 
 /// The heads the server holds for one pushed document.
@@ -167,6 +186,65 @@ pub struct SyncResponse {
     pub next_cursor: u64,
     /// Whether more pull pages wait.
     pub more: bool,
+    /// Devices of the area tree with their bundle keys, revoked ones included.
+    #[serde(default)]
+    pub directory: Vec<DirectoryEntry>,
+}
+
+/// `POST /v1/attachments/put`: one chunk of a sealed blob. A chunk at an
+/// offset other than what the server holds is not stored; the answer says
+/// where to go on (an empty chunk asks just that).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobPut {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Blob id (BLAKE3 of its plaintext).
+    pub id: String,
+    /// The sealed blob's whole size.
+    pub total: u64,
+    /// Where this chunk starts.
+    pub offset: u64,
+    /// The bytes.
+    #[serde(with = "serde_bytes_vec")]
+    pub chunk: Vec<u8>,
+}
+
+/// Answer to a [`BlobPut`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobPutAck {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Bytes the server holds.
+    pub received: u64,
+    /// Whether it holds the whole blob.
+    pub complete: bool,
+}
+
+/// `POST /v1/attachments/get`: a range of a sealed blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobGet {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Blob id.
+    pub id: String,
+    /// First byte wanted.
+    pub offset: u64,
+    /// Most bytes wanted (the server sends at most [`BLOB_CHUNK_BYTES`]).
+    pub max: u64,
+}
+
+/// Answer to a [`BlobGet`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobChunk {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The blob's whole size.
+    pub total: u64,
+    /// Where this chunk starts.
+    pub offset: u64,
+    /// The bytes.
+    #[serde(with = "serde_bytes_vec")]
+    pub chunk: Vec<u8>,
 }
 
 /// Error codes of a 4xx or 5xx answer.
@@ -191,6 +269,10 @@ pub enum ErrorCode {
     InvalidDocument,
     /// Too many requests.
     RateLimited,
+    /// The device's attachment storage quota is used up.
+    QuotaExceeded,
+    /// No such attachment (or not within the device's areas).
+    NotFound,
     /// Something failed on the server.
     Internal,
 }
@@ -221,13 +303,15 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// CBOR byte strings for `Vec<u8>` (serde would otherwise write an array of integers).
-mod serde_bytes_vec {
+pub(crate) mod serde_bytes_vec {
     use serde::{Deserializer, Serializer};
 
+    /// Writes a CBOR byte string.
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(bytes)
     }
 
+    /// Reads a CBOR byte string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
@@ -242,7 +326,8 @@ mod serde_bytes_vec {
                 Ok(v)
             }
         }
-        d.deserialize_bytes(V)
+        // `deserialize_byte_buf`: ciborium's `deserialize_bytes` refuses byte strings over its 4 KiB scratch buffer.
+        d.deserialize_byte_buf(V)
     }
 }
 
@@ -256,12 +341,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn byte_strings_of_any_size_round_trip() {
+        // Regression: byte strings over 4 KiB (ciborium's scratch buffer) did not decode.
+        for n in [0usize, 10, 4096, 4097, 100_000, 2 * 1024 * 1024] {
+            let p = DocPush { doc_id: "a".into(), area: "b".into(), changes: vec![7; n] };
+            assert_eq!(decode::<DocPush>(&encode(&p)).unwrap(), p, "{n} bytes");
+        }
+    }
+
+    #[test]
     fn messages_round_trip_compactly() {
         let req = SyncRequest {
             protocol: PROTOCOL_VERSION,
             cursor: 7,
             user: "officer".into(),
             push: vec![DocPush { doc_id: "hh-1".into(), area: "01.001".into(), changes: vec![0xAB; 100] }],
+            transfer_key: None,
         };
         let bytes = encode(&req);
         assert!(bytes.len() < 180, "byte strings stay bytes (an integer array would be ~250): {}", bytes.len());
@@ -275,7 +370,7 @@ mod tests {
     fn hostile_messages_are_typed_errors() {
         assert!(matches!(decode::<SyncRequest>(b""), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&[0xff; 64]), Err(Error::Protocol(_))));
-        let bytes = encode(&SyncRequest { protocol: 1, cursor: 0, user: "u".into(), push: vec![] });
+        let bytes = encode(&SyncRequest { protocol: 1, cursor: 0, user: "u".into(), push: vec![], transfer_key: None });
         assert!(matches!(decode::<SyncRequest>(&bytes[..bytes.len() - 1]), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&vec![0u8; MAX_BODY_BYTES + 1]), Err(Error::Protocol(_))));
         // A CBOR array header claiming a huge length does not allocate it.

@@ -47,6 +47,11 @@ pub fn using_postgres() -> bool {
 
 impl TestServer {
     pub fn start() -> TestServer {
+        Self::start_with_quota(doorstep_sync_server::api::DEFAULT_ATTACHMENT_QUOTA)
+    }
+
+    /// A server whose devices may each store `quota` bytes of attachments.
+    pub fn start_with_quota(quota: u64) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db = fresh_db(dir.path());
         let storage: Arc<dyn Storage> = doorstep_sync_server::open_storage(&db).unwrap();
@@ -54,7 +59,9 @@ impl TestServer {
         let s = storage.clone();
         let addr = runtime
             .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| {
-                AppState::new(s, format!("http://{addr}"), ADMIN.into())
+                let mut state = AppState::new(s, format!("http://{addr}"), ADMIN.into());
+                state.attachment_quota = quota;
+                state
             }))
             .unwrap();
         TestServer { url: format!("http://{addr}"), storage, runtime, _dir: dir }
@@ -125,6 +132,10 @@ impl Device {
 
     pub fn sync(&mut self) -> doorstep_core::Result<SyncReport> {
         doorstep_core::sync::sync(&mut self.store, &self.transport, None, &AtomicBool::new(false))
+    }
+
+    pub fn sync_attachments(&mut self) -> doorstep_core::Result<doorstep_core::sync::AttachmentReport> {
+        doorstep_core::sync::sync_attachments(&self.store, &self.transport, &AtomicBool::new(false))
     }
 
     pub fn edit(&mut self, id: &str, f: impl FnOnce(&mut Household)) {

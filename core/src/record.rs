@@ -265,6 +265,9 @@ pub struct Conflict {
 pub struct HouseholdDoc {
     doc: AutoCommit,
     id: String,
+    /// Heads at the last save or load: `save_incremental` writes what came after.
+    /// (Automerge's own incremental save starts from nothing after a load.)
+    saved_heads: Vec<ChangeHash>,
 }
 
 fn as_string(v: &Value<'_>) -> Option<String> {
@@ -280,7 +283,7 @@ impl HouseholdDoc {
         doc.put(ROOT, "household_id", household.household_id.as_str())?;
         doc.put_object(ROOT, "members", ObjType::Map)?;
         doc.put_object(ROOT, "events", ObjType::List)?;
-        let mut this = HouseholdDoc { doc, id: household.household_id.clone() };
+        let mut this = HouseholdDoc { doc, id: household.household_id.clone(), saved_heads: Vec::new() };
         this.update(household, editor)?;
         Ok(this)
     }
@@ -288,7 +291,9 @@ impl HouseholdDoc {
     /// Loads a document from saved bytes (a snapshot followed by increments).
     pub fn load(id: &str, bytes: &[u8], editor: &Editor) -> Result<HouseholdDoc> {
         let doc = AutoCommit::load(bytes).map_err(|_| Error::corrupt(format!("household {id}")))?;
-        let mut this = HouseholdDoc { doc, id: id.to_string() };
+        let mut doc = doc;
+        let saved_heads = doc.get_heads();
+        let mut this = HouseholdDoc { doc, id: id.to_string(), saved_heads };
         this.doc.set_actor(ActorId::random());
         this.doc.set_author(Some(editor.author()));
         match this.doc.get(ROOT, "schema") {
@@ -561,17 +566,25 @@ impl HouseholdDoc {
 
     /// A copy that edits as a new actor (another device, in tests and transfers).
     pub fn fork(&mut self) -> HouseholdDoc {
-        HouseholdDoc { doc: self.doc.fork(), id: self.id.clone() }
+        HouseholdDoc { doc: self.doc.fork(), id: self.id.clone(), saved_heads: Vec::new() }
     }
 
-    /// Changes made since the last save or load (empty when there are none).
+    /// Changes made or merged since the last save or load (empty when there are none).
     pub fn save_incremental(&mut self) -> Vec<u8> {
-        self.doc.save_incremental()
+        let heads = self.doc.get_heads();
+        if heads == self.saved_heads {
+            return Vec::new();
+        }
+        let bytes = self.doc.save_after(&self.saved_heads);
+        self.saved_heads = heads;
+        bytes
     }
 
     /// The whole document, compacted.
     pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
+        let bytes = self.doc.save();
+        self.saved_heads = self.doc.get_heads();
+        bytes
     }
 
     /// Applies saved bytes or changes from elsewhere (idempotent).

@@ -1,5 +1,5 @@
 //! Migration check: a store in the version-1 layout (no `synced_heads`, no
-//! `sync_state`) opens, migrates to the latest version, and keeps its data.
+//! `sync_state`, no `attachment`) opens, migrates to the latest version, and keeps its data.
 
 mod common;
 
@@ -22,6 +22,7 @@ fn v1_store_migrates_and_keeps_households() {
         conn.execute_batch(
             "ALTER TABLE doc_meta DROP COLUMN synced_heads;
              DROP TABLE sync_state;
+             DROP TABLE attachment;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -33,6 +34,9 @@ fn v1_store_migrates_and_keeps_households() {
         store.raw_connection().query_row("SELECT synced_heads FROM doc_meta LIMIT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(synced, "");
     store.raw_connection().execute("INSERT INTO sync_state (key, value) VALUES ('cursor', X'00')", []).unwrap();
+    let attachments: i64 =
+        store.raw_connection().query_row("SELECT COUNT(*) FROM attachment", [], |r| r.get(0)).unwrap();
+    assert_eq!(attachments, 0, "v3 added the attachment table");
     for h in &households {
         assert_eq!(&store.household(&h.household_id).unwrap(), h);
     }

@@ -119,7 +119,7 @@ pub struct SyncRequest {
     pub push: Vec<DocPush>,
     /// The device's X25519 public key for offline bundles, hex (the server lists it in
     /// the area's directory).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_key: Option<String>,
 }
 
@@ -187,7 +187,7 @@ pub struct SyncResponse {
     /// Whether more pull pages wait.
     pub more: bool,
     /// Devices of the area tree with their bundle keys, revoked ones included.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directory: Vec<DirectoryEntry>,
 }
 

@@ -56,6 +56,13 @@ pub enum DoorstepError {
         /// The server's reason.
         reason: String,
     },
+    /// An offline bundle or QR frame was refused (another device's, altered, from an
+    /// unknown or revoked device): tell the user; nothing was imported.
+    #[error("transfer refused: {reason}")]
+    TransferRefused {
+        /// Why.
+        reason: String,
+    },
     /// The device was revoked and its data wiped: go back to enrolment.
     #[error("this device was revoked and wiped")]
     Revoked,
@@ -82,6 +89,7 @@ impl From<Error> for DoorstepError {
             Error::Revoked => DoorstepError::Revoked,
             Error::Cancelled => DoorstepError::Cancelled,
             Error::Network(reason) => DoorstepError::Network { reason },
+            Error::Transfer(e) => DoorstepError::TransferRefused { reason: e.to_string() },
             Error::Server { status, message, .. } if status == 429 || status >= 500 => {
                 DoorstepError::Network { reason: message }
             }

@@ -8,6 +8,7 @@
 
 mod error;
 mod records;
+mod transfer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,6 +24,7 @@ use doorstep_core::sync::{HttpTransport, SyncProgress};
 pub use error::DoorstepError;
 use error::guard;
 pub use records::*;
+pub use transfer::{BundleReceiver, bundle_to_frames};
 
 uniffi::setup_scaffolding!();
 
@@ -60,13 +62,13 @@ fn today() -> chrono::NaiveDate {
 #[derive(uniffi::Object)]
 pub struct DoorstepStore {
     store: Mutex<Store>,
-    cancel: AtomicBool,
+    pub(crate) cancel: AtomicBool,
     /// Argon2id cost for new profiles and PIN changes.
     kdf: KdfParams,
 }
 
 impl DoorstepStore {
-    fn with<T>(&self, f: impl FnOnce(&mut Store) -> doorstep_core::Result<T>) -> Result<T, DoorstepError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Store) -> doorstep_core::Result<T>) -> Result<T, DoorstepError> {
         guard(|| {
             let mut store =
                 self.store.lock().map_err(|_| DoorstepError::Other { reason: "store lock poisoned".into() })?;
@@ -341,7 +343,7 @@ impl DoorstepStore {
 }
 
 /// The one runtime async exports run on.
-fn runtime() -> Result<&'static tokio::runtime::Runtime, DoorstepError> {
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, DoorstepError> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {

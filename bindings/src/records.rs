@@ -370,3 +370,64 @@ pub struct SyncReportRecord {
     /// Bytes received.
     pub bytes_received: u64,
 }
+
+/// A photo stored for a household field.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PhotoRecord {
+    /// Width of the stored photo, pixels.
+    pub width: u32,
+    /// Its height.
+    pub height: u32,
+    /// Attachment id of the photo (BLAKE3 of its bytes).
+    pub full_id: String,
+    /// Attachment id of the thumbnail.
+    pub thumb_id: String,
+}
+
+/// What an attachment sync did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AttachmentSyncRecord {
+    /// Blobs uploaded.
+    pub uploaded: u64,
+    /// Blobs downloaded (thumbnails).
+    pub downloaded: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}
+
+/// A device of the area this device can exchange offline bundles with.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PeerRecord {
+    /// Device id.
+    pub device_id: String,
+    /// Its area.
+    pub area: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// What importing a bundle did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ImportReportRecord {
+    /// The device that made it.
+    pub sender_device: String,
+    /// Households in it.
+    pub households: u64,
+    /// Households that changed here.
+    pub changed: u64,
+    /// Photo blobs added.
+    pub blobs_added: u64,
+}
+
+/// How far a QR-frame receiver has got.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FrameProgressRecord {
+    /// Distinct frames received.
+    pub received: u32,
+    /// Frames in the bundle.
+    pub total: u32,
+    /// Whether the bundle is whole.
+    pub complete: bool,
+}

@@ -13,9 +13,10 @@ use doorstep_core::form::{FormDefinition, residence_survey};
 use doorstep_core::identity::{Cccd, ChipCardQr, PersonKey, Sex};
 use doorstep_core::qr;
 use doorstep_core::record::{Household, HouseholdDoc, Member, make_id};
-use doorstep_core::store::{ListedHousehold, Role, SearchHit, Store};
+use doorstep_core::store::{ListedHousehold, PhotoSize, Role, SearchHit, Store};
 use doorstep_core::sync::protocol::EnrolmentCode;
 use doorstep_core::sync::{HttpTransport, SyncObserver, SyncProgress};
+use doorstep_core::transfer::{BundleSelection, FRAME_PAYLOAD_BYTES, FrameReceiver, to_frames};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::AtomicBool;
 
@@ -194,6 +195,58 @@ enum Command {
     },
     /// Sync with the server: push local changes, pull the area's.
     Sync,
+    /// Add (or replace) a household's house photo: JPEG or PNG, stripped of metadata,
+    /// downsized to --max-side pixels, with a thumbnail; stored sealed.
+    PhotoAdd {
+        /// Household id.
+        household: String,
+        /// The photo file.
+        image: PathBuf,
+        /// Long side of the stored photo, in pixels.
+        #[arg(long, default_value_t = 1600)]
+        max_side: u32,
+    },
+    /// Write a household's house photo (or its thumbnail) to a file, fetching it from the
+    /// server first when this device does not hold it.
+    PhotoGet {
+        /// Household id.
+        household: String,
+        /// Where to write the JPEG.
+        #[arg(long)]
+        out: PathBuf,
+        /// The thumbnail instead of the photo.
+        #[arg(long)]
+        thumb: bool,
+    },
+    /// This device's id and public bundle key, and the devices of its area it can exchange
+    /// bundles with (as the last sync listed them).
+    Devices,
+    /// Export households to another device of the area, sealed to it: as a file, and/or as
+    /// PNG images of an animated QR sequence.
+    BundleExport {
+        /// The receiving device's id (see `doorstep devices`).
+        #[arg(long)]
+        to: String,
+        /// Households to send (repeat the flag).
+        #[arg(long = "household")]
+        households: Vec<String>,
+        /// Instead: every household of this area with changes the server has not acknowledged.
+        #[arg(long)]
+        dirty_area: Option<String>,
+        /// The bundle file to write.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A folder for the QR frames, frame-0000.png and on.
+        #[arg(long)]
+        qr_dir: Option<PathBuf>,
+    },
+    /// Import a bundle: from its file, or from photos of its QR frames (any order, repeats
+    /// and other pictures are ignored; says which frames are still missing).
+    BundleImport {
+        /// The bundle file, or images of its QR frames.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Verify a household verification slip offline, from a photo of its QR code,
     /// with the key this device received at enrolment.
     VerifySlip {
@@ -529,6 +582,90 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  {}  {born}  {cccd}", m.name);
             }
         }
+        Command::PhotoAdd { household, image, max_side } => {
+            let mut store = open_unlocked(&cli)?;
+            let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let options = doorstep_core::photo::PhotoOptions { max_side: *max_side, ..Default::default() };
+            let photo = store.add_house_photo(household, &bytes, options)?;
+            let sealed = store.sealed_blob(&photo.full.id)?.map_or(0, |b| b.len());
+            println!(
+                "house photo of {household}: {}x{} px, {sealed} bytes sealed (from {} bytes), id {}",
+                photo.width,
+                photo.height,
+                bytes.len(),
+                &photo.full.id[..16]
+            );
+        }
+        Command::PhotoGet { household, out, thumb } => {
+            let store = open_unlocked(&cli)?;
+            let size = if *thumb { PhotoSize::Thumb } else { PhotoSize::Full };
+            let field = store.household(household)?.house_photo.context("this household has no house photo")?;
+            let photo = doorstep_core::attachment::PhotoRef::parse(&field)?;
+            if store.house_photo(household, size)?.is_none() {
+                let url = store.sync_value("server_url")?.context("not held here, and not enrolled to fetch it")?;
+                let id = if *thumb { &photo.thumb.id } else { &photo.full.id };
+                doorstep_core::sync::fetch_blob(&store, &HttpTransport::new(&url)?, id, &AtomicBool::new(false))?;
+            }
+            let bytes = store.house_photo(household, size)?.context("the photo could not be fetched")?;
+            std::fs::write(out, &bytes)?;
+            println!("wrote {} ({} bytes)", out.display(), bytes.len());
+        }
+        Command::Devices => {
+            let store = open_unlocked(&cli)?;
+            println!("this device: {}  bundle key {}", store.device_id(), hex::encode(store.transfer_key()?));
+            for d in store.directory()? {
+                let status = if d.revoked { "revoked" } else { "active" };
+                println!("  {}  area {}  {status}", d.device_id, d.area);
+            }
+        }
+        Command::BundleExport { to, households, dirty_area, out, qr_dir } => {
+            let store = open_unlocked(&cli)?;
+            let selection = match (households.is_empty(), dirty_area) {
+                (false, None) => BundleSelection::Households(households.clone()),
+                (true, Some(area)) => BundleSelection::DirtyInArea(area.clone()),
+                _ => bail!("give either --household (repeatable) or --dirty-area"),
+            };
+            if out.is_none() && qr_dir.is_none() {
+                bail!("give --out, --qr-dir, or both");
+            }
+            let bundle = store.export_bundle(to, &selection)?;
+            if let Some(out) = out {
+                std::fs::write(out, &bundle)?;
+                println!("bundle for {to}: {} bytes written to {}", bundle.len(), out.display());
+            }
+            if let Some(dir) = qr_dir {
+                std::fs::create_dir_all(dir)?;
+                let frames = to_frames(&bundle, FRAME_PAYLOAD_BYTES)?;
+                for (i, f) in frames.iter().enumerate() {
+                    std::fs::write(dir.join(format!("frame-{i:04}.png")), qr::encode_png(f, 4)?)?;
+                }
+                println!("bundle for {to}: {} bytes as {} QR frames in {}", bundle.len(), frames.len(), dir.display());
+            }
+        }
+        Command::BundleImport { inputs } => {
+            let mut store = open_unlocked(&cli)?;
+            let first = std::fs::read(&inputs[0])?;
+            let bundle = if first.starts_with(doorstep_core::transfer::bundle::MAGIC) {
+                first
+            } else {
+                let mut rx = FrameReceiver::new();
+                for path in inputs {
+                    match rx.add_image(&std::fs::read(path)?) {
+                        Ok(p) => println!("{}: frame {}/{}", path.display(), p.received, p.total),
+                        Err(e) => println!("{}: skipped ({e})", path.display()),
+                    }
+                }
+                if !rx.is_complete() {
+                    bail!("frames still missing: {:?}", rx.missing());
+                }
+                rx.bundle()?
+            };
+            let r = store.import_bundle(&bundle)?;
+            println!(
+                "imported from {}: {} household(s), {} changed here, {} photo blob(s) added; they reach the server at the next sync",
+                r.sender_device, r.households, r.changed, r.blobs_added
+            );
+        }
         Command::Sync => {
             let mut store = open_unlocked(&cli)?;
             let url = store.sync_value("server_url")?.context("not enrolled: run `doorstep enrol` first")?;
@@ -551,6 +688,14 @@ fn run(cli: Cli) -> Result<()> {
                 "synced: {} pushed, {} pulled, {} round trip(s), {} bytes sent, {} received",
                 report.pushed, report.pulled, report.round_trips, report.bytes_sent, report.bytes_received
             );
+            // Photos after records: the records are already safe on the server.
+            let photos = doorstep_core::sync::sync_attachments(&store, &transport, &AtomicBool::new(false))?;
+            if photos.requests > 0 {
+                println!(
+                    "photos: {} uploaded, {} thumbnail(s) downloaded, {} bytes sent, {} received",
+                    photos.uploaded, photos.downloaded, photos.bytes_sent, photos.bytes_received
+                );
+            }
         }
     }
     Ok(())

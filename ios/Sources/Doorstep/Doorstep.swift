@@ -624,6 +624,201 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * Collects a bundle's QR frames from camera images or decoded texts, in any order.
+ */
+public protocol BundleReceiverProtocol: AnyObject, Sendable {
+    
+    /**
+     * Adds the frames found in a camera image (JPEG or PNG).
+     */
+    func addFrameImage(image: Data) throws  -> FrameProgressRecord
+    
+    /**
+     * Adds a frame's decoded text. Repeats are ignored; a damaged frame or one of another
+     * bundle gives `TransferRefused` and changes nothing.
+     */
+    func addFrameText(text: String) throws  -> FrameProgressRecord
+    
+    /**
+     * The whole bundle, once every frame is in.
+     */
+    func bundle() throws  -> Data
+    
+    /**
+     * Frame numbers still missing.
+     */
+    func missing() throws  -> [UInt32]
+    
+}
+/**
+ * Collects a bundle's QR frames from camera images or decoded texts, in any order.
+ */
+open class BundleReceiver: BundleReceiverProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_doorstep_ffi_fn_clone_bundlereceiver(self.handle, $0) }
+    }
+    /**
+     * An empty receiver.
+     */
+public convenience init() {
+    let handle =
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_constructor_bundlereceiver_new(uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_doorstep_ffi_fn_free_bundlereceiver(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Adds the frames found in a camera image (JPEG or PNG).
+     */
+open func addFrameImage(image: Data)throws  -> FrameProgressRecord  {
+    return try  FfiConverterTypeFrameProgressRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_bundlereceiver_add_frame_image(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(image),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Adds a frame's decoded text. Repeats are ignored; a damaged frame or one of another
+     * bundle gives `TransferRefused` and changes nothing.
+     */
+open func addFrameText(text: String)throws  -> FrameProgressRecord  {
+    return try  FfiConverterTypeFrameProgressRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_bundlereceiver_add_frame_text(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The whole bundle, once every frame is in.
+     */
+open func bundle()throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_bundlereceiver_bundle(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Frame numbers still missing.
+     */
+open func missing()throws  -> [UInt32]  {
+    return try  FfiConverterSequenceUInt32.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_bundlereceiver_missing(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeBundleReceiver: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = BundleReceiver
+
+    public static func lift(_ handle: UInt64) throws -> BundleReceiver {
+        return BundleReceiver(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: BundleReceiver) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> BundleReceiver {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: BundleReceiver, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBundleReceiver_lift(_ handle: UInt64) throws -> BundleReceiver {
+    return try FfiConverterTypeBundleReceiver.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeBundleReceiver_lower(_ value: BundleReceiver) -> UInt64 {
+    return FfiConverterTypeBundleReceiver.lower(value)
+}
+
+
+
+
+
+
+/**
  * One device's encrypted household store.
  */
 public protocol DoorstepStoreProtocol: AnyObject, Sendable {
@@ -729,6 +924,54 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
      * Deletes every household, profile and secret on this device.
      */
     func wipe() throws 
+    
+    /**
+     * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
+     * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
+     * Bad image bytes give `InvalidInput` and leave the household as it was.
+     */
+    func addHousePhoto(householdId: String, image: Data, maxSide: UInt32) throws  -> PhotoRecord
+    
+    /**
+     * The devices of this device's area it can exchange bundles with (from the last sync).
+     */
+    func bundlePeers() throws  -> [PeerRecord]
+    
+    /**
+     * Seals households (and their photos held here) to another device of the area: the
+     * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
+     * acknowledged by the server.
+     */
+    func exportBundle(recipientDeviceId: String, householdIds: [String], dirtyArea: String?) throws  -> Data
+    
+    /**
+     * Downloads a household's full house photo from the server (photos come on demand).
+     * Returns whether it was new.
+     */
+    func fetchHousePhoto(householdId: String) throws  -> Bool
+    
+    /**
+     * A household's house photo (JPEG), or its thumbnail; `None` when it has none or this
+     * device has not downloaded it (see `fetch_house_photo`).
+     */
+    func housePhoto(householdId: String, thumbnail: Bool) throws  -> Data?
+    
+    /**
+     * Opens a bundle sealed to this device and merges it as a sync would. Importing the same
+     * bundle twice changes nothing; what it brought reaches the server at the next sync.
+     */
+    func importBundle(bundle: Data) throws  -> ImportReportRecord
+    
+    /**
+     * `sync_attachments_blocking` without blocking the caller (a suspend function in Kotlin).
+     */
+    func syncAttachments() async throws  -> AttachmentSyncRecord
+    
+    /**
+     * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
+     * Run it after `sync`: records never wait on photos.
+     */
+    func syncAttachmentsBlocking() throws  -> AttachmentSyncRecord
     
 }
 /**
@@ -1078,6 +1321,127 @@ open func wipe()throws   {try rustCallWithError(FfiConverterTypeDoorstepError_li
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
+     * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
+     * Bad image bytes give `InvalidInput` and leave the household as it was.
+     */
+open func addHousePhoto(householdId: String, image: Data, maxSide: UInt32)throws  -> PhotoRecord  {
+    return try  FfiConverterTypePhotoRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_add_house_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterData.lower(image),
+        FfiConverterUInt32.lower(maxSide),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The devices of this device's area it can exchange bundles with (from the last sync).
+     */
+open func bundlePeers()throws  -> [PeerRecord]  {
+    return try  FfiConverterSequenceTypePeerRecord.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_bundle_peers(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Seals households (and their photos held here) to another device of the area: the
+     * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
+     * acknowledged by the server.
+     */
+open func exportBundle(recipientDeviceId: String, householdIds: [String], dirtyArea: String?)throws  -> Data  {
+    return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_export_bundle(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(recipientDeviceId),
+        FfiConverterSequenceString.lower(householdIds),
+        FfiConverterOptionString.lower(dirtyArea),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Downloads a household's full house photo from the server (photos come on demand).
+     * Returns whether it was new.
+     */
+open func fetchHousePhoto(householdId: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_house_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A household's house photo (JPEG), or its thumbnail; `None` when it has none or this
+     * device has not downloaded it (see `fetch_house_photo`).
+     */
+open func housePhoto(householdId: String, thumbnail: Bool)throws  -> Data?  {
+    return try  FfiConverterOptionData.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_house_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterBool.lower(thumbnail),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Opens a bundle sealed to this device and merges it as a sync would. Importing the same
+     * bundle twice changes nothing; what it brought reaches the server at the next sync.
+     */
+open func importBundle(bundle: Data)throws  -> ImportReportRecord  {
+    return try  FfiConverterTypeImportReportRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_import_bundle(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(bundle),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `sync_attachments_blocking` without blocking the caller (a suspend function in Kotlin).
+     */
+open func syncAttachments()async throws  -> AttachmentSyncRecord  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_doorstep_ffi_fn_method_doorstepstore_sync_attachments(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_doorstep_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_doorstep_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_doorstep_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeAttachmentSyncRecord_lift,
+            errorHandler: FfiConverterTypeDoorstepError_lift
+        )
+}
+    
+    /**
+     * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
+     * Run it after `sync`: records never wait on photos.
+     */
+open func syncAttachmentsBlocking()throws  -> AttachmentSyncRecord  {
+    return try  FfiConverterTypeAttachmentSyncRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_sync_attachments_blocking(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
 
@@ -1550,6 +1914,95 @@ public func FfiConverterTypeSyncObserver_lower(_ value: SyncObserver) -> UInt64 
 
 
 /**
+ * What an attachment sync did.
+ */
+public struct AttachmentSyncRecord: Equatable, Hashable {
+    /**
+     * Blobs uploaded.
+     */
+    public var uploaded: UInt64
+    /**
+     * Blobs downloaded (thumbnails).
+     */
+    public var downloaded: UInt64
+    /**
+     * Bytes sent.
+     */
+    public var bytesSent: UInt64
+    /**
+     * Bytes received.
+     */
+    public var bytesReceived: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Blobs uploaded.
+         */uploaded: UInt64, 
+        /**
+         * Blobs downloaded (thumbnails).
+         */downloaded: UInt64, 
+        /**
+         * Bytes sent.
+         */bytesSent: UInt64, 
+        /**
+         * Bytes received.
+         */bytesReceived: UInt64) {
+        self.uploaded = uploaded
+        self.downloaded = downloaded
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension AttachmentSyncRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAttachmentSyncRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AttachmentSyncRecord {
+        return
+            try AttachmentSyncRecord(
+                uploaded: FfiConverterUInt64.read(from: &buf), 
+                downloaded: FfiConverterUInt64.read(from: &buf), 
+                bytesSent: FfiConverterUInt64.read(from: &buf), 
+                bytesReceived: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: AttachmentSyncRecord, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.uploaded, into: &buf)
+        FfiConverterUInt64.write(value.downloaded, into: &buf)
+        FfiConverterUInt64.write(value.bytesSent, into: &buf)
+        FfiConverterUInt64.write(value.bytesReceived, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttachmentSyncRecord_lift(_ buf: RustBuffer) throws -> AttachmentSyncRecord {
+    return try FfiConverterTypeAttachmentSyncRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttachmentSyncRecord_lower(_ value: AttachmentSyncRecord) -> RustBuffer {
+    return FfiConverterTypeAttachmentSyncRecord.lower(value)
+}
+
+
+/**
  * A field with concurrent values.
  */
 public struct ConflictRecord: Equatable, Hashable {
@@ -1793,6 +2246,85 @@ public func FfiConverterTypeDuplicateRecord_lift(_ buf: RustBuffer) throws -> Du
 #endif
 public func FfiConverterTypeDuplicateRecord_lower(_ value: DuplicateRecord) -> RustBuffer {
     return FfiConverterTypeDuplicateRecord.lower(value)
+}
+
+
+/**
+ * How far a QR-frame receiver has got.
+ */
+public struct FrameProgressRecord: Equatable, Hashable {
+    /**
+     * Distinct frames received.
+     */
+    public var received: UInt32
+    /**
+     * Frames in the bundle.
+     */
+    public var total: UInt32
+    /**
+     * Whether the bundle is whole.
+     */
+    public var complete: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Distinct frames received.
+         */received: UInt32, 
+        /**
+         * Frames in the bundle.
+         */total: UInt32, 
+        /**
+         * Whether the bundle is whole.
+         */complete: Bool) {
+        self.received = received
+        self.total = total
+        self.complete = complete
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FrameProgressRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFrameProgressRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FrameProgressRecord {
+        return
+            try FrameProgressRecord(
+                received: FfiConverterUInt32.read(from: &buf), 
+                total: FfiConverterUInt32.read(from: &buf), 
+                complete: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FrameProgressRecord, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.received, into: &buf)
+        FfiConverterUInt32.write(value.total, into: &buf)
+        FfiConverterBool.write(value.complete, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFrameProgressRecord_lift(_ buf: RustBuffer) throws -> FrameProgressRecord {
+    return try FfiConverterTypeFrameProgressRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFrameProgressRecord_lower(_ value: FrameProgressRecord) -> RustBuffer {
+    return FfiConverterTypeFrameProgressRecord.lower(value)
 }
 
 
@@ -2061,6 +2593,95 @@ public func FfiConverterTypeHouseholdSummaryRecord_lift(_ buf: RustBuffer) throw
 #endif
 public func FfiConverterTypeHouseholdSummaryRecord_lower(_ value: HouseholdSummaryRecord) -> RustBuffer {
     return FfiConverterTypeHouseholdSummaryRecord.lower(value)
+}
+
+
+/**
+ * What importing a bundle did.
+ */
+public struct ImportReportRecord: Equatable, Hashable {
+    /**
+     * The device that made it.
+     */
+    public var senderDevice: String
+    /**
+     * Households in it.
+     */
+    public var households: UInt64
+    /**
+     * Households that changed here.
+     */
+    public var changed: UInt64
+    /**
+     * Photo blobs added.
+     */
+    public var blobsAdded: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The device that made it.
+         */senderDevice: String, 
+        /**
+         * Households in it.
+         */households: UInt64, 
+        /**
+         * Households that changed here.
+         */changed: UInt64, 
+        /**
+         * Photo blobs added.
+         */blobsAdded: UInt64) {
+        self.senderDevice = senderDevice
+        self.households = households
+        self.changed = changed
+        self.blobsAdded = blobsAdded
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ImportReportRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeImportReportRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ImportReportRecord {
+        return
+            try ImportReportRecord(
+                senderDevice: FfiConverterString.read(from: &buf), 
+                households: FfiConverterUInt64.read(from: &buf), 
+                changed: FfiConverterUInt64.read(from: &buf), 
+                blobsAdded: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ImportReportRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.senderDevice, into: &buf)
+        FfiConverterUInt64.write(value.households, into: &buf)
+        FfiConverterUInt64.write(value.changed, into: &buf)
+        FfiConverterUInt64.write(value.blobsAdded, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeImportReportRecord_lift(_ buf: RustBuffer) throws -> ImportReportRecord {
+    return try FfiConverterTypeImportReportRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeImportReportRecord_lower(_ value: ImportReportRecord) -> RustBuffer {
+    return FfiConverterTypeImportReportRecord.lower(value)
 }
 
 
@@ -2378,6 +2999,174 @@ public func FfiConverterTypeMemberRecord_lift(_ buf: RustBuffer) throws -> Membe
 #endif
 public func FfiConverterTypeMemberRecord_lower(_ value: MemberRecord) -> RustBuffer {
     return FfiConverterTypeMemberRecord.lower(value)
+}
+
+
+/**
+ * A device of the area this device can exchange offline bundles with.
+ */
+public struct PeerRecord: Equatable, Hashable {
+    /**
+     * Device id.
+     */
+    public var deviceId: String
+    /**
+     * Its area.
+     */
+    public var area: String
+    /**
+     * Whether it was revoked.
+     */
+    public var revoked: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Device id.
+         */deviceId: String, 
+        /**
+         * Its area.
+         */area: String, 
+        /**
+         * Whether it was revoked.
+         */revoked: Bool) {
+        self.deviceId = deviceId
+        self.area = area
+        self.revoked = revoked
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PeerRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePeerRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PeerRecord {
+        return
+            try PeerRecord(
+                deviceId: FfiConverterString.read(from: &buf), 
+                area: FfiConverterString.read(from: &buf), 
+                revoked: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PeerRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.deviceId, into: &buf)
+        FfiConverterString.write(value.area, into: &buf)
+        FfiConverterBool.write(value.revoked, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerRecord_lift(_ buf: RustBuffer) throws -> PeerRecord {
+    return try FfiConverterTypePeerRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerRecord_lower(_ value: PeerRecord) -> RustBuffer {
+    return FfiConverterTypePeerRecord.lower(value)
+}
+
+
+/**
+ * A photo stored for a household field.
+ */
+public struct PhotoRecord: Equatable, Hashable {
+    /**
+     * Width of the stored photo, pixels.
+     */
+    public var width: UInt32
+    /**
+     * Its height.
+     */
+    public var height: UInt32
+    /**
+     * Attachment id of the photo (BLAKE3 of its bytes).
+     */
+    public var fullId: String
+    /**
+     * Attachment id of the thumbnail.
+     */
+    public var thumbId: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Width of the stored photo, pixels.
+         */width: UInt32, 
+        /**
+         * Its height.
+         */height: UInt32, 
+        /**
+         * Attachment id of the photo (BLAKE3 of its bytes).
+         */fullId: String, 
+        /**
+         * Attachment id of the thumbnail.
+         */thumbId: String) {
+        self.width = width
+        self.height = height
+        self.fullId = fullId
+        self.thumbId = thumbId
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PhotoRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePhotoRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PhotoRecord {
+        return
+            try PhotoRecord(
+                width: FfiConverterUInt32.read(from: &buf), 
+                height: FfiConverterUInt32.read(from: &buf), 
+                fullId: FfiConverterString.read(from: &buf), 
+                thumbId: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PhotoRecord, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.width, into: &buf)
+        FfiConverterUInt32.write(value.height, into: &buf)
+        FfiConverterString.write(value.fullId, into: &buf)
+        FfiConverterString.write(value.thumbId, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePhotoRecord_lift(_ buf: RustBuffer) throws -> PhotoRecord {
+    return try FfiConverterTypePhotoRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePhotoRecord_lower(_ value: PhotoRecord) -> RustBuffer {
+    return FfiConverterTypePhotoRecord.lower(value)
 }
 
 
@@ -2962,6 +3751,15 @@ enum DoorstepError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          */reason: String
     )
     /**
+     * An offline bundle or QR frame was refused (another device's, altered, from an
+     * unknown or revoked device): tell the user; nothing was imported.
+     */
+    case TransferRefused(
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
      * The device was revoked and its data wiped: go back to enrolment.
      */
     case Revoked
@@ -3031,9 +3829,12 @@ public struct FfiConverterTypeDoorstepError: FfiConverterRustBuffer {
         case 9: return .ServerRefused(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .Revoked
-        case 11: return .Cancelled
-        case 12: return .Other(
+        case 10: return .TransferRefused(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 11: return .Revoked
+        case 12: return .Cancelled
+        case 13: return .Other(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -3092,16 +3893,21 @@ public struct FfiConverterTypeDoorstepError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .Revoked:
+        case let .TransferRefused(reason):
             writeInt(&buf, Int32(10))
+            FfiConverterString.write(reason, into: &buf)
+            
         
-        
-        case .Cancelled:
+        case .Revoked:
             writeInt(&buf, Int32(11))
         
         
-        case let .Other(reason):
+        case .Cancelled:
             writeInt(&buf, Int32(12))
+        
+        
+        case let .Other(reason):
+            writeInt(&buf, Int32(13))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -3440,6 +4246,31 @@ fileprivate struct FfiConverterOptionTypeLocation: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = [UInt32]
+
+    public static func write(_ value: [UInt32], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterUInt32.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [UInt32] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [UInt32]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterUInt32.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -3607,6 +4438,31 @@ fileprivate struct FfiConverterSequenceTypeMemberRecord: FfiConverterRustBuffer 
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeMemberRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePeerRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [PeerRecord]
+
+    public static func write(_ value: [PeerRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePeerRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PeerRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PeerRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePeerRecord.read(from: &buf))
         }
         return seq
     }
@@ -3809,6 +4665,17 @@ public func validateHousehold(household: HouseholdRecord) -> [ValidationIssueRec
     )
 })
 }
+/**
+ * A bundle as the texts of its QR frames, for the sender's screen to loop over.
+ */
+public func bundleToFrames(bundle: Data)throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_func_bundle_to_frames(
+        FfiConverterData.lower(bundle),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -3844,6 +4711,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_func_validate_household() != 43205) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_func_bundle_to_frames() != 46795) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_cancel_sync() != 62569) {
@@ -3906,16 +4776,55 @@ private let initializationResult: InitializationResult = {
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe() != 51226) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo() != 65376) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers() != 53075) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle() != 54258) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_house_photo() != 24851) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_house_photo() != 28801) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_import_bundle() != 40326) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments() != 16713) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking() != 18177) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_doorstep_ffi_checksum_method_keyprovider_platform_secret() != 24036) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_syncobserver_on_progress() != 21651) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_doorstep_ffi_checksum_method_bundlereceiver_add_frame_image() != 20282) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_bundlereceiver_add_frame_text() != 28124) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_bundlereceiver_bundle() != 18372) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_bundlereceiver_missing() != 45243) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open() != 38466) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests() != 34342) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_constructor_bundlereceiver_new() != 62949) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -740,6 +740,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_func_validate_household(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_func_bundle_to_frames(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_cancel_sync(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_change_pin(
@@ -780,13 +782,39 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_house_photo(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_house_photo(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_import_bundle(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_keyprovider_platform_secret(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_syncobserver_on_progress(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_bundlereceiver_add_frame_image(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_bundlereceiver_add_frame_text(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_bundlereceiver_bundle(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_bundlereceiver_missing(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_constructor_bundlereceiver_new(
     ): Int
     external fun ffi_doorstep_ffi_uniffi_contract_version(
     ): Int
@@ -858,6 +886,22 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_wipe(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_add_house_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`image`: RustBuffer.ByValue,`maxSide`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_bundle_peers(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_export_bundle(`ptr`: Long,`recipientDeviceId`: RustBuffer.ByValue,`householdIds`: RustBuffer.ByValue,`dirtyArea`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_house_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_house_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`thumbnail`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_import_bundle(`ptr`: Long,`bundle`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync_attachments(`ptr`: Long,
+    ): Long
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync_attachments_blocking(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_clone_keyprovider(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_doorstep_ffi_fn_free_keyprovider(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -874,6 +918,20 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_doorstep_ffi_fn_method_syncobserver_on_progress(`ptr`: Long,`progress`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_doorstep_ffi_fn_clone_bundlereceiver(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_doorstep_ffi_fn_free_bundlereceiver(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_doorstep_ffi_fn_constructor_bundlereceiver_new(uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_doorstep_ffi_fn_method_bundlereceiver_add_frame_image(`ptr`: Long,`image`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_bundlereceiver_add_frame_text(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_bundlereceiver_bundle(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_bundlereceiver_missing(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_func_check_cccd(`number`: RustBuffer.ByValue,`dob`: RustBuffer.ByValue,`sex`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_doorstep_ffi_fn_func_internal_panic_probe(uniffi_out_err: UniffiRustCallStatus, 
@@ -887,6 +945,8 @@ internal object UniffiLib {
     external fun uniffi_doorstep_ffi_fn_func_residence_survey_json(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_func_validate_household(`household`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_func_bundle_to_frames(`bundle`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_doorstep_ffi_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1028,6 +1088,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_func_validate_household() and 0xFFFF) != 43205) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_doorstep_ffi_checksum_func_bundle_to_frames() and 0xFFFF) != 46795) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_cancel_sync() and 0xFFFF) != 62569) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1088,16 +1151,55 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe() and 0xFFFF) != 51226) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo() and 0xFFFF) != 65376) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers() and 0xFFFF) != 53075) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle() and 0xFFFF) != 54258) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_house_photo() and 0xFFFF) != 24851) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_house_photo() and 0xFFFF) != 28801) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_import_bundle() and 0xFFFF) != 40326) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments() and 0xFFFF) != 16713) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking() and 0xFFFF) != 18177) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_doorstep_ffi_checksum_method_keyprovider_platform_secret() and 0xFFFF) != 24036) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_syncobserver_on_progress() and 0xFFFF) != 21651) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_bundlereceiver_add_frame_image() and 0xFFFF) != 20282) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_bundlereceiver_add_frame_text() and 0xFFFF) != 28124) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_bundlereceiver_bundle() and 0xFFFF) != 18372) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_bundlereceiver_missing() and 0xFFFF) != 45243) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open() and 0xFFFF) != 38466) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests() and 0xFFFF) != 34342) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_constructor_bundlereceiver_new() and 0xFFFF) != 62949) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1616,6 +1718,355 @@ public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
 
 
 /**
+ * Collects a bundle's QR frames from camera images or decoded texts, in any order.
+ */
+public interface BundleReceiverInterface {
+    
+    /**
+     * Adds the frames found in a camera image (JPEG or PNG).
+     */
+    fun `addFrameImage`(`image`: kotlin.ByteArray): FrameProgressRecord
+    
+    /**
+     * Adds a frame's decoded text. Repeats are ignored; a damaged frame or one of another
+     * bundle gives `TransferRefused` and changes nothing.
+     */
+    fun `addFrameText`(`text`: kotlin.String): FrameProgressRecord
+    
+    /**
+     * The whole bundle, once every frame is in.
+     */
+    fun `bundle`(): kotlin.ByteArray
+    
+    /**
+     * Frame numbers still missing.
+     */
+    fun `missing`(): List<kotlin.UInt>
+    
+    companion object
+}
+
+/**
+ * Collects a bundle's QR frames from camera images or decoded texts, in any order.
+ */
+open class BundleReceiver: Disposable, AutoCloseable, BundleReceiverInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * An empty receiver.
+     */
+    constructor() :
+        this(UniffiWithHandle, 
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_constructor_bundlereceiver_new(
+    
+        _status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_doorstep_ffi_fn_free_bundlereceiver(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_doorstep_ffi_fn_clone_bundlereceiver(handle, status)
+        }
+    }
+
+    
+    /**
+     * Adds the frames found in a camera image (JPEG or PNG).
+     */
+    @Throws(DoorstepException::class)override fun `addFrameImage`(`image`: kotlin.ByteArray): FrameProgressRecord {
+            return FfiConverterTypeFrameProgressRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_bundlereceiver_add_frame_image(
+        it,
+        
+        FfiConverterByteArray.lower(`image`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Adds a frame's decoded text. Repeats are ignored; a damaged frame or one of another
+     * bundle gives `TransferRefused` and changes nothing.
+     */
+    @Throws(DoorstepException::class)override fun `addFrameText`(`text`: kotlin.String): FrameProgressRecord {
+            return FfiConverterTypeFrameProgressRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_bundlereceiver_add_frame_text(
+        it,
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The whole bundle, once every frame is in.
+     */
+    @Throws(DoorstepException::class)override fun `bundle`(): kotlin.ByteArray {
+            return FfiConverterByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_bundlereceiver_bundle(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Frame numbers still missing.
+     */
+    @Throws(DoorstepException::class)override fun `missing`(): List<kotlin.UInt> {
+            return FfiConverterSequenceUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_bundlereceiver_missing(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeBundleReceiver: FfiConverter<BundleReceiver, Long> {
+    override fun lower(value: BundleReceiver): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): BundleReceiver {
+        return BundleReceiver(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): BundleReceiver {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: BundleReceiver) = 8UL
+
+    override fun write(value: BundleReceiver, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * One device's encrypted household store.
  */
 public interface DoorstepStoreInterface {
@@ -1721,6 +2172,54 @@ public interface DoorstepStoreInterface {
      * Deletes every household, profile and secret on this device.
      */
     fun `wipe`()
+    
+    /**
+     * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
+     * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
+     * Bad image bytes give `InvalidInput` and leave the household as it was.
+     */
+    fun `addHousePhoto`(`householdId`: kotlin.String, `image`: kotlin.ByteArray, `maxSide`: kotlin.UInt): PhotoRecord
+    
+    /**
+     * The devices of this device's area it can exchange bundles with (from the last sync).
+     */
+    fun `bundlePeers`(): List<PeerRecord>
+    
+    /**
+     * Seals households (and their photos held here) to another device of the area: the
+     * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
+     * acknowledged by the server.
+     */
+    fun `exportBundle`(`recipientDeviceId`: kotlin.String, `householdIds`: List<kotlin.String>, `dirtyArea`: kotlin.String?): kotlin.ByteArray
+    
+    /**
+     * Downloads a household's full house photo from the server (photos come on demand).
+     * Returns whether it was new.
+     */
+    fun `fetchHousePhoto`(`householdId`: kotlin.String): kotlin.Boolean
+    
+    /**
+     * A household's house photo (JPEG), or its thumbnail; `None` when it has none or this
+     * device has not downloaded it (see `fetch_house_photo`).
+     */
+    fun `housePhoto`(`householdId`: kotlin.String, `thumbnail`: kotlin.Boolean): kotlin.ByteArray?
+    
+    /**
+     * Opens a bundle sealed to this device and merges it as a sync would. Importing the same
+     * bundle twice changes nothing; what it brought reaches the server at the next sync.
+     */
+    fun `importBundle`(`bundle`: kotlin.ByteArray): ImportReportRecord
+    
+    /**
+     * `sync_attachments_blocking` without blocking the caller (a suspend function in Kotlin).
+     */
+    suspend fun `syncAttachments`(): AttachmentSyncRecord
+    
+    /**
+     * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
+     * Run it after `sync`: records never wait on photos.
+     */
+    fun `syncAttachmentsBlocking`(): AttachmentSyncRecord
     
     companion object
 }
@@ -2196,6 +2695,167 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
 }
     }
     
+    
+
+    
+    /**
+     * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
+     * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
+     * Bad image bytes give `InvalidInput` and leave the household as it was.
+     */
+    @Throws(DoorstepException::class)override fun `addHousePhoto`(`householdId`: kotlin.String, `image`: kotlin.ByteArray, `maxSide`: kotlin.UInt): PhotoRecord {
+            return FfiConverterTypePhotoRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_add_house_photo(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterByteArray.lower(`image`),
+        FfiConverterUInt.lower(`maxSide`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The devices of this device's area it can exchange bundles with (from the last sync).
+     */
+    @Throws(DoorstepException::class)override fun `bundlePeers`(): List<PeerRecord> {
+            return FfiConverterSequenceTypePeerRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_bundle_peers(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Seals households (and their photos held here) to another device of the area: the
+     * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
+     * acknowledged by the server.
+     */
+    @Throws(DoorstepException::class)override fun `exportBundle`(`recipientDeviceId`: kotlin.String, `householdIds`: List<kotlin.String>, `dirtyArea`: kotlin.String?): kotlin.ByteArray {
+            return FfiConverterByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_export_bundle(
+        it,
+        
+        FfiConverterString.lower(`recipientDeviceId`),
+        FfiConverterSequenceString.lower(`householdIds`),
+        FfiConverterOptionalString.lower(`dirtyArea`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Downloads a household's full house photo from the server (photos come on demand).
+     * Returns whether it was new.
+     */
+    @Throws(DoorstepException::class)override fun `fetchHousePhoto`(`householdId`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_house_photo(
+        it,
+        
+        FfiConverterString.lower(`householdId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A household's house photo (JPEG), or its thumbnail; `None` when it has none or this
+     * device has not downloaded it (see `fetch_house_photo`).
+     */
+    @Throws(DoorstepException::class)override fun `housePhoto`(`householdId`: kotlin.String, `thumbnail`: kotlin.Boolean): kotlin.ByteArray? {
+            return FfiConverterOptionalByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_house_photo(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterBoolean.lower(`thumbnail`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Opens a bundle sealed to this device and merges it as a sync would. Importing the same
+     * bundle twice changes nothing; what it brought reaches the server at the next sync.
+     */
+    @Throws(DoorstepException::class)override fun `importBundle`(`bundle`: kotlin.ByteArray): ImportReportRecord {
+            return FfiConverterTypeImportReportRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_import_bundle(
+        it,
+        
+        FfiConverterByteArray.lower(`bundle`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * `sync_attachments_blocking` without blocking the caller (a suspend function in Kotlin).
+     */
+    @Throws(DoorstepException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `syncAttachments`() : AttachmentSyncRecord {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_sync_attachments(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_doorstep_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_doorstep_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_doorstep_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeAttachmentSyncRecord.lift(it) },
+        // Error FFI converter
+        DoorstepException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
+     * Run it after `sync`: records never wait on photos.
+     */
+    @Throws(DoorstepException::class)override fun `syncAttachmentsBlocking`(): AttachmentSyncRecord {
+            return FfiConverterTypeAttachmentSyncRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_sync_attachments_blocking(
+        it,
+        _status)
+}
+    }
+    )
+    }
     
 
     
@@ -2916,6 +3576,69 @@ public object FfiConverterTypeSyncObserver: FfiConverter<SyncObserver, Long> {
 
 
 /**
+ * What an attachment sync did.
+ */
+data class AttachmentSyncRecord (
+    /**
+     * Blobs uploaded.
+     */
+    var `uploaded`: kotlin.ULong
+    , 
+    /**
+     * Blobs downloaded (thumbnails).
+     */
+    var `downloaded`: kotlin.ULong
+    , 
+    /**
+     * Bytes sent.
+     */
+    var `bytesSent`: kotlin.ULong
+    , 
+    /**
+     * Bytes received.
+     */
+    var `bytesReceived`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAttachmentSyncRecord: FfiConverterRustBuffer<AttachmentSyncRecord> {
+    override fun read(buf: ByteBuffer): AttachmentSyncRecord {
+        return AttachmentSyncRecord(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: AttachmentSyncRecord) = (
+            FfiConverterULong.allocationSize(value.`uploaded`) +
+            FfiConverterULong.allocationSize(value.`downloaded`) +
+            FfiConverterULong.allocationSize(value.`bytesSent`) +
+            FfiConverterULong.allocationSize(value.`bytesReceived`)
+    )
+
+    override fun write(value: AttachmentSyncRecord, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`uploaded`, buf)
+            FfiConverterULong.write(value.`downloaded`, buf)
+            FfiConverterULong.write(value.`bytesSent`, buf)
+            FfiConverterULong.write(value.`bytesReceived`, buf)
+    }
+}
+
+
+
+/**
  * A field with concurrent values.
  */
 data class ConflictRecord (
@@ -3083,6 +3806,61 @@ public object FfiConverterTypeDuplicateRecord: FfiConverterRustBuffer<DuplicateR
             FfiConverterString.write(value.`fullName`, buf)
             FfiConverterDouble.write(value.`score`, buf)
             FfiConverterSequenceString.write(value.`reasons`, buf)
+    }
+}
+
+
+
+/**
+ * How far a QR-frame receiver has got.
+ */
+data class FrameProgressRecord (
+    /**
+     * Distinct frames received.
+     */
+    var `received`: kotlin.UInt
+    , 
+    /**
+     * Frames in the bundle.
+     */
+    var `total`: kotlin.UInt
+    , 
+    /**
+     * Whether the bundle is whole.
+     */
+    var `complete`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeFrameProgressRecord: FfiConverterRustBuffer<FrameProgressRecord> {
+    override fun read(buf: ByteBuffer): FrameProgressRecord {
+        return FrameProgressRecord(
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: FrameProgressRecord) = (
+            FfiConverterUInt.allocationSize(value.`received`) +
+            FfiConverterUInt.allocationSize(value.`total`) +
+            FfiConverterBoolean.allocationSize(value.`complete`)
+    )
+
+    override fun write(value: FrameProgressRecord, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`received`, buf)
+            FfiConverterUInt.write(value.`total`, buf)
+            FfiConverterBoolean.write(value.`complete`, buf)
     }
 }
 
@@ -3281,6 +4059,69 @@ public object FfiConverterTypeHouseholdSummaryRecord: FfiConverterRustBuffer<Hou
             FfiConverterUInt.write(value.`conflictCount`, buf)
             FfiConverterLong.write(value.`updatedAt`, buf)
             FfiConverterBoolean.write(value.`corrupt`, buf)
+    }
+}
+
+
+
+/**
+ * What importing a bundle did.
+ */
+data class ImportReportRecord (
+    /**
+     * The device that made it.
+     */
+    var `senderDevice`: kotlin.String
+    , 
+    /**
+     * Households in it.
+     */
+    var `households`: kotlin.ULong
+    , 
+    /**
+     * Households that changed here.
+     */
+    var `changed`: kotlin.ULong
+    , 
+    /**
+     * Photo blobs added.
+     */
+    var `blobsAdded`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeImportReportRecord: FfiConverterRustBuffer<ImportReportRecord> {
+    override fun read(buf: ByteBuffer): ImportReportRecord {
+        return ImportReportRecord(
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ImportReportRecord) = (
+            FfiConverterString.allocationSize(value.`senderDevice`) +
+            FfiConverterULong.allocationSize(value.`households`) +
+            FfiConverterULong.allocationSize(value.`changed`) +
+            FfiConverterULong.allocationSize(value.`blobsAdded`)
+    )
+
+    override fun write(value: ImportReportRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`senderDevice`, buf)
+            FfiConverterULong.write(value.`households`, buf)
+            FfiConverterULong.write(value.`changed`, buf)
+            FfiConverterULong.write(value.`blobsAdded`, buf)
     }
 }
 
@@ -3510,6 +4351,124 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.write(value.`phone`, buf)
             FfiConverterOptionalString.write(value.`residenceStatus`, buf)
             FfiConverterOptionalString.write(value.`occupation`, buf)
+    }
+}
+
+
+
+/**
+ * A device of the area this device can exchange offline bundles with.
+ */
+data class PeerRecord (
+    /**
+     * Device id.
+     */
+    var `deviceId`: kotlin.String
+    , 
+    /**
+     * Its area.
+     */
+    var `area`: kotlin.String
+    , 
+    /**
+     * Whether it was revoked.
+     */
+    var `revoked`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePeerRecord: FfiConverterRustBuffer<PeerRecord> {
+    override fun read(buf: ByteBuffer): PeerRecord {
+        return PeerRecord(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PeerRecord) = (
+            FfiConverterString.allocationSize(value.`deviceId`) +
+            FfiConverterString.allocationSize(value.`area`) +
+            FfiConverterBoolean.allocationSize(value.`revoked`)
+    )
+
+    override fun write(value: PeerRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`deviceId`, buf)
+            FfiConverterString.write(value.`area`, buf)
+            FfiConverterBoolean.write(value.`revoked`, buf)
+    }
+}
+
+
+
+/**
+ * A photo stored for a household field.
+ */
+data class PhotoRecord (
+    /**
+     * Width of the stored photo, pixels.
+     */
+    var `width`: kotlin.UInt
+    , 
+    /**
+     * Its height.
+     */
+    var `height`: kotlin.UInt
+    , 
+    /**
+     * Attachment id of the photo (BLAKE3 of its bytes).
+     */
+    var `fullId`: kotlin.String
+    , 
+    /**
+     * Attachment id of the thumbnail.
+     */
+    var `thumbId`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePhotoRecord: FfiConverterRustBuffer<PhotoRecord> {
+    override fun read(buf: ByteBuffer): PhotoRecord {
+        return PhotoRecord(
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PhotoRecord) = (
+            FfiConverterUInt.allocationSize(value.`width`) +
+            FfiConverterUInt.allocationSize(value.`height`) +
+            FfiConverterString.allocationSize(value.`fullId`) +
+            FfiConverterString.allocationSize(value.`thumbId`)
+    )
+
+    override fun write(value: PhotoRecord, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`width`, buf)
+            FfiConverterUInt.write(value.`height`, buf)
+            FfiConverterString.write(value.`fullId`, buf)
+            FfiConverterString.write(value.`thumbId`, buf)
     }
 }
 
@@ -3998,6 +4957,21 @@ sealed class DoorstepException: kotlin.Exception() {
     }
     
     /**
+     * An offline bundle or QR frame was refused (another device's, altered, from an
+     * unknown or revoked device): tell the user; nothing was imported.
+     */
+    class TransferRefused(
+        
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String
+        ) : DoorstepException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * The device was revoked and its data wiped: go back to enrolment.
      */
     class Revoked(
@@ -4073,9 +5047,12 @@ public object FfiConverterTypeDoorstepError : FfiConverterRustBuffer<DoorstepExc
             9 -> DoorstepException.ServerRefused(
                 FfiConverterString.read(buf),
                 )
-            10 -> DoorstepException.Revoked()
-            11 -> DoorstepException.Cancelled()
-            12 -> DoorstepException.Other(
+            10 -> DoorstepException.TransferRefused(
+                FfiConverterString.read(buf),
+                )
+            11 -> DoorstepException.Revoked()
+            12 -> DoorstepException.Cancelled()
+            13 -> DoorstepException.Other(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4124,6 +5101,11 @@ public object FfiConverterTypeDoorstepError : FfiConverterRustBuffer<DoorstepExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is DoorstepException.ServerRefused -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is DoorstepException.TransferRefused -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -4190,16 +5172,21 @@ public object FfiConverterTypeDoorstepError : FfiConverterRustBuffer<DoorstepExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is DoorstepException.Revoked -> {
+            is DoorstepException.TransferRefused -> {
                 buf.putInt(10)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is DoorstepException.Cancelled -> {
+            is DoorstepException.Revoked -> {
                 buf.putInt(11)
                 Unit
             }
-            is DoorstepException.Other -> {
+            is DoorstepException.Cancelled -> {
                 buf.putInt(12)
+                Unit
+            }
+            is DoorstepException.Other -> {
+                buf.putInt(13)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -4500,6 +5487,34 @@ public object FfiConverterOptionalTypeLocation: FfiConverterRustBuffer<Location?
 /**
  * @suppress
  */
+public object FfiConverterSequenceUInt: FfiConverterRustBuffer<List<kotlin.UInt>> {
+    override fun read(buf: ByteBuffer): List<kotlin.UInt> {
+        val len = buf.getInt()
+        return List<kotlin.UInt>(len) {
+            FfiConverterUInt.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.UInt>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterUInt.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.UInt>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterUInt.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -4696,6 +5711,34 @@ public object FfiConverterSequenceTypeMemberRecord: FfiConverterRustBuffer<List<
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypePeerRecord: FfiConverterRustBuffer<List<PeerRecord>> {
+    override fun read(buf: ByteBuffer): List<PeerRecord> {
+        val len = buf.getInt()
+        return List<PeerRecord>(len) {
+            FfiConverterTypePeerRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PeerRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePeerRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PeerRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePeerRecord.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeProfile: FfiConverterRustBuffer<List<Profile>> {
     override fun read(buf: ByteBuffer): List<Profile> {
         val len = buf.getInt()
@@ -4877,6 +5920,21 @@ public object FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRustBuf
     
         
         FfiConverterTypeHouseholdRecord.lower(`household`),_status)
+}
+    )
+    }
+    
+
+        /**
+         * A bundle as the texts of its QR frames, for the sender's screen to loop over.
+         */
+    @Throws(DoorstepException::class) fun `bundleToFrames`(`bundle`: kotlin.ByteArray): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_func_bundle_to_frames(
+    
+        
+        FfiConverterByteArray.lower(`bundle`),_status)
 }
     )
     }

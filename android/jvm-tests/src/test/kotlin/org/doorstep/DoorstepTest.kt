@@ -176,4 +176,52 @@ class DoorstepTest {
             }
         }
     }
+
+    @Test
+    fun `a household with its photo crosses to another store by QR frames, offline`() = runBlocking {
+        officerStore("tx-a").use { a ->
+            officerStore("tx-b").use { b ->
+                a.enrolFromQrImage(enrolmentPng("enrol-tx-a"))
+                b.enrolFromQrImage(enrolmentPng("enrol-tx-b"))
+                // Each sync brings the directory of the area's devices and their bundle keys.
+                a.sync(null); b.sync(null); a.sync(null)
+                assertTrue(a.bundlePeers().any { it.deviceId == b.deviceId() && !it.revoked })
+
+                val head = memberFromChipCardText("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+                val id = a.createHousehold(household(head)).householdId
+                // A picture of the house (any PNG or JPEG; this one happens to be a QR code).
+                val photo = a.addHousePhoto(id, qrPng("Nhà số 12, Thôn Đông"), 1600u)
+                assertTrue(photo.width > 0u && photo.fullId.length == 64)
+                assertThrows<DoorstepException.InvalidInput> { a.addHousePhoto(id, "not an image".toByteArray(), 1600u) }
+
+                val bundle = a.exportBundle(b.deviceId(), listOf(id), null)
+                val frames = bundleToFrames(bundle)
+                val receiver = BundleReceiver()
+                // The camera reads the frames backwards, each twice.
+                var last: FrameProgressRecord? = null
+                for (frame in frames.reversed()) {
+                    last = receiver.addFrameText(frame)
+                    receiver.addFrameText(frame)
+                }
+                assertTrue(last!!.complete)
+                assertEquals(frames.size.toUInt(), last.total)
+                assertThrows<DoorstepException.TransferRefused> { receiver.addFrameText("DSF1:bad") }
+
+                val report = b.importBundle(receiver.bundle())
+                assertEquals(a.deviceId(), report.senderDevice)
+                assertEquals(1uL, report.changed)
+                assertEquals(2uL, report.blobsAdded)
+                assertEquals("Nguyễn Thị Hồng Nhung", b.household(id).members[0].fullName)
+                assertTrue(b.housePhoto(id, true)!!.isNotEmpty())
+                assertEquals(a.housePhoto(id, false)!!.toList(), b.housePhoto(id, false)!!.toList())
+                assertEquals(0uL, b.importBundle(bundle).changed) // twice changes nothing
+                // Sealed to B: A cannot import its own bundle.
+                assertThrows<DoorstepException.TransferRefused> { a.importBundle(bundle) }
+
+                // B reaches the network and pushes what it got, photos after records.
+                assertEquals(1uL, b.sync(null).pushed)
+                assertEquals(2uL, b.syncAttachments().uploaded)
+            }
+        }
+    }
 }

@@ -584,7 +584,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::PhotoAdd { household, image, max_side } => {
             let mut store = open_unlocked(&cli)?;
-            let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
             let options = doorstep_core::photo::PhotoOptions { max_side: *max_side, ..Default::default() };
             let photo = store.add_house_photo(household, &bytes, options)?;
             let sealed = store.sealed_blob(&photo.full.id)?.map_or(0, |b| b.len());

@@ -34,5 +34,5 @@ cargo build --locked -q -p doorstep-cli -p doorstep-sync-server
 ls "$target/console-screenshots"
 
 echo "== Benchmark smoke runs (small commune, each bench once)"
-DOORSTEP_BENCH_HOUSEHOLDS=200 cargo bench --locked -p doorstep-core --bench store --bench save_latency -- --test
+DOORSTEP_BENCH_HOUSEHOLDS=200 cargo bench --locked -p doorstep-core --bench store --bench save_latency --bench photo_transfer -- --test
 DOORSTEP_BENCH_HOUSEHOLDS=200 DOORSTEP_BENCH_DEVICES=20 cargo bench --locked -p doorstep-sync-server --bench sync_load -- --test

@@ -79,6 +79,27 @@ $bin set 01.001.00001-000001 address "Số 252, Thôn Đông, xã Tân Lập"
 $bin $B set 01.001.00001-000001 address "Số 251A, Thôn Đông, xã Tân Lập"
 $bin sync && $bin $B sync && $bin sync
 $bin conflicts 01.001.00001-000001
+
+echo "== Phone A photographs a house: stored sealed, synced apart from the record, thumbnail first"
+python3 - "$DEMO/house.png" <<'PY'
+import sys, zlib, struct
+# A small PNG "photo" (a gradient), written without any imaging library.
+w, h = 320, 240
+rows = b"".join(b"\x00" + bytes(sum(((x * 255 // w, y * 255 // h, 128) for x in range(w)), ())) for y in range(h))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+PY
+$bin photo-add 01.001.00001-000001 "$DEMO/house.png"
+$bin sync
+$bin $B sync
+$bin $B photo-get 01.001.00001-000001 --thumb --out "$DEMO/house-thumb.jpg"
+
+echo "== No network: phone A hands its unsynced work to phone B as a sequence of QR codes"
+$bin set 01.001.00001-000002 address "Số 77, Thôn Tây, xã Tân Lập"
+phone_b=$($bin $B devices | head -1 | awk '{print $3}')
+$bin bundle-export --to "$phone_b" --dirty-area 01.001.00001 --qr-dir "$DEMO/frames" --out "$DEMO/a-to-b.bundle"
+$bin $B bundle-import "$DEMO"/frames/*.png | tail -2
+$bin $B show 01.001.00001-000002 | head -3
 echo "== Storage"
 $bin stats
 echo "== Phone A's store is $DEMO/phone-a.db; try: DOORSTEP_STORE=$DEMO/phone-a.db DOORSTEP_PIN=246810 $bin --help"

@@ -87,7 +87,10 @@ CREATE TABLE IF NOT EXISTS blob_chunk (
 const WRITE_LOCK: i64 = 0x00D0_0257;
 
 fn pg(e: postgres::Error) -> ApiError {
-    ApiError::internal(e)
+    match e.as_db_error() {
+        Some(db) => ApiError::internal(format!("{e}: {} ({})", db.message(), db.code().code())),
+        None => ApiError::internal(e),
+    }
 }
 
 /// Idle connections. The blocking client runs a runtime of its own, so the
@@ -500,8 +503,8 @@ impl Tx for PgTx<'_> {
         for r in self
             .0
             .query(
-                "SELECT start_at, data FROM blob_chunk WHERE id = $1 AND start_at < $2 + $3
-                     AND start_at + length(data) > $2 ORDER BY start_at",
+                "SELECT start_at, data FROM blob_chunk WHERE id = $1 AND start_at < $2::BIGINT + $3::BIGINT
+                     AND start_at + length(data) > $2::BIGINT ORDER BY start_at",
                 &[&id, &start, &max],
             )
             .map_err(pg)?

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::logic;
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
-    ResidentLink, Role, Session, Storage, Turning14, add_counts,
+    ResidentLink, Role, Session, Storage, Turning14, add_counts, side_count_queries,
 };
 use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
 
@@ -897,35 +897,12 @@ impl Storage for PostgresStorage {
                     },
                 );
             }
-            let mut counts = |sql: String, p: &[&(dyn postgres::types::ToSql + Sync)]| {
-                c.query(&sql, p).map_err(pg).map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-            };
-            add_counts(
-                &mut out,
-                counts(
-                    format!(
-                        "SELECT area, count(*) FROM person WHERE {WITHIN} AND dob > $2 AND dob <= $3 GROUP BY area"
-                    ),
-                    &[&q.area, &q.born_after, &q.born_until],
-                )?,
-                |c| &mut c.turning_14,
-            );
-            add_counts(
-                &mut out,
-                counts(
-                    format!("SELECT area, count(*) FROM conflict WHERE {WITHIN} AND status = 'open' GROUP BY area"),
-                    &[&q.area],
-                )?,
-                |c| &mut c.open_conflicts,
-            );
-            add_counts(
-                &mut out,
-                counts(
-                    format!("SELECT area, count(*) FROM duplicate WHERE {WITHIN} AND status = 'open' GROUP BY area"),
-                    &[&q.area],
-                )?,
-                |c| &mut c.open_duplicates,
-            );
+            for (sql, birth, field) in side_count_queries(WITHIN, |n| format!("${n}")) {
+                let params: &[&(dyn postgres::types::ToSql + Sync)] =
+                    if birth { &[&q.area, &q.born_after, &q.born_until] } else { &[&q.area] };
+                let rows = c.query(&sql, params).map_err(pg)?.iter().map(|r| (r.get(0), r.get(1))).collect();
+                add_counts(&mut out, rows, field);
+            }
             Ok(out.into_values().collect())
         })
         .await

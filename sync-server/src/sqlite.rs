@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::logic;
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
-    ResidentLink, Role, Session, Storage, Turning14, add_counts,
+    ResidentLink, Role, Session, Storage, Turning14, add_counts, side_count_queries,
 };
 use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
 
@@ -797,36 +797,13 @@ impl Storage for SqliteStorage {
                     },
                 );
             }
-            let counts = |sql: String, p: &[&dyn rusqlite::ToSql]| -> Result<Vec<(String, i64)>, ApiError> {
+            for (sql, birth, field) in side_count_queries(&within, |n| format!("?{n}")) {
                 let mut stmt = c.prepare(&sql)?;
-                Ok(stmt.query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
-            };
-            add_counts(
-                &mut out,
-                counts(
-                    format!(
-                        "SELECT area, count(*) FROM person WHERE {within} AND dob > ?2 AND dob <= ?3 GROUP BY area"
-                    ),
-                    &[&q.area, &q.born_after, &q.born_until],
-                )?,
-                |c| &mut c.turning_14,
-            );
-            add_counts(
-                &mut out,
-                counts(
-                    format!("SELECT area, count(*) FROM conflict WHERE {within} AND status = 'open' GROUP BY area"),
-                    &[&q.area],
-                )?,
-                |c| &mut c.open_conflicts,
-            );
-            add_counts(
-                &mut out,
-                counts(
-                    format!("SELECT area, count(*) FROM duplicate WHERE {within} AND status = 'open' GROUP BY area"),
-                    &[&q.area],
-                )?,
-                |c| &mut c.open_duplicates,
-            );
+                let params: &[&dyn rusqlite::ToSql] =
+                    if birth { &[&q.area, &q.born_after, &q.born_until] } else { &[&q.area] };
+                let rows = stmt.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                add_counts(&mut out, rows, field);
+            }
             Ok(out.into_values().collect())
         })
         .await

@@ -233,6 +233,34 @@ pub fn add_counts(
     }
 }
 
+/// A progress count beside the household figures.
+pub type CountField = fn(&mut AreaCounts) -> &mut i64;
+
+/// The per-area counts a progress report adds to the household figures, as
+/// (SQL, whether it takes the birth window as parameters 2 and 3, field).
+/// `within` is the backend's area test on parameter 1; `p(n)` writes parameter n.
+pub fn side_count_queries(within: &str, p: fn(usize) -> String) -> [(String, bool, CountField); 3] {
+    [
+        (
+            format!(
+                "SELECT area, count(*) FROM person WHERE {within} AND dob > {} AND dob <= {} GROUP BY area",
+                p(2),
+                p(3)
+            ),
+            true,
+            |c| &mut c.turning_14,
+        ),
+        (format!("SELECT area, count(*) FROM conflict WHERE {within} AND status = 'open' GROUP BY area"), false, |c| {
+            &mut c.open_conflicts
+        }),
+        (
+            format!("SELECT area, count(*) FROM duplicate WHERE {within} AND status = 'open' GROUP BY area"),
+            false,
+            |c| &mut c.open_duplicates,
+        ),
+    ]
+}
+
 /// A resident who reaches ID-card age soon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Turning14 {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf};
 use super::households::{field_label, household_link, load_household, member_of};
-use super::layout::{PageError, page, time};
+use super::layout::{PageError, filter_form, page, time};
 use crate::api::{AppState, now};
 
 /// Conflicts shown on one page.
@@ -54,17 +54,7 @@ pub async fn list(
     let body = html! {
         h1 { "Xung đột · Conflicts" }
         @if let Some(id) = q.done { p.flash role="status" { "Đã giải quyết xung đột #" (id) ". Thiết bị sẽ nhận ở lần đồng bộ sau. · Conflict #" (id) " resolved; devices receive it at their next sync." } }
-        form.filter method="get" action="/console/conflicts" {
-            label { "Khu vực · Area" input name="area" value=(area) placeholder="01.001"; }
-            label { "Trạng thái · Status"
-                select name="status" {
-                    @for (v, l) in [("open", "Đang mở · Open"), ("resolved", "Đã giải quyết · Resolved"), ("all", "Tất cả · All")] {
-                        option value=(v) selected[v == status] { (l) }
-                    }
-                }
-            }
-            button type="submit" { "Lọc · Filter" }
-        }
+        (filter_form("/console/conflicts", &area, &[("open", "Đang mở · Open"), ("resolved", "Đã giải quyết · Resolved"), ("all", "Tất cả · All")], status))
         p.muted { (shown.len()) " xung đột · conflicts" @if shown.len() > PAGE_SIZE { " (hiển thị " (PAGE_SIZE) " · showing " (PAGE_SIZE) ")" } }
         @for (c, household) in &cards {
             article.card id={ "conflict-" (c.id) } {

@@ -10,29 +10,23 @@ use maud::html;
 use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf, require_admin};
-use super::layout::{PageError, ago, page, time};
+use super::layout::{Flash, PageError, ago, flash, page, time};
 use crate::api::{AppState, create_enrolment, now};
 use crate::error::ApiError;
 use crate::storage::Role;
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    done: Option<String>,
-}
 
 /// GET /console/devices
 pub async fn list(
     State(state): State<Arc<AppState>>,
     current: Current,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<Flash>,
 ) -> Result<Html<String>, PageError> {
     let devices = state.storage.devices().await?;
     let now = now();
     let admin = current.0.role == Role::Admin;
     let body = html! {
         h1 { "Thiết bị · Devices" }
-        @if let Some(done) = &q.done { p.flash role="status" { (done) } }
+        (flash(q.done.as_deref()))
         @if admin {
             section.card {
                 h3 { "Đăng ký thiết bị mới · Enrol a device" }

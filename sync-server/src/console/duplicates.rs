@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf};
 use super::households::{cccd_ok, household_link, load_household};
-use super::layout::{PageError, page, time};
+use super::layout::{PageError, filter_form, flash, page, time};
 use crate::api::{AppState, now};
 use crate::storage::DuplicateAction;
 
@@ -95,18 +95,8 @@ pub async fn list(
     }
     let body = html! {
         h1 { "Trùng lặp · Duplicate residents" }
-        @if let Some(done) = &q.done { p.flash role="status" { (done) } }
-        form.filter method="get" action="/console/duplicates" {
-            label { "Khu vực · Area" input name="area" value=(area) placeholder="01.001"; }
-            label { "Trạng thái · Status"
-                select name="status" {
-                    @for (v, l) in [("open", "Đang mở · Open"), ("merged", "Đã gộp · Merged"), ("dismissed", "Đã bỏ qua · Dismissed"), ("all", "Tất cả · All")] {
-                        option value=(v) selected[v == status] { (l) }
-                    }
-                }
-            }
-            button type="submit" { "Lọc · Filter" }
-        }
+        (flash(q.done.as_deref()))
+        (filter_form("/console/duplicates", &area, &[("open", "Đang mở · Open"), ("merged", "Đã gộp · Merged"), ("dismissed", "Đã bỏ qua · Dismissed"), ("all", "Tất cả · All")], status))
         p.muted { (shown.len()) " cặp nghi trùng · candidate pairs" }
         @for (d, a, b) in &cards {
             article.card id={ "duplicate-" (d.id) } {

@@ -57,6 +57,34 @@ pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) 
     )
 }
 
+/// A message carried through the redirect after an action.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Flash {
+    /// What was done.
+    #[serde(default)]
+    pub done: Option<String>,
+}
+
+/// The message, when there is one.
+pub fn flash(message: Option<&str>) -> Markup {
+    html! { @if let Some(m) = message { p.flash role="status" { (m) } } }
+}
+
+/// The filter bar of a review list: an area and a status.
+pub fn filter_form(action: &str, area: &str, statuses: &[(&str, &str)], current: &str) -> Markup {
+    html! {
+        form.filter method="get" action=(action) {
+            label { "Khu vực · Area" input name="area" value=(area) placeholder="01.001"; }
+            label { "Trạng thái · Status"
+                select name="status" {
+                    @for (v, l) in statuses { option value=(v) selected[*v == current] { (l) } }
+                }
+            }
+            button type="submit" { "Lọc · Filter" }
+        }
+    }
+}
+
 /// The hidden field that carries a session's CSRF token.
 pub fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }

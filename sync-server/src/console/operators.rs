@@ -8,28 +8,22 @@ use maud::html;
 use serde::Deserialize;
 
 use super::auth::{Current, MIN_PASSWORD_LEN, Posted, csrf, hash_password, require_admin};
-use super::layout::{PageError, page, time};
+use super::layout::{Flash, PageError, flash, page, time};
 use crate::api::{AppState, now};
 use crate::error::ApiError;
 use crate::storage::{Operator, Role};
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    done: Option<String>,
-}
 
 /// GET /console/operators (admin)
 pub async fn list(
     State(state): State<Arc<AppState>>,
     current: Current,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<Flash>,
 ) -> Result<Html<String>, PageError> {
     current.require_admin()?;
     let operators = state.storage.operators().await?;
     let body = html! {
         h1 { "Tài khoản vận hành · Operator accounts" }
-        @if let Some(done) = &q.done { p.flash role="status" { (done) } }
+        (flash(q.done.as_deref()))
         table {
             thead { tr { th { "Tên · Username" } th { "Vai trò · Role" } th { "Tạo lúc · Created" } } }
             tbody { @for o in &operators { tr { td { (o.username) } td { (o.role.as_str()) } td { (time(o.created_at)) } } } }

@@ -211,6 +211,10 @@ test('devices: an admin enrols a phone by QR and revokes it; the phone wipes its
   assert.match(await row.innerText(), /just now/);
   await page.screenshot({ path: join(shots, 'devices.png'), fullPage: true });
   await row.locator('button', { hasText: 'Revoke' }).click();
+  // A revocation wipes the phone: the console asks first.
+  await page.locator('button', { hasText: 'Revoke and wipe' }).waitFor();
+  await page.screenshot({ path: join(shots, 'revoke-confirm.png') });
+  await page.locator('button', { hasText: 'Revoke and wipe' }).click();
   await page.waitForURL(/done=/);
   assert.match(await page.locator('tbody tr').last().innerText(), /revoked/);
   assert.throws(() => phone('sync'), /revoked/);
@@ -264,6 +268,23 @@ test('progress: counts per sub-area, CSV export, and a slip the phone verifies o
     server.kill('SIGCONT');
   }
   await admin.context.close();
+});
+
+test('households: found by a name typed without diacritics, then its page and slip', async () => {
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/households?area=01.002.00004`);
+  const first = page.locator('tbody tr').first();
+  const names = await first.locator('td').nth(2).innerText();
+  const plain = names.split(',')[0].normalize('NFD').replace(/[\u0300-\u036f]/g, '').replace(/đ/g, 'd').replace(/Đ/g, 'D').toLowerCase();
+  await page.fill('input[name=q]', plain);
+  await page.click('button:has-text("Search")');
+  await page.waitForURL(/q=/);
+  assert.ok((await page.locator('tbody tr').count()) >= 1);
+  assert.match(await page.innerText('tbody'), new RegExp(names.split(',')[0]));
+  await page.screenshot({ path: join(shots, 'households.png'), fullPage: true });
+  await page.locator('tbody tr a[href^="/console/households/"]').first().click();
+  assert.ok(await page.isVisible('text=Print verification slip'));
+  await context.close();
 });
 
 test('an operator cannot do what only an admin may', async () => {

@@ -180,6 +180,7 @@ async fn add_operator(
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
     storage.put_operator(Operator { username: username.to_string(), password_hash, role, created_at: now() }).await?;
     let what = if existed { "updated" } else { "created" };
+    storage.log_event(now(), "cli".into(), format!("{what} account {username} ({})", role.as_str())).await?;
     println!("{} account {username} {what}", role.as_str());
     Ok(())
 }

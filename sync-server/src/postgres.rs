@@ -728,6 +728,54 @@ impl Storage for PostgresStorage {
         .await
     }
 
+    async fn log_event(&self, at: i64, user: String, action: String) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO audit (at, device_id, username, doc_id, heads, action) VALUES ($1, 'console', $2, '', '', $3)",
+                &[&at, &user, &action],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn events(&self, limit: i64) -> Result<Vec<AuditEntry>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT at, device_id, username, doc_id, action FROM audit WHERE doc_id = '' ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get(0),
+                device_id: r.get(1),
+                user: r.get(2),
+                doc_id: r.get(3),
+                heads: Vec::new(),
+                action: r.get(4),
+            })
+            .collect())
+        })
+        .await
+    }
+
+    async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>, ApiError> {
+        self.run(move |c| {
+            Ok(c.query(
+                "SELECT doc_id, area, key_json FROM person WHERE ($1 = '' OR area = $1 OR area LIKE $1 || '.%')
+                 ORDER BY doc_id, member_id LIMIT $2",
+                &[&area, &limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+        })
+        .await
+    }
+
     async fn put_operator(&self, op: Operator) -> Result<(), ApiError> {
         self.run(move |c| {
             let mut tx = c.transaction().map_err(pg)?;

@@ -643,6 +643,49 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn log_event(&self, at: i64, user: String, action: String) -> Result<(), ApiError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO audit (at, device_id, user, doc_id, heads, action) VALUES (?1, 'console', ?2, '', '', ?3)",
+                params![at, user, action],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn events(&self, limit: i64) -> Result<Vec<AuditEntry>, ApiError> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT at, device_id, user, doc_id, heads, action FROM audit WHERE doc_id = '' ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    device_id: r.get(1)?,
+                    user: r.get(2)?,
+                    doc_id: r.get(3)?,
+                    heads: Vec::new(),
+                    action: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>, ApiError> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT doc_id, area, key_json FROM person WHERE (?1 = '' OR {}) ORDER BY doc_id, member_id LIMIT ?2",
+                area_clause("area", 1)
+            ))?;
+            let rows = stmt.query_map(params![area, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn put_operator(&self, op: Operator) -> Result<(), ApiError> {
         self.run(move |c| {
             c.execute(

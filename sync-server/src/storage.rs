@@ -311,6 +311,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError>;
     /// The audit log of a household, or all of it.
     async fn audit(&self, doc_id: Option<String>) -> Result<Vec<AuditEntry>, ApiError>;
+    /// Records an operator's action that concerns no household (enrolment, revocation, accounts).
+    async fn log_event(&self, at: i64, user: String, action: String) -> Result<(), ApiError>;
+    /// The latest such actions, newest first.
+    async fn events(&self, limit: i64) -> Result<Vec<AuditEntry>, ApiError>;
+    /// Indexed residents within an area (empty: all), for the console's search: (household, area, key JSON).
+    async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>, ApiError>;
     /// Creates an operator account, or replaces its password and role.
     async fn put_operator(&self, operator: Operator) -> Result<(), ApiError>;
     /// An operator account by name.

@@ -172,7 +172,8 @@ fn an_operator_cannot_do_what_only_an_admin_may() {
     let before = server.fingerprint();
     assert_eq!(clerk.get("/console/operators").status, StatusCode::FORBIDDEN);
     assert_eq!(clerk.post("/console/devices/enrol", &[("area", AREA)]).status, StatusCode::FORBIDDEN);
-    assert_eq!(clerk.post(&format!("/console/devices/{device_id}/revoke"), &[]).status, StatusCode::FORBIDDEN);
+    let confirmed = [("confirm", "yes")];
+    assert_eq!(clerk.post(&format!("/console/devices/{device_id}/revoke"), &confirmed).status, StatusCode::FORBIDDEN);
     let new_account = [("username", "mallory"), ("password", "long enough password"), ("role", "admin")];
     assert_eq!(clerk.post("/console/operators", &new_account).status, StatusCode::FORBIDDEN);
     assert_eq!(server.fingerprint(), before);
@@ -184,9 +185,22 @@ fn an_operator_cannot_do_what_only_an_admin_may() {
 
     // The admin may.
     let admin = Console::login(&server, "admin");
-    assert_eq!(admin.post(&format!("/console/devices/{device_id}/revoke"), &[]).status, StatusCode::SEE_OTHER);
+    // Revoking asks first; only the confirmed post revokes.
+    let asked = admin.post(&format!("/console/devices/{device_id}/revoke"), &[]);
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.body.contains("Revoke and wipe"));
+    assert!(server.runtime.block_on(server.storage.devices()).unwrap()[0].revoked_at.is_none());
+    assert_eq!(admin.post(&format!("/console/devices/{device_id}/revoke"), &confirmed).status, StatusCode::SEE_OTHER);
     assert!(server.runtime.block_on(server.storage.devices()).unwrap()[0].revoked_at.is_some());
     assert_eq!(admin.post("/console/operators", &new_account).status, StatusCode::SEE_OTHER);
+    // Both actions are in the console's audit trail, shown to admins.
+    let events = server.runtime.block_on(server.storage.events(10)).unwrap();
+    let actions: Vec<(&str, &str)> = events.iter().map(|e| (e.user.as_str(), e.action.as_str())).collect();
+    assert_eq!(
+        actions[..2],
+        [("admin", "create account mallory (admin)"), ("admin", &*format!("revoke device {device_id}"))]
+    );
+    assert!(admin.get("/console/operators").body.contains("create account mallory (admin)"));
     assert_eq!(
         server.runtime.block_on(server.storage.operator("mallory".into())).unwrap().map(|o| o.role),
         Some(Role::Admin)
@@ -216,6 +230,7 @@ fn resident_names_holding_markup_are_shown_escaped() {
         "/console/duplicates",
         "/console/households/hh-evil",
         "/console/households/hh-evil/slip",
+        "/console/households?q=alert",
         &format!("/console/progress?area={AREA}"),
     ] {
         let page = clerk.get(path);
@@ -227,6 +242,9 @@ fn resident_names_holding_markup_are_shown_escaped() {
     assert!(clerk.get("/console/duplicates").body.contains("&lt;script&gt;alert('x')&lt;/script&gt;"));
     assert!(clerk.get("/console/conflicts").body.contains("&lt;b&gt;0912&lt;/b&gt;"));
     assert!(clerk.get("/console/households/hh-evil").body.contains("&quot;&gt;&lt;img src=x"));
+    // The household search finds both records of that name, typed plainly.
+    let found = clerk.get("/console/households?q=SCRIPT%20alert");
+    assert!(found.body.contains("hh-evil") && found.body.contains("hh-twin"), "{}", found.body);
 }
 
 #[test]

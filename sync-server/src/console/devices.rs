@@ -86,6 +86,10 @@ pub async fn enrol(State(state): State<Arc<AppState>>, posted: Posted<Enrolment>
         ));
     }
     let code = create_enrolment(&state, area).await?;
+    state
+        .storage
+        .log_event(now(), posted.session.username.clone(), format!("create enrolment for area {area}"))
+        .await?;
     let png = doorstep_core::qr::encode_png(&code.to_qr_text(), 6).map_err(ApiError::internal)?;
     let body = html! {
         h1 { "Mã đăng ký thiết bị · Enrolment QR code" }
@@ -100,17 +104,45 @@ pub async fn enrol(State(state): State<Arc<AppState>>, posted: Posted<Enrolment>
     Ok(page("Enrol a device", Some(&posted.session), "devices", body))
 }
 
-/// POST /console/devices/{id}/revoke (admin)
+#[derive(Deserialize)]
+pub struct Revocation {
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// POST /console/devices/{id}/revoke (admin). Revoking wipes the device at its next
+/// sync, so the first post only asks to confirm.
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    posted: Posted<super::auth::Empty>,
+    posted: Posted<Revocation>,
 ) -> Result<Response, PageError> {
     require_admin(&posted.session)?;
+    if posted.form.confirm.as_deref() != Some("yes") {
+        let device = state.storage.devices().await?.into_iter().find(|d| d.device_id == id && d.revoked_at.is_none());
+        let Some(device) = device else { return Err(PageError::not_found("No such active device.")) };
+        let body = html! {
+            h1 { "Thu hồi thiết bị? · Revoke this device?" }
+            section.card {
+                p { "Thiết bị · Device " code { (device.device_id) } " — " (device.area) }
+                p { "Ở lần đồng bộ sau, thiết bị sẽ bị từ chối và tự xoá mọi dữ liệu trên máy. Những thay đổi chưa đồng bộ sẽ mất. "
+                    "· At its next sync the device is refused and wipes all its data. Changes it has not synced are lost." }
+                div.actions {
+                    form.inline method="post" action={ "/console/devices/" (device.device_id) "/revoke" } {
+                        (csrf(&posted.session))
+                        input type="hidden" name="confirm" value="yes";
+                        button.danger type="submit" { "Thu hồi và xoá · Revoke and wipe" }
+                    }
+                    a.button href="/console/devices" { "Huỷ · Cancel" }
+                }
+            }
+        };
+        return Ok(page("Revoke a device", Some(&posted.session), "devices", body).into_response());
+    }
     if !state.storage.revoke_device(id.clone(), now()).await? {
         return Err(PageError::not_found("No such active device."));
     }
-    eprintln!("device {id} revoked by {}", posted.session.username);
+    state.storage.log_event(now(), posted.session.username.clone(), format!("revoke device {id}")).await?;
     let msg = format!(
         "Đã thu hồi {id}; thiết bị sẽ tự xoá dữ liệu ở lần đồng bộ sau. · Revoked {id}: it wipes its data at its next sync."
     );

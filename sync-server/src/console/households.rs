@@ -88,6 +88,90 @@ fn members_table(h: &Household) -> Markup {
     }
 }
 
+/// Residents scanned at most by one search (narrow the area beyond that).
+const SEARCH_SCAN: i64 = 200_000;
+/// Households listed at most.
+const SEARCH_SHOWN: usize = 100;
+
+#[derive(serde::Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    area: String,
+    #[serde(default)]
+    q: String,
+}
+
+/// One household found, with the residents that matched.
+struct Found {
+    doc_id: String,
+    area: String,
+    names: Vec<String>,
+}
+
+/// Households of an area matching a household id prefix, a CCCD number, or a
+/// name typed with or without diacritics.
+fn search(rows: Vec<(String, String, String)>, query: &str) -> Vec<Found> {
+    let q = query.trim();
+    let digits: String = q.chars().filter(|c| !c.is_whitespace()).collect();
+    let wanted = doorstep_core::identity::normalize_name(q);
+    let mut out: Vec<Found> = Vec::new();
+    for (doc_id, area, key) in rows {
+        let Ok(person) = serde_json::from_str::<doorstep_core::identity::PersonKey>(&key) else { continue };
+        let hit = q.is_empty()
+            || doc_id.starts_with(q)
+            || (digits.len() == 12 && person.cccd.as_deref() == Some(digits.as_str()))
+            || (!wanted.is_empty() && doorstep_core::identity::normalize_name(&person.full_name).contains(&wanted));
+        if !hit {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.doc_id == doc_id => last.names.push(person.full_name),
+            _ => {
+                if out.len() == SEARCH_SHOWN {
+                    break;
+                }
+                out.push(Found { doc_id, area, names: vec![person.full_name] });
+            }
+        }
+    }
+    out
+}
+
+/// GET /console/households?area=…&q=…: find a household (to view it or print its slip).
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    current: Current,
+    axum::extract::Query(q): axum::extract::Query<SearchQuery>,
+) -> Result<Html<String>, PageError> {
+    let area = q.area.trim().to_string();
+    let rows = state.storage.people(area.clone(), SEARCH_SCAN).await?;
+    let truncated = rows.len() as i64 == SEARCH_SCAN;
+    let found = search(rows, &q.q);
+    let body = html! {
+        h1 { "Hộ · Households" }
+        form.filter method="get" action="/console/households" {
+            label { "Khu vực · Area" input name="area" value=(area) placeholder="01.001.00001"; }
+            label { "Mã hộ, số CCCD hoặc họ tên · Household id, CCCD or name"
+                input name="q" value=(q.q) placeholder="nguyen thi nhung" autofocus; }
+            button type="submit" { "Tìm · Search" }
+        }
+        @if truncated { p.muted { "Chỉ xét " (SEARCH_SCAN) " người đầu tiên: hãy chọn khu vực hẹp hơn. · Only the first " (SEARCH_SCAN) " residents were searched: narrow the area." } }
+        p.muted { (found.len()) " hộ · households" @if found.len() == SEARCH_SHOWN { " (" (SEARCH_SHOWN) " đầu tiên · first " (SEARCH_SHOWN) ")" } }
+        table {
+            thead { tr { th { "Hộ · Household" } th { "Khu vực · Area" } th { "Nhân khẩu khớp · Matching residents" } th {} } }
+            tbody { @for f in &found {
+                tr {
+                    td { (household_link(&f.doc_id)) }
+                    td { (f.area) }
+                    td { (f.names.join(", ")) }
+                    td { a href={ "/console/households/" (f.doc_id) "/slip" } { "Phiếu · Slip" } }
+                }
+            } }
+        }
+    };
+    Ok(page("Households", Some(&current.0), "households", body))
+}
+
 /// GET /console/households/{id}
 pub async fn show(
     State(state): State<Arc<AppState>>,
@@ -125,7 +209,7 @@ pub async fn show(
             } }
         }
     };
-    Ok(page(&format!("Household {id}"), Some(&current.0), "", body))
+    Ok(page(&format!("Household {id}"), Some(&current.0), "households", body))
 }
 
 /// GET /console/households/{id}/slip: a printable page with the signed QR code.
@@ -172,4 +256,31 @@ pub async fn slip(
         }
     };
     Ok(page(&format!("Slip {id}"), Some(&current.0), "", body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn households_are_found_by_id_cccd_or_a_name_without_diacritics() {
+        let person = |name: &str, cccd: Option<&str>| {
+            serde_json::json!({"full_name": name, "dob": null, "sex": null, "cccd": cccd}).to_string()
+        };
+        let rows = || {
+            vec![
+                ("hh-1".to_string(), "01".to_string(), person("Nguyễn Thị Hồng Nhung", Some("001166012345"))),
+                ("hh-1".to_string(), "01".to_string(), person("Lê Văn Nam", None)),
+                ("hh-2".to_string(), "01".to_string(), person("Đỗ Kim Tâm", Some("011165617775"))),
+            ]
+        };
+        let ids = |q: &str| search(rows(), q).into_iter().map(|f| f.doc_id).collect::<Vec<_>>();
+        assert_eq!(ids("nguyen thi hong"), ["hh-1"]);
+        assert_eq!(ids("do kim tam"), ["hh-2"]);
+        assert_eq!(ids("0111 6561 7775"), ["hh-2"]);
+        assert_eq!(ids("hh-"), ["hh-1", "hh-2"]);
+        assert_eq!(ids(""), ["hh-1", "hh-2"]);
+        assert!(ids("trần").is_empty());
+        assert_eq!(search(rows(), "").remove(0).names.len(), 2);
+    }
 }

@@ -13,10 +13,11 @@ const VIETNAM_OFFSET_SECS: i32 = 7 * 3600;
 /// A page with the navigation bar (when logged in) around `body`.
 pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) -> Html<String> {
     let nav = [
-        ("progress", "/console/progress", "Tiến độ · Progress"),
-        ("conflicts", "/console/conflicts", "Xung đột · Conflicts"),
-        ("duplicates", "/console/duplicates", "Trùng lặp · Duplicates"),
-        ("devices", "/console/devices", "Thiết bị · Devices"),
+        ("progress", "/console/progress", "Tiến độ", "Progress"),
+        ("conflicts", "/console/conflicts", "Xung đột", "Conflicts"),
+        ("duplicates", "/console/duplicates", "Trùng lặp", "Duplicates"),
+        ("households", "/console/households", "Hộ", "Households"),
+        ("devices", "/console/devices", "Thiết bị", "Devices"),
     ];
     Html(
         html! {
@@ -33,12 +34,12 @@ pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) 
                         header.top {
                             span.brand { "Doorstep" }
                             nav {
-                                @for (key, href, label) in nav {
-                                    a href=(href) class=[(key == active).then_some("active")] { (label) }
+                                @for (key, href, vi, en) in nav {
+                                    a href=(href) class=[(key == active).then_some("active")] { (vi) span.en { (en) } }
                                 }
                                 @if s.role == Role::Admin {
                                     a href="/console/operators" class=[("operators" == active).then_some("active")] {
-                                        "Tài khoản · Accounts"
+                                        "Tài khoản" span.en { "Accounts" }
                                     }
                                 }
                             }

@@ -46,6 +46,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/devices/{id}/revoke", post(devices::revoke))
         .route("/console/progress", get(progress::show))
         .route("/console/progress.csv", get(progress::csv))
+        .route("/console/households", get(households::list))
         .route("/console/households/{id}", get(households::show))
         .route("/console/households/{id}/slip", get(households::slip))
         .route("/console/operators", get(operators::list).post(operators::create))

@@ -21,6 +21,7 @@ pub async fn list(
 ) -> Result<Html<String>, PageError> {
     current.require_admin()?;
     let operators = state.storage.operators().await?;
+    let events = state.storage.events(30).await?;
     let body = html! {
         h1 { "Tài khoản vận hành · Operator accounts" }
         (flash(q.done.as_deref()))
@@ -40,6 +41,11 @@ pub async fn list(
                 }
                 button.primary type="submit" { "Tạo · Create" }
             }
+        }
+        h2 { "Thao tác gần đây · Recent console actions" }
+        table {
+            thead { tr { th { "Lúc · When" } th { "Người · Who" } th { "Việc · Action" } } }
+            tbody { @for e in &events { tr { td { (time(e.at)) } td { (e.user) } td { (e.action) } } } }
         }
     };
     Ok(page("Accounts", Some(&current.0), "operators", body))
@@ -82,7 +88,8 @@ pub async fn create(State(state): State<Arc<AppState>>, posted: Posted<NewOperat
         .storage
         .put_operator(Operator { username: username.clone(), password_hash: hash, role, created_at: now() })
         .await?;
-    eprintln!("operator account {username} ({}) created by {}", role.as_str(), posted.session.username);
+    let action = format!("create account {username} ({})", role.as_str());
+    state.storage.log_event(now(), posted.session.username.clone(), action).await?;
     let msg = format!("Đã tạo {username}. · Created {username}.");
     Ok(Redirect::to(&format!(
         "/console/operators?{}",

@@ -331,6 +331,22 @@ impl DoorstepStore {
         })
     }
 
+    /// Verifies a household verification slip from a photo of its QR code, offline, with the
+    /// server key received at enrolment. A forged or altered slip gives `InvalidInput`.
+    pub fn verify_slip_image(&self, image: Vec<u8>) -> Result<SlipRecord, DoorstepError> {
+        self.with(|s| {
+            let texts = doorstep_core::qr::decode_image(&image)?;
+            let mut last = doorstep_core::Error::BadSignature("no verification slip in the image".into());
+            for t in texts {
+                match doorstep_core::sync::verify_slip(s, &t) {
+                    Ok(slip) => return Ok(slip.into()),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
+
     /// Asks a running sync to stop at its next round trip.
     pub fn cancel_sync(&self) {
         self.cancel.store(true, Ordering::SeqCst);

@@ -431,3 +431,48 @@ pub struct FrameProgressRecord {
     /// Whether the bundle is whole.
     pub complete: bool,
 }
+
+/// A resident as a verification slip shows them.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SlipMemberRecord {
+    /// Full name.
+    pub name: String,
+    /// Year of birth.
+    pub birth_year: Option<i32>,
+    /// Last four digits of the CCCD number.
+    pub cccd_last4: Option<String>,
+}
+
+/// What a verified household slip certifies.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SlipRecord {
+    /// Household id.
+    pub household_id: String,
+    /// Area code.
+    pub area: String,
+    /// Address.
+    pub address: String,
+    /// Residents.
+    pub members: Vec<SlipMemberRecord>,
+    /// The document version certified.
+    pub version: String,
+    /// Day of issue, `YYYY-MM-DD`.
+    pub issued_on: String,
+}
+
+impl From<doorstep_core::slip::Slip> for SlipRecord {
+    fn from(s: doorstep_core::slip::Slip) -> Self {
+        SlipRecord {
+            household_id: s.household_id,
+            area: s.area,
+            address: s.address,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| SlipMemberRecord { name: m.name, birth_year: m.birth_year, cccd_last4: m.cccd_last4 })
+                .collect(),
+            version: s.version,
+            issued_on: s.issued_on,
+        }
+    }
+}

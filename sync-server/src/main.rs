@@ -79,6 +79,15 @@ enum Command {
     },
     /// List devices.
     Devices,
+    /// Write a household's signed verification slip QR code as a PNG (the console prints the whole slip).
+    Slip {
+        /// Household id.
+        #[arg(long)]
+        household: String,
+        /// Where to write the PNG.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -145,6 +154,15 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
             } else {
                 return Err(format!("no active device {device}").into());
             }
+        }
+        Command::Slip { household, out } => {
+            let (snapshot, heads) = storage.household(household.clone()).await?.ok_or("no such household")?;
+            let editor = doorstep_sync_server::merge::server_editor("cli");
+            let doc = doorstep_core::record::HouseholdDoc::load(&household, &snapshot, &editor)?;
+            let state = AppState::new(storage.clone(), String::new(), String::new());
+            let slip = doorstep_core::slip::Slip::for_household(&doc.read(), &heads, chrono::Utc::now().date_naive());
+            std::fs::write(&out, doorstep_core::qr::encode_png(&slip.sign(state.slip_key().await?), 4)?)?;
+            println!("verification slip of {household} written to {}", out.display());
         }
         Command::Devices => {
             for d in storage.devices().await? {

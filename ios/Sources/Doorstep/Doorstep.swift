@@ -487,6 +487,22 @@ fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
+    typealias FfiType = Int32
+    typealias SwiftType = Int32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int32, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -921,6 +937,12 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     func updateHousehold(household: HouseholdRecord) throws  -> SaveResult
     
     /**
+     * Verifies a household verification slip from a photo of its QR code, offline, with the
+     * server key received at enrolment. A forged or altered slip gives `InvalidInput`.
+     */
+    func verifySlipImage(image: Data) throws  -> SlipRecord
+    
+    /**
      * Deletes every household, profile and secret on this device.
      */
     func wipe() throws 
@@ -1308,6 +1330,20 @@ open func updateHousehold(household: HouseholdRecord)throws  -> SaveResult  {
     uniffi_doorstep_ffi_fn_method_doorstepstore_update_household(
             self.uniffiCloneHandle(),
         FfiConverterTypeHouseholdRecord_lower(household),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Verifies a household verification slip from a photo of its QR code, offline, with the
+     * server key received at enrolment. A forged or altered slip gives `InvalidInput`.
+     */
+open func verifySlipImage(image: Data)throws  -> SlipRecord  {
+    return try  FfiConverterTypeSlipRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_verify_slip_image(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(image),uniffiCallStatus
     )
 })
 }
@@ -3408,6 +3444,194 @@ public func FfiConverterTypeSearchHitRecord_lower(_ value: SearchHitRecord) -> R
 
 
 /**
+ * A resident as a verification slip shows them.
+ */
+public struct SlipMemberRecord: Equatable, Hashable {
+    /**
+     * Full name.
+     */
+    public var name: String
+    /**
+     * Year of birth.
+     */
+    public var birthYear: Int32?
+    /**
+     * Last four digits of the CCCD number.
+     */
+    public var cccdLast4: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Full name.
+         */name: String, 
+        /**
+         * Year of birth.
+         */birthYear: Int32?, 
+        /**
+         * Last four digits of the CCCD number.
+         */cccdLast4: String?) {
+        self.name = name
+        self.birthYear = birthYear
+        self.cccdLast4 = cccdLast4
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SlipMemberRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSlipMemberRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SlipMemberRecord {
+        return
+            try SlipMemberRecord(
+                name: FfiConverterString.read(from: &buf), 
+                birthYear: FfiConverterOptionInt32.read(from: &buf), 
+                cccdLast4: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SlipMemberRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterOptionInt32.write(value.birthYear, into: &buf)
+        FfiConverterOptionString.write(value.cccdLast4, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSlipMemberRecord_lift(_ buf: RustBuffer) throws -> SlipMemberRecord {
+    return try FfiConverterTypeSlipMemberRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSlipMemberRecord_lower(_ value: SlipMemberRecord) -> RustBuffer {
+    return FfiConverterTypeSlipMemberRecord.lower(value)
+}
+
+
+/**
+ * What a verified household slip certifies.
+ */
+public struct SlipRecord: Equatable, Hashable {
+    /**
+     * Household id.
+     */
+    public var householdId: String
+    /**
+     * Area code.
+     */
+    public var area: String
+    /**
+     * Address.
+     */
+    public var address: String
+    /**
+     * Residents.
+     */
+    public var members: [SlipMemberRecord]
+    /**
+     * The document version certified.
+     */
+    public var version: String
+    /**
+     * Day of issue, `YYYY-MM-DD`.
+     */
+    public var issuedOn: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Household id.
+         */householdId: String, 
+        /**
+         * Area code.
+         */area: String, 
+        /**
+         * Address.
+         */address: String, 
+        /**
+         * Residents.
+         */members: [SlipMemberRecord], 
+        /**
+         * The document version certified.
+         */version: String, 
+        /**
+         * Day of issue, `YYYY-MM-DD`.
+         */issuedOn: String) {
+        self.householdId = householdId
+        self.area = area
+        self.address = address
+        self.members = members
+        self.version = version
+        self.issuedOn = issuedOn
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SlipRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSlipRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SlipRecord {
+        return
+            try SlipRecord(
+                householdId: FfiConverterString.read(from: &buf), 
+                area: FfiConverterString.read(from: &buf), 
+                address: FfiConverterString.read(from: &buf), 
+                members: FfiConverterSequenceTypeSlipMemberRecord.read(from: &buf), 
+                version: FfiConverterString.read(from: &buf), 
+                issuedOn: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SlipRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterString.write(value.area, into: &buf)
+        FfiConverterString.write(value.address, into: &buf)
+        FfiConverterSequenceTypeSlipMemberRecord.write(value.members, into: &buf)
+        FfiConverterString.write(value.version, into: &buf)
+        FfiConverterString.write(value.issuedOn, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSlipRecord_lift(_ buf: RustBuffer) throws -> SlipRecord {
+    return try FfiConverterTypeSlipRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSlipRecord_lower(_ value: SlipRecord) -> RustBuffer {
+    return FfiConverterTypeSlipRecord.lower(value)
+}
+
+
+/**
  * Progress of a sync.
  */
 public struct SyncProgressRecord: Equatable, Hashable {
@@ -4102,6 +4326,30 @@ public func FfiConverterTypeProfileRole_lower(_ value: ProfileRole) -> RustBuffe
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionInt32: FfiConverterRustBuffer {
+    typealias SwiftType = Int32?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterInt32.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionDouble: FfiConverterRustBuffer {
     typealias SwiftType = Double?
 
@@ -4521,6 +4769,31 @@ fileprivate struct FfiConverterSequenceTypeSearchHitRecord: FfiConverterRustBuff
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeSlipMemberRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [SlipMemberRecord]
+
+    public static func write(_ value: [SlipMemberRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSlipMemberRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SlipMemberRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SlipMemberRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSlipMemberRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRustBuffer {
     typealias SwiftType = [ValidationIssueRecord]
 
@@ -4771,6 +5044,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household() != 2812) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image() != 49713) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe() != 51226) {

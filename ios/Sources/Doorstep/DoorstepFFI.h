@@ -390,6 +390,11 @@ RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_unlock(uint64_t ptr, Rust
 RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_update_household(uint64_t ptr, RustBuffer household, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_VERIFY_SLIP_IMAGE
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_VERIFY_SLIP_IMAGE
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_verify_slip_image(uint64_t ptr, RustBuffer image, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_WIPE
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_WIPE
 void uniffi_doorstep_ffi_fn_method_doorstepstore_wipe(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -972,6 +977,12 @@ uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_UPDATE_HOUSEHOLD
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_UPDATE_HOUSEHOLD
 uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_VERIFY_SLIP_IMAGE
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_VERIFY_SLIP_IMAGE
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image(void
     
 );
 #endif

@@ -780,6 +780,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo(
@@ -883,6 +885,8 @@ internal object UniffiLib {
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_unlock(`ptr`: Long,`label`: RustBuffer.ByValue,`pin`: RustBuffer.ByValue,`keyProvider`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_update_household(`ptr`: Long,`household`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_verify_slip_image(`ptr`: Long,`image`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_wipe(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1146,6 +1150,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household() and 0xFFFF) != 2812) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image() and 0xFFFF) != 49713) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe() and 0xFFFF) != 51226) {
@@ -1450,6 +1457,29 @@ public object FfiConverterUInt: FfiConverter<UInt, Int> {
 
     override fun write(value: UInt, buf: ByteBuffer) {
         buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterInt: FfiConverter<Int, Int> {
+    override fun lift(value: Int): Int {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Int {
+        return buf.getInt()
+    }
+
+    override fun lower(value: Int): Int {
+        return value
+    }
+
+    override fun allocationSize(value: Int) = 4UL
+
+    override fun write(value: Int, buf: ByteBuffer) {
+        buf.putInt(value)
     }
 }
 
@@ -2169,6 +2199,12 @@ public interface DoorstepStoreInterface {
     fun `updateHousehold`(`household`: HouseholdRecord): SaveResult
     
     /**
+     * Verifies a household verification slip from a photo of its QR code, offline, with the
+     * server key received at enrolment. A forged or altered slip gives `InvalidInput`.
+     */
+    fun `verifySlipImage`(`image`: kotlin.ByteArray): SlipRecord
+    
+    /**
      * Deletes every household, profile and secret on this device.
      */
     fun `wipe`()
@@ -2675,6 +2711,25 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
         it,
         
         FfiConverterTypeHouseholdRecord.lower(`household`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Verifies a household verification slip from a photo of its QR code, offline, with the
+     * server key received at enrolment. A forged or altered slip gives `InvalidInput`.
+     */
+    @Throws(DoorstepException::class)override fun `verifySlipImage`(`image`: kotlin.ByteArray): SlipRecord {
+            return FfiConverterTypeSlipRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_verify_slip_image(
+        it,
+        
+        FfiConverterByteArray.lower(`image`),_status)
 }
     }
     )
@@ -4640,6 +4695,140 @@ public object FfiConverterTypeSearchHitRecord: FfiConverterRustBuffer<SearchHitR
 
 
 /**
+ * A resident as a verification slip shows them.
+ */
+data class SlipMemberRecord (
+    /**
+     * Full name.
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Year of birth.
+     */
+    var `birthYear`: kotlin.Int?
+    , 
+    /**
+     * Last four digits of the CCCD number.
+     */
+    var `cccdLast4`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSlipMemberRecord: FfiConverterRustBuffer<SlipMemberRecord> {
+    override fun read(buf: ByteBuffer): SlipMemberRecord {
+        return SlipMemberRecord(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalInt.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SlipMemberRecord) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterOptionalInt.allocationSize(value.`birthYear`) +
+            FfiConverterOptionalString.allocationSize(value.`cccdLast4`)
+    )
+
+    override fun write(value: SlipMemberRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterOptionalInt.write(value.`birthYear`, buf)
+            FfiConverterOptionalString.write(value.`cccdLast4`, buf)
+    }
+}
+
+
+
+/**
+ * What a verified household slip certifies.
+ */
+data class SlipRecord (
+    /**
+     * Household id.
+     */
+    var `householdId`: kotlin.String
+    , 
+    /**
+     * Area code.
+     */
+    var `area`: kotlin.String
+    , 
+    /**
+     * Address.
+     */
+    var `address`: kotlin.String
+    , 
+    /**
+     * Residents.
+     */
+    var `members`: List<SlipMemberRecord>
+    , 
+    /**
+     * The document version certified.
+     */
+    var `version`: kotlin.String
+    , 
+    /**
+     * Day of issue, `YYYY-MM-DD`.
+     */
+    var `issuedOn`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSlipRecord: FfiConverterRustBuffer<SlipRecord> {
+    override fun read(buf: ByteBuffer): SlipRecord {
+        return SlipRecord(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterSequenceTypeSlipMemberRecord.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SlipRecord) = (
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterString.allocationSize(value.`area`) +
+            FfiConverterString.allocationSize(value.`address`) +
+            FfiConverterSequenceTypeSlipMemberRecord.allocationSize(value.`members`) +
+            FfiConverterString.allocationSize(value.`version`) +
+            FfiConverterString.allocationSize(value.`issuedOn`)
+    )
+
+    override fun write(value: SlipRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterString.write(value.`area`, buf)
+            FfiConverterString.write(value.`address`, buf)
+            FfiConverterSequenceTypeSlipMemberRecord.write(value.`members`, buf)
+            FfiConverterString.write(value.`version`, buf)
+            FfiConverterString.write(value.`issuedOn`, buf)
+    }
+}
+
+
+
+/**
  * Progress of a sync.
  */
 data class SyncProgressRecord (
@@ -5295,6 +5484,38 @@ public object FfiConverterTypeProfileRole: FfiConverterRustBuffer<ProfileRole> {
 /**
  * @suppress
  */
+public object FfiConverterOptionalInt: FfiConverterRustBuffer<kotlin.Int?> {
+    override fun read(buf: ByteBuffer): kotlin.Int? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterInt.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.Int?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterInt.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.Int?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterInt.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalDouble: FfiConverterRustBuffer<kotlin.Double?> {
     override fun read(buf: ByteBuffer): kotlin.Double? {
         if (buf.get().toInt() == 0) {
@@ -5785,6 +6006,34 @@ public object FfiConverterSequenceTypeSearchHitRecord: FfiConverterRustBuffer<Li
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeSearchHitRecord.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSlipMemberRecord: FfiConverterRustBuffer<List<SlipMemberRecord>> {
+    override fun read(buf: ByteBuffer): List<SlipMemberRecord> {
+        val len = buf.getInt()
+        return List<SlipMemberRecord>(len) {
+            FfiConverterTypeSlipMemberRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<SlipMemberRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSlipMemberRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<SlipMemberRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSlipMemberRecord.write(it, buf)
         }
     }
 }

@@ -140,7 +140,7 @@ class DoorstepTest {
     }
 
     @Test
-    fun `two stores sync through a real server, conflict, and resolve`() = runBlocking {
+    fun `two stores sync through a real server, conflict, and resolve`() = runBlocking<Unit> {
         officerStore("a").use { a ->
             officerStore("b").use { b ->
                 a.enrolFromQrImage(enrolmentPng("enrol-a"))
@@ -173,12 +173,24 @@ class DoorstepTest {
                 assertTrue(a.conflicts(id).isEmpty())
                 assertTrue(b.conflicts(id).isEmpty())
                 assertEquals("Số 16, Thôn Đông", b.household(id).address)
+
+                // The registry's signed verification slip, checked on the phone with no network.
+                val slipPng = File(dir, "slip.png")
+                val bin = System.getProperty("doorstep.server.bin")
+                val p = ProcessBuilder(bin, "--db", serverDb.path, "slip", "--household", id, "--out", slipPng.path)
+                    .redirectErrorStream(true).start()
+                assertEquals(0, p.waitFor())
+                val slip = b.verifySlipImage(slipPng.readBytes())
+                assertEquals(id, slip.householdId)
+                assertEquals("Nguyễn Thị Hồng Nhung", slip.members[0].name)
+                assertEquals("2345", slip.members[0].cccdLast4)
+                assertThrows<DoorstepException.InvalidInput> { b.verifySlipImage(qrPng("DSLIP1.forged.slip")) }
             }
         }
     }
 
     @Test
-    fun `a household with its photo crosses to another store by QR frames, offline`() = runBlocking {
+    fun `a household with its photo crosses to another store by QR frames, offline`() = runBlocking<Unit> {
         officerStore("tx-a").use { a ->
             officerStore("tx-b").use { b ->
                 a.enrolFromQrImage(enrolmentPng("enrol-tx-a"))

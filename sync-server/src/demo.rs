@@ -168,6 +168,14 @@ pub fn seed(state: &AppState, jsonl: &str, communes: usize, rt: &tokio::runtime:
         summary.households += 1;
     }
     phones[1].sync()?;
+
+    // Two house photos, synced after their records as a phone does.
+    for (k, id) in first_ids.iter().take(2).enumerate() {
+        let photo = doorstep_core::photo::synthetic_jpeg(1200 + 200 * k as u32, 900, 85);
+        phones[0].store.add_house_photo(id, &photo, doorstep_core::photo::PhotoOptions::default())?;
+    }
+    phones[0].sync()?;
+    doorstep_core::sync::sync_attachments(&phones[0].store, &phones[0].transport, &AtomicBool::new(false))?;
     summary.devices = phones.len() + 1;
     summary.conflicts = rt.block_on(state.storage.conflicts(None))?.iter().filter(|c| c.status == "open").count();
     summary.duplicates = rt.block_on(state.storage.duplicates(None))?.iter().filter(|d| d.status == "open").count();

@@ -1001,6 +1001,17 @@ impl Storage for PostgresStorage {
         .await
     }
 
+    async fn blob(&self, id: String) -> Result<Option<Vec<u8>>, ApiError> {
+        self.run(move |c| {
+            let mut tx = PgTx(c.transaction().map_err(pg)?);
+            let Some(state) = tx.blob_state(&id)?.filter(|s| s.received == s.total) else { return Ok(None) };
+            let bytes = tx.read_blob(&id, 0, state.total)?;
+            tx.0.commit().map_err(pg)?;
+            Ok(Some(bytes))
+        })
+        .await
+    }
+
     async fn fingerprint(&self) -> Result<String, ApiError> {
         self.run(|c| {
             let mut h = blake3::Hasher::new();

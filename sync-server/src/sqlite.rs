@@ -884,6 +884,15 @@ impl Storage for SqliteStorage {
         self.run(move |c| in_tx(c, |tx| logic::get_blob(tx, &device, &get))).await
     }
 
+    async fn blob(&self, id: String) -> Result<Option<Vec<u8>>, ApiError> {
+        self.run(move |c| {
+            let mut tx = SqliteTx(c.transaction()?);
+            let Some(state) = tx.blob_state(&id)?.filter(|s| s.received == s.total) else { return Ok(None) };
+            Ok(Some(tx.read_blob(&id, 0, state.total)?))
+        })
+        .await
+    }
+
     async fn fingerprint(&self) -> Result<String, ApiError> {
         self.run(|c| {
             let mut h = blake3::Hasher::new();

@@ -351,6 +351,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError>;
     /// A range of a complete attachment blob, for a device of a related area.
     async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk, ApiError>;
+    /// A complete attachment blob, sealed, for the console (which holds the key from the document).
+    async fn blob(&self, id: String) -> Result<Option<Vec<u8>>, ApiError>;
     /// A checksum of everything stored, for tests that prove a refusal changed nothing.
     async fn fingerprint(&self) -> Result<String, ApiError>;
 }

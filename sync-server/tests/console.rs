@@ -462,3 +462,32 @@ fn a_printed_slip_verifies_on_a_device_with_no_network() {
     let forged = text.replacen("DSLIP1.", "DSLIP1.A", 1);
     assert!(matches!(doorstep_core::sync::verify_slip(&a.store, &forged), Err(doorstep_core::Error::BadSignature(_))));
 }
+
+#[test]
+fn a_house_photo_shows_in_the_console_once_uploaded() {
+    let server = TestServer::start();
+    add_account(&server, "clerk", Role::Operator);
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    let jpeg = doorstep_core::photo::synthetic_jpeg(800, 600, 90);
+    a.store.add_house_photo("hh-1", &jpeg, doorstep_core::photo::PhotoOptions::default()).unwrap();
+    a.sync().unwrap();
+    let clerk = Console::login(&server, "clerk");
+    assert!(clerk.get("/console/households/hh-1").body.contains("/console/households/hh-1/photo/thumb"));
+    assert_eq!(clerk.get("/console/households/hh-1/photo/thumb").status, StatusCode::NOT_FOUND, "not uploaded yet");
+    a.sync_attachments().unwrap();
+    let resp = clerk
+        .http
+        .get(format!("{}/console/households/hh-1/photo/thumb", server.url))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    let thumb = a.store.house_photo("hh-1", doorstep_core::store::PhotoSize::Thumb).unwrap().unwrap();
+    assert_eq!(resp.bytes().unwrap().to_vec(), thumb);
+    assert_eq!(
+        Console::http().get(format!("{}/console/households/hh-1/photo/full", server.url)).send().unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+}

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use doorstep_core::attachment::{PhotoRef, open_blob};
 use doorstep_core::form::residence_survey;
 use doorstep_core::identity::{Cccd, Sex};
 use doorstep_core::record::{Household, HouseholdDoc, Member};
@@ -188,6 +189,11 @@ pub async fn show(
             dt { "Phiên bản · Version" } dd { code { (heads.iter().min().map(|s| &s[..s.len().min(16)]).unwrap_or("–")) } }
         }
         p.actions { a.button.primary href={ "/console/households/" (h.household_id) "/slip" } { "In phiếu xác minh · Print verification slip" } }
+        @if h.house_photo.is_some() {
+            p { a href={ "/console/households/" (h.household_id) "/photo/full" } {
+                img.house alt="Ảnh nhà · House photo" src={ "/console/households/" (h.household_id) "/photo/thumb" };
+            } }
+        }
         h2 { "Nhân khẩu · Residents (" (h.members.len()) ")" }
         (members_table(&h))
         @if !h.events.is_empty() {
@@ -210,6 +216,33 @@ pub async fn show(
         }
     };
     Ok(page(&format!("Household {id}"), Some(&current.0), "households", body))
+}
+
+/// GET /console/households/{id}/photo/{thumb|full}: the house photo, decrypted with the
+/// key the household document holds; 404 until the device that took it has uploaded it.
+pub async fn photo(
+    State(state): State<Arc<AppState>>,
+    _current: Current,
+    Path((id, size)): Path<(String, String)>,
+) -> Result<axum::response::Response, PageError> {
+    use axum::response::IntoResponse;
+    let (h, _) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
+    let field = h.house_photo.ok_or_else(|| PageError::not_found("This household has no photo."))?;
+    let photo = PhotoRef::parse(&field).map_err(|_| PageError::not_found("The photo reference is unreadable."))?;
+    let r = match size.as_str() {
+        "thumb" => &photo.thumb,
+        "full" => &photo.full,
+        _ => return Err(PageError::not_found("No such size.")),
+    };
+    let sealed = state
+        .storage
+        .blob(r.id.clone())
+        .await?
+        .ok_or_else(|| PageError::not_found("The photo has not reached the server yet."))?;
+    let jpeg = open_blob(r, &sealed).map_err(|_| {
+        PageError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "The stored photo does not match its reference.")
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
 }
 
 /// GET /console/households/{id}/slip: a printable page with the signed QR code.

@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/households", get(households::list))
         .route("/console/households/{id}", get(households::show))
         .route("/console/households/{id}/slip", get(households::slip))
+        .route("/console/households/{id}/photo/{size}", get(households::photo))
         .route("/console/operators", get(operators::list).post(operators::create))
         .layer(middleware::from_fn(security_headers))
 }

@@ -35,4 +35,29 @@ final class DoorstepTests: XCTestCase {
         XCTAssertEqual(try store.searchName(query: "nguyen thi hong nhung").first?.household.householdId, saved.householdId)
         XCTAssertThrowsError(try internalPanicProbe())
     }
+
+    func testAPhotoIsStoredAndQrFramesArriveInAnyOrder() throws {
+        let store = try DoorstepStore.openForTests(path: tempPath("photo.db"))
+        _ = try store.createProfile(label: "officer", role: .officer, pin: "246810", keyProvider: nil)
+        _ = try store.unlock(label: "officer", pin: "246810", keyProvider: nil)
+        let head = try memberFromChipCardText(text: "001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+        let saved = try store.createHousehold(household: household(head))
+        let picture = try qrPng(text: "Nhà số 12")
+        let photo = try store.addHousePhoto(householdId: saved.householdId, image: picture, maxSide: 1600)
+        XCTAssertEqual(photo.fullId.count, 64)
+        XCTAssertNotNil(try store.housePhoto(householdId: saved.householdId, thumbnail: true))
+        XCTAssertThrowsError(try store.addHousePhoto(householdId: saved.householdId, image: Data("no".utf8), maxSide: 1600))
+
+        let bundle = Data((0..<3000).map { UInt8($0 % 251) })
+        let frames = try bundleToFrames(bundle: bundle)
+        let receiver = BundleReceiver()
+        for frame in frames.reversed() {
+            _ = try receiver.addFrameText(text: frame)
+            _ = try receiver.addFrameText(text: frame)
+        }
+        XCTAssertEqual(try receiver.bundle(), bundle)
+        XCTAssertThrowsError(try store.importBundle(bundle: bundle)) { error in
+            guard case DoorstepError.TransferRefused = error else { return XCTFail("\(error)") }
+        }
+    }
 }

@@ -115,11 +115,19 @@ impl Store {
             PhotoSize::Full => &photo.full,
             PhotoSize::Thumb => &photo.thumb,
         };
-        self.blob(&r.id)
+        self.open_blob_unchecked(&r.id)
     }
 
-    /// A blob's plaintext, when held.
+    /// A blob's plaintext, when held. Helpers reach photos only through their own
+    /// households ([`Store::house_photo`]).
     pub fn blob(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        if self.session()?.profile.role == super::Role::Helper {
+            return Err(Error::NotPermitted("a helper opens photos only through its own households".into()));
+        }
+        self.open_blob_unchecked(id)
+    }
+
+    fn open_blob_unchecked(&self, id: &str) -> Result<Option<Vec<u8>>> {
         match self.blob_key(id)? {
             Some((r, Some(sealed))) => Ok(Some(open_blob(&r, &sealed)?)),
             _ => Ok(None),

@@ -282,7 +282,7 @@ impl Store {
         serde_json::from_slice(&plain).map_err(|_| Error::corrupt(format!("household {id} summary")))
     }
 
-    fn helper_filter(&self) -> Result<Option<String>> {
+    pub(crate) fn helper_filter(&self) -> Result<Option<String>> {
         let s = self.session()?;
         Ok((s.profile.role == Role::Helper).then(|| s.profile.profile_id.clone()))
     }

@@ -134,6 +134,20 @@ fn helper_registers_but_cannot_see_others() {
     assert_eq!(store.search_name("nhung").unwrap().len(), 1);
     store.unlock("officer", "123456", None).unwrap();
     assert_eq!(store.count_households().unwrap(), 2);
+
+    // Photos follow their household: the helper reaches only its own.
+    let jpeg = crate::photo::synthetic_jpeg(64, 48, 90);
+    let officer_photo = store.add_house_photo("hh-officer", &jpeg, crate::photo::PhotoOptions::default()).unwrap();
+    store.unlock("helper", "4321", None).unwrap();
+    let own = crate::photo::synthetic_jpeg(80, 48, 90);
+    store.add_house_photo("hh-helper", &own, crate::photo::PhotoOptions::default()).unwrap();
+    assert!(store.house_photo("hh-helper", super::PhotoSize::Thumb).unwrap().is_some());
+    assert!(matches!(store.house_photo("hh-officer", super::PhotoSize::Thumb), Err(Error::NotPermitted(_))));
+    assert!(matches!(store.blob(&officer_photo.full.id), Err(Error::NotPermitted(_))));
+    assert!(matches!(
+        store.add_house_photo("hh-officer", &own, crate::photo::PhotoOptions::default()),
+        Err(Error::NotPermitted(_))
+    ));
 }
 
 #[test]

@@ -663,6 +663,10 @@ impl Storage for PostgresStorage {
         .await
     }
 
+    async fn open_conflict(&self, id: i64) -> Result<Option<(String, String)>, ApiError> {
+        self.run(move |c| PgTx(c.transaction().map_err(pg)?).conflict(id)).await
+    }
+
     async fn resolve_conflict(
         &self,
         id: i64,

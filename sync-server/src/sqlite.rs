@@ -578,6 +578,10 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn open_conflict(&self, id: i64) -> Result<Option<(String, String)>, ApiError> {
+        self.run(move |c| SqliteTx(c.transaction()?).conflict(id)).await
+    }
+
     async fn resolve_conflict(
         &self,
         id: i64,

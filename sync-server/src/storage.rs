@@ -299,6 +299,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, ApiError>;
     /// Conflicts, open ones first, optionally within an area.
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>, ApiError>;
+    /// An open conflict's household and field path.
+    async fn open_conflict(&self, id: i64) -> Result<Option<(String, String)>, ApiError>;
     /// Resolves a conflict with a value: writes a new change that devices will pull.
     async fn resolve_conflict(
         &self,

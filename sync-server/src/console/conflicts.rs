@@ -132,14 +132,12 @@ pub async fn resolve(
     posted: Posted<Resolution>,
 ) -> Result<Response, PageError> {
     let value = posted.form.value.trim().to_string();
-    let conflict = state
+    let (_, path) = state
         .storage
-        .conflicts(None)
+        .open_conflict(id)
         .await?
-        .into_iter()
-        .find(|c| c.id == id && c.status == "open")
         .ok_or_else(|| PageError::not_found("No such open conflict: someone may have resolved it already."))?;
-    check_value(&conflict.path, &value)?;
+    check_value(&path, &value)?;
     state.storage.resolve_conflict(id, Some(value), posted.session.username.clone(), now()).await?;
     Ok(Redirect::to(&format!("/console/conflicts?done={id}")).into_response())
 }

@@ -73,7 +73,10 @@ impl Slip {
                 .map(|m| SlipMember {
                     name: m.full_name.clone(),
                     birth_year: m.dob.as_deref().and_then(|d| d.get(..4)?.parse().ok()),
-                    cccd_last4: m.cccd.as_deref().filter(|c| c.len() >= 4).map(|c| c[c.len() - 4..].to_string()),
+                    cccd_last4: m.cccd.as_deref().filter(|c| c.chars().count() >= 4).map(|c| {
+                        let tail: Vec<char> = c.chars().rev().take(4).collect();
+                        tail.into_iter().rev().collect()
+                    }),
                 })
                 .collect(),
             version,
@@ -168,6 +171,11 @@ mod tests {
         assert_eq!(back.members[0].birth_year, Some(1991));
         assert_eq!(back.members[0].cccd_last4.as_deref(), Some("3856"));
         assert!(!text.contains("011091603856"));
+        // Whatever a device typed into the CCCD field, the slip is made without a panic.
+        let mut odd = household();
+        odd.members[0].cccd = Some("12345678901ạ".into());
+        let odd_slip = Slip::for_household(&odd, &[], chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
+        assert_eq!(odd_slip.members[0].cccd_last4.as_deref(), Some("901ạ"));
         // It fits a QR code and comes back through a photo of one.
         let png = crate::qr::encode_png(&text, 4).unwrap();
         assert_eq!(crate::qr::decode_image(&png).unwrap(), vec![text.clone()]);

@@ -45,6 +45,8 @@ pub const BLOB_RATE_PER_SEC: f64 = 100.0;
 pub const RATE_BURST: f64 = 20.0;
 /// Requests a second a device regains.
 pub const RATE_PER_SEC: f64 = 10.0;
+/// Rate-limit buckets kept before idle ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
 /// Longest a request may take before the server answers 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -86,6 +88,10 @@ impl AppState {
     pub fn admit_with(&self, key: &str, burst: f64, per_sec: f64) -> Result<(), ApiError> {
         let mut buckets = self.limiter.lock().map_err(|_| ApiError::internal("poisoned limiter"))?;
         let now = Instant::now();
+        // Keys come from clients (login names): forget idle buckets before the map grows large.
+        if buckets.len() > MAX_BUCKETS {
+            buckets.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(600));
+        }
         let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(burst);
         *last = now;

@@ -206,7 +206,7 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<R
     if !cookie(&parts.headers, LOGIN_COOKIE).is_some_and(|c| same_secret(&c, &form.csrf)) {
         return Err(PageError::forbidden("This login form has expired. Reload the page and try again."));
     }
-    let username = form.username.trim().to_string();
+    let username: String = form.username.trim().chars().take(64).collect();
     state.admit_with(&format!("login:{username}"), LOGIN_BURST, LOGIN_PER_SEC).map_err(|_| {
         PageError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many attempts for this account. Wait a minute.")
     })?;

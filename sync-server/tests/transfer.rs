@@ -167,8 +167,14 @@ fn foreign_altered_unknown_and_revoked_bundles_are_refused_and_change_nothing() 
     let a_id = a.store.device_id().to_string();
     assert!(server.runtime.block_on(server.storage.revoke_device(a_id.clone(), 0)).unwrap());
     b.sync().unwrap();
-    assert_eq!(refused(&mut b, &to_b), TransferError::RevokedSender(a_id));
+    assert_eq!(refused(&mut b, &to_b), TransferError::RevokedSender(a_id.clone()));
     assert_eq!(state(&b.store), before);
+    // Nor does B send anything to it.
+    b.store.create_household(&household("hh-b", AREA, "Trần Minh Thắng", "011091603856")).unwrap();
+    match b.store.export_bundle(&a_id, &BundleSelection::Households(vec!["hh-b".into()])) {
+        Err(Error::Transfer(TransferError::RevokedRecipient(id))) => assert_eq!(id, a_id),
+        other => panic!("{other:?}"),
+    }
 
     // And the genuine one from D is accepted once B knows D.
     b.import_from(&from_d);

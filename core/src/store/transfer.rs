@@ -85,7 +85,7 @@ impl Store {
             .find(|d| d.device_id == recipient_device)
             .ok_or_else(|| refused(TransferError::UnknownRecipient(recipient_device.to_string())))?;
         if recipient.revoked {
-            return Err(refused(TransferError::RevokedSender(recipient_device.to_string())));
+            return Err(refused(TransferError::RevokedRecipient(recipient_device.to_string())));
         }
         let key: [u8; 32] = hex::decode(&recipient.transfer_key)
             .ok()

@@ -43,6 +43,9 @@ pub enum TransferError {
     /// The bundle does not authenticate: altered, or not made by the device it names.
     #[error("the bundle was altered or forged")]
     Tampered,
+    /// The recipient was revoked: nothing is sent to it.
+    #[error("the receiving device {0} was revoked")]
+    RevokedRecipient(String),
     /// The recipient is not in this device's directory.
     #[error("no device {0} in the directory: sync once to refresh it")]
     UnknownRecipient(String),

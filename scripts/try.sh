@@ -5,6 +5,7 @@
 # operator console and a demo district (phones of three communes, a few
 # conflicts and duplicates), sync two phones and make a conflict between them.
 # Outside CI the server keeps running: open the console URL it prints.
+# (No `cmd | head` here: with pipefail, a command still writing when head exits fails the script.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ $bin list --page-size 5
 
 plain=$(python3 -c 'import json,sys,unicodedata; l=open(sys.argv[1]).readlines()[7]; n=json.loads(l)["members"][0]["full_name"]; print("".join(c for c in unicodedata.normalize("NFD", n) if not unicodedata.combining(c)).replace("Đ","D").replace("đ","d").lower())' "$DEMO/commune.jsonl")
 echo "== Search by name without diacritics: '$plain'"
-$bin search "$plain" | head -5
+$bin search "$plain" > "$DEMO/search.txt"; head -5 "$DEMO/search.txt"
 
 cccd=$(python3 -c 'import json,sys; l=open(sys.argv[1]).readline(); print(json.loads(l)["members"][0]["cccd"])' "$DEMO/commune.jsonl")
 echo "== Search by CCCD $cccd"
@@ -96,10 +97,11 @@ $bin $B photo-get 01.001.00001-000001 --thumb --out "$DEMO/house-thumb.jpg"
 
 echo "== No network: phone A hands its unsynced work to phone B as a sequence of QR codes"
 $bin set 01.001.00001-000002 address "Số 77, Thôn Tây, xã Tân Lập"
-phone_b=$($bin $B devices | head -1 | awk '{print $3}')
+$bin $B devices > "$DEMO/devices-b.txt"
+phone_b=$(awk 'NR == 1 {print $3}' "$DEMO/devices-b.txt")
 $bin bundle-export --to "$phone_b" --dirty-area 01.001.00001 --qr-dir "$DEMO/frames" --out "$DEMO/a-to-b.bundle"
-$bin $B bundle-import "$DEMO"/frames/*.png | tail -2
-$bin $B show 01.001.00001-000002 | head -3
+$bin $B bundle-import "$DEMO"/frames/*.png
+$bin $B show 01.001.00001-000002 > "$DEMO/b-household.json"; head -3 "$DEMO/b-household.json"
 echo "== Storage"
 $bin stats
 echo "== Phone A's store is $DEMO/phone-a.db; try: DOORSTEP_STORE=$DEMO/phone-a.db DOORSTEP_PIN=246810 $bin --help"

@@ -66,6 +66,17 @@ pub fn decode_image(bytes: &[u8]) -> Result<Vec<String>> {
     if found.is_empty() {
         found = detect(&img);
     }
+    // The detector is sensitive to the pixel size of a module: a dense code (a bundle frame) that
+    // fails at one scale often reads at another, as a camera moving closer or back would see it.
+    for factor in [2.0f32, 1.5, 0.75] {
+        if !found.is_empty() {
+            break;
+        }
+        let (sw, sh) = ((w as f32 * factor) as u32, (h as f32 * factor) as u32);
+        if sw.max(sh) <= DETECT_SIDE * 2 && sw.min(sh) >= 21 {
+            found = detect(&image::imageops::resize(&img, sw, sh, FilterType::Triangle));
+        }
+    }
     if found.is_empty() {
         return Err(Error::Image("no readable QR code in the image".into()));
     }

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --locked -q -p doorstep-ffi --lib
-cargo build --locked -q -p doorstep-ffi --features bindgen --bin uniffi-bindgen
+# The whole workspace, as the tests build it: one feature set, one build.
+cargo build --locked -q --workspace
 lib="$target/debug/libdoorstep_ffi.so"
 [ -f "$lib" ] || lib="$target/debug/libdoorstep_ffi.dylib"
 

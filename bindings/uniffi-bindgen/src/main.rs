@@ -1,5 +1,5 @@
 //! The UniFFI binding generator, pinned to the workspace's UniFFI version:
-//! `cargo run -p doorstep-ffi --bin uniffi-bindgen -- generate --library <cdylib> --language kotlin --out-dir …`.
+//! `cargo run -p doorstep-uniffi-bindgen -- generate --library <cdylib> --language kotlin --out-dir …`.
 
 fn main() {
     uniffi::uniffi_bindgen_main()

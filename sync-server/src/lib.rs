@@ -6,8 +6,11 @@
 //! queues, and an audit log. Storage sits behind [`storage::Storage`];
 //! SQLite ([`sqlite::SqliteStorage`]) is the embedded default; PostgreSQL
 //! ([`postgres::PostgresStorage`]) lets several stateless server processes share one database.
+//! Either way, what identifies a resident is sealed at rest under a server key
+//! kept outside the database ([`at_rest`]).
 
 pub mod api;
+pub mod at_rest;
 pub mod console;
 pub mod demo;
 pub mod error;
@@ -39,11 +42,21 @@ pub async fn spawn(addr: SocketAddr, state_for: impl FnOnce(SocketAddr) -> AppSt
     Ok(local)
 }
 
-/// Opens the store a `--db` value names: a `postgres://` URL, or a SQLite file path.
-pub fn open_storage(db: &str) -> Result<Arc<dyn storage::Storage>, error::ApiError> {
+/// Opens the store a `--db` value names: a `postgres://` URL, or a SQLite file path,
+/// sealed under the key in `key_file` (created when missing; for a SQLite file it
+/// defaults to `<file>.key`, a PostgreSQL store must name one).
+pub fn open_storage(
+    db: &str,
+    key_file: Option<&std::path::Path>,
+) -> Result<Arc<dyn storage::Storage>, error::ApiError> {
+    let key_file = match key_file {
+        Some(path) => path.to_path_buf(),
+        None => at_rest::AtRest::default_key_file(db)?,
+    };
+    let keys = Arc::new(at_rest::AtRest::load_or_create(&key_file)?);
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStorage::open(db)?))
+        Ok(Arc::new(postgres::PostgresStorage::open(db, keys)?))
     } else {
-        Ok(Arc::new(sqlite::SqliteStorage::open(std::path::Path::new(db))?))
+        Ok(Arc::new(sqlite::SqliteStorage::open(std::path::Path::new(db), keys)?))
     }
 }

@@ -1,6 +1,7 @@
 //! The sync algorithm, written once over [`Tx`] for every backend.
 
 use axum::http::StatusCode;
+use chrono::Datelike;
 use doorstep_core::attachment::{MAX_BLOB_BYTES, is_blob_id};
 use doorstep_core::form::{IssueKind, residence_survey};
 use doorstep_core::identity::{Cccd, DuplicateScore, score_pair};
@@ -61,6 +62,7 @@ fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Resu
             &serde_json::to_string(&key).unwrap_or_default(),
             key.cccd.as_deref(),
             dob.as_deref(),
+            key.dob.map(|d| d.year().to_string()).as_deref(),
         )?;
     }
     Ok(())

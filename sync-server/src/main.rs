@@ -15,6 +15,11 @@ struct Cli {
     /// Database: a SQLite file path (the embedded default), or a postgres:// URL.
     #[arg(long, env = "DOORSTEP_DB", default_value = "./data.db", global = true)]
     db: String,
+    /// The server key that seals residents' data at rest: a file of 64 hex digits, created
+    /// (mode 0600) when missing. Defaults to `<db>.key` beside a SQLite file; a PostgreSQL
+    /// store needs it named, the same file on every node. Keep a copy: without it the data is lost.
+    #[arg(long, env = "DOORSTEP_KEY_FILE", global = true)]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,10 +98,12 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Open the store before the runtime starts: the PostgreSQL client blocks.
-    let result = doorstep_sync_server::open_storage(&cli.db).map_err(|e| e.to_string()).and_then(|storage| {
-        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-        runtime.block_on(run(cli, storage)).map_err(|e| e.to_string())
-    });
+    let result = doorstep_sync_server::open_storage(&cli.db, cli.key_file.as_deref()).map_err(|e| e.message).and_then(
+        |storage| {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(run(cli, storage)).map_err(|e| e.to_string())
+        },
+    );
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

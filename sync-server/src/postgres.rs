@@ -15,6 +15,7 @@ use doorstep_core::sync::protocol::{
 };
 use postgres::{Client, NoTls, Transaction};
 
+use crate::at_rest::{AtRest, CHECK_SETTING, SealingTx, count_by_area};
 use crate::error::ApiError;
 use crate::logic;
 use crate::storage::{
@@ -39,9 +40,11 @@ CREATE TABLE IF NOT EXISTS feed (
 CREATE INDEX IF NOT EXISTS feed_by_area ON feed (area, seq);
 CREATE TABLE IF NOT EXISTS person (
     doc_id TEXT NOT NULL, member_id TEXT NOT NULL, area TEXT NOT NULL, key_json TEXT NOT NULL,
-    cccd TEXT, dob TEXT, PRIMARY KEY (doc_id, member_id));
+    cccd TEXT, dob TEXT, birth_year TEXT, PRIMARY KEY (doc_id, member_id));
 CREATE INDEX IF NOT EXISTS person_by_cccd ON person (cccd);
 CREATE INDEX IF NOT EXISTS person_by_dob ON person (dob);
+ALTER TABLE person ADD COLUMN IF NOT EXISTS birth_year TEXT;
+CREATE INDEX IF NOT EXISTS person_by_birth_year ON person (birth_year);
 CREATE TABLE IF NOT EXISTS conflict (
     id BIGSERIAL PRIMARY KEY, doc_id TEXT NOT NULL, area TEXT NOT NULL, path TEXT NOT NULL,
     values_json TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL, resolved_at BIGINT,
@@ -111,19 +114,53 @@ impl Drop for Pool {
 pub struct PostgresStorage {
     url: String,
     pool: Arc<Pool>,
+    keys: Arc<AtRest>,
 }
 
 impl PostgresStorage {
-    /// Connects and creates the schema if it is missing.
-    pub fn open(url: &str) -> Result<PostgresStorage, ApiError> {
+    /// Connects, creates the schema if it is missing, and checks that `keys` open this store.
+    pub fn open(url: &str, keys: Arc<AtRest>) -> Result<PostgresStorage, ApiError> {
         let mut client = Client::connect(url, NoTls).map_err(pg)?;
-        // Serialise schema creation between processes starting together.
+        // Serialise schema creation (and the key check) between processes starting together.
         let mut tx = client.transaction().map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(WRITE_LOCK + 1)]).map_err(pg)?;
         tx.batch_execute(SCHEMA).map_err(pg)?;
+        let check: Option<String> =
+            tx.query_opt("SELECT value FROM setting WHERE key = $1", &[&CHECK_SETTING]).map_err(pg)?.map(|r| r.get(0));
+        let has_docs: bool = tx
+            .query_one("SELECT EXISTS (SELECT 1 FROM doc) OR EXISTS (SELECT 1 FROM setting)", &[])
+            .map_err(pg)?
+            .get(0);
+        if let Some(value) = keys.admit(check.as_deref(), has_docs)? {
+            tx.execute("INSERT INTO setting (key, value) VALUES ($1, $2)", &[&CHECK_SETTING, &value]).map_err(pg)?;
+        }
         tx.commit().map_err(pg)?;
-        in_write_tx(&mut client, |tx| logic::backfill_stats(tx, crate::api::now()))?;
-        Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Pool(Mutex::new(vec![client]))) })
+        in_write_tx(&mut client, &keys, |tx| logic::backfill_stats(tx, crate::api::now()))?;
+        Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Pool(Mutex::new(vec![client]))), keys })
+    }
+
+    /// Runs `f` in a plain transaction that seals what it stores (no write lock).
+    async fn in_tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let keys = self.keys.clone();
+        self.run(move |c| {
+            let mut wrapped = PgTx(c.transaction().map_err(pg)?);
+            let out = f(&mut SealingTx::new(&mut wrapped, &keys))?;
+            wrapped.0.commit().map_err(pg)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` under the write lock, sealing what it stores.
+    async fn in_write_tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let keys = self.keys.clone();
+        self.run(move |c| in_write_tx(c, &keys, f)).await
     }
 
     async fn run<T: Send + 'static>(
@@ -287,11 +324,13 @@ impl Tx for PgTx<'_> {
         key_json: &str,
         cccd: Option<&str>,
         dob: Option<&str>,
+        birth_year: Option<&str>,
     ) -> Result<(), ApiError> {
         self.0
             .execute(
-                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&doc_id, &member_id, &area, &key_json, &cccd, &dob],
+                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob, birth_year)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&doc_id, &member_id, &area, &key_json, &cccd, &dob, &birth_year],
             )
             .map_err(pg)?;
         Ok(())
@@ -516,13 +555,34 @@ impl Tx for PgTx<'_> {
     }
 }
 
-fn in_write_tx<T>(c: &mut Client, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>) -> Result<T, ApiError> {
+fn in_write_tx<T>(
+    c: &mut Client,
+    keys: &AtRest,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let mut tx = c.transaction().map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).map_err(pg)?;
     let mut wrapped = PgTx(tx);
-    let out = f(&mut wrapped)?;
+    let out = f(&mut SealingTx::new(&mut wrapped, keys))?;
     wrapped.0.commit().map_err(pg)?;
     Ok(out)
+}
+
+/// Residents of the query's area turning 14 in its window: those born in the window's
+/// years (found by index token), opened and filtered by date.
+fn turning_14(c: &mut Client, keys: &AtRest, q: &ProgressQuery) -> Result<Vec<Turning14>, ApiError> {
+    let [first, last] = keys.birth_year_tags(&q.born_after, &q.born_until);
+    let rows = c
+        .query(
+            "SELECT doc_id, member_id, area, key_json FROM person
+             WHERE ($1 = '' OR area = $1 OR area LIKE $1 || '.%') AND birth_year IN ($2, $3)",
+            &[&q.area, &first, &last],
+        )
+        .map_err(pg)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    keys.turning_14(rows, &q.born_after, &q.born_until)
 }
 
 fn operator_row(r: &postgres::Row) -> Operator {
@@ -626,39 +686,36 @@ impl Storage for PostgresStorage {
     }
 
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
-        self.run(move |c| {
-            if request.push.is_empty() {
-                // A pull only reads: no lock, so pulls from many nodes run in parallel.
-                let tx = c.transaction().map_err(pg)?;
-                let mut wrapped = PgTx(tx);
-                let out = logic::sync(&mut wrapped, &device, &request, now)?;
-                wrapped.0.commit().map_err(pg)?;
-                Ok(out)
-            } else {
-                in_write_tx(c, |tx| logic::sync(tx, &device, &request, now))
-            }
-        })
-        .await
+        if request.push.is_empty() {
+            // A pull only reads: no lock, so pulls from many nodes run in parallel.
+            self.in_tx(move |tx| logic::sync(tx, &device, &request, now)).await
+        } else {
+            self.in_write_tx(move |tx| logic::sync(tx, &device, &request, now)).await
+        }
     }
 
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
-            Ok(c.query(
+            c.query(
                 "SELECT id, doc_id, area, path, values_json, status FROM conflict
                  WHERE $1::TEXT IS NULL OR area = $1 OR area LIKE $1 || '.%' ORDER BY status = 'open' DESC, id",
                 &[&area],
             )
             .map_err(pg)?
             .iter()
-            .map(|r| ConflictItem {
-                id: r.get(0),
-                doc_id: r.get(1),
-                area: r.get(2),
-                path: r.get(3),
-                values: serde_json::from_str(r.get::<_, &str>(4)).unwrap_or_default(),
-                status: r.get(5),
+            .map(|r| {
+                let item = ConflictItem {
+                    id: r.get(0),
+                    doc_id: r.get(1),
+                    area: r.get(2),
+                    path: r.get(3),
+                    values: Vec::new(),
+                    status: r.get(5),
+                };
+                keys.open_conflict(item, r.get(4))
             })
-            .collect())
+            .collect()
         })
         .await
     }
@@ -674,7 +731,7 @@ impl Storage for PostgresStorage {
         operator: String,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.run(move |c| in_write_tx(c, |tx| logic::resolve(tx, id, value.as_deref(), &operator, now))).await
+        self.in_write_tx(move |tx| logic::resolve(tx, id, value.as_deref(), &operator, now)).await
     }
 
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError> {
@@ -766,16 +823,19 @@ impl Storage for PostgresStorage {
     }
 
     async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
-            Ok(c.query(
-                "SELECT doc_id, area, key_json FROM person WHERE ($1 = '' OR area = $1 OR area LIKE $1 || '.%')
-                 ORDER BY doc_id, member_id LIMIT $2",
-                &[&area, &limit],
-            )
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            let rows = c
+                .query(
+                    "SELECT doc_id, member_id, area, key_json FROM person
+                     WHERE ($1 = '' OR area = $1 OR area LIKE $1 || '.%') ORDER BY doc_id, member_id LIMIT $2",
+                    &[&area, &limit],
+                )
+                .map_err(pg)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            keys.open_people(rows)
         })
         .await
     }
@@ -862,23 +922,30 @@ impl Storage for PostgresStorage {
     }
 
     async fn setting_or_insert(&self, key: String, default: String) -> Result<String, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
+            let sealed = keys.seal_text("setting", &key, "", &default)?;
             c.execute(
                 "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                &[&key, &default],
+                &[&key, &sealed],
             )
             .map_err(pg)?;
-            Ok(c.query_one("SELECT value FROM setting WHERE key = $1", &[&key]).map_err(pg)?.get(0))
+            let stored: String = c.query_one("SELECT value FROM setting WHERE key = $1", &[&key]).map_err(pg)?.get(0);
+            keys.open_text("setting", &key, "", &stored)
         })
         .await
     }
 
     async fn household(&self, doc_id: String) -> Result<Option<(Vec<u8>, Vec<String>)>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
-            Ok(c.query_opt("SELECT snapshot, heads FROM doc WHERE doc_id = $1", &[&doc_id]).map_err(pg)?.map(|r| {
-                let heads: &str = r.get(1);
-                (r.get(0), heads.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())
-            }))
+            let Some(r) = c.query_opt("SELECT snapshot, heads FROM doc WHERE doc_id = $1", &[&doc_id]).map_err(pg)?
+            else {
+                return Ok(None);
+            };
+            let heads: &str = r.get(1);
+            let heads = heads.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+            Ok(Some((keys.open("doc", &doc_id, "", r.get(0))?, heads)))
         })
         .await
     }
@@ -890,7 +957,7 @@ impl Storage for PostgresStorage {
         operator: String,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.run(move |c| in_write_tx(c, |tx| logic::decide_duplicate(tx, id, action, &operator, now))).await
+        self.in_write_tx(move |tx| logic::decide_duplicate(tx, id, action, &operator, now)).await
     }
 
     async fn links(&self) -> Result<Vec<ResidentLink>, ApiError> {
@@ -915,6 +982,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn area_counts(&self, q: ProgressQuery) -> Result<Vec<AreaCounts>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
             let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
             // An empty area means every area.
@@ -949,60 +1017,33 @@ impl Storage for PostgresStorage {
                     },
                 );
             }
-            for (sql, birth, field) in side_count_queries(WITHIN, |n| format!("${n}")) {
-                let params: &[&(dyn postgres::types::ToSql + Sync)] =
-                    if birth { &[&q.area, &q.born_after, &q.born_until] } else { &[&q.area] };
-                let rows = c.query(&sql, params).map_err(pg)?.iter().map(|r| (r.get(0), r.get(1))).collect();
+            for (sql, field) in side_count_queries(WITHIN) {
+                let rows = c.query(&sql, &[&q.area]).map_err(pg)?.iter().map(|r| (r.get(0), r.get(1))).collect();
                 add_counts(&mut out, rows, field);
             }
+            add_counts(&mut out, count_by_area(&turning_14(c, &keys, &q)?), |c| &mut c.turning_14);
             Ok(out.into_values().collect())
         })
         .await
     }
 
     async fn turning_14(&self, q: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
-            Ok(c.query(
-                "SELECT doc_id, member_id, area, key_json, dob FROM person
-                 WHERE ($1 = '' OR area = $1 OR area LIKE $1 || '.%') AND dob > $2 AND dob <= $3
-                 ORDER BY dob, doc_id, member_id LIMIT $4",
-                &[&q.area, &q.born_after, &q.born_until, &limit],
-            )
-            .map_err(pg)?
-            .iter()
-            .map(|r| Turning14 {
-                doc_id: r.get(0),
-                member_id: r.get(1),
-                area: r.get(2),
-                name: serde_json::from_str::<doorstep_core::identity::PersonKey>(r.get(3))
-                    .map(|k| k.full_name)
-                    .unwrap_or_default(),
-                dob: r.get(4),
-            })
-            .collect())
+            let mut all = turning_14(c, &keys, &q)?;
+            all.truncate(usize::try_from(limit).unwrap_or(0));
+            Ok(all)
         })
         .await
     }
 
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError> {
-        self.run(move |c| {
-            // Blobs do not touch the feed: a plain transaction, the row lock orders chunks of one blob.
-            let mut wrapped = PgTx(c.transaction().map_err(pg)?);
-            let out = logic::put_blob(&mut wrapped, &device, &put, quota, now)?;
-            wrapped.0.commit().map_err(pg)?;
-            Ok(out)
-        })
-        .await
+        // Blobs do not touch the feed: a plain transaction, the row lock orders chunks of one blob.
+        self.in_tx(move |tx| logic::put_blob(tx, &device, &put, quota, now)).await
     }
 
     async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk, ApiError> {
-        self.run(move |c| {
-            let mut wrapped = PgTx(c.transaction().map_err(pg)?);
-            let out = logic::get_blob(&mut wrapped, &device, &get)?;
-            wrapped.0.commit().map_err(pg)?;
-            Ok(out)
-        })
-        .await
+        self.in_tx(move |tx| logic::get_blob(tx, &device, &get)).await
     }
 
     async fn blob(&self, id: String) -> Result<Option<Vec<u8>>, ApiError> {

@@ -13,6 +13,7 @@ use doorstep_core::sync::protocol::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::at_rest::{AtRest, CHECK_SETTING, SealingTx, count_by_area};
 use crate::error::ApiError;
 use crate::logic;
 use crate::storage::{
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS feed (
 CREATE INDEX IF NOT EXISTS feed_by_area ON feed (area, seq);
 CREATE TABLE IF NOT EXISTS person (
     doc_id TEXT NOT NULL, member_id TEXT NOT NULL, area TEXT NOT NULL, key_json TEXT NOT NULL,
-    cccd TEXT, dob TEXT, PRIMARY KEY (doc_id, member_id));
+    cccd TEXT, dob TEXT, birth_year TEXT, PRIMARY KEY (doc_id, member_id));
 CREATE INDEX IF NOT EXISTS person_by_cccd ON person (cccd);
 CREATE INDEX IF NOT EXISTS person_by_dob ON person (dob);
 CREATE TABLE IF NOT EXISTS conflict (
@@ -85,11 +86,12 @@ CREATE TABLE IF NOT EXISTS blob_chunk (
 #[derive(Clone)]
 pub struct SqliteStorage {
     conn: Arc<Mutex<Connection>>,
+    keys: Arc<AtRest>,
 }
 
 impl SqliteStorage {
-    /// Opens (or creates) the database file.
-    pub fn open(path: &Path) -> Result<SqliteStorage, ApiError> {
+    /// Opens (or creates) the database file, sealed under `keys`.
+    pub fn open(path: &Path, keys: Arc<AtRest>) -> Result<SqliteStorage, ApiError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
@@ -97,9 +99,38 @@ impl SqliteStorage {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        let has_year: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('person') WHERE name = 'birth_year'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_year {
+            conn.execute_batch("ALTER TABLE person ADD COLUMN birth_year TEXT")?;
+        }
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS person_by_birth_year ON person (birth_year)")?;
         let mut conn = conn;
-        in_tx(&mut conn, |tx| logic::backfill_stats(tx, crate::api::now()))?;
-        Ok(SqliteStorage { conn: Arc::new(Mutex::new(conn)) })
+        {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let check: Option<String> =
+                tx.query_row("SELECT value FROM setting WHERE key = ?1", [CHECK_SETTING], |r| r.get(0)).optional()?;
+            let has_docs: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM doc) OR EXISTS (SELECT 1 FROM setting)", [], |r| r.get(0))?;
+            if let Some(value) = keys.admit(check.as_deref(), has_docs)? {
+                tx.execute("INSERT INTO setting (key, value) VALUES (?1, ?2)", [CHECK_SETTING, &value])?;
+            }
+            tx.commit()?;
+        }
+        in_tx(&mut conn, &keys, |tx| logic::backfill_stats(tx, crate::api::now()))?;
+        Ok(SqliteStorage { conn: Arc::new(Mutex::new(conn)), keys })
+    }
+
+    /// Runs `f` in one write transaction that seals what it stores.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let keys = self.keys.clone();
+        self.run(move |c| in_tx(c, &keys, f)).await
     }
 
     async fn run<T: Send + 'static>(
@@ -238,10 +269,12 @@ impl Tx for SqliteTx<'_> {
         key_json: &str,
         cccd: Option<&str>,
         dob: Option<&str>,
+        birth_year: Option<&str>,
     ) -> Result<(), ApiError> {
         self.0.execute(
-            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![doc_id, member_id, area, key_json, cccd, dob],
+            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob, birth_year)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![doc_id, member_id, area, key_json, cccd, dob, birth_year],
         )?;
         Ok(())
     }
@@ -437,11 +470,28 @@ pub(crate) fn slice_into(out: &mut Vec<u8>, at: i64, data: &[u8], start: i64, ma
     }
 }
 
-fn in_tx<T>(c: &mut Connection, f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>) -> Result<T, ApiError> {
+fn in_tx<T>(
+    c: &mut Connection,
+    keys: &AtRest,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let mut tx = SqliteTx(c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?);
-    let out = f(&mut tx)?;
+    let out = f(&mut SealingTx::new(&mut tx, keys))?;
     tx.0.commit()?;
     Ok(out)
+}
+
+/// Residents of the query's area turning 14 in its window: those born in the window's
+/// years (found by index token), opened and filtered by date.
+fn turning_14(c: &Connection, keys: &AtRest, q: &ProgressQuery) -> Result<Vec<Turning14>, ApiError> {
+    let [first, last] = keys.birth_year_tags(&q.born_after, &q.born_until);
+    let mut stmt = c.prepare(&format!(
+        "SELECT doc_id, member_id, area, key_json FROM person
+         WHERE (?1 = '' OR {}) AND birth_year IN (?2, ?3)",
+        area_clause("area", 1)
+    ))?;
+    let rows = stmt.query_map(params![q.area, first, last], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    keys.turning_14(rows.collect::<Result<Vec<_>, _>>()?, &q.born_after, &q.born_until)
 }
 
 fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operator> {
@@ -551,10 +601,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
-        self.run(move |c| in_tx(c, |tx| logic::sync(tx, &device, &request, now))).await
+        self.write(move |tx| logic::sync(tx, &device, &request, now)).await
     }
 
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
             let sql = format!(
                 "SELECT id, doc_id, area, path, values_json, status FROM conflict WHERE ?1 IS NULL OR {}
@@ -563,17 +614,20 @@ impl Storage for SqliteStorage {
             );
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([area], |r| {
-                let values: String = r.get(4)?;
-                Ok(ConflictItem {
-                    id: r.get(0)?,
-                    doc_id: r.get(1)?,
-                    area: r.get(2)?,
-                    path: r.get(3)?,
-                    values: serde_json::from_str(&values).unwrap_or_default(),
-                    status: r.get(5)?,
-                })
+                Ok((
+                    ConflictItem {
+                        id: r.get(0)?,
+                        doc_id: r.get(1)?,
+                        area: r.get(2)?,
+                        path: r.get(3)?,
+                        values: Vec::new(),
+                        status: r.get(5)?,
+                    },
+                    r.get::<_, String>(4)?,
+                ))
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let rows = rows.collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(|(item, sealed)| keys.open_conflict(item, &sealed)).collect()
         })
         .await
     }
@@ -589,7 +643,7 @@ impl Storage for SqliteStorage {
         operator: String,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.run(move |c| in_tx(c, |tx| logic::resolve(tx, id, value.as_deref(), &operator, now))).await
+        self.write(move |tx| logic::resolve(tx, id, value.as_deref(), &operator, now)).await
     }
 
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>, ApiError> {
@@ -679,13 +733,15 @@ impl Storage for SqliteStorage {
     }
 
     async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT doc_id, area, key_json FROM person WHERE (?1 = '' OR {}) ORDER BY doc_id, member_id LIMIT ?2",
+                "SELECT doc_id, member_id, area, key_json FROM person WHERE (?1 = '' OR {})
+                 ORDER BY doc_id, member_id LIMIT ?2",
                 area_clause("area", 1)
             ))?;
-            let rows = stmt.query_map(params![area, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let rows = stmt.query_map(params![area, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            keys.open_people(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -763,24 +819,30 @@ impl Storage for SqliteStorage {
     }
 
     async fn setting_or_insert(&self, key: String, default: String) -> Result<String, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
+            let sealed = keys.seal_text("setting", &key, "", &default)?;
             c.execute(
                 "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-                [&key, &default],
+                [&key, &sealed],
             )?;
-            Ok(c.query_row("SELECT value FROM setting WHERE key = ?1", [&key], |r| r.get(0))?)
+            let stored: String = c.query_row("SELECT value FROM setting WHERE key = ?1", [&key], |r| r.get(0))?;
+            keys.open_text("setting", &key, "", &stored)
         })
         .await
     }
 
     async fn household(&self, doc_id: String) -> Result<Option<(Vec<u8>, Vec<String>)>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
             let row: Option<(Vec<u8>, String)> = c
-                .query_row("SELECT snapshot, heads FROM doc WHERE doc_id = ?1", [doc_id], |r| {
+                .query_row("SELECT snapshot, heads FROM doc WHERE doc_id = ?1", [&doc_id], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?;
-            Ok(row.map(|(s, h)| (s, h.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())))
+            let Some((sealed, heads)) = row else { return Ok(None) };
+            let heads = heads.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+            Ok(Some((keys.open("doc", &doc_id, "", &sealed)?, heads)))
         })
         .await
     }
@@ -792,7 +854,7 @@ impl Storage for SqliteStorage {
         operator: String,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.run(move |c| in_tx(c, |tx| logic::decide_duplicate(tx, id, action, &operator, now))).await
+        self.write(move |tx| logic::decide_duplicate(tx, id, action, &operator, now)).await
     }
 
     async fn links(&self) -> Result<Vec<ResidentLink>, ApiError> {
@@ -816,6 +878,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn area_counts(&self, q: ProgressQuery) -> Result<Vec<AreaCounts>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
             let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
             // An empty area means every area.
@@ -844,48 +907,33 @@ impl Storage for SqliteStorage {
                     },
                 );
             }
-            for (sql, birth, field) in side_count_queries(&within, |n| format!("?{n}")) {
+            for (sql, field) in side_count_queries(&within) {
                 let mut stmt = c.prepare(&sql)?;
-                let params: &[&dyn rusqlite::ToSql] =
-                    if birth { &[&q.area, &q.born_after, &q.born_until] } else { &[&q.area] };
-                let rows = stmt.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                let rows = stmt.query_map([&q.area], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
                 add_counts(&mut out, rows, field);
             }
+            add_counts(&mut out, count_by_area(&turning_14(c, &keys, &q)?), |c| &mut c.turning_14);
             Ok(out.into_values().collect())
         })
         .await
     }
 
     async fn turning_14(&self, q: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, ApiError> {
+        let keys = self.keys.clone();
         self.run(move |c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT doc_id, member_id, area, key_json, dob FROM person
-                 WHERE (?1 = '' OR {}) AND dob > ?2 AND dob <= ?3 ORDER BY dob, doc_id, member_id LIMIT ?4",
-                area_clause("area", 1)
-            ))?;
-            let rows = stmt.query_map(params![q.area, q.born_after, q.born_until, limit], |r| {
-                let key: String = r.get(3)?;
-                Ok(Turning14 {
-                    doc_id: r.get(0)?,
-                    member_id: r.get(1)?,
-                    area: r.get(2)?,
-                    name: serde_json::from_str::<doorstep_core::identity::PersonKey>(&key)
-                        .map(|k| k.full_name)
-                        .unwrap_or_default(),
-                    dob: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut all = turning_14(c, &keys, &q)?;
+            all.truncate(usize::try_from(limit).unwrap_or(0));
+            Ok(all)
         })
         .await
     }
 
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError> {
-        self.run(move |c| in_tx(c, |tx| logic::put_blob(tx, &device, &put, quota, now))).await
+        self.write(move |tx| logic::put_blob(tx, &device, &put, quota, now)).await
     }
 
     async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk, ApiError> {
-        self.run(move |c| in_tx(c, |tx| logic::get_blob(tx, &device, &get))).await
+        self.write(move |tx| logic::get_blob(tx, &device, &get)).await
     }
 
     async fn blob(&self, id: String) -> Result<Option<Vec<u8>>, ApiError> {

@@ -237,27 +237,16 @@ pub fn add_counts(
 pub type CountField = fn(&mut AreaCounts) -> &mut i64;
 
 /// The per-area counts a progress report adds to the household figures, as
-/// (SQL, whether it takes the birth window as parameters 2 and 3, field).
-/// `within` is the backend's area test on parameter 1; `p(n)` writes parameter n.
-pub fn side_count_queries(within: &str, p: fn(usize) -> String) -> [(String, bool, CountField); 3] {
+/// (SQL, field). `within` is the backend's area test on parameter 1.
+/// (Residents turning 14 are counted from their sealed entries: [`crate::at_rest::count_by_area`].)
+pub fn side_count_queries(within: &str) -> [(String, CountField); 2] {
     [
-        (
-            format!(
-                "SELECT area, count(*) FROM person WHERE {within} AND dob > {} AND dob <= {} GROUP BY area",
-                p(2),
-                p(3)
-            ),
-            true,
-            |c| &mut c.turning_14,
-        ),
-        (format!("SELECT area, count(*) FROM conflict WHERE {within} AND status = 'open' GROUP BY area"), false, |c| {
+        (format!("SELECT area, count(*) FROM conflict WHERE {within} AND status = 'open' GROUP BY area"), |c| {
             &mut c.open_conflicts
         }),
-        (
-            format!("SELECT area, count(*) FROM duplicate WHERE {within} AND status = 'open' GROUP BY area"),
-            false,
-            |c| &mut c.open_duplicates,
-        ),
+        (format!("SELECT area, count(*) FROM duplicate WHERE {within} AND status = 'open' GROUP BY area"), |c| {
+            &mut c.open_duplicates
+        }),
     ]
 }
 

@@ -62,7 +62,8 @@ pub trait Tx {
         cccd: Option<&str>,
         dob: Option<&str>,
     ) -> Result<Vec<(String, String, String)>, ApiError>;
-    /// Indexes one person.
+    /// Indexes one person: the key (JSON), CCCD, date and year of birth; a backend
+    /// stores them as given ([`crate::at_rest::SealingTx`] gives them sealed and as index tokens).
     #[allow(clippy::too_many_arguments)]
     fn insert_person(
         &mut self,
@@ -72,6 +73,7 @@ pub trait Tx {
         key_json: &str,
         cccd: Option<&str>,
         dob: Option<&str>,
+        birth_year: Option<&str>,
     ) -> Result<(), ApiError>;
     /// Queues (or rescores) a duplicate pair.
     #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{AREA, Device, TestServer, household};
+use common::{AREA, Device, MinusYears, TestServer, household};
 use doorstep_sync_server::console::hash_password;
 use doorstep_sync_server::storage::{Operator, Role};
 use reqwest::StatusCode;
@@ -427,16 +427,6 @@ fn progress_counts_completeness_validity_and_residents_turning_14() {
     let page = clerk.get("/console/progress?area=01.001");
     assert!(page.body.contains("Lê Ngọc Linh"), "the resident turning 14 is listed");
     assert!(!page.body.contains("Trần Minh Thắng"), "120 days away is outside the window");
-}
-
-trait MinusYears {
-    fn with_year_minus(self, years: i32) -> chrono::NaiveDate;
-}
-
-impl MinusYears for chrono::NaiveDate {
-    fn with_year_minus(self, years: i32) -> chrono::NaiveDate {
-        self.checked_sub_months(chrono::Months::new(12 * years as u32)).unwrap()
-    }
 }
 
 #[test]

@@ -44,6 +44,16 @@ impl BlindIndexer {
         tokens
     }
 
+    /// Token for a date of birth (`YYYY-MM-DD`).
+    pub fn dob(&self, dob: &str) -> IndexToken {
+        self.token("dob", dob.trim())
+    }
+
+    /// Token for a year of birth (the sync server finds residents nearing ID-card age by it).
+    pub fn birth_year(&self, year: i32) -> IndexToken {
+        self.token("birth-year", &year.to_string())
+    }
+
     /// Token for the whole normalized name with the date of birth (duplicate candidates).
     pub fn name_dob(&self, name: &str, dob: &str) -> IndexToken {
         self.token("name+dob", &format!("{}|{}", normalize_name(name), dob))

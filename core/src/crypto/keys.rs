@@ -61,6 +61,11 @@ impl DataKey {
         Ok(DataKey(aead::random_bytes()?))
     }
 
+    /// A data key from 32 bytes kept elsewhere (the sync server's key file).
+    pub fn from_bytes(bytes: [u8; 32]) -> DataKey {
+        DataKey(bytes)
+    }
+
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0

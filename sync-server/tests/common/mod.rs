@@ -41,6 +41,17 @@ pub fn fresh_db(dir: &Path) -> String {
     }
 }
 
+/// The server key file for a `--db` value: beside the SQLite file by default (None),
+/// one file per PostgreSQL test database (every node of a test shares it).
+pub fn key_file(db: &str) -> Option<std::path::PathBuf> {
+    db.starts_with("postgres").then(|| std::env::temp_dir().join(format!("{}.key", db.rsplit('/').next().unwrap())))
+}
+
+/// Opens the store a test's server uses, with its key.
+pub fn open_storage(db: &str) -> Arc<dyn Storage> {
+    doorstep_sync_server::open_storage(db, key_file(db).as_deref()).unwrap()
+}
+
 pub fn using_postgres() -> bool {
     std::env::var("DOORSTEP_TEST_POSTGRES_URL").is_ok()
 }
@@ -54,7 +65,16 @@ impl TestServer {
     pub fn start_with_quota(quota: u64) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db = fresh_db(dir.path());
-        let storage: Arc<dyn Storage> = doorstep_sync_server::open_storage(&db).unwrap();
+        Self::serve(&db, quota, dir)
+    }
+
+    /// A server on a store the test names (and reads afterwards).
+    pub fn start_on_db(db: &str) -> TestServer {
+        Self::serve(db, doorstep_sync_server::api::DEFAULT_ATTACHMENT_QUOTA, tempfile::tempdir().unwrap())
+    }
+
+    fn serve(db: &str, quota: u64, dir: tempfile::TempDir) -> TestServer {
+        let storage = open_storage(db);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let s = storage.clone();
         let addr = runtime
@@ -69,7 +89,7 @@ impl TestServer {
 
     /// A handle on an existing database served by another process at `url` (for enrolments and fingerprints).
     pub fn start_on(db: &str, url: &str) -> TestServer {
-        let storage: Arc<dyn Storage> = doorstep_sync_server::open_storage(db).unwrap();
+        let storage = open_storage(db);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         TestServer { url: url.to_string(), storage, runtime, _dir: tempfile::tempdir().unwrap() }
     }
@@ -170,7 +190,11 @@ pub fn household(id: &str, area: &str, name: &str, cccd: &str) -> Household {
 /// Starts `doorstep-sync-server serve` as a child process on an ephemeral port; returns it and its address.
 pub fn spawn_server(db: &str) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
+    if let Some(key) = key_file(db) {
+        command.arg("--key-file").arg(key);
+    }
+    let mut child = command
         .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -180,4 +204,15 @@ pub fn spawn_server(db: &str) -> (std::process::Child, String) {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.split_whitespace().find(|w| w.starts_with("127.0.0.1:")).unwrap().to_string();
     (child, addr)
+}
+
+/// Dates some years back (birthdays of residents turning 14).
+pub trait MinusYears {
+    fn with_year_minus(self, years: i32) -> chrono::NaiveDate;
+}
+
+impl MinusYears for chrono::NaiveDate {
+    fn with_year_minus(self, years: i32) -> chrono::NaiveDate {
+        self.checked_sub_months(chrono::Months::new(12 * years as u32)).unwrap()
+    }
 }

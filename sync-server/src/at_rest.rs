@@ -1,0 +1,522 @@
+//! Encryption at rest of the server's store.
+//!
+//! Everything the server keeps that names or identifies a resident is sealed
+//! with XChaCha20-Poly1305 under a server key that lives outside the database
+//! (a key file, `--key-file`): household documents, the change feed, the
+//! resident index and conflict values, and the slip signing key. Each sealed
+//! value is bound to its table and row, so a value moved to another row does
+//! not open. Lookups go through keyed blind indexes (CCCD, date of birth, year
+//! of birth), so the database never holds those values in clear either.
+//!
+//! The store records a check value sealed under the key the first time it is
+//! opened; a server started with another key, or on a database written in clear
+//! by a version before this one, refuses to start and says why.
+//!
+//! [`SealingTx`] wraps a backend's [`Tx`]: the sync algorithm hands it values in
+//! clear, the backend only ever sees sealed bytes and index tokens.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use chrono::{Datelike, NaiveDate};
+use doorstep_core::crypto::{Aad, BlindIndexer, DataKey, IndexToken, Sealer};
+use doorstep_core::identity::PersonKey;
+use doorstep_core::sync::protocol::{DirectoryEntry, ErrorCode};
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::storage::{ConflictItem, Turning14};
+use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
+
+/// The setting that holds the check value.
+pub const CHECK_SETTING: &str = "at_rest_check";
+const CHECK_PLAINTEXT: &[u8] = b"doorstep sync server store v1";
+
+/// Why the server key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file could not be read or written.
+    #[error("server key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file does not hold a key.
+    #[error("server key file {0} does not hold a key (64 hexadecimal digits)")]
+    Malformed(PathBuf),
+    /// The key does not open this database.
+    #[error("the server key does not open this database: start the server with the key file it was created with")]
+    WrongKey,
+    /// The database holds records written in clear by an earlier version.
+    #[error(
+        "this database holds records stored in clear by an earlier version; export them and start on a new database"
+    )]
+    StoredInClear,
+    /// A PostgreSQL store was named without a key file.
+    #[error("a PostgreSQL store needs --key-file (every server node the same file)")]
+    Missing,
+}
+
+impl From<KeyError> for ApiError {
+    /// The message is the operator's to read when the server refuses to start (it names no resident).
+    fn from(e: KeyError) -> Self {
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string())
+    }
+}
+
+/// The server's sealing and index keys, derived from one 256-bit server key.
+pub struct AtRest {
+    sealer: Sealer,
+    index: BlindIndexer,
+}
+
+impl std::fmt::Debug for AtRest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AtRest(..)")
+    }
+}
+
+impl AtRest {
+    /// Keys derived from `key`.
+    pub fn new(key: &DataKey) -> AtRest {
+        AtRest { sealer: Sealer::new(key), index: BlindIndexer::new(key) }
+    }
+
+    /// Reads the key file; creates it (mode 0600, a fresh random key) when it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<AtRest, KeyError> {
+        let io = |source| KeyError::Io { path: path.to_path_buf(), source };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let text = Zeroizing::new(text);
+                let bytes =
+                    Zeroizing::new(hex::decode(text.trim()).map_err(|_| KeyError::Malformed(path.to_path_buf()))?);
+                if bytes.len() != 32 {
+                    return Err(KeyError::Malformed(path.to_path_buf()));
+                }
+                let mut key = Zeroizing::new([0u8; 32]);
+                key.copy_from_slice(&bytes);
+                Ok(AtRest::new(&DataKey::from_bytes(*key)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = Zeroizing::new([0u8; 32]);
+                getrandom::fill(&mut key[..]).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = match options.open(path) {
+                    // Another node created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Self::load_or_create(path),
+                    other => other.map_err(io)?,
+                };
+                file.write_all(Zeroizing::new(format!("{}\n", hex::encode(*key))).as_bytes()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok(AtRest::new(&DataKey::from_bytes(*key)))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The key file a store uses when none is named: `<file>.key` beside a SQLite file.
+    pub fn default_key_file(db: &str) -> Result<PathBuf, KeyError> {
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Err(KeyError::Missing)
+        } else {
+            Ok(PathBuf::from(format!("{db}.key")))
+        }
+    }
+
+    /// A check value to record in a new store.
+    pub fn check_value(&self) -> Result<String, ApiError> {
+        self.seal_text("setting", CHECK_SETTING, "", std::str::from_utf8(CHECK_PLAINTEXT).unwrap_or_default())
+    }
+
+    /// Decides whether this key may open a store holding `check` (its recorded check value,
+    /// if any) and documents (`has_docs`). Returns the check value to record, if none is.
+    pub fn admit(&self, check: Option<&str>, has_docs: bool) -> Result<Option<String>, KeyError> {
+        match check {
+            Some(value) => match self.open_text("setting", CHECK_SETTING, "", value) {
+                Ok(plain) if plain.as_bytes() == CHECK_PLAINTEXT => Ok(None),
+                _ => Err(KeyError::WrongKey),
+            },
+            None if has_docs => Err(KeyError::StoredInClear),
+            None => Ok(Some(self.check_value().map_err(|_| KeyError::WrongKey)?)),
+        }
+    }
+
+    fn aad<'a>(table: &'a str, id: &'a str, chunk: &'a str) -> Aad<'a> {
+        Aad { table, doc_id: id, chunk }
+    }
+
+    /// Seals bytes for one row's column.
+    pub fn seal(&self, table: &str, id: &str, chunk: &str, plain: &[u8]) -> Result<Vec<u8>, ApiError> {
+        self.sealer.seal(Self::aad(table, id, chunk), plain).map_err(ApiError::internal)
+    }
+
+    /// Opens bytes sealed for this row's column.
+    pub fn open(&self, table: &str, id: &str, chunk: &str, sealed: &[u8]) -> Result<Vec<u8>, ApiError> {
+        self.sealer
+            .open(Self::aad(table, id, chunk), sealed)
+            .map(|z| z.to_vec())
+            .map_err(|_| ApiError::internal(format!("a sealed {table} value of {id} does not open")))
+    }
+
+    /// Seals text for a text column (base64).
+    pub fn seal_text(&self, table: &str, id: &str, chunk: &str, plain: &str) -> Result<String, ApiError> {
+        Ok(B64.encode(self.seal(table, id, chunk, plain.as_bytes())?))
+    }
+
+    /// Opens text sealed by [`AtRest::seal_text`].
+    pub fn open_text(&self, table: &str, id: &str, chunk: &str, sealed: &str) -> Result<String, ApiError> {
+        let bytes =
+            B64.decode(sealed).map_err(|_| ApiError::internal(format!("a sealed {table} value is not base64")))?;
+        String::from_utf8(self.open(table, id, chunk, &bytes)?).map_err(ApiError::internal)
+    }
+
+    fn tag(token: IndexToken) -> String {
+        hex::encode(token)
+    }
+
+    /// Index token of a CCCD number.
+    pub fn cccd_tag(&self, cccd: &str) -> String {
+        Self::tag(self.index.cccd(cccd))
+    }
+
+    /// Index token of a date of birth.
+    pub fn dob_tag(&self, dob: &str) -> String {
+        Self::tag(self.index.dob(dob))
+    }
+
+    /// Index token of a year of birth.
+    pub fn birth_year_tag(&self, year: i32) -> String {
+        Self::tag(self.index.birth_year(year))
+    }
+
+    /// The tokens of the (at most two) birth years in the window `(born_after, born_until]`.
+    pub fn birth_year_tags(&self, born_after: &str, born_until: &str) -> [String; 2] {
+        let year = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.year()).unwrap_or(0);
+        let (from, to) = (year(born_after), year(born_until));
+        [self.birth_year_tag(from), self.birth_year_tag(to.max(from))]
+    }
+
+    /// Opens a resident's index entry.
+    pub fn open_person(&self, doc_id: &str, member_id: &str, sealed: &str) -> Result<PersonKey, ApiError> {
+        let json = self.open_text("person", doc_id, member_id, sealed)?;
+        serde_json::from_str(&json).map_err(ApiError::internal)
+    }
+
+    /// Opens a conflict's values, read as `item` with its sealed values beside it.
+    pub fn open_conflict(&self, mut item: ConflictItem, sealed: &str) -> Result<ConflictItem, ApiError> {
+        let json = self.open_text("conflict", &item.doc_id, &item.path, sealed)?;
+        item.values = serde_json::from_str(&json).map_err(ApiError::internal)?;
+        Ok(item)
+    }
+
+    /// Opens index entries read as `(household, member, area, sealed entry)`:
+    /// `(household, area, entry JSON)`.
+    pub fn open_people(
+        &self,
+        rows: Vec<(String, String, String, String)>,
+    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        rows.into_iter()
+            .map(|(doc, member, area, sealed)| {
+                let json = self.open_text("person", &doc, &member, &sealed)?;
+                Ok((doc, area, json))
+            })
+            .collect()
+    }
+
+    /// From residents born in the window's years, `(household, member, area, sealed entry)`,
+    /// those born in `(born_after, born_until]`, oldest first.
+    pub fn turning_14(
+        &self,
+        rows: Vec<(String, String, String, String)>,
+        born_after: &str,
+        born_until: &str,
+    ) -> Result<Vec<Turning14>, ApiError> {
+        let mut out = Vec::new();
+        for (doc_id, member_id, area, sealed) in rows {
+            let key = self.open_person(&doc_id, &member_id, &sealed)?;
+            let Some(dob) = key.dob.map(|d| d.format("%Y-%m-%d").to_string()) else { continue };
+            if dob.as_str() > born_after && dob.as_str() <= born_until {
+                out.push(Turning14 { doc_id, member_id, area, name: key.full_name, dob });
+            }
+        }
+        out.sort_by(|a, b| (&a.dob, &a.doc_id, &a.member_id).cmp(&(&b.dob, &b.doc_id, &b.member_id)));
+        Ok(out)
+    }
+}
+
+/// How many of `residents` live in each area.
+pub fn count_by_area(residents: &[Turning14]) -> Vec<(String, i64)> {
+    let mut counts = std::collections::BTreeMap::<String, i64>::new();
+    for r in residents {
+        *counts.entry(r.area.clone()).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// A [`Tx`] that seals what it writes and opens what it reads, over a backend's.
+pub struct SealingTx<'a> {
+    inner: &'a mut dyn Tx,
+    keys: &'a AtRest,
+}
+
+impl<'a> SealingTx<'a> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a mut dyn Tx, keys: &'a AtRest) -> SealingTx<'a> {
+        SealingTx { inner, keys }
+    }
+}
+
+impl Tx for SealingTx<'_> {
+    fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>, ApiError> {
+        match self.inner.doc(doc_id)? {
+            Some((sealed, area)) => Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, area))),
+            None => Ok(None),
+        }
+    }
+
+    fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<(), ApiError> {
+        let sealed = self.keys.seal("doc", doc_id, "", snapshot)?;
+        self.inner.put_doc(doc_id, area, &sealed, heads, now)
+    }
+
+    fn append_feed(
+        &mut self,
+        area: &str,
+        doc_id: &str,
+        origin: &str,
+        changes: &[u8],
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let sealed = self.keys.seal("feed", doc_id, origin, changes)?;
+        self.inner.append_feed(area, doc_id, origin, &sealed, now)
+    }
+
+    fn audit(
+        &mut self,
+        at: i64,
+        device: &str,
+        user: &str,
+        doc_id: &str,
+        heads: &str,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        self.inner.audit(at, device, user, doc_id, heads, action)
+    }
+
+    fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>, ApiError> {
+        self.inner.open_conflicts(doc_id)
+    }
+
+    fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<(), ApiError> {
+        self.inner.resolve_conflict_row(id, by, now)
+    }
+
+    fn upsert_conflict(
+        &mut self,
+        doc_id: &str,
+        area: &str,
+        path: &str,
+        values_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let sealed = self.keys.seal_text("conflict", doc_id, path, values_json)?;
+        self.inner.upsert_conflict(doc_id, area, path, &sealed, now)
+    }
+
+    fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>, ApiError> {
+        self.inner.conflict(id)
+    }
+
+    fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
+        self.inner.delete_people(doc_id)
+    }
+
+    fn person_candidates(
+        &mut self,
+        doc_id: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        let cccd = cccd.map(|c| self.keys.cccd_tag(c));
+        let dob = dob.map(|d| self.keys.dob_tag(d));
+        let rows = self.inner.person_candidates(doc_id, cccd.as_deref(), dob.as_deref())?;
+        rows.into_iter()
+            .map(|(d, m, sealed)| {
+                let json = self.keys.open_text("person", &d, &m, &sealed)?;
+                Ok((d, m, json))
+            })
+            .collect()
+    }
+
+    fn insert_person(
+        &mut self,
+        doc_id: &str,
+        member_id: &str,
+        area: &str,
+        key_json: &str,
+        cccd: Option<&str>,
+        dob: Option<&str>,
+        birth_year: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let sealed = self.keys.seal_text("person", doc_id, member_id, key_json)?;
+        let cccd = cccd.map(|c| self.keys.cccd_tag(c));
+        let dob = dob.map(|d| self.keys.dob_tag(d));
+        let year = birth_year.and_then(|y| y.parse().ok()).map(|y| self.keys.birth_year_tag(y));
+        self.inner.insert_person(doc_id, member_id, area, &sealed, cccd.as_deref(), dob.as_deref(), year.as_deref())
+    }
+
+    fn upsert_duplicate(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        area: &str,
+        score: f64,
+        reasons_json: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.inner.upsert_duplicate(a, b, area, score, reasons_json, now)
+    }
+
+    fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>, ApiError> {
+        let rows = self.inner.feed_after(cursor, area, limit)?;
+        rows.into_iter()
+            .map(|mut row| {
+                row.changes = self.keys.open("feed", &row.doc_id, &row.origin, &row.changes)?;
+                Ok(row)
+            })
+            .collect()
+    }
+
+    fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError> {
+        self.inner.touch_device(device_id, now)
+    }
+
+    fn put_stats(&mut self, doc_id: &str, area: &str, stats: &HouseholdStats, now: i64) -> Result<(), ApiError> {
+        self.inner.put_stats(doc_id, area, stats, now)
+    }
+
+    fn docs_without_stats(&mut self) -> Result<Vec<String>, ApiError> {
+        self.inner.docs_without_stats()
+    }
+
+    fn duplicate_row(&mut self, id: i64) -> Result<Option<DuplicateRow>, ApiError> {
+        self.inner.duplicate_row(id)
+    }
+
+    fn decide_duplicate_row(
+        &mut self,
+        id: i64,
+        status: &str,
+        action: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        self.inner.decide_duplicate_row(id, status, action, by, now)
+    }
+
+    fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError> {
+        self.inner.link_residents(row, by, now)
+    }
+
+    fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError> {
+        self.inner.unlink_residents(duplicate_id, by, now)
+    }
+
+    fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<(), ApiError> {
+        self.inner.set_transfer_key(device_id, key, now)
+    }
+
+    fn directory(&mut self, area: &str) -> Result<Vec<DirectoryEntry>, ApiError> {
+        self.inner.directory(area)
+    }
+
+    fn blob_state(&mut self, id: &str) -> Result<Option<BlobState>, ApiError> {
+        self.inner.blob_state(id)
+    }
+
+    fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<(), ApiError> {
+        self.inner.create_blob(id, area, device_id, total, now)
+    }
+
+    fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<(), ApiError> {
+        self.inner.restart_blob(id, device_id, now)
+    }
+
+    fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<(), ApiError> {
+        self.inner.append_blob(id, start, chunk, complete, now)
+    }
+
+    fn device_blob_bytes(&mut self, device_id: &str) -> Result<i64, ApiError> {
+        self.inner.device_blob_bytes(device_id)
+    }
+
+    fn read_blob(&mut self, id: &str, start: i64, max: i64) -> Result<Vec<u8>, ApiError> {
+        self.inner.read_blob(id, start, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_created_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.key");
+        let a = AtRest::load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let b = AtRest::load_or_create(&path).unwrap();
+        let sealed = a.seal("doc", "h1", "", b"Nguyen Van A").unwrap();
+        assert_eq!(b.open("doc", "h1", "", &sealed).unwrap(), b"Nguyen Van A");
+        assert!(a.open("doc", "h2", "", &sealed).is_err(), "a value moved to another row must not open");
+        assert_eq!(a.cccd_tag("001200012345"), b.cccd_tag("001200012345"));
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(AtRest::load_or_create(&path), Err(KeyError::Malformed(_))));
+    }
+
+    #[test]
+    fn only_the_right_key_is_admitted() {
+        let a = AtRest::new(&DataKey::make().unwrap());
+        let b = AtRest::new(&DataKey::make().unwrap());
+        let check = a.admit(None, false).unwrap().expect("a new store gets a check value");
+        assert!(a.admit(Some(&check), true).unwrap().is_none());
+        assert!(matches!(b.admit(Some(&check), true), Err(KeyError::WrongKey)));
+        assert!(matches!(a.admit(None, true), Err(KeyError::StoredInClear)));
+        assert!(matches!(AtRest::default_key_file("postgres://x/y"), Err(KeyError::Missing)));
+    }
+
+    #[test]
+    fn turning_14_filters_opened_entries_by_date() {
+        let k = AtRest::new(&DataKey::make().unwrap());
+        let person = |name: &str, dob: &str| PersonKey {
+            full_name: name.into(),
+            dob: Some(NaiveDate::parse_from_str(dob, "%Y-%m-%d").unwrap()),
+            sex: None,
+            cccd: None,
+        };
+        let row = |doc: &str, p: PersonKey| {
+            let sealed = k.seal_text("person", doc, "m0", &serde_json::to_string(&p).unwrap()).unwrap();
+            (doc.to_string(), "m0".to_string(), "01".to_string(), sealed)
+        };
+        let rows = vec![
+            row("h1", person("Lê Văn B", "2012-12-30")),
+            row("h2", person("Trần Thị C", "2012-11-01")),
+            row("h3", person("Phạm D", "2013-01-15")),
+        ];
+        let got = k.turning_14(rows, "2012-11-01", "2013-01-31").unwrap();
+        let names: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["Lê Văn B", "Phạm D"]);
+        assert_eq!(k.birth_year_tags("2012-11-01", "2013-01-31"), [k.birth_year_tag(2012), k.birth_year_tag(2013)]);
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use doorstep_sync_server::api::now;
 use doorstep_sync_server::api::{AppState, create_enrolment};
-use doorstep_sync_server::console::{check_account, hash_password};
+use doorstep_sync_server::console::{check_account, check_scope, hash_password, scope_suffix};
 use doorstep_sync_server::storage::{Operator, Role, Storage};
 
 #[derive(Parser)]
@@ -64,6 +64,9 @@ enum Command {
         /// operator or admin.
         #[arg(long, default_value = "operator")]
         role: String,
+        /// The area the operator works on, with its sub-areas (default: every area).
+        #[arg(long, default_value = "")]
+        area: String,
     },
     /// Create a one-time enrolment for an area and write its QR code as a PNG.
     Enrol {
@@ -143,11 +146,11 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
             doorstep_sync_server::serve(listener, state).await?;
         }
         Command::CreateAdmin { username } => {
-            add_operator(&storage, &username, Role::Admin, "DOORSTEP_ADMIN_PASSWORD").await?;
+            add_operator(&storage, &username, Role::Admin, "", "DOORSTEP_ADMIN_PASSWORD").await?;
         }
-        Command::AddOperator { username, role } => {
+        Command::AddOperator { username, role, area } => {
             let role = Role::parse(&role).ok_or("the role is operator or admin")?;
-            add_operator(&storage, &username, role, "DOORSTEP_OPERATOR_PASSWORD").await?;
+            add_operator(&storage, &username, role, &area, "DOORSTEP_OPERATOR_PASSWORD").await?;
         }
         Command::Enrol { area, url, out } => {
             let state = AppState::new(storage, url, String::new());
@@ -188,6 +191,7 @@ async fn add_operator(
     storage: &Arc<dyn Storage>,
     username: &str,
     role: Role,
+    area: &str,
     env: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let password = match std::env::var(env) {
@@ -201,12 +205,16 @@ async fn add_operator(
         }
     };
     check_account(username, &password)?;
+    let area = check_scope(role, area)?;
     let existed = storage.operator(username.to_string()).await?.is_some();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-    storage.put_operator(Operator { username: username.to_string(), password_hash, role, created_at: now() }).await?;
+    let scope = scope_suffix(&area);
+    storage
+        .put_operator(Operator { username: username.to_string(), password_hash, role, area, created_at: now() })
+        .await?;
     let what = if existed { "updated" } else { "created" };
-    storage.log_event(now(), "cli".into(), format!("{what} account {username} ({})", role.as_str())).await?;
-    println!("{} account {username} {what}", role.as_str());
+    storage.log_event(now(), "cli".into(), format!("{what} account {username} ({}{scope})", role.as_str())).await?;
+    println!("{} account {username}{scope} {what}", role.as_str());
     Ok(())
 }
 

@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS blob (
 CREATE INDEX IF NOT EXISTS blob_by_device ON blob (device_id);
 CREATE TABLE IF NOT EXISTS blob_chunk (
     id TEXT NOT NULL, start_at BIGINT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (id, start_at));
+ALTER TABLE operator ADD COLUMN IF NOT EXISTS area TEXT NOT NULL DEFAULT '';
+ALTER TABLE session ADD COLUMN IF NOT EXISTS area TEXT NOT NULL DEFAULT '';
 ";
 
 /// The advisory lock that orders writers across server processes.
@@ -591,6 +593,7 @@ fn operator_row(r: &postgres::Row) -> Operator {
         password_hash: r.get(1),
         role: Role::parse(r.get(2)).unwrap_or(Role::Operator),
         created_at: r.get(3),
+        area: r.get(4),
     }
 }
 
@@ -844,9 +847,10 @@ impl Storage for PostgresStorage {
         self.run(move |c| {
             let mut tx = c.transaction().map_err(pg)?;
             tx.execute(
-                "INSERT INTO operator (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role",
-                &[&op.username, &op.password_hash, &op.role.as_str(), &op.created_at],
+                "INSERT INTO operator (username, password_hash, role, created_at, area) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
+                     area = excluded.area",
+                &[&op.username, &op.password_hash, &op.role.as_str(), &op.created_at, &op.area],
             )
             .map_err(pg)?;
             // A changed password or role ends the account's sessions.
@@ -859,7 +863,7 @@ impl Storage for PostgresStorage {
     async fn operator(&self, username: String) -> Result<Option<Operator>, ApiError> {
         self.run(move |c| {
             Ok(c.query_opt(
-                "SELECT username, password_hash, role, created_at FROM operator WHERE username = $1",
+                "SELECT username, password_hash, role, created_at, area FROM operator WHERE username = $1",
                 &[&username],
             )
             .map_err(pg)?
@@ -870,7 +874,7 @@ impl Storage for PostgresStorage {
 
     async fn operators(&self) -> Result<Vec<Operator>, ApiError> {
         self.run(|c| {
-            Ok(c.query("SELECT username, password_hash, role, created_at FROM operator ORDER BY username", &[])
+            Ok(c.query("SELECT username, password_hash, role, created_at, area FROM operator ORDER BY username", &[])
                 .map_err(pg)?
                 .iter()
                 .map(operator_row)
@@ -883,8 +887,8 @@ impl Storage for PostgresStorage {
         self.run(move |c| {
             c.execute("DELETE FROM session WHERE expires_at <= $1", &[&now]).map_err(pg)?;
             c.execute(
-                "INSERT INTO session (token_hash, username, role, csrf, expires_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&s.token_hash, &s.username, &s.role.as_str(), &s.csrf, &s.expires_at],
+                "INSERT INTO session (token_hash, username, role, csrf, expires_at, area) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&s.token_hash, &s.username, &s.role.as_str(), &s.csrf, &s.expires_at, &s.area],
             )
             .map_err(pg)?;
             Ok(())
@@ -895,7 +899,7 @@ impl Storage for PostgresStorage {
     async fn session(&self, token_hash: String, now: i64) -> Result<Option<Session>, ApiError> {
         self.run(move |c| {
             Ok(c.query_opt(
-                "SELECT token_hash, username, role, csrf, expires_at FROM session
+                "SELECT token_hash, username, role, csrf, expires_at, area FROM session
                  WHERE token_hash = $1 AND expires_at > $2",
                 &[&token_hash, &now],
             )
@@ -907,6 +911,7 @@ impl Storage for PostgresStorage {
                     role: Role::parse(r.get(2))?,
                     csrf: r.get(3),
                     expires_at: r.get(4),
+                    area: r.get(5),
                 })
             }))
         })

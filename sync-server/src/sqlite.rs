@@ -67,10 +67,11 @@ CREATE TABLE IF NOT EXISTS resident_link (
     duplicate_id INTEGER NOT NULL, doc_a TEXT NOT NULL, member_a TEXT NOT NULL, doc_b TEXT NOT NULL,
     member_b TEXT NOT NULL, linked_by TEXT NOT NULL, linked_at INTEGER NOT NULL, undone_by TEXT, undone_at INTEGER);
 CREATE TABLE IF NOT EXISTS operator (
-    username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL);
+    username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL,
+    area TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS session (
     token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL,
-    expires_at INTEGER NOT NULL);
+    expires_at INTEGER NOT NULL, area TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS device_key (
     device_id TEXT PRIMARY KEY, transfer_key TEXT NOT NULL, updated_at INTEGER NOT NULL);
@@ -99,13 +100,20 @@ impl SqliteStorage {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        let has_year: bool = conn.query_row(
-            "SELECT count(*) > 0 FROM pragma_table_info('person') WHERE name = 'birth_year'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_year {
-            conn.execute_batch("ALTER TABLE person ADD COLUMN birth_year TEXT")?;
+        // Columns added since the first schema.
+        for (table, column, decl) in [
+            ("person", "birth_year", "TEXT"),
+            ("operator", "area", "TEXT NOT NULL DEFAULT ''"),
+            ("session", "area", "TEXT NOT NULL DEFAULT ''"),
+        ] {
+            let has: bool = conn.query_row(
+                &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = '{column}'"),
+                [],
+                |r| r.get(0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
         }
         conn.execute_batch("CREATE INDEX IF NOT EXISTS person_by_birth_year ON person (birth_year)")?;
         let mut conn = conn;
@@ -501,6 +509,7 @@ fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operator> {
         password_hash: r.get(1)?,
         role: Role::parse(&role).unwrap_or(Role::Operator),
         created_at: r.get(3)?,
+        area: r.get(4)?,
     })
 }
 
@@ -749,9 +758,10 @@ impl Storage for SqliteStorage {
     async fn put_operator(&self, op: Operator) -> Result<(), ApiError> {
         self.run(move |c| {
             c.execute(
-                "INSERT INTO operator (username, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role",
-                params![op.username, op.password_hash, op.role.as_str(), op.created_at],
+                "INSERT INTO operator (username, password_hash, role, created_at, area) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
+                     area = excluded.area",
+                params![op.username, op.password_hash, op.role.as_str(), op.created_at, op.area],
             )?;
             // A changed password or role ends the account's sessions.
             c.execute("DELETE FROM session WHERE username = ?1", [&op.username])?;
@@ -763,7 +773,7 @@ impl Storage for SqliteStorage {
     async fn operator(&self, username: String) -> Result<Option<Operator>, ApiError> {
         self.run(move |c| {
             Ok(c.query_row(
-                "SELECT username, password_hash, role, created_at FROM operator WHERE username = ?1",
+                "SELECT username, password_hash, role, created_at, area FROM operator WHERE username = ?1",
                 [username],
                 operator_row,
             )
@@ -775,7 +785,7 @@ impl Storage for SqliteStorage {
     async fn operators(&self) -> Result<Vec<Operator>, ApiError> {
         self.run(|c| {
             let mut stmt =
-                c.prepare("SELECT username, password_hash, role, created_at FROM operator ORDER BY username")?;
+                c.prepare("SELECT username, password_hash, role, created_at, area FROM operator ORDER BY username")?;
             Ok(stmt.query_map([], operator_row)?.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -785,8 +795,8 @@ impl Storage for SqliteStorage {
         self.run(move |c| {
             c.execute("DELETE FROM session WHERE expires_at <= ?1", [now])?;
             c.execute(
-                "INSERT INTO session (token_hash, username, role, csrf, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![s.token_hash, s.username, s.role.as_str(), s.csrf, s.expires_at],
+                "INSERT INTO session (token_hash, username, role, csrf, expires_at, area) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.token_hash, s.username, s.role.as_str(), s.csrf, s.expires_at, s.area],
             )?;
             Ok(())
         })
@@ -795,16 +805,16 @@ impl Storage for SqliteStorage {
 
     async fn session(&self, token_hash: String, now: i64) -> Result<Option<Session>, ApiError> {
         self.run(move |c| {
-            let row: Option<(String, String, String, String, i64)> = c
+            let row: Option<(String, String, String, String, i64, String)> = c
                 .query_row(
-                    "SELECT token_hash, username, role, csrf, expires_at FROM session
+                    "SELECT token_hash, username, role, csrf, expires_at, area FROM session
                      WHERE token_hash = ?1 AND expires_at > ?2",
                     params![token_hash, now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
-            Ok(row.and_then(|(token_hash, username, role, csrf, expires_at)| {
-                Some(Session { token_hash, username, role: Role::parse(&role)?, csrf, expires_at })
+            Ok(row.and_then(|(token_hash, username, role, csrf, expires_at, area)| {
+                Some(Session { token_hash, username, role: Role::parse(&role)?, area, csrf, expires_at })
             }))
         })
         .await

@@ -119,6 +119,8 @@ pub struct Operator {
     pub password_hash: String,
     /// What the account may do.
     pub role: Role,
+    /// The area it works on, with its sub-areas (empty: every area).
+    pub area: String,
     /// When it was created, Unix seconds.
     pub created_at: i64,
 }
@@ -132,10 +134,17 @@ pub struct Session {
     pub username: String,
     /// Their role when they logged in.
     pub role: Role,
+    /// The area the operator works on (empty: every area).
+    pub area: String,
     /// The token every form of this session must carry.
     pub csrf: String,
     /// Unix seconds after which the session is dead.
     pub expires_at: i64,
+}
+
+/// Whether `area` is `scope` or lies within it (an empty scope holds every area).
+pub fn area_within(area: &str, scope: &str) -> bool {
+    scope.is_empty() || area == scope || area.strip_prefix(scope).is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// An operator's decision on a duplicate candidate.

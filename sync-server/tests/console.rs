@@ -14,8 +14,18 @@ use reqwest::blocking::Client;
 const PASSWORD: &str = "password-for-tests";
 
 fn add_account(server: &TestServer, username: &str, role: Role) {
-    let op =
-        Operator { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at: 0 };
+    add_scoped_account(server, username, role, "");
+}
+
+/// An account that works on `area` and its sub-areas only.
+fn add_scoped_account(server: &TestServer, username: &str, role: Role, area: &str) {
+    let op = Operator {
+        username: username.into(),
+        password_hash: hash_password(PASSWORD).unwrap(),
+        role,
+        area: area.into(),
+        created_at: 0,
+    };
     server.runtime.block_on(server.storage.put_operator(op)).unwrap();
 }
 
@@ -480,4 +490,79 @@ fn a_house_photo_shows_in_the_console_once_uploaded() {
         Console::http().get(format!("{}/console/households/hh-1/photo/full", server.url)).send().unwrap().status(),
         StatusCode::SEE_OTHER
     );
+}
+
+#[test]
+fn an_operator_of_one_commune_sees_and_acts_on_that_commune_only() {
+    let server = TestServer::start();
+    add_scoped_account(&server, "commune1", Role::Operator, "01.001.00001");
+    add_account(&server, "district", Role::Operator);
+    let mut a = Device::enrolled(&server, "officer-a", "01.001");
+    let mut b = Device::enrolled(&server, "officer-b", "01.001");
+    // In each of two communes: two records of one person (a duplicate) and a conflict on a name.
+    let communes =
+        [("01.001.00001", "Đặng Thu Thảo", "001166011111"), ("01.001.00002", "Hoàng Văn Khôi", "001066022222")];
+    for (area, name, cccd) in communes {
+        a.store.create_household(&household(&format!("{area}-x"), area, name, cccd)).unwrap();
+        a.store.create_household(&household(&format!("{area}-y"), area, name, cccd)).unwrap();
+    }
+    a.sync().unwrap();
+    b.sync().unwrap();
+    for (area, name, _) in communes {
+        a.edit(&format!("{area}-x"), |h| h.members[0].full_name = format!("{name} A"));
+        b.edit(&format!("{area}-x"), |h| h.members[0].full_name = format!("{name} B"));
+    }
+    a.sync().unwrap();
+    b.sync().unwrap();
+    let conflicts = server.runtime.block_on(server.storage.conflicts(None)).unwrap();
+    let duplicates = server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+    let conflict_in = |area: &str| conflicts.iter().find(|c| c.area == area).unwrap().id;
+    let duplicate_in = |area: &str| duplicates.iter().find(|d| d.area == area).unwrap().id;
+    let (mine, theirs) = ("01.001.00001", "01.001.00002");
+
+    let clerk = Console::login(&server, "commune1");
+    // Lists show the commune's own work; another area, or the district above, is refused.
+    for page in ["/console/conflicts", "/console/duplicates", "/console/progress", "/console/households?q=001"] {
+        let got = clerk.get(page);
+        assert_eq!(got.status, StatusCode::OK, "{page}");
+        assert!(got.body.contains(mine), "{page} shows the commune");
+        assert!(!got.body.contains(theirs), "{page} shows nothing of another commune");
+    }
+    for page in [
+        format!("/console/conflicts?area={theirs}"),
+        "/console/duplicates?area=01.001".to_string(),
+        format!("/console/progress?area={theirs}"),
+        format!("/console/progress.csv?area={theirs}"),
+        "/console/households?area=01&q=001".to_string(),
+    ] {
+        assert_eq!(clerk.get(&page).status, StatusCode::FORBIDDEN, "{page}");
+    }
+    // Another commune's households are not found; acting on its queues changes nothing.
+    for page in ["", "/slip", "/photo/thumb"] {
+        assert_eq!(clerk.get(&format!("/console/households/{theirs}-x{page}")).status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(clerk.get(&format!("/console/households/{mine}-x")).status, StatusCode::OK);
+    let before = server.fingerprint();
+    let refused =
+        clerk.post(&format!("/console/conflicts/{}/resolve", conflict_in(theirs)), &[("value", "Hoàng Văn Khôi")]);
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        clerk.post(&format!("/console/duplicates/{}/merge", duplicate_in(theirs)), &[]).status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(server.fingerprint(), before, "refusals changed nothing");
+    // Its own commune's queues it works as any operator.
+    let resolved =
+        clerk.post(&format!("/console/conflicts/{}/resolve", conflict_in(mine)), &[("value", "Đặng Thu Thảo")]);
+    assert_eq!(resolved.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        clerk.post(&format!("/console/duplicates/{}/merge", duplicate_in(mine)), &[]).status,
+        StatusCode::SEE_OTHER
+    );
+
+    // An operator with no area sees the district.
+    let district = Console::login(&server, "district");
+    let page = district.get("/console/conflicts");
+    assert!(page.body.contains(theirs));
+    assert_eq!(district.get(&format!("/console/households/{theirs}-x")).status, StatusCode::OK);
 }

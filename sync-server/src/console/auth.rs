@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use super::layout::{PageError, csrf_field, page};
 use crate::api::{AppState, hash_secret, make_secret, now};
 use crate::error::ApiError;
-use crate::storage::{Role, Session};
+use crate::storage::{Role, Session, area_within};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "doorstep_session";
@@ -73,6 +73,24 @@ impl Current {
     pub fn require_admin(&self) -> Result<(), PageError> {
         require_admin(&self.0)
     }
+}
+
+/// The area a page shows: the one asked for, which must lie within the operator's own
+/// area (403 otherwise), or, when none is asked for, the operator's own.
+pub fn scoped_area(session: &Session, requested: &str) -> Result<String, PageError> {
+    let requested = requested.trim();
+    if requested.is_empty() {
+        Ok(session.area.clone())
+    } else if area_within(requested, &session.area) {
+        Ok(requested.to_string())
+    } else {
+        Err(PageError::forbidden("This area is outside the one your account works on."))
+    }
+}
+
+/// Refuses (as not found, so that nothing is learnt of it) a household outside the operator's area.
+pub fn require_area(session: &Session, area: &str) -> Result<(), PageError> {
+    if area_within(area, &session.area) { Ok(()) } else { Err(PageError::not_found("No such household.")) }
 }
 
 /// Refuses anyone but an admin.
@@ -225,6 +243,7 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<R
         token_hash: hash_secret(&token),
         username: operator.username,
         role: operator.role,
+        area: operator.area,
         csrf: make_secret()?,
         expires_at: now() + SESSION_TTL_SECS,
     };

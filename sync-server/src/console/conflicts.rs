@@ -8,7 +8,7 @@ use doorstep_core::identity::Cccd;
 use maud::html;
 use serde::Deserialize;
 
-use super::auth::{Current, Posted, csrf};
+use super::auth::{Current, Posted, csrf, scoped_area};
 use super::households::{field_label, household_link, load_household, member_of};
 use super::layout::{PageError, filter_form, page, time};
 use crate::api::{AppState, now};
@@ -43,7 +43,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let status = q.status.as_deref().unwrap_or("open");
-    let area = q.area.trim().to_string();
+    let area = scoped_area(&current.0, &q.area)?;
     let all = state.storage.conflicts((!area.is_empty()).then(|| area.clone())).await?;
     let shown: Vec<_> = all.iter().filter(|c| status == "all" || c.status == status).collect();
     let mut cards = Vec::new();
@@ -132,6 +132,10 @@ pub async fn resolve(
     posted: Posted<Resolution>,
 ) -> Result<Response, PageError> {
     let value = posted.form.value.trim().to_string();
+    let scope = &posted.session.area;
+    if !scope.is_empty() && !state.storage.conflicts(Some(scope.clone())).await?.iter().any(|c| c.id == id) {
+        return Err(PageError::not_found("No such conflict in your area."));
+    }
     let (_, path) = state
         .storage
         .open_conflict(id)

@@ -10,7 +10,7 @@ use doorstep_core::record::{Household, Member};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::auth::{Current, Posted, csrf};
+use super::auth::{Current, Posted, csrf, scoped_area};
 use super::households::{cccd_ok, household_link, load_household};
 use super::layout::{PageError, filter_form, flash, page, time};
 use crate::api::{AppState, now};
@@ -84,7 +84,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let status = q.status.as_deref().unwrap_or("open");
-    let area = q.area.trim().to_string();
+    let area = scoped_area(&current.0, &q.area)?;
     let all = state.storage.duplicates((!area.is_empty()).then(|| area.clone())).await?;
     let shown: Vec<_> = all.iter().filter(|d| status == "all" || d.status == status).collect();
     let mut cards = Vec::new();
@@ -150,6 +150,10 @@ pub async fn decide(
         "dismiss" => (DuplicateAction::Dismiss, format!("Đã bỏ qua #{id}. · Dismissed #{id}.")),
         _ => return Err(PageError::not_found("No such action.")),
     };
+    let scope = &posted.session.area;
+    if !scope.is_empty() && !state.storage.duplicates(Some(scope.clone())).await?.iter().any(|d| d.id == id) {
+        return Err(PageError::not_found("No such duplicate candidate in your area."));
+    }
     state.storage.decide_duplicate(id, action, posted.session.username.clone(), now()).await?;
     let next = serde_urlencoded::to_string([("done", message)]).unwrap_or_default();
     let status = if matches!(action, DuplicateAction::Merge) { "merged" } else { "open" };

@@ -13,7 +13,7 @@ use doorstep_core::record::{Household, HouseholdDoc, Member};
 use doorstep_core::slip::Slip;
 use maud::{Markup, html};
 
-use super::auth::Current;
+use super::auth::{Current, require_area, scoped_area};
 use super::layout::{PageError, page, time};
 use crate::api::AppState;
 use crate::error::ApiError;
@@ -144,7 +144,7 @@ pub async fn list(
     current: Current,
     axum::extract::Query(q): axum::extract::Query<SearchQuery>,
 ) -> Result<Html<String>, PageError> {
-    let area = q.area.trim().to_string();
+    let area = scoped_area(&current.0, &q.area)?;
     let rows = state.storage.people(area.clone(), SEARCH_SCAN).await?;
     let truncated = rows.len() as i64 == SEARCH_SCAN;
     let found = search(rows, &q.q);
@@ -180,6 +180,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let (h, heads) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
+    require_area(&current.0, &h.area_code)?;
     let audit = state.storage.audit(Some(id.clone())).await?;
     let body = html! {
         p.crumbs { "Khu vực · Area " a href={ "/console/progress?area=" (h.area_code) } { (h.area_code) } }
@@ -222,11 +223,12 @@ pub async fn show(
 /// key the household document holds; 404 until the device that took it has uploaded it.
 pub async fn photo(
     State(state): State<Arc<AppState>>,
-    _current: Current,
+    current: Current,
     Path((id, size)): Path<(String, String)>,
 ) -> Result<axum::response::Response, PageError> {
     use axum::response::IntoResponse;
     let (h, _) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
+    require_area(&current.0, &h.area_code)?;
     let field = h.house_photo.ok_or_else(|| PageError::not_found("This household has no photo."))?;
     let photo = PhotoRef::parse(&field).map_err(|_| PageError::not_found("The photo reference is unreadable."))?;
     let r = match size.as_str() {
@@ -252,6 +254,7 @@ pub async fn slip(
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let (h, heads) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
+    require_area(&current.0, &h.area_code)?;
     let today = chrono::Utc::now().date_naive();
     let slip = Slip::for_household(&h, &heads, today);
     let text = slip.sign(state.slip_key().await?);

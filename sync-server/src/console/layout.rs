@@ -45,7 +45,7 @@ pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) 
                             }
                             form.logout method="post" action="/console/logout" {
                                 (csrf_field(&s.csrf))
-                                span.who { (s.username) " (" (s.role.as_str()) ")" }
+                                span.who { (s.username) " (" (s.role.as_str()) @if !s.area.is_empty() { " · " (s.area) } ")" }
                                 button type="submit" { "Đăng xuất · Log out" }
                             }
                         }

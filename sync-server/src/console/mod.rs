@@ -16,7 +16,7 @@ mod operators;
 mod progress;
 
 pub use auth::{MIN_PASSWORD_LEN, SESSION_COOKIE, SESSION_TTL_SECS, hash_password, verify_password};
-pub use operators::check_account;
+pub use operators::{check_account, check_scope, scope_suffix};
 
 use std::sync::Arc;
 

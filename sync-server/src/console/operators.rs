@@ -26,8 +26,12 @@ pub async fn list(
         h1 { "Tài khoản vận hành · Operator accounts" }
         (flash(q.done.as_deref()))
         table {
-            thead { tr { th { "Tên · Username" } th { "Vai trò · Role" } th { "Tạo lúc · Created" } } }
-            tbody { @for o in &operators { tr { td { (o.username) } td { (o.role.as_str()) } td { (time(o.created_at)) } } } }
+            thead { tr { th { "Tên · Username" } th { "Vai trò · Role" } th { "Khu vực · Area" } th { "Tạo lúc · Created" } } }
+            tbody { @for o in &operators { tr {
+                td { (o.username) } td { (o.role.as_str()) }
+                td { @if o.area.is_empty() { span.muted { "tất cả · all" } } @else { (o.area) } }
+                td { (time(o.created_at)) }
+            } } }
         }
         section.card style="margin-top:16px" {
             h3 { "Thêm tài khoản · Add an account" }
@@ -39,6 +43,8 @@ pub async fn list(
                 label { "Vai trò · Role"
                     select name="role" { option value="operator" { "operator" } option value="admin" { "admin" } }
                 }
+                label { "Khu vực (để trống: tất cả; quản trị viên: để trống) · Area (empty: every area; admins: empty)"
+                    input name="area" maxlength="64" placeholder="01.002" autocomplete="off"; }
                 button.primary type="submit" { "Tạo · Create" }
             }
         }
@@ -49,6 +55,11 @@ pub async fn list(
         }
     };
     Ok(page("Accounts", Some(&current.0), "operators", body))
+}
+
+/// ` in <area>` for a scoped account, nothing for one that sees every area.
+pub fn scope_suffix(area: &str) -> String {
+    if area.is_empty() { String::new() } else { format!(" in {area}") }
 }
 
 /// Checks a new account's name and password.
@@ -65,11 +76,28 @@ pub fn check_account(username: &str, password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks the area an account works on: empty (every area) or an area code
+/// (segments of letters and digits joined by dots). Admins work on every area.
+pub fn check_scope(role: Role, area: &str) -> Result<String, ApiError> {
+    let area = area.trim();
+    if role == Role::Admin && !area.is_empty() {
+        return Err(ApiError::malformed("an admin works on every area: leave the area empty"));
+    }
+    let code_ok = area.len() <= 64
+        && area.split('.').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !area.is_empty() && !code_ok {
+        return Err(ApiError::malformed("an area code is segments of letters and digits joined by dots, e.g. 01.002"));
+    }
+    Ok(area.to_string())
+}
+
 #[derive(Deserialize)]
 pub struct NewOperator {
     username: String,
     password: String,
     role: String,
+    #[serde(default)]
+    area: String,
 }
 
 /// POST /console/operators (admin)
@@ -79,6 +107,7 @@ pub async fn create(State(state): State<Arc<AppState>>, posted: Posted<NewOperat
     let username = f.username.trim().to_string();
     check_account(&username, &f.password)?;
     let role = Role::parse(&f.role).ok_or_else(|| PageError::bad_request("Unknown role."))?;
+    let area = check_scope(role, &f.area)?;
     if state.storage.operator(username.clone()).await?.is_some() {
         return Err(PageError::bad_request("That username is taken."));
     }
@@ -86,9 +115,15 @@ pub async fn create(State(state): State<Arc<AppState>>, posted: Posted<NewOperat
     let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;
     state
         .storage
-        .put_operator(Operator { username: username.clone(), password_hash: hash, role, created_at: now() })
+        .put_operator(Operator {
+            username: username.clone(),
+            password_hash: hash,
+            role,
+            area: area.clone(),
+            created_at: now(),
+        })
         .await?;
-    let action = format!("create account {username} ({})", role.as_str());
+    let action = format!("create account {username} ({}{})", role.as_str(), scope_suffix(&area));
     state.storage.log_event(now(), posted.session.username.clone(), action).await?;
     let msg = format!("Đã tạo {username}. · Created {username}.");
     Ok(Redirect::to(&format!(

@@ -12,7 +12,7 @@ use chrono::{Months, NaiveDate};
 use maud::html;
 use serde::Deserialize;
 
-use super::auth::Current;
+use super::auth::{Current, scoped_area};
 use super::households::household_link;
 use super::layout::{PageError, page, percent};
 use crate::api::{AppState, now};
@@ -165,7 +165,8 @@ pub async fn show(
     current: Current,
     Query(q): Query<AreaQuery>,
 ) -> Result<Html<String>, PageError> {
-    render(&state, &current, q.area.trim()).await
+    let area = scoped_area(&current.0, &q.area)?;
+    render(&state, &current, &area).await
 }
 
 /// A CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
@@ -206,10 +207,10 @@ pub fn to_csv(children: &[AreaCounts], total: &AreaCounts) -> String {
 /// GET /console/progress.csv?area=…
 pub async fn csv(
     State(state): State<Arc<AppState>>,
-    _current: Current,
+    current: Current,
     Query(q): Query<AreaQuery>,
 ) -> Result<Response, PageError> {
-    let area = q.area.trim();
+    let area = &scoped_area(&current.0, &q.area)?;
     let today = chrono::Utc::now().date_naive();
     let rows = state.storage.area_counts(progress_query(area, today, now())).await?;
     let (children, total) = roll_up(area, &rows);

@@ -48,4 +48,4 @@ ls "$target/console-screenshots"
 echo "== Benchmark smoke runs (small commune, each bench once, debug build)"
 # Built in the test profile from the artefacts above; the figures come from
 # `cargo bench` (docs/PERFORMANCE.md), not from this run.
-DOORSTEP_BENCH_HOUSEHOLDS=200 DOORSTEP_BENCH_DEVICES=20 cargo test --workspace --locked --benches -- --test
+DOORSTEP_BENCH_HOUSEHOLDS=200 DOORSTEP_BENCH_DEVICES=20 cargo test --workspace --locked --bench '*' -- --test

@@ -69,6 +69,9 @@ pub struct MemberRecord {
     pub residence_status: Option<String>,
     /// Occupation.
     pub occupation: Option<String>,
+    /// Photo of an identity or civil document (set with `addDocumentPhoto`).
+    #[uniffi(default)]
+    pub document_photo: Option<String>,
 }
 
 impl From<Member> for MemberRecord {
@@ -83,6 +86,7 @@ impl From<Member> for MemberRecord {
             phone: m.phone,
             residence_status: m.residence_status,
             occupation: m.occupation,
+            document_photo: m.document_photo,
         }
     }
 }
@@ -99,6 +103,7 @@ impl From<MemberRecord> for Member {
             phone: m.phone,
             residence_status: m.residence_status,
             occupation: m.occupation,
+            document_photo: m.document_photo,
         }
     }
 }

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use doorstep_core::photo::PhotoOptions;
-use doorstep_core::store::PhotoSize;
+use doorstep_core::record::PhotoField;
+use doorstep_core::store::{PhotoSize, Store};
 use doorstep_core::sync::HttpTransport;
 use doorstep_core::transfer::{BundleSelection, FRAME_PAYLOAD_BYTES, FrameProgress, FrameReceiver, to_frames};
 
@@ -12,10 +13,33 @@ use crate::error::{DoorstepError, guard};
 use crate::records::{AttachmentSyncRecord, FrameProgressRecord, ImportReportRecord, PeerRecord, PhotoRecord};
 use crate::{DoorstepStore, runtime};
 
-fn transport(s: &doorstep_core::store::Store) -> doorstep_core::Result<HttpTransport> {
+fn transport(s: &Store) -> doorstep_core::Result<HttpTransport> {
     let url =
         s.sync_value("server_url")?.ok_or_else(|| doorstep_core::Error::InvalidArgument("not enrolled".into()))?;
     HttpTransport::new(&url)
+}
+
+fn add_photo(
+    s: &mut Store,
+    household_id: &str,
+    field: &PhotoField,
+    image: &[u8],
+    max_side: u32,
+) -> doorstep_core::Result<PhotoRecord> {
+    let photo = s.add_photo(household_id, field, image, PhotoOptions { max_side, ..PhotoOptions::default() })?;
+    Ok(PhotoRecord { width: photo.width, height: photo.height, full_id: photo.full.id, thumb_id: photo.thumb.id })
+}
+
+fn photo(s: &Store, household_id: &str, field: &PhotoField, thumbnail: bool) -> doorstep_core::Result<Option<Vec<u8>>> {
+    s.photo(household_id, field, if thumbnail { PhotoSize::Thumb } else { PhotoSize::Full })
+}
+
+fn fetch_photo(s: &Store, household_id: &str, field: &PhotoField) -> doorstep_core::Result<bool> {
+    let household = s.household(household_id)?;
+    let text =
+        household.photo(field).ok_or_else(|| doorstep_core::Error::NotFound(format!("photo of {household_id}")))?;
+    let photo = doorstep_core::attachment::PhotoRef::parse(text)?;
+    doorstep_core::sync::fetch_blob(s, &transport(s)?, &photo.full.id, &AtomicBool::new(false))
 }
 
 #[uniffi::export]
@@ -29,36 +53,46 @@ impl DoorstepStore {
         image: Vec<u8>,
         max_side: u32,
     ) -> Result<PhotoRecord, DoorstepError> {
-        self.with(|s| {
-            let photo =
-                s.add_house_photo(&household_id, &image, PhotoOptions { max_side, ..PhotoOptions::default() })?;
-            Ok(PhotoRecord {
-                width: photo.width,
-                height: photo.height,
-                full_id: photo.full.id,
-                thumb_id: photo.thumb.id,
-            })
-        })
+        self.with(|s| add_photo(s, &household_id, &PhotoField::House, &image, max_side))
+    }
+
+    /// Sets a resident's document photo (identity card, birth certificate…) from JPEG or PNG
+    /// bytes, processed as `add_house_photo` does. A member the household lacks gives `NotFound`.
+    pub fn add_document_photo(
+        &self,
+        household_id: String,
+        member_id: String,
+        image: Vec<u8>,
+        max_side: u32,
+    ) -> Result<PhotoRecord, DoorstepError> {
+        self.with(|s| add_photo(s, &household_id, &PhotoField::MemberDocument(member_id), &image, max_side))
+    }
+
+    /// A resident's document photo (JPEG), or its thumbnail; `None` as for `house_photo`.
+    pub fn document_photo(
+        &self,
+        household_id: String,
+        member_id: String,
+        thumbnail: bool,
+    ) -> Result<Option<Vec<u8>>, DoorstepError> {
+        self.with(|s| photo(s, &household_id, &PhotoField::MemberDocument(member_id), thumbnail))
+    }
+
+    /// Downloads a resident's full document photo from the server. Returns whether it was new.
+    pub fn fetch_document_photo(&self, household_id: String, member_id: String) -> Result<bool, DoorstepError> {
+        self.with(|s| fetch_photo(s, &household_id, &PhotoField::MemberDocument(member_id)))
     }
 
     /// A household's house photo (JPEG), or its thumbnail; `None` when it has none or this
     /// device has not downloaded it (see `fetch_house_photo`).
     pub fn house_photo(&self, household_id: String, thumbnail: bool) -> Result<Option<Vec<u8>>, DoorstepError> {
-        let size = if thumbnail { PhotoSize::Thumb } else { PhotoSize::Full };
-        self.with(|s| s.house_photo(&household_id, size))
+        self.with(|s| photo(s, &household_id, &PhotoField::House, thumbnail))
     }
 
     /// Downloads a household's full house photo from the server (photos come on demand).
     /// Returns whether it was new.
     pub fn fetch_house_photo(&self, household_id: String) -> Result<bool, DoorstepError> {
-        self.with(|s| {
-            let field = s
-                .household(&household_id)?
-                .house_photo
-                .ok_or_else(|| doorstep_core::Error::NotFound(format!("house photo of {household_id}")))?;
-            let photo = doorstep_core::attachment::PhotoRef::parse(&field)?;
-            doorstep_core::sync::fetch_blob(s, &transport(s)?, &photo.full.id, &AtomicBool::new(false))
-        })
+        self.with(|s| fetch_photo(s, &household_id, &PhotoField::House))
     }
 
     /// Uploads the photos the server lacks and downloads missing thumbnails, blocking.

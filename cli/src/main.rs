@@ -195,22 +195,29 @@ enum Command {
     },
     /// Sync with the server: push local changes, pull the area's.
     Sync,
-    /// Add (or replace) a household's house photo: JPEG or PNG, stripped of metadata,
-    /// downsized to --max-side pixels, with a thumbnail; stored sealed.
+    /// Add (or replace) a household's house photo, or with --member a resident's document
+    /// photo: JPEG or PNG, stripped of metadata, downsized to --max-side pixels, with a
+    /// thumbnail; stored sealed.
     PhotoAdd {
         /// Household id.
         household: String,
         /// The photo file.
         image: PathBuf,
+        /// A resident's document photo (identity card, birth certificate…) instead of the house's.
+        #[arg(long)]
+        member: Option<String>,
         /// Long side of the stored photo, in pixels.
         #[arg(long, default_value_t = 1600)]
         max_side: u32,
     },
-    /// Write a household's house photo (or its thumbnail) to a file, fetching it from the
+    /// Write a household's house photo or a resident's document photo (or its thumbnail) to a file, fetching it from the
     /// server first when this device does not hold it.
     PhotoGet {
         /// Household id.
         household: String,
+        /// A resident's document photo instead of the house's.
+        #[arg(long)]
+        member: Option<String>,
         /// Where to write the JPEG.
         #[arg(long)]
         out: PathBuf,
@@ -582,31 +589,37 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  {}  {born}  {cccd}", m.name);
             }
         }
-        Command::PhotoAdd { household, image, max_side } => {
+        Command::PhotoAdd { household, image, member, max_side } => {
             let mut store = open_unlocked(&cli)?;
             let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
             let options = doorstep_core::photo::PhotoOptions { max_side: *max_side, ..Default::default() };
-            let photo = store.add_house_photo(household, &bytes, options)?;
+            let field = photo_field(member);
+            let photo = store.add_photo(household, &field, &bytes, options)?;
             let sealed = store.sealed_blob(&photo.full.id)?.map_or(0, |b| b.len());
+            let what = match member {
+                Some(m) => format!("document photo of {household}/{m}"),
+                None => format!("house photo of {household}"),
+            };
             println!(
-                "house photo of {household}: {}x{} px, {sealed} bytes sealed (from {} bytes), id {}",
+                "{what}: {}x{} px, {sealed} bytes sealed (from {} bytes), id {}",
                 photo.width,
                 photo.height,
                 bytes.len(),
                 &photo.full.id[..16]
             );
         }
-        Command::PhotoGet { household, out, thumb } => {
+        Command::PhotoGet { household, member, out, thumb } => {
             let store = open_unlocked(&cli)?;
             let size = if *thumb { PhotoSize::Thumb } else { PhotoSize::Full };
-            let field = store.household(household)?.house_photo.context("this household has no house photo")?;
-            let photo = doorstep_core::attachment::PhotoRef::parse(&field)?;
-            if store.house_photo(household, size)?.is_none() {
+            let field = photo_field(member);
+            let text = store.household(household)?.photo(&field).map(str::to_owned).context("no such photo")?;
+            let photo = doorstep_core::attachment::PhotoRef::parse(&text)?;
+            if store.photo(household, &field, size)?.is_none() {
                 let url = store.sync_value("server_url")?.context("not held here, and not enrolled to fetch it")?;
                 let id = if *thumb { &photo.thumb.id } else { &photo.full.id };
                 doorstep_core::sync::fetch_blob(&store, &HttpTransport::new(&url)?, id, &AtomicBool::new(false))?;
             }
-            let bytes = store.house_photo(household, size)?.context("the photo could not be fetched")?;
+            let bytes = store.photo(household, &field, size)?.context("the photo could not be fetched")?;
             std::fs::write(out, &bytes)?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
         }
@@ -721,5 +734,13 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The photo field a `--member` option names: that resident's document photo, else the house photo.
+fn photo_field(member: &Option<String>) -> doorstep_core::record::PhotoField {
+    match member {
+        Some(m) => doorstep_core::record::PhotoField::MemberDocument(m.clone()),
+        None => doorstep_core::record::PhotoField::House,
     }
 }

@@ -68,6 +68,7 @@ pub fn four_member_household(i: usize) -> Household {
         phone: Some("0912345678".into()),
         residence_status: Some("permanent".into()),
         occupation: Some("Nông dân".into()),
+        document_photo: None,
     };
     Household {
         household_id: format!("bench-{i}"),

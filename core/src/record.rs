@@ -5,7 +5,7 @@
 //! { schema: "doorstep.household/1", household_id, area_code, address,
 //!   head_member_id, house_photo, location: {lat, lon, accuracy},
 //!   members: { <member_id>: { full_name, dob, sex, cccd, relation, phone,
-//!                             residence_status, occupation, order } },
+//!                             residence_status, occupation, document_photo, order } },
 //!   events: [ { kind, member_id, date, place, note } ] }
 //! ```
 //! Scalars are strings, so every field merges and conflicts the same way.
@@ -23,7 +23,7 @@ const SCHEMA: &str = "doorstep.household/1";
 
 /// The member fields that are plain strings, in form order.
 pub const MEMBER_FIELDS: &[&str] =
-    &["full_name", "dob", "sex", "cccd", "relation", "phone", "residence_status", "occupation"];
+    &["full_name", "dob", "sex", "cccd", "relation", "phone", "residence_status", "occupation", "document_photo"];
 const HOUSEHOLD_FIELDS: &[&str] = &["area_code", "address", "head_member_id", "house_photo"];
 
 /// A location, as a geopoint field stores it.
@@ -66,6 +66,10 @@ pub struct Member {
     /// Occupation.
     #[serde(default)]
     pub occupation: Option<String>,
+    /// A photo of an identity or civil document: the text of a
+    /// [`crate::attachment::PhotoRef`] (set by [`crate::store::Store::add_photo`]).
+    #[serde(default)]
+    pub document_photo: Option<String>,
 }
 
 impl Member {
@@ -91,6 +95,7 @@ impl Member {
             "phone" => self.phone.as_deref(),
             "residence_status" => self.residence_status.as_deref(),
             "occupation" => self.occupation.as_deref(),
+            "document_photo" => self.document_photo.as_deref(),
             _ => None,
         }
         .filter(|s| !s.is_empty())
@@ -106,6 +111,7 @@ impl Member {
             "phone" => self.phone = value,
             "residence_status" => self.residence_status = value,
             "occupation" => self.occupation = value,
+            "document_photo" => self.document_photo = value,
             _ => {}
         }
     }
@@ -196,6 +202,37 @@ impl Household {
         self.members.iter().find(|m| m.member_id == id)
     }
 
+    /// The photo a photo field holds (the text of a `PhotoRef`), if any.
+    pub fn photo(&self, field: &PhotoField) -> Option<&str> {
+        match field {
+            PhotoField::House => self.house_photo.as_deref(),
+            PhotoField::MemberDocument(id) => self.member(id)?.document_photo.as_deref(),
+        }
+        .filter(|s| !s.is_empty())
+    }
+
+    /// Sets a photo field; [`Error::NotFound`] for a member the household does not have.
+    pub fn set_photo(&mut self, field: &PhotoField, value: String) -> Result<()> {
+        match field {
+            PhotoField::House => self.house_photo = Some(value),
+            PhotoField::MemberDocument(id) => {
+                let member = self
+                    .members
+                    .iter_mut()
+                    .find(|m| &m.member_id == id)
+                    .ok_or_else(|| Error::NotFound(format!("member {id}")))?;
+                member.document_photo = Some(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every photo the household refers to: the house photo and members' document photos.
+    pub fn photos(&self) -> Vec<&str> {
+        let members = self.members.iter().filter_map(|m| m.document_photo.as_deref());
+        self.house_photo.as_deref().into_iter().chain(members).filter(|s| !s.is_empty()).collect()
+    }
+
     fn root_field(&self, field: &str) -> Option<&str> {
         match field {
             "area_code" => Some(self.area_code.as_str()),
@@ -206,6 +243,15 @@ impl Household {
         }
         .filter(|s| !s.is_empty())
     }
+}
+
+/// A photo field of the survey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhotoField {
+    /// The household's `house_photo`.
+    House,
+    /// A member's `document_photo` (identity card, birth certificate…), by member id.
+    MemberDocument(String),
 }
 
 /// Makes a fresh random id with a prefix: `hh-…` for households, `m-…` for members.

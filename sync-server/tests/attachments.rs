@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use common::{AREA, Device, TestServer, household};
 use doorstep_core::Error;
 use doorstep_core::photo::{PhotoOptions, process, synthetic_jpeg};
+use doorstep_core::record::PhotoField;
 use doorstep_core::store::PhotoSize;
 use doorstep_core::sync::HttpTransport;
 use doorstep_core::sync::protocol::BLOB_CHUNK_BYTES;
+use doorstep_core::transfer::BundleSelection;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -267,4 +269,55 @@ fn a_device_over_its_quota_gets_a_typed_refusal() {
     assert_eq!(server.fingerprint(), before);
     let pending: Vec<String> = a.store.pending_uploads(10).unwrap().into_iter().map(|p| p.id).collect();
     assert_eq!(pending, [photo.full.id], "the photo waits on the phone for more quota");
+}
+
+#[test]
+fn a_residents_document_photo_travels_by_sync_and_by_bundle() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    let mut b = Device::enrolled(&server, "officer-b", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    a.sync().unwrap(); // both now hold each other's bundle key
+
+    // A photographs a resident's birth certificate (a PNG from a scanner app).
+    let mut png = Vec::new();
+    image::load_from_memory(&synthetic_jpeg(1200, 1700, 90))
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let document = PhotoField::MemberDocument("m0".into());
+    let before = a.store.open_household("hh-1").unwrap().heads();
+    let unknown = PhotoField::MemberDocument("m9".into());
+    assert!(matches!(a.store.add_photo("hh-1", &unknown, &png, PhotoOptions::default()), Err(Error::NotFound(_))));
+    assert_eq!(a.store.open_household("hh-1").unwrap().heads(), before, "a missing member changed nothing");
+    let photo = a.store.add_photo("hh-1", &document, &png, PhotoOptions::default()).unwrap();
+    assert_eq!((photo.width, photo.height), (1129, 1600), "the long side bounded to 1600 px");
+    let read = a.store.household("hh-1").unwrap();
+    assert_eq!(read.members[0].document_photo.as_deref(), Some(photo.to_field().as_str()));
+    assert_eq!(read.house_photo, None, "the house photo field is untouched");
+
+    // By bundle, with no server: B gets the record and both renditions at once.
+    let bundle = a.store.export_bundle(b.store.device_id(), &BundleSelection::Households(vec!["hh-1".into()])).unwrap();
+    b.store.import_bundle(&bundle).unwrap();
+    let expected = process(&png, PhotoOptions::default()).unwrap();
+    assert_eq!(b.store.photo("hh-1", &document, PhotoSize::Thumb).unwrap(), Some(expected.thumb.clone()));
+    assert_eq!(b.store.photo("hh-1", &document, PhotoSize::Full).unwrap(), Some(expected.full.clone()));
+
+    // By sync: a third phone gets the thumbnail eagerly and the full photo on demand.
+    let mut c = Device::enrolled(&server, "officer-c", AREA);
+    a.sync().unwrap();
+    assert_eq!(a.sync_attachments().unwrap().uploaded, 2);
+    b.sync().unwrap();
+    assert_eq!(b.sync_attachments().unwrap().bytes_sent, 0, "B's copies are the same blobs: no bytes to send");
+    c.sync().unwrap();
+    assert_eq!(c.sync_attachments().unwrap().downloaded, 1);
+    assert_eq!(c.store.photo("hh-1", &document, PhotoSize::Thumb).unwrap(), Some(expected.thumb));
+    assert_eq!(c.store.photo("hh-1", &document, PhotoSize::Full).unwrap(), None);
+    assert!(doorstep_core::sync::fetch_blob(&c.store, &c.transport, &photo.full.id, &AtomicBool::new(false)).unwrap());
+    assert_eq!(c.store.photo("hh-1", &document, PhotoSize::Full).unwrap(), Some(expected.full));
+    for d in [&a, &b, &c] {
+        assert!(!files_hold(d.path(), &JPEG_HEADER), "a JPEG header in clear under {:?}", d.path());
+    }
 }

@@ -490,6 +490,25 @@ fn a_house_photo_shows_in_the_console_once_uploaded() {
         Console::http().get(format!("{}/console/households/hh-1/photo/full", server.url)).send().unwrap().status(),
         StatusCode::SEE_OTHER
     );
+
+    // A resident's document photo is linked from the residents table and served the same way.
+    let document = doorstep_core::record::PhotoField::MemberDocument("m0".into());
+    let scan = doorstep_core::photo::synthetic_jpeg(600, 900, 90);
+    a.store.add_photo("hh-1", &document, &scan, doorstep_core::photo::PhotoOptions::default()).unwrap();
+    a.sync().unwrap();
+    a.sync_attachments().unwrap();
+    let page = clerk.get("/console/households/hh-1");
+    assert!(page.body.contains("/console/households/hh-1/photo/full?member=m0"), "the residents table links it");
+    let resp = clerk
+        .http
+        .get(format!("{}/console/households/hh-1/photo/full?member=m0", server.url))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let full = a.store.photo("hh-1", &document, doorstep_core::store::PhotoSize::Full).unwrap().unwrap();
+    assert_eq!(resp.bytes().unwrap().to_vec(), full);
+    assert_eq!(clerk.get("/console/households/hh-1/photo/full?member=m9").status, StatusCode::NOT_FOUND);
 }
 
 #[test]

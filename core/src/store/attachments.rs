@@ -1,4 +1,5 @@
-//! Photos of households, kept as sealed attachments beside the documents.
+//! Photos of households and of residents' documents, kept as sealed
+//! attachments beside the documents.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -8,6 +9,7 @@ use crate::attachment::{BlobRef, MAX_BLOB_BYTES, PhotoRef, is_blob_id, open_blob
 use crate::crypto::Aad;
 use crate::error::{Error, Result};
 use crate::photo::{PhotoOptions, process};
+use crate::record::PhotoField;
 
 const KEY_TABLE: &str = "attachment";
 
@@ -40,16 +42,34 @@ pub struct PendingUpload {
 
 impl Store {
     /// Processes a photo (see [`crate::photo`]) and makes it the household's
-    /// house photo, in one transaction. Bad image bytes are refused with
-    /// [`Error::Image`] before anything is written: the household stays as it was.
+    /// house photo, in one transaction (see [`Store::add_photo`]).
     pub fn add_house_photo(&mut self, household_id: &str, bytes: &[u8], options: PhotoOptions) -> Result<PhotoRef> {
+        self.add_photo(household_id, &PhotoField::House, bytes, options)
+    }
+
+    /// Processes a photo (see [`crate::photo`]) and puts it in a photo field of
+    /// the household, in one transaction. Bad image bytes are refused with
+    /// [`Error::Image`], and a member the household lacks with [`Error::NotFound`],
+    /// before anything is written: the household stays as it was.
+    pub fn add_photo(
+        &mut self,
+        household_id: &str,
+        field: &PhotoField,
+        bytes: &[u8],
+        options: PhotoOptions,
+    ) -> Result<PhotoRef> {
         let mut doc = self.open_household(household_id)?;
+        let mut household = doc.read();
+        if let PhotoField::MemberDocument(id) = field
+            && household.member(id).is_none()
+        {
+            return Err(Error::NotFound(format!("member {id}")));
+        }
         let processed = process(bytes, options)?;
         let (full, full_sealed) = seal_blob(&processed.full)?;
         let (thumb, thumb_sealed) = seal_blob(&processed.thumb)?;
         let photo = PhotoRef { full, thumb, width: processed.size.0, height: processed.size.1 };
-        let mut household = doc.read();
-        household.house_photo = Some(photo.to_field());
+        household.set_photo(field, photo.to_field())?;
         let editor = self.editor()?;
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| -> Result<()> {
@@ -85,10 +105,10 @@ impl Store {
         Ok(())
     }
 
-    /// Registers the photos a household refers to, so that their thumbnails
+    /// Registers the photos a household refers to (house and documents), so that their thumbnails
     /// are fetched at the next attachment sync.
-    pub(crate) fn register_photo_refs(&self, house_photo: Option<&str>) -> Result<()> {
-        if let Some(photo) = house_photo.and_then(|p| PhotoRef::parse(p).ok()) {
+    pub(crate) fn register_photo_refs(&self, household: &crate::record::Household) -> Result<()> {
+        for photo in household.photos().into_iter().filter_map(|p| PhotoRef::parse(p).ok()) {
             self.put_blob(&photo.full, PhotoSize::Full, None, true)?;
             self.put_blob(&photo.thumb, PhotoSize::Thumb, None, true)?;
         }
@@ -109,8 +129,15 @@ impl Store {
     /// A household's house photo, decrypted: `None` when the household has
     /// none or this device has not downloaded it yet.
     pub fn house_photo(&self, household_id: &str, size: PhotoSize) -> Result<Option<Vec<u8>>> {
-        let Some(field) = self.household(household_id)?.house_photo else { return Ok(None) };
-        let photo = PhotoRef::parse(&field)?;
+        self.photo(household_id, &PhotoField::House, size)
+    }
+
+    /// A photo field's photo, decrypted: `None` when the field is empty or this
+    /// device does not hold that rendition yet.
+    pub fn photo(&self, household_id: &str, field: &PhotoField, size: PhotoSize) -> Result<Option<Vec<u8>>> {
+        let household = self.household(household_id)?;
+        let Some(text) = household.photo(field) else { return Ok(None) };
+        let photo = PhotoRef::parse(text)?;
         let r = match size {
             PhotoSize::Full => &photo.full,
             PhotoSize::Thumb => &photo.thumb,
@@ -119,7 +146,7 @@ impl Store {
     }
 
     /// A blob's plaintext, when held. Helpers reach photos only through their own
-    /// households ([`Store::house_photo`]).
+    /// households ([`Store::photo`]).
     pub fn blob(&self, id: &str) -> Result<Option<Vec<u8>>> {
         if self.session()?.profile.role == super::Role::Helper {
             return Err(Error::NotPermitted("a helper opens photos only through its own households".into()));

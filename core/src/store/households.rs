@@ -221,7 +221,7 @@ impl Store {
             Origin::Remote => ("remote", false),
             Origin::Transfer => ("remote", true),
         };
-        self.register_photo_refs(household.house_photo.as_deref())?;
+        self.register_photo_refs(&household)?;
 
         // A savepoint: its own transaction normally, or part of a batch (see `apply_remote_batch`).
         let tx = self.conn.savepoint()?;

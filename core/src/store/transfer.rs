@@ -65,7 +65,7 @@ impl Store {
     fn bundled(&self, id: &str, body: &mut BundleBody) -> Result<()> {
         let mut doc = self.open_household(id)?;
         let household = doc.read();
-        if let Some(photo) = household.house_photo.as_deref().and_then(|p| PhotoRef::parse(p).ok()) {
+        for photo in household.photos().into_iter().filter_map(|p| PhotoRef::parse(p).ok()) {
             for r in [&photo.thumb, &photo.full] {
                 if let Some(sealed) = self.sealed_blob(&r.id)? {
                     body.blobs.push(BundledBlob { id: r.id.clone(), sealed });

@@ -64,6 +64,7 @@ pub fn commune(n: usize, seed: u64) -> Vec<Household> {
                         phone: Some(format!("09{:08}", rng.random_range(0..100_000_000))),
                         residence_status: Some("permanent".into()),
                         occupation: Some("Nông dân".into()),
+                        document_photo: None,
                     }
                 })
                 .collect();

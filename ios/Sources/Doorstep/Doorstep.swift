@@ -948,6 +948,12 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     func wipe() throws 
     
     /**
+     * Sets a resident's document photo (identity card, birth certificate…) from JPEG or PNG
+     * bytes, processed as `add_house_photo` does. A member the household lacks gives `NotFound`.
+     */
+    func addDocumentPhoto(householdId: String, memberId: String, image: Data, maxSide: UInt32) throws  -> PhotoRecord
+    
+    /**
      * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
      * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
      * Bad image bytes give `InvalidInput` and leave the household as it was.
@@ -960,11 +966,21 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     func bundlePeers() throws  -> [PeerRecord]
     
     /**
+     * A resident's document photo (JPEG), or its thumbnail; `None` as for `house_photo`.
+     */
+    func documentPhoto(householdId: String, memberId: String, thumbnail: Bool) throws  -> Data?
+    
+    /**
      * Seals households (and their photos held here) to another device of the area: the
      * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
      * acknowledged by the server.
      */
     func exportBundle(recipientDeviceId: String, householdIds: [String], dirtyArea: String?) throws  -> Data
+    
+    /**
+     * Downloads a resident's full document photo from the server. Returns whether it was new.
+     */
+    func fetchDocumentPhoto(householdId: String, memberId: String) throws  -> Bool
     
     /**
      * Downloads a household's full house photo from the server (photos come on demand).
@@ -1360,6 +1376,23 @@ open func wipe()throws   {try rustCallWithError(FfiConverterTypeDoorstepError_li
 }
     
     /**
+     * Sets a resident's document photo (identity card, birth certificate…) from JPEG or PNG
+     * bytes, processed as `add_house_photo` does. A member the household lacks gives `NotFound`.
+     */
+open func addDocumentPhoto(householdId: String, memberId: String, image: Data, maxSide: UInt32)throws  -> PhotoRecord  {
+    return try  FfiConverterTypePhotoRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_add_document_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(memberId),
+        FfiConverterData.lower(image),
+        FfiConverterUInt32.lower(maxSide),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
      * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
      * Bad image bytes give `InvalidInput` and leave the household as it was.
@@ -1389,6 +1422,21 @@ open func bundlePeers()throws  -> [PeerRecord]  {
 }
     
     /**
+     * A resident's document photo (JPEG), or its thumbnail; `None` as for `house_photo`.
+     */
+open func documentPhoto(householdId: String, memberId: String, thumbnail: Bool)throws  -> Data?  {
+    return try  FfiConverterOptionData.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_document_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(memberId),
+        FfiConverterBool.lower(thumbnail),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Seals households (and their photos held here) to another device of the area: the
      * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
      * acknowledged by the server.
@@ -1401,6 +1449,20 @@ open func exportBundle(recipientDeviceId: String, householdIds: [String], dirtyA
         FfiConverterString.lower(recipientDeviceId),
         FfiConverterSequenceString.lower(householdIds),
         FfiConverterOptionString.lower(dirtyArea),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Downloads a resident's full document photo from the server. Returns whether it was new.
+     */
+open func fetchDocumentPhoto(householdId: String, memberId: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_document_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(memberId),uniffiCallStatus
     )
 })
 }
@@ -2939,6 +3001,10 @@ public struct MemberRecord: Equatable, Hashable {
      * Occupation.
      */
     public var occupation: String?
+    /**
+     * Photo of an identity or civil document (set with `addDocumentPhoto`).
+     */
+    public var documentPhoto: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2969,7 +3035,10 @@ public struct MemberRecord: Equatable, Hashable {
          */residenceStatus: String?, 
         /**
          * Occupation.
-         */occupation: String?) {
+         */occupation: String?, 
+        /**
+         * Photo of an identity or civil document (set with `addDocumentPhoto`).
+         */documentPhoto: String? = nil) {
         self.memberId = memberId
         self.fullName = fullName
         self.dob = dob
@@ -2979,6 +3048,7 @@ public struct MemberRecord: Equatable, Hashable {
         self.phone = phone
         self.residenceStatus = residenceStatus
         self.occupation = occupation
+        self.documentPhoto = documentPhoto
     }
 
     
@@ -3005,7 +3075,8 @@ public struct FfiConverterTypeMemberRecord: FfiConverterRustBuffer {
                 relation: FfiConverterOptionString.read(from: &buf), 
                 phone: FfiConverterOptionString.read(from: &buf), 
                 residenceStatus: FfiConverterOptionString.read(from: &buf), 
-                occupation: FfiConverterOptionString.read(from: &buf)
+                occupation: FfiConverterOptionString.read(from: &buf), 
+                documentPhoto: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -3019,6 +3090,7 @@ public struct FfiConverterTypeMemberRecord: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.phone, into: &buf)
         FfiConverterOptionString.write(value.residenceStatus, into: &buf)
         FfiConverterOptionString.write(value.occupation, into: &buf)
+        FfiConverterOptionString.write(value.documentPhoto, into: &buf)
     }
 }
 
@@ -5052,13 +5124,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe() != 51226) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_add_document_photo() != 26069) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo() != 65376) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers() != 53075) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_document_photo() != 16038) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle() != 54258) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_document_photo() != 45122) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_house_photo() != 24851) {

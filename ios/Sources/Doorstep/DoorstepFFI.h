@@ -400,6 +400,11 @@ RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_verify_slip_image(uint64_
 void uniffi_doorstep_ffi_fn_method_doorstepstore_wipe(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_ADD_DOCUMENT_PHOTO
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_ADD_DOCUMENT_PHOTO
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_add_document_photo(uint64_t ptr, RustBuffer household_id, RustBuffer member_id, RustBuffer image, uint32_t max_side, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_ADD_HOUSE_PHOTO
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_ADD_HOUSE_PHOTO
 RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_add_house_photo(uint64_t ptr, RustBuffer household_id, RustBuffer image, uint32_t max_side, RustCallStatus *_Nonnull out_status
@@ -410,9 +415,19 @@ RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_add_house_photo(uint64_t 
 RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_bundle_peers(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_DOCUMENT_PHOTO
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_DOCUMENT_PHOTO
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_document_photo(uint64_t ptr, RustBuffer household_id, RustBuffer member_id, int8_t thumbnail, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_EXPORT_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_EXPORT_BUNDLE
 RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_export_bundle(uint64_t ptr, RustBuffer recipient_device_id, RustBuffer household_ids, RustBuffer dirty_area, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_FETCH_DOCUMENT_PHOTO
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_FETCH_DOCUMENT_PHOTO
+int8_t uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_document_photo(uint64_t ptr, RustBuffer household_id, RustBuffer member_id, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_FETCH_HOUSE_PHOTO
@@ -992,6 +1007,12 @@ uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_ADD_DOCUMENT_PHOTO
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_ADD_DOCUMENT_PHOTO
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_add_document_photo(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_ADD_HOUSE_PHOTO
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_ADD_HOUSE_PHOTO
 uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo(void
@@ -1004,9 +1025,21 @@ uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_DOCUMENT_PHOTO
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_DOCUMENT_PHOTO
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_document_photo(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_EXPORT_BUNDLE
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_EXPORT_BUNDLE
 uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_FETCH_DOCUMENT_PHOTO
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_FETCH_DOCUMENT_PHOTO
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_document_photo(void
     
 );
 #endif

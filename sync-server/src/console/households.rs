@@ -9,9 +9,10 @@ use base64::engine::general_purpose::STANDARD;
 use doorstep_core::attachment::{PhotoRef, open_blob};
 use doorstep_core::form::residence_survey;
 use doorstep_core::identity::{Cccd, Sex};
-use doorstep_core::record::{Household, HouseholdDoc, Member};
+use doorstep_core::record::{Household, HouseholdDoc, Member, PhotoField};
 use doorstep_core::slip::Slip;
 use maud::{Markup, html};
+use serde::Deserialize;
 
 use super::auth::{Current, require_area, scoped_area};
 use super::layout::{PageError, page, time};
@@ -65,7 +66,7 @@ pub fn household_link(id: &str) -> Markup {
 fn members_table(h: &Household) -> Markup {
     html! {
         table {
-            thead { tr { th { "Họ tên · Name" } th { "Ngày sinh · Born" } th { "Giới · Sex" } th { "CCCD" } th { "Quan hệ · Relation" } th { "Cư trú · Residence" } } }
+            thead { tr { th { "Họ tên · Name" } th { "Ngày sinh · Born" } th { "Giới · Sex" } th { "CCCD" } th { "Quan hệ · Relation" } th { "Cư trú · Residence" } th { "Giấy tờ · Document" } } }
             tbody {
                 @for m in &h.members {
                     tr {
@@ -82,6 +83,10 @@ fn members_table(h: &Household) -> Markup {
                         }
                         td { (m.relation.as_deref().unwrap_or("–")) }
                         td { (m.residence_status.as_deref().unwrap_or("–")) }
+                        td { @if m.document_photo.is_some() {
+                            @let query = serde_urlencoded::to_string([("member", m.member_id.as_str())]).unwrap_or_default();
+                            a href={ "/console/households/" (h.household_id) "/photo/full?" (query) } { "ảnh · photo" }
+                        } @else { "–" } }
                     }
                 }
             }
@@ -219,18 +224,30 @@ pub async fn show(
     Ok(page(&format!("Household {id}"), Some(&current.0), "households", body))
 }
 
-/// GET /console/households/{id}/photo/{thumb|full}: the house photo, decrypted with the
-/// key the household document holds; 404 until the device that took it has uploaded it.
+/// Which photo of a household: a resident's document photo, or (no member) the house photo.
+#[derive(Deserialize)]
+pub struct PhotoQuery {
+    member: Option<String>,
+}
+
+/// GET /console/households/{id}/photo/{thumb|full}[?member=…]: the house photo, or a
+/// resident's document photo, decrypted with the key the household document holds; 404
+/// until the device that took it has uploaded it.
 pub async fn photo(
     State(state): State<Arc<AppState>>,
     current: Current,
     Path((id, size)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<PhotoQuery>,
 ) -> Result<axum::response::Response, PageError> {
     use axum::response::IntoResponse;
     let (h, _) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
     require_area(&current.0, &h.area_code)?;
-    let field = h.house_photo.ok_or_else(|| PageError::not_found("This household has no photo."))?;
-    let photo = PhotoRef::parse(&field).map_err(|_| PageError::not_found("The photo reference is unreadable."))?;
+    let field = match q.member {
+        Some(member) => PhotoField::MemberDocument(member),
+        None => PhotoField::House,
+    };
+    let text = h.photo(&field).ok_or_else(|| PageError::not_found("No such photo."))?;
+    let photo = PhotoRef::parse(text).map_err(|_| PageError::not_found("The photo reference is unreadable."))?;
     let r = match size.as_str() {
         "thumb" => &photo.thumb,
         "full" => &photo.full,

@@ -784,11 +784,17 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_add_document_photo(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_document_photo(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_document_photo(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_house_photo(
     ): Int
@@ -890,12 +896,18 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_wipe(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_add_document_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,`image`: RustBuffer.ByValue,`maxSide`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_add_house_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`image`: RustBuffer.ByValue,`maxSide`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_bundle_peers(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_document_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,`thumbnail`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_export_bundle(`ptr`: Long,`recipientDeviceId`: RustBuffer.ByValue,`householdIds`: RustBuffer.ByValue,`dirtyArea`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_document_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_house_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_house_photo(`ptr`: Long,`householdId`: RustBuffer.ByValue,`thumbnail`: Byte,uniffi_out_err: UniffiRustCallStatus, 
@@ -1158,13 +1170,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe() and 0xFFFF) != 51226) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_add_document_photo() and 0xFFFF) != 26069) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_add_house_photo() and 0xFFFF) != 65376) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_bundle_peers() and 0xFFFF) != 53075) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_document_photo() and 0xFFFF) != 16038) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_export_bundle() and 0xFFFF) != 54258) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_document_photo() and 0xFFFF) != 45122) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_fetch_house_photo() and 0xFFFF) != 24851) {
@@ -2210,6 +2231,12 @@ public interface DoorstepStoreInterface {
     fun `wipe`()
     
     /**
+     * Sets a resident's document photo (identity card, birth certificate…) from JPEG or PNG
+     * bytes, processed as `add_house_photo` does. A member the household lacks gives `NotFound`.
+     */
+    fun `addDocumentPhoto`(`householdId`: kotlin.String, `memberId`: kotlin.String, `image`: kotlin.ByteArray, `maxSide`: kotlin.UInt): PhotoRecord
+    
+    /**
      * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
      * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
      * Bad image bytes give `InvalidInput` and leave the household as it was.
@@ -2222,11 +2249,21 @@ public interface DoorstepStoreInterface {
     fun `bundlePeers`(): List<PeerRecord>
     
     /**
+     * A resident's document photo (JPEG), or its thumbnail; `None` as for `house_photo`.
+     */
+    fun `documentPhoto`(`householdId`: kotlin.String, `memberId`: kotlin.String, `thumbnail`: kotlin.Boolean): kotlin.ByteArray?
+    
+    /**
      * Seals households (and their photos held here) to another device of the area: the
      * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
      * acknowledged by the server.
      */
     fun `exportBundle`(`recipientDeviceId`: kotlin.String, `householdIds`: List<kotlin.String>, `dirtyArea`: kotlin.String?): kotlin.ByteArray
+    
+    /**
+     * Downloads a resident's full document photo from the server. Returns whether it was new.
+     */
+    fun `fetchDocumentPhoto`(`householdId`: kotlin.String, `memberId`: kotlin.String): kotlin.Boolean
     
     /**
      * Downloads a household's full house photo from the server (photos come on demand).
@@ -2754,6 +2791,28 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
 
     
     /**
+     * Sets a resident's document photo (identity card, birth certificate…) from JPEG or PNG
+     * bytes, processed as `add_house_photo` does. A member the household lacks gives `NotFound`.
+     */
+    @Throws(DoorstepException::class)override fun `addDocumentPhoto`(`householdId`: kotlin.String, `memberId`: kotlin.String, `image`: kotlin.ByteArray, `maxSide`: kotlin.UInt): PhotoRecord {
+            return FfiConverterTypePhotoRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_add_document_photo(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`memberId`),
+        FfiConverterByteArray.lower(`image`),
+        FfiConverterUInt.lower(`maxSide`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Sets a household's house photo from JPEG or PNG bytes: metadata stripped, downsized
      * to `max_side` pixels (1600 is the default elsewhere), thumbnail made, stored sealed.
      * Bad image bytes give `InvalidInput` and leave the household as it was.
@@ -2793,6 +2852,26 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
 
     
     /**
+     * A resident's document photo (JPEG), or its thumbnail; `None` as for `house_photo`.
+     */
+    @Throws(DoorstepException::class)override fun `documentPhoto`(`householdId`: kotlin.String, `memberId`: kotlin.String, `thumbnail`: kotlin.Boolean): kotlin.ByteArray? {
+            return FfiConverterOptionalByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_document_photo(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`memberId`),
+        FfiConverterBoolean.lower(`thumbnail`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Seals households (and their photos held here) to another device of the area: the
      * given ones, or when `household_ids` is empty every household of `dirty_area` not yet
      * acknowledged by the server.
@@ -2807,6 +2886,25 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
         FfiConverterString.lower(`recipientDeviceId`),
         FfiConverterSequenceString.lower(`householdIds`),
         FfiConverterOptionalString.lower(`dirtyArea`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Downloads a resident's full document photo from the server. Returns whether it was new.
+     */
+    @Throws(DoorstepException::class)override fun `fetchDocumentPhoto`(`householdId`: kotlin.String, `memberId`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_fetch_document_photo(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`memberId`),_status)
 }
     }
     )
@@ -4356,6 +4454,11 @@ data class MemberRecord (
      * Occupation.
      */
     var `occupation`: kotlin.String?
+    , 
+    /**
+     * Photo of an identity or civil document (set with `addDocumentPhoto`).
+     */
+    var `documentPhoto`: kotlin.String? = null 
     
 ){
     
@@ -4381,6 +4484,7 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -4393,7 +4497,8 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.allocationSize(value.`relation`) +
             FfiConverterOptionalString.allocationSize(value.`phone`) +
             FfiConverterOptionalString.allocationSize(value.`residenceStatus`) +
-            FfiConverterOptionalString.allocationSize(value.`occupation`)
+            FfiConverterOptionalString.allocationSize(value.`occupation`) +
+            FfiConverterOptionalString.allocationSize(value.`documentPhoto`)
     )
 
     override fun write(value: MemberRecord, buf: ByteBuffer) {
@@ -4406,6 +4511,7 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.write(value.`phone`, buf)
             FfiConverterOptionalString.write(value.`residenceStatus`, buf)
             FfiConverterOptionalString.write(value.`occupation`, buf)
+            FfiConverterOptionalString.write(value.`documentPhoto`, buf)
     }
 }
 

@@ -205,6 +205,11 @@ class DoorstepTest {
                 val photo = a.addHousePhoto(id, qrPng("Nhà số 12, Thôn Đông"), 1600u)
                 assertTrue(photo.width > 0u && photo.fullId.length == 64)
                 assertThrows<DoorstepException.InvalidInput> { a.addHousePhoto(id, "not an image".toByteArray(), 1600u) }
+                // And a photo of the resident's birth certificate, on the member.
+                val memberId = a.household(id).members[0].memberId
+                a.addDocumentPhoto(id, memberId, qrPng("Giấy khai sinh số 123"), 1200u)
+                assertThrows<DoorstepException.NotFound> { a.addDocumentPhoto(id, "nobody", qrPng("x"), 1200u) }
+                assertTrue(a.household(id).members[0].documentPhoto!!.isNotEmpty())
 
                 val bundle = a.exportBundle(b.deviceId(), listOf(id), null)
                 val frames = bundleToFrames(bundle)
@@ -222,17 +227,18 @@ class DoorstepTest {
                 val report = b.importBundle(receiver.bundle())
                 assertEquals(a.deviceId(), report.senderDevice)
                 assertEquals(1uL, report.changed)
-                assertEquals(2uL, report.blobsAdded)
+                assertEquals(4uL, report.blobsAdded) // house and document, each photo and thumbnail
                 assertEquals("Nguyễn Thị Hồng Nhung", b.household(id).members[0].fullName)
                 assertTrue(b.housePhoto(id, true)!!.isNotEmpty())
                 assertEquals(a.housePhoto(id, false)!!.toList(), b.housePhoto(id, false)!!.toList())
+                assertEquals(a.documentPhoto(id, memberId, true)!!.toList(), b.documentPhoto(id, memberId, true)!!.toList())
                 assertEquals(0uL, b.importBundle(bundle).changed) // twice changes nothing
                 // Sealed to B: A cannot import its own bundle.
                 assertThrows<DoorstepException.TransferRefused> { a.importBundle(bundle) }
 
                 // B reaches the network and pushes what it got, photos after records.
                 assertEquals(1uL, b.sync(null).pushed)
-                assertEquals(2uL, b.syncAttachments().uploaded)
+                assertEquals(4uL, b.syncAttachments().uploaded)
             }
         }
     }

@@ -196,7 +196,8 @@ impl AtRest {
         Self::tag(self.index.birth_year(year))
     }
 
-    /// The tokens of the (at most two) birth years in the window `(born_after, born_until]`.
+    /// The tokens of the birth years of the window `(born_after, born_until]`: its first and
+    /// last year, which covers every window shorter than a year (progress uses 90 days).
     pub fn birth_year_tags(&self, born_after: &str, born_until: &str) -> [String; 2] {
         let year = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.year()).unwrap_or(0);
         let (from, to) = (year(born_after), year(born_until));

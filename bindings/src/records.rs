@@ -72,6 +72,10 @@ pub struct MemberRecord {
     /// Photo of an identity or civil document (set with `addDocumentPhoto`).
     #[uniffi(default)]
     pub document_photo: Option<String>,
+    /// Set by the data centre when it merged this record with another as one person:
+    /// `<householdId>/<memberId>` of the other record. Read-only for the apps.
+    #[uniffi(default)]
+    pub same_person_as: Option<String>,
 }
 
 impl From<Member> for MemberRecord {
@@ -87,6 +91,7 @@ impl From<Member> for MemberRecord {
             residence_status: m.residence_status,
             occupation: m.occupation,
             document_photo: m.document_photo,
+            same_person_as: m.same_person_as,
         }
     }
 }
@@ -104,6 +109,7 @@ impl From<MemberRecord> for Member {
             residence_status: m.residence_status,
             occupation: m.occupation,
             document_photo: m.document_photo,
+            same_person_as: m.same_person_as,
         }
     }
 }

@@ -69,6 +69,7 @@ pub fn four_member_household(i: usize) -> Household {
         residence_status: Some("permanent".into()),
         occupation: Some("Nông dân".into()),
         document_photo: None,
+        same_person_as: None,
     };
     Household {
         household_id: format!("bench-{i}"),

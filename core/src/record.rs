@@ -5,7 +5,8 @@
 //! { schema: "doorstep.household/1", household_id, area_code, address,
 //!   head_member_id, house_photo, location: {lat, lon, accuracy},
 //!   members: { <member_id>: { full_name, dob, sex, cccd, relation, phone,
-//!                             residence_status, occupation, document_photo, order } },
+//!                             residence_status, occupation, document_photo,
+//!                             same_person_as, order } },
 //!   events: [ { kind, member_id, date, place, note } ] }
 //! ```
 //! Scalars are strings, so every field merges and conflicts the same way.
@@ -22,8 +23,18 @@ use crate::identity::ChipCardQr;
 const SCHEMA: &str = "doorstep.household/1";
 
 /// The member fields that are plain strings, in form order.
-pub const MEMBER_FIELDS: &[&str] =
-    &["full_name", "dob", "sex", "cccd", "relation", "phone", "residence_status", "occupation", "document_photo"];
+pub const MEMBER_FIELDS: &[&str] = &[
+    "full_name",
+    "dob",
+    "sex",
+    "cccd",
+    "relation",
+    "phone",
+    "residence_status",
+    "occupation",
+    "document_photo",
+    "same_person_as",
+];
 const HOUSEHOLD_FIELDS: &[&str] = &["area_code", "address", "head_member_id", "house_photo"];
 
 /// A location, as a geopoint field stores it.
@@ -70,6 +81,11 @@ pub struct Member {
     /// [`crate::attachment::PhotoRef`] (set by [`crate::store::Store::add_photo`]).
     #[serde(default)]
     pub document_photo: Option<String>,
+    /// Set by a data-centre operator who found this record and another to be one
+    /// person: the other record, `<household_id>/<member_id>`. Both records and
+    /// their histories stay; an undone merge clears it.
+    #[serde(default)]
+    pub same_person_as: Option<String>,
 }
 
 impl Member {
@@ -96,6 +112,7 @@ impl Member {
             "residence_status" => self.residence_status.as_deref(),
             "occupation" => self.occupation.as_deref(),
             "document_photo" => self.document_photo.as_deref(),
+            "same_person_as" => self.same_person_as.as_deref(),
             _ => None,
         }
         .filter(|s| !s.is_empty())
@@ -112,6 +129,7 @@ impl Member {
             "residence_status" => self.residence_status = value,
             "occupation" => self.occupation = value,
             "document_photo" => self.document_photo = value,
+            "same_person_as" => self.same_person_as = value,
             _ => {}
         }
     }

@@ -118,6 +118,9 @@ pub fn backfill_stats(tx: &mut dyn Tx, now: i64) -> Result<usize, ApiError> {
 /// Applies an operator's decision on a duplicate candidate: merge links the two
 /// records (both stay, with their histories), undo removes the link and reopens
 /// the candidate, dismiss closes it. Each decision is audited on both households.
+/// A merge (and its undo) is also a change by the operator to both documents —
+/// each member's `same_person_as` names the other record — so devices learn of it
+/// at their next sync.
 pub fn decide_duplicate(
     tx: &mut dyn Tx,
     id: i64,
@@ -131,11 +134,16 @@ pub fn decide_duplicate(
     let status = match (action, row.status.as_str()) {
         (DuplicateAction::Merge, "open") => {
             tx.link_residents(&row, operator, now)?;
+            let (a, b) = (format!("{}/{}", row.a.0, row.a.1), format!("{}/{}", row.b.0, row.b.1));
+            write_link(tx, &row.a, Some(b), operator, "merge", now)?;
+            write_link(tx, &row.b, Some(a), operator, "merge", now)?;
             "merged"
         }
         (DuplicateAction::Dismiss, "open") => "dismissed",
         (DuplicateAction::Undo, "merged") => {
             tx.unlink_residents(id, operator, now)?;
+            write_link(tx, &row.a, None, operator, "unmerge", now)?;
+            write_link(tx, &row.b, None, operator, "unmerge", now)?;
             "open"
         }
         (DuplicateAction::Undo, "dismissed") => "open",
@@ -308,8 +316,45 @@ pub fn resolve(tx: &mut dyn Tx, id: i64, value: Option<&str>, operator: &str, no
     let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(ApiError::internal)?;
     let before = doc.heads();
     doc.resolve(&path, value, &editor).map_err(|e| ApiError::malformed(e.to_string()))?;
+    store_operator_change(tx, doc, &before, operator, "resolve", now)?;
+    tx.resolve_conflict_row(id, operator, now)
+}
+
+/// Sets (or clears) a member's `same_person_as`: a change by the operator that devices
+/// pull. A household or member no longer there is left alone.
+fn write_link(
+    tx: &mut dyn Tx,
+    (doc_id, member_id): &(String, String),
+    other: Option<String>,
+    operator: &str,
+    action: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    let Some((snapshot, _)) = tx.doc(doc_id)? else { return Ok(()) };
+    let editor = server_editor(operator);
+    let mut doc = HouseholdDoc::load(doc_id, &snapshot, &editor).map_err(ApiError::internal)?;
+    let mut household = doc.read();
+    let Some(member) = household.members.iter_mut().find(|m| &m.member_id == member_id) else { return Ok(()) };
+    if member.same_person_as == other {
+        return Ok(());
+    }
+    member.same_person_as = other;
+    let before = doc.heads();
+    doc.update(&household, &editor).map_err(ApiError::internal)?;
+    store_operator_change(tx, doc, &before, operator, action, now)
+}
+
+/// Stores a document an operator changed since `before`, as [`store_merged`] stores a push.
+fn store_operator_change(
+    tx: &mut dyn Tx,
+    mut doc: HouseholdDoc,
+    before: &[automerge::ChangeHash],
+    operator: &str,
+    action: &str,
+    now: i64,
+) -> Result<(), ApiError> {
     let heads = doc.heads();
-    let new_changes = doc.save_after(&before);
+    let new_changes = doc.save_after(before);
     let household = doc.read();
     let conflicts = doc.conflicts().map_err(ApiError::internal)?;
     let mut merged = Merged {
@@ -320,6 +365,5 @@ pub fn resolve(tx: &mut dyn Tx, id: i64, value: Option<&str>, operator: &str, no
         household,
         conflicts,
     };
-    store_merged(tx, &mut merged, "server", operator, "resolve", now)?;
-    tx.resolve_conflict_row(id, operator, now)
+    store_merged(tx, &mut merged, "server", operator, action, now)
 }

@@ -341,6 +341,11 @@ fn merges_link_records_are_audited_and_undone_and_dismissals_close() {
     // Both records and their histories stay.
     assert!(server.runtime.block_on(server.storage.household("hh-a".into())).unwrap().is_some());
     assert!(server.runtime.block_on(server.storage.household("hh-b".into())).unwrap().is_some());
+    // The phone learns of the merge at its next sync: each record names the other.
+    a.sync().unwrap();
+    let same_as = |d: &Device, id: &str| d.store.household(id).unwrap().members[0].same_person_as.clone();
+    assert_eq!(same_as(&a, "hh-a").as_deref(), Some("hh-b/m0"));
+    assert_eq!(same_as(&a, "hh-b").as_deref(), Some("hh-a/m0"));
     // Merging twice is refused.
     assert_eq!(clerk.post(&format!("/console/duplicates/{same_cccd}/merge"), &[]).status, StatusCode::CONFLICT);
     // A later sync of either household does not reopen the decision.
@@ -361,6 +366,9 @@ fn merges_link_records_are_audited_and_undone_and_dismissals_close() {
     assert_eq!(clerk.post(&format!("/console/duplicates/{same_cccd}/undo"), &[]).status, StatusCode::SEE_OTHER);
     assert!(server.runtime.block_on(server.storage.links()).unwrap().is_empty());
     assert_eq!(status(same_cccd), "open");
+    a.sync().unwrap();
+    assert_eq!((same_as(&a, "hh-a"), same_as(&a, "hh-b")), (None, None), "the undo reaches the phone");
+    assert_eq!(a.store.household("hh-a").unwrap().address, "Số 2", "the officer's edit stays");
 
     assert_eq!(clerk.post(&format!("/console/duplicates/{other_id}/dismiss"), &[]).status, StatusCode::SEE_OTHER);
     assert_eq!(status(other_id), "dismissed");

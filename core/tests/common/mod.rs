@@ -65,6 +65,7 @@ pub fn commune(n: usize, seed: u64) -> Vec<Household> {
                         residence_status: Some("permanent".into()),
                         occupation: Some("Nông dân".into()),
                         document_photo: None,
+                        same_person_as: None,
                     }
                 })
                 .collect();

@@ -3005,6 +3005,11 @@ public struct MemberRecord: Equatable, Hashable {
      * Photo of an identity or civil document (set with `addDocumentPhoto`).
      */
     public var documentPhoto: String?
+    /**
+     * Set by the data centre when it merged this record with another as one person:
+     * `<householdId>/<memberId>` of the other record. Read-only for the apps.
+     */
+    public var samePersonAs: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3038,7 +3043,11 @@ public struct MemberRecord: Equatable, Hashable {
          */occupation: String?, 
         /**
          * Photo of an identity or civil document (set with `addDocumentPhoto`).
-         */documentPhoto: String? = nil) {
+         */documentPhoto: String? = nil, 
+        /**
+         * Set by the data centre when it merged this record with another as one person:
+         * `<householdId>/<memberId>` of the other record. Read-only for the apps.
+         */samePersonAs: String? = nil) {
         self.memberId = memberId
         self.fullName = fullName
         self.dob = dob
@@ -3049,6 +3058,7 @@ public struct MemberRecord: Equatable, Hashable {
         self.residenceStatus = residenceStatus
         self.occupation = occupation
         self.documentPhoto = documentPhoto
+        self.samePersonAs = samePersonAs
     }
 
     
@@ -3076,7 +3086,8 @@ public struct FfiConverterTypeMemberRecord: FfiConverterRustBuffer {
                 phone: FfiConverterOptionString.read(from: &buf), 
                 residenceStatus: FfiConverterOptionString.read(from: &buf), 
                 occupation: FfiConverterOptionString.read(from: &buf), 
-                documentPhoto: FfiConverterOptionString.read(from: &buf)
+                documentPhoto: FfiConverterOptionString.read(from: &buf), 
+                samePersonAs: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -3091,6 +3102,7 @@ public struct FfiConverterTypeMemberRecord: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.residenceStatus, into: &buf)
         FfiConverterOptionString.write(value.occupation, into: &buf)
         FfiConverterOptionString.write(value.documentPhoto, into: &buf)
+        FfiConverterOptionString.write(value.samePersonAs, into: &buf)
     }
 }
 

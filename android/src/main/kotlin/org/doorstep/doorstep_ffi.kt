@@ -4459,6 +4459,12 @@ data class MemberRecord (
      * Photo of an identity or civil document (set with `addDocumentPhoto`).
      */
     var `documentPhoto`: kotlin.String? = null 
+    , 
+    /**
+     * Set by the data centre when it merged this record with another as one person:
+     * `<householdId>/<memberId>` of the other record. Read-only for the apps.
+     */
+    var `samePersonAs`: kotlin.String? = null 
     
 ){
     
@@ -4485,6 +4491,7 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -4498,7 +4505,8 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.allocationSize(value.`phone`) +
             FfiConverterOptionalString.allocationSize(value.`residenceStatus`) +
             FfiConverterOptionalString.allocationSize(value.`occupation`) +
-            FfiConverterOptionalString.allocationSize(value.`documentPhoto`)
+            FfiConverterOptionalString.allocationSize(value.`documentPhoto`) +
+            FfiConverterOptionalString.allocationSize(value.`samePersonAs`)
     )
 
     override fun write(value: MemberRecord, buf: ByteBuffer) {
@@ -4512,6 +4520,7 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.write(value.`residenceStatus`, buf)
             FfiConverterOptionalString.write(value.`occupation`, buf)
             FfiConverterOptionalString.write(value.`documentPhoto`, buf)
+            FfiConverterOptionalString.write(value.`samePersonAs`, buf)
     }
 }
 

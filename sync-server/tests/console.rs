@@ -93,7 +93,12 @@ impl Console {
     }
 
     fn get(&self, path: &str) -> Answer {
-        Self::answer(self.http.get(format!("{}{path}", self.url)).header("cookie", &self.cookie).send().unwrap())
+        Self::answer(self.get_raw(path))
+    }
+
+    /// The response itself (for bytes and headers), with this session's cookie.
+    fn get_raw(&self, path: &str) -> reqwest::blocking::Response {
+        self.http.get(format!("{}{path}", self.url)).header("cookie", &self.cookie).send().unwrap()
     }
 
     /// Posts a form with this session's CSRF token.
@@ -484,12 +489,7 @@ fn a_house_photo_shows_in_the_console_once_uploaded() {
     assert!(clerk.get("/console/households/hh-1").body.contains("/console/households/hh-1/photo/thumb"));
     assert_eq!(clerk.get("/console/households/hh-1/photo/thumb").status, StatusCode::NOT_FOUND, "not uploaded yet");
     a.sync_attachments().unwrap();
-    let resp = clerk
-        .http
-        .get(format!("{}/console/households/hh-1/photo/thumb", server.url))
-        .header("cookie", &clerk.cookie)
-        .send()
-        .unwrap();
+    let resp = clerk.get_raw("/console/households/hh-1/photo/thumb");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "image/jpeg");
     let thumb = a.store.house_photo("hh-1", doorstep_core::store::PhotoSize::Thumb).unwrap().unwrap();
@@ -507,12 +507,7 @@ fn a_house_photo_shows_in_the_console_once_uploaded() {
     a.sync_attachments().unwrap();
     let page = clerk.get("/console/households/hh-1");
     assert!(page.body.contains("/console/households/hh-1/photo/full?member=m0"), "the residents table links it");
-    let resp = clerk
-        .http
-        .get(format!("{}/console/households/hh-1/photo/full?member=m0", server.url))
-        .header("cookie", &clerk.cookie)
-        .send()
-        .unwrap();
+    let resp = clerk.get_raw("/console/households/hh-1/photo/full?member=m0");
     assert_eq!(resp.status(), StatusCode::OK);
     let full = a.store.photo("hh-1", &document, doorstep_core::store::PhotoSize::Full).unwrap().unwrap();
     assert_eq!(resp.bytes().unwrap().to_vec(), full);

@@ -151,14 +151,15 @@ test('conflicts: values side by side with device, user and time; picking one res
   await context.close();
 });
 
-test('duplicates: score and reasons; merge links the records, undo reopens, dismiss closes', async () => {
+test('duplicates: match probability and comparison weights; merge links the records, undo reopens, dismiss closes', async () => {
   const { context, page } = await loggedIn(OPERATOR);
   await page.goto(`${base}/console/duplicates`);
   const cards = page.locator('article.card');
   assert.ok((await cards.count()) >= 2);
   const first = cards.first();
   assert.match(await first.locator('.score').innerText(), /\d+%/);
-  assert.ok((await first.locator('ul.reasons li').count()) >= 1);
+  assert.ok((await first.locator('table.weights tbody tr').count()) >= 3);
+  assert.match(await first.locator('table.weights').innerText(), /Date of birth/);
   await page.screenshot({ path: join(shots, 'duplicates.png'), fullPage: true });
   const id = (await first.getAttribute('id')).replace('duplicate-', '');
   await first.locator('button', { hasText: 'Merge' }).click();

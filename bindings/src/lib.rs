@@ -255,6 +255,7 @@ impl DoorstepStore {
                 dob: member.dob.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
                 sex: member.sex.as_deref().and_then(Sex::parse),
                 cccd: member.cccd,
+                phone: member.phone,
             };
             Ok(s.find_duplicates(&key, exclude_household.as_deref())?
                 .into_iter()
@@ -262,8 +263,8 @@ impl DoorstepStore {
                     household_id: d.household_id,
                     member_id: d.member_id,
                     full_name: d.full_name,
-                    score: d.score.score,
-                    reasons: d.score.reasons.iter().map(|r| format!("{r:?}")).collect(),
+                    score: d.score.probability,
+                    reasons: d.score.explanation_lines(),
                 })
                 .collect())
         })

@@ -319,9 +319,10 @@ pub struct DuplicateRecord {
     pub member_id: String,
     /// Its name.
     pub full_name: String,
-    /// 0 to 1.
+    /// Match probability, 0 to 1 (the linkage model's, as the server's queue uses).
     pub score: f64,
-    /// Why, e.g. SameCccd, SameName, SameDob.
+    /// Why: each compared field's level and weight in bits, e.g. `date_of_birth: year_only (+10.2)`,
+    /// then `rule: …` when a hard rule overrode the weights.
     pub reasons: Vec<String>,
 }
 

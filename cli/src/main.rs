@@ -374,11 +374,15 @@ fn run(cli: Cli) -> Result<()> {
                 dob: head.dob.as_deref().and_then(chrono_date),
                 sex: head.sex.as_deref().and_then(Sex::parse),
                 cccd: head.cccd.clone(),
+                phone: head.phone.clone(),
             };
             for d in store.find_duplicates(&key, None)? {
                 println!(
-                    "possible duplicate: {} in {} (score {:.2}, {:?})",
-                    d.full_name, d.household_id, d.score.score, d.score.reasons
+                    "possible duplicate: {} in {} (match probability {:.2}; {})",
+                    d.full_name,
+                    d.household_id,
+                    d.score.probability,
+                    d.score.explanation_lines().join(", ")
                 );
             }
             let h = Household {
@@ -518,15 +522,20 @@ fn run(cli: Cli) -> Result<()> {
                 dob: dob.as_deref().and_then(chrono_date),
                 sex: sex.as_deref().and_then(Sex::parse),
                 cccd: cccd.clone(),
+                phone: None,
             };
             let found = store.find_duplicates(&key, None)?;
             if found.is_empty() {
-                println!("no likely duplicates");
+                println!("no duplicate candidates");
             }
             for d in found {
                 println!(
-                    "{:.2}  {}  {} / {}  {:?}",
-                    d.score.score, d.full_name, d.household_id, d.member_id, d.score.reasons
+                    "{:.2}  {}  {} / {}  {}",
+                    d.score.probability,
+                    d.full_name,
+                    d.household_id,
+                    d.member_id,
+                    d.score.explanation_lines().join(", ")
                 );
             }
         }

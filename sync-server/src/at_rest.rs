@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 use crate::storage::{ConflictItem, Turning14};
-use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
+use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, PersonIndex, PersonRow, Tx};
 
 /// The setting that holds the check value.
 pub const CHECK_SETTING: &str = "at_rest_check";
@@ -186,6 +186,16 @@ impl AtRest {
         Self::tag(self.index.cccd(cccd))
     }
 
+    /// Index token of a record-linkage blocking key.
+    pub fn block_tag(&self, key: &str) -> String {
+        Self::tag(self.index.blocking(key))
+    }
+
+    /// Index token of a CCCD number's sorted digits (a transposition keeps them).
+    pub fn cccd_digits_tag(&self, sorted_digits: &str) -> String {
+        Self::tag(self.index.blocking(&format!("cccd-digits:{sorted_digits}")))
+    }
+
     /// Index token of a date of birth.
     pub fn dob_tag(&self, dob: &str) -> String {
         Self::tag(self.index.dob(dob))
@@ -272,6 +282,11 @@ impl<'a> SealingTx<'a> {
     pub fn new(inner: &'a mut dyn Tx, keys: &'a AtRest) -> SealingTx<'a> {
         SealingTx { inner, keys }
     }
+
+    fn open_person_row(&self, mut row: PersonRow) -> Result<PersonRow, ApiError> {
+        row.key_json = self.keys.open_text("person", &row.doc_id, &row.member_id, &row.key_json)?;
+        Ok(row)
+    }
 }
 
 impl Tx for SealingTx<'_> {
@@ -342,35 +357,68 @@ impl Tx for SealingTx<'_> {
     fn person_candidates(
         &mut self,
         doc_id: &str,
+        blocks: &[String],
         cccd: Option<&str>,
-        dob: Option<&str>,
-    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        cccd_digits: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PersonRow>, ApiError> {
+        let blocks: Vec<String> = blocks.iter().map(|b| self.keys.block_tag(b)).collect();
         let cccd = cccd.map(|c| self.keys.cccd_tag(c));
-        let dob = dob.map(|d| self.keys.dob_tag(d));
-        let rows = self.inner.person_candidates(doc_id, cccd.as_deref(), dob.as_deref())?;
-        rows.into_iter()
-            .map(|(d, m, sealed)| {
-                let json = self.keys.open_text("person", &d, &m, &sealed)?;
-                Ok((d, m, json))
-            })
-            .collect()
+        let digits = cccd_digits.map(|d| self.keys.cccd_digits_tag(d));
+        let rows = self.inner.person_candidates(doc_id, &blocks, cccd.as_deref(), digits.as_deref(), limit)?;
+        rows.into_iter().map(|row| self.open_person_row(row)).collect()
     }
 
-    fn insert_person(
-        &mut self,
-        doc_id: &str,
-        member_id: &str,
-        area: &str,
-        key_json: &str,
-        cccd: Option<&str>,
-        dob: Option<&str>,
-        birth_year: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let sealed = self.keys.seal_text("person", doc_id, member_id, key_json)?;
-        let cccd = cccd.map(|c| self.keys.cccd_tag(c));
-        let dob = dob.map(|d| self.keys.dob_tag(d));
-        let year = birth_year.and_then(|y| y.parse().ok()).map(|y| self.keys.birth_year_tag(y));
-        self.inner.insert_person(doc_id, member_id, area, &sealed, cccd.as_deref(), dob.as_deref(), year.as_deref())
+    fn insert_person(&mut self, p: &PersonIndex) -> Result<(), ApiError> {
+        let sealed = PersonIndex {
+            doc_id: p.doc_id.clone(),
+            member_id: p.member_id.clone(),
+            area: p.area.clone(),
+            key_json: self.keys.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?,
+            cccd: p.cccd.as_deref().map(|c| self.keys.cccd_tag(c)),
+            cccd_digits: p.cccd_digits.as_deref().map(|d| self.keys.cccd_digits_tag(d)),
+            dob: p.dob.as_deref().map(|d| self.keys.dob_tag(d)),
+            birth_year: p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| self.keys.birth_year_tag(y)),
+            blocks: p.blocks.iter().map(|b| self.keys.block_tag(b)).collect(),
+        };
+        self.inner.insert_person(&sealed)
+    }
+
+    fn person(&mut self, doc_id: &str, member_id: &str) -> Result<Option<(String, String)>, ApiError> {
+        match self.inner.person(doc_id, member_id)? {
+            Some((area, sealed)) => Ok(Some((area, self.keys.open_text("person", doc_id, member_id, &sealed)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>, ApiError> {
+        let rows = self.inner.people_after(after, limit)?;
+        rows.into_iter().map(|row| self.open_person_row(row)).collect()
+    }
+
+    fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<(), ApiError> {
+        let blocks: Vec<String> = blocks.iter().map(|b| self.keys.block_tag(b)).collect();
+        self.inner.put_person_blocks(doc_id, member_id, &blocks)
+    }
+
+    fn open_duplicates_after(&mut self, after: i64, limit: i64) -> Result<Vec<DuplicateRow>, ApiError> {
+        self.inner.open_duplicates_after(after, limit)
+    }
+
+    fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<(), ApiError> {
+        self.inner.rescore_duplicate_row(id, score, reasons_json, keep)
+    }
+
+    fn setting(&mut self, key: &str) -> Result<Option<String>, ApiError> {
+        match self.inner.setting(key)? {
+            Some(sealed) => Ok(Some(self.keys.open_text("setting", key, "", &sealed)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<(), ApiError> {
+        let sealed = self.keys.seal_text("setting", key, "", value)?;
+        self.inner.put_setting(key, &sealed)
     }
 
     fn upsert_duplicate(
@@ -505,6 +553,7 @@ mod tests {
             dob: Some(NaiveDate::parse_from_str(dob, "%Y-%m-%d").unwrap()),
             sex: None,
             cccd: None,
+            phone: None,
         };
         let row = |doc: &str, p: PersonKey| {
             let sealed = k.seal_text("person", doc, "m0", &serde_json::to_string(&p).unwrap()).unwrap();

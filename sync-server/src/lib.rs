@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod at_rest;
+pub mod calibration;
 pub mod console;
 pub mod demo;
 pub mod error;

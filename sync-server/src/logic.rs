@@ -4,7 +4,9 @@ use axum::http::StatusCode;
 use chrono::Datelike;
 use doorstep_core::attachment::{MAX_BLOB_BYTES, is_blob_id};
 use doorstep_core::form::{IssueKind, residence_survey};
-use doorstep_core::identity::{Cccd, DuplicateScore, score_pair};
+use doorstep_core::identity::linkage::blocking::{self, BlockingKey};
+use doorstep_core::identity::linkage::{NameParts, comparison};
+use doorstep_core::identity::{Cccd, LinkageModel, MatchScore, PersonKey, PersonRecord};
 use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
     BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS,
@@ -13,8 +15,8 @@ use doorstep_core::sync::protocol::{
 
 use crate::error::ApiError;
 use crate::merge::{Merged, merge_push, people, server_editor};
-use crate::storage::{Device, DuplicateAction};
-use crate::tx::{DuplicateRow, HouseholdStats, Tx};
+use crate::storage::{Device, DuplicateAction, RescoreReport};
+use crate::tx::{DuplicateRow, HouseholdStats, PersonIndex, Tx};
 
 /// Feed rows one pull reads at most.
 const FEED_SCAN: i64 = 5000;
@@ -33,39 +35,136 @@ fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Resu
         tx.upsert_conflict(doc_id, area, &c.path, &serde_json::to_string(&c.values).unwrap_or_default(), now)?;
     }
     tx.delete_people(doc_id)?;
+    let model = LinkageModel::shipped();
     for (member_id, key) in people(&merged.household) {
-        let dob = key.dob.map(|d| d.format("%Y-%m-%d").to_string());
-        for (other_doc, other_member, json) in tx.person_candidates(doc_id, key.cccd.as_deref(), dob.as_deref())? {
-            let Ok(other) = serde_json::from_str(&json) else { continue };
-            let score = score_pair(&key, &other);
-            if score.score < DuplicateScore::REVIEW {
+        let index = person_index(doc_id, &member_id, area, &key);
+        let probe = PersonRecord { key: &key, household_id: doc_id, area };
+        let probe_name = NameParts::new(&key.full_name);
+        let probe_blocks: Vec<String> = blocking::probe_keys(&key).iter().map(block_text).collect();
+        let candidates = tx.person_candidates(
+            doc_id,
+            &probe_blocks,
+            index.cccd.as_deref(),
+            index.cccd_digits.as_deref(),
+            CANDIDATE_LIMIT,
+        )?;
+        for row in candidates {
+            let Ok(other) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
+            let record = PersonRecord { key: &other, household_id: &row.doc_id, area: &row.area };
+            let score = model.score_parts(&probe, &probe_name, &record, &NameParts::new(&other.full_name));
+            if !model.is_review(score.probability) {
                 continue;
             }
-            let (a, b) = if (doc_id, member_id.as_str()) < (other_doc.as_str(), other_member.as_str()) {
-                ((doc_id, member_id.as_str()), (other_doc.as_str(), other_member.as_str()))
-            } else {
-                ((other_doc.as_str(), other_member.as_str()), (doc_id, member_id.as_str()))
-            };
-            tx.upsert_duplicate(
-                a,
-                b,
-                area,
-                score.score,
-                &serde_json::to_string(&score.reasons).unwrap_or_default(),
-                now,
-            )?;
+            let (a, b) = ordered((doc_id, member_id.as_str()), (row.doc_id.as_str(), row.member_id.as_str()));
+            tx.upsert_duplicate(a, b, area, score.probability, &explanation_json(&score), now)?;
         }
-        tx.insert_person(
-            doc_id,
-            &member_id,
-            area,
-            &serde_json::to_string(&key).unwrap_or_default(),
-            key.cccd.as_deref(),
-            dob.as_deref(),
-            key.dob.map(|d| d.year().to_string()).as_deref(),
-        )?;
+        tx.insert_person(&index)?;
     }
     Ok(())
+}
+
+/// Candidate rows one person's blocking lookup reads at most (a guard, far above a real block).
+const CANDIDATE_LIMIT: i64 = 2000;
+
+/// The setting that names the linkage model the stored candidates and blocking keys were made with.
+pub const LINKAGE_MODEL_SETTING: &str = "linkage_model";
+
+fn ordered<'a>(x: (&'a str, &'a str), y: (&'a str, &'a str)) -> ((&'a str, &'a str), (&'a str, &'a str)) {
+    if x < y { (x, y) } else { (y, x) }
+}
+
+fn block_text(k: &BlockingKey) -> String {
+    format!("{}:{}", k.rule, k.value)
+}
+
+/// What the store keeps of one person to find it again.
+fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> PersonIndex {
+    let cccd = comparison::cccd_digits(key.cccd.as_deref());
+    let cccd_digits = cccd.as_ref().map(|d| {
+        let mut v: Vec<char> = d.chars().collect();
+        v.sort_unstable();
+        v.into_iter().collect::<String>()
+    });
+    PersonIndex {
+        doc_id: doc_id.to_string(),
+        member_id: member_id.to_string(),
+        area: area.to_string(),
+        key_json: serde_json::to_string(key).unwrap_or_default(),
+        cccd,
+        cccd_digits,
+        dob: key.dob.map(|d| d.format("%Y-%m-%d").to_string()),
+        birth_year: key.dob.map(|d| d.year().to_string()),
+        blocks: blocking::index_keys(key).iter().map(block_text).collect(),
+    }
+}
+
+/// A candidate's explanation as stored: each comparison's level and weight, the hard rule, the model.
+pub fn explanation_json(score: &MatchScore) -> String {
+    serde_json::to_string(score).unwrap_or_default()
+}
+
+/// Re-scores the open duplicate candidates with `model` (decided ones keep their decision),
+/// and, when `reindex`, rebuilds every person's blocking keys. Records the model's version.
+pub fn rescore(tx: &mut dyn Tx, model: &LinkageModel, reindex: bool) -> Result<RescoreReport, ApiError> {
+    let mut report = RescoreReport::default();
+    if reindex {
+        let mut after = (String::new(), String::new());
+        loop {
+            let rows = tx.people_after((&after.0, &after.1), 1000)?;
+            let Some(last) = rows.last() else { break };
+            after = (last.doc_id.clone(), last.member_id.clone());
+            for row in &rows {
+                let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
+                let blocks: Vec<String> = blocking::index_keys(&key).iter().map(block_text).collect();
+                tx.put_person_blocks(&row.doc_id, &row.member_id, &blocks)?;
+                report.reindexed += 1;
+            }
+        }
+    }
+    let mut after = 0;
+    loop {
+        let rows = tx.open_duplicates_after(after, 500)?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in rows {
+            let (Some((area_a, json_a)), Some((area_b, json_b))) =
+                (tx.person(&row.a.0, &row.a.1)?, tx.person(&row.b.0, &row.b.1)?)
+            else {
+                // A record that is gone cannot be one person with anything.
+                tx.rescore_duplicate_row(row.id, 0.0, "{}", false)?;
+                report.withdrawn += 1;
+                continue;
+            };
+            let (Ok(a), Ok(b)) =
+                (serde_json::from_str::<PersonKey>(&json_a), serde_json::from_str::<PersonKey>(&json_b))
+            else {
+                continue;
+            };
+            let score = model.score(
+                &PersonRecord { key: &a, household_id: &row.a.0, area: &area_a },
+                &PersonRecord { key: &b, household_id: &row.b.0, area: &area_b },
+            );
+            let keep = model.is_review(score.probability);
+            tx.rescore_duplicate_row(row.id, score.probability, &explanation_json(&score), keep)?;
+            if keep {
+                report.kept += 1;
+            } else {
+                report.withdrawn += 1;
+            }
+        }
+    }
+    tx.put_setting(LINKAGE_MODEL_SETTING, model.version())?;
+    Ok(report)
+}
+
+/// At start-up: when the stored candidates were made by another model version (or none is
+/// recorded and people are indexed), rebuilds the blocking keys and re-scores the open candidates.
+pub fn rescore_after_upgrade(tx: &mut dyn Tx) -> Result<Option<RescoreReport>, ApiError> {
+    let model = LinkageModel::shipped();
+    if tx.setting(LINKAGE_MODEL_SETTING)?.as_deref() == Some(model.version()) {
+        return Ok(None);
+    }
+    rescore(tx, model, true).map(Some)
 }
 
 /// Stores a merged document, appends its new changes to the feed, audits it and queues reviews.

@@ -1,5 +1,6 @@
 //! `doorstep-sync-server`: serve, create enrolment QR codes, revoke devices.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -87,6 +88,11 @@ enum Command {
     },
     /// List devices.
     Devices,
+    /// Record linkage (duplicate residents): re-score the queue, or calibrate the model.
+    Linkage {
+        #[command(subcommand)]
+        action: LinkageCommand,
+    },
     /// Write a household's signed verification slip QR code as a PNG (the console prints the whole slip).
     Slip {
         /// Household id.
@@ -98,8 +104,157 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum LinkageCommand {
+    /// Re-score the open duplicate candidates with this version's model (decided candidates keep
+    /// their decision; those the model no longer queues are withdrawn). The server also does this
+    /// by itself at start-up after an upgrade that changes the model.
+    Rescore {
+        /// Also rebuild every resident's blocking keys (after a change of blocking rules).
+        #[arg(long)]
+        reindex: bool,
+    },
+    /// Find the candidates of labelled households in memory, as the server would, and report the
+    /// model's precision and recall, the pairs it missed and the false pairs. Needs no database.
+    Evaluate {
+        /// Households, one JSON object a line.
+        households: PathBuf,
+        /// Known true pairs: `household/member<TAB>household/member[<TAB>kind]` a line.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Parameters to evaluate (default: the shipped model).
+        #[arg(long)]
+        params: Option<PathBuf>,
+    },
+    /// Estimate the model's parameters (u from random pairs of the data, m from known true pairs,
+    /// name frequencies) and write them as JSON. Needs no database.
+    Calibrate {
+        /// Households, one JSON object a line (bench/gen_linkage.py's format).
+        households: PathBuf,
+        /// Known true pairs: `household/member<TAB>household/member` a line.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Where to write the parameters.
+        #[arg(long)]
+        out: PathBuf,
+        /// The version to name them.
+        #[arg(long)]
+        version: String,
+        /// Random pairs sampled for the u-probabilities.
+        #[arg(long, default_value_t = 5_000_000)]
+        random_pairs: usize,
+        /// Seed of the sampler.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Match probability at which a pair is queued for review.
+        #[arg(long, default_value_t = 0.5)]
+        review_threshold: f64,
+        /// Match probability at which a pair is a likely duplicate.
+        #[arg(long, default_value_t = 0.999)]
+        likely_threshold: f64,
+    },
+}
+
+/// Writes linkage parameters estimated from the data, or evaluates a model on labelled data; needs no store.
+fn calibrate(command: LinkageCommand) -> Result<(), String> {
+    use doorstep_core::identity::linkage::calibrate;
+    if let LinkageCommand::Evaluate { households, truth, params } = command {
+        let (records, pairs) =
+            doorstep_sync_server::calibration::read(&households, &truth).map_err(|e| e.to_string())?;
+        let model = match params {
+            Some(p) => doorstep_core::identity::LinkageModel::from_json(
+                &std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+            )
+            .map_err(|e| e.to_string())?,
+            None => doorstep_core::identity::LinkageModel::shipped().clone(),
+        };
+        let t = std::time::Instant::now();
+        let plain: Vec<(usize, usize)> = pairs.iter().map(|p| (p.a, p.b)).collect();
+        let e = calibrate::evaluate(&records, &plain, &model);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "model {}: {} records, {} pairs compared, {} queued, {} true of {}: precision {:.3}, recall {:.3}, {} false pairs ({:.1} s)",
+            model.version(),
+            records.len(),
+            e.compared,
+            e.queued,
+            e.true_positives,
+            e.true_pairs,
+            e.precision(),
+            e.recall(),
+            e.false_pairs.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let show = |i: usize| format!("{}/{} {:?}", records[i].household_id, records[i].member_id, records[i].key);
+        for (a, b) in &e.missed {
+            let kind = pairs.iter().find(|p| (p.a.min(p.b), p.a.max(p.b)) == (*a, *b)).map_or("", |p| p.kind.as_str());
+            let s = model.score(&rec(&records[*a]), &rec(&records[*b]));
+            let _ = writeln!(out, "missed [{kind}] p={:.3}\n  {}\n  {}", s.probability, show(*a), show(*b));
+        }
+        for (a, b) in e.false_pairs.iter().take(20) {
+            let s = model.score(&rec(&records[*a]), &rec(&records[*b]));
+            let _ = writeln!(out, "false p={:.3}\n  {}\n  {}", s.probability, show(*a), show(*b));
+        }
+        return Ok(());
+    }
+    let LinkageCommand::Calibrate {
+        households,
+        truth,
+        out,
+        version,
+        random_pairs,
+        seed,
+        review_threshold,
+        likely_threshold,
+    } = command
+    else {
+        return Err("not a calibration".into());
+    };
+    let (records, pairs) = doorstep_sync_server::calibration::read(&households, &truth).map_err(|e| e.to_string())?;
+    let options = calibrate::CalibrationOptions {
+        random_pairs,
+        seed,
+        version,
+        trained_on: format!(
+            "{} ({} records), {} true pairs from {}, {random_pairs} random pairs (seed {seed})",
+            households.file_name().unwrap_or_default().to_string_lossy(),
+            records.len(),
+            pairs.len(),
+            truth.file_name().unwrap_or_default().to_string_lossy(),
+        ),
+        review_threshold,
+        likely_threshold,
+    };
+    let pairs: Vec<(usize, usize)> = pairs.iter().map(|p| (p.a, p.b)).collect();
+    let params = calibrate::estimate(&records, &pairs, &options);
+    doorstep_core::identity::LinkageModel::new(params.clone()).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&params).map_err(|e| e.to_string())?;
+    std::fs::write(&out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{} records, {} true pairs: parameters written to {}", records.len(), pairs.len(), out.display());
+    Ok(())
+}
+
+fn rec(
+    r: &doorstep_core::identity::linkage::calibrate::CalibrationRecord,
+) -> doorstep_core::identity::PersonRecord<'_> {
+    doorstep_core::identity::PersonRecord { key: &r.key, household_id: &r.household_id, area: &r.area }
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Linkage { action: action @ (LinkageCommand::Calibrate { .. } | LinkageCommand::Evaluate { .. }) } =
+        &mut cli.command
+    {
+        let action = std::mem::replace(action, LinkageCommand::Rescore { reindex: false });
+        return match calibrate(action) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // Open the store before the runtime starts: the PostgreSQL client blocks.
     let result = doorstep_sync_server::open_storage(&cli.db, cli.key_file.as_deref()).map_err(|e| e.message).and_then(
         |storage| {
@@ -173,6 +328,19 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
             let slip = doorstep_core::slip::Slip::for_household(&doc.read(), &heads, chrono::Utc::now().date_naive());
             std::fs::write(&out, doorstep_core::qr::encode_png(&slip.sign(state.slip_key().await?), 4)?)?;
             println!("verification slip of {household} written to {}", out.display());
+        }
+        Command::Linkage { action: LinkageCommand::Rescore { reindex } } => {
+            let r = storage.rescore_duplicates(reindex).await?;
+            println!(
+                "linkage model {}: {} open candidates kept, {} withdrawn, {} residents re-indexed",
+                doorstep_core::identity::LinkageModel::shipped().version(),
+                r.kept,
+                r.withdrawn,
+                r.reindexed
+            );
+        }
+        Command::Linkage { action: LinkageCommand::Calibrate { .. } | LinkageCommand::Evaluate { .. } } => {
+            return Err("calibration runs without a store".into());
         }
         Command::Devices => {
             for d in storage.devices().await? {

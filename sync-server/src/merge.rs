@@ -109,6 +109,7 @@ pub fn people(h: &Household) -> Vec<(String, PersonKey)> {
                     dob: m.dob.as_deref().and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
                     sex: m.sex.as_deref().and_then(Sex::parse),
                     cccd: m.cccd.clone().filter(|c| !c.is_empty()),
+                    phone: m.phone.clone().filter(|p| !p.is_empty()),
                 },
             )
         })

@@ -20,9 +20,9 @@ use crate::error::ApiError;
 use crate::logic;
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
-    ResidentLink, Role, Session, Storage, Turning14, add_counts, side_count_queries,
+    RescoreReport, ResidentLink, Role, Session, Storage, Turning14, add_counts, side_count_queries,
 };
-use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
+use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, PersonIndex, PersonRow, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -45,6 +45,10 @@ CREATE INDEX IF NOT EXISTS person_by_cccd ON person (cccd);
 CREATE INDEX IF NOT EXISTS person_by_dob ON person (dob);
 ALTER TABLE person ADD COLUMN IF NOT EXISTS birth_year TEXT;
 CREATE INDEX IF NOT EXISTS person_by_birth_year ON person (birth_year);
+ALTER TABLE person ADD COLUMN IF NOT EXISTS cccd_digits TEXT;
+CREATE TABLE IF NOT EXISTS person_block (
+    token TEXT NOT NULL, doc_id TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (token, doc_id, member_id));
+CREATE INDEX IF NOT EXISTS person_block_by_person ON person_block (doc_id, member_id);
 CREATE TABLE IF NOT EXISTS conflict (
     id BIGSERIAL PRIMARY KEY, doc_id TEXT NOT NULL, area TEXT NOT NULL, path TEXT NOT NULL,
     values_json TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL, resolved_at BIGINT,
@@ -90,6 +94,10 @@ ALTER TABLE session ADD COLUMN IF NOT EXISTS area TEXT NOT NULL DEFAULT '';
 
 /// The advisory lock that orders writers across server processes.
 const WRITE_LOCK: i64 = 0x00D0_0257;
+
+fn person_row(r: &postgres::Row) -> PersonRow {
+    PersonRow { doc_id: r.get(0), member_id: r.get(1), area: r.get(2), key_json: r.get(3) }
+}
 
 fn pg(e: postgres::Error) -> ApiError {
     match e.as_db_error() {
@@ -138,6 +146,7 @@ impl PostgresStorage {
         }
         tx.commit().map_err(pg)?;
         in_write_tx(&mut client, &keys, |tx| logic::backfill_stats(tx, crate::api::now()))?;
+        in_write_tx(&mut client, &keys, logic::rescore_after_upgrade)?;
         Ok(PostgresStorage { url: url.to_string(), pool: Arc::new(Pool(Mutex::new(vec![client]))), keys })
     }
 
@@ -296,43 +305,117 @@ impl Tx for PgTx<'_> {
 
     fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
         self.0.execute("DELETE FROM person WHERE doc_id = $1", &[&doc_id]).map_err(pg)?;
+        self.0.execute("DELETE FROM person_block WHERE doc_id = $1", &[&doc_id]).map_err(pg)?;
         Ok(())
     }
 
     fn person_candidates(
         &mut self,
         doc_id: &str,
+        blocks: &[String],
         cccd: Option<&str>,
-        dob: Option<&str>,
-    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        cccd_digits: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PersonRow>, ApiError> {
         Ok(self
             .0
             .query(
-                "SELECT doc_id, member_id, key_json FROM person
-                 WHERE doc_id != $1 AND (($2::TEXT IS NOT NULL AND cccd = $2) OR ($3::TEXT IS NOT NULL AND dob = $3)) LIMIT 200",
-                &[&doc_id, &cccd, &dob],
+                "SELECT p.doc_id, p.member_id, p.area, p.key_json
+                 FROM (SELECT DISTINCT doc_id, member_id FROM person_block WHERE token = ANY($2)) b
+                 JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+                 WHERE p.doc_id != $1
+                   AND ($3::TEXT IS NULL OR p.cccd IS NULL OR p.cccd = $3 OR p.cccd_digits = $4)
+                 LIMIT $5",
+                &[&doc_id, &blocks, &cccd, &cccd_digits, &limit],
             )
             .map_err(pg)?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(person_row)
             .collect())
     }
 
-    fn insert_person(
-        &mut self,
-        doc_id: &str,
-        member_id: &str,
-        area: &str,
-        key_json: &str,
-        cccd: Option<&str>,
-        dob: Option<&str>,
-        birth_year: Option<&str>,
-    ) -> Result<(), ApiError> {
+    fn insert_person(&mut self, p: &PersonIndex) -> Result<(), ApiError> {
         self.0
             .execute(
-                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob, birth_year)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&doc_id, &member_id, &area, &key_json, &cccd, &dob, &birth_year],
+                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&p.doc_id, &p.member_id, &p.area, &p.key_json, &p.cccd, &p.cccd_digits, &p.dob, &p.birth_year],
+            )
+            .map_err(pg)?;
+        self.put_person_blocks(&p.doc_id, &p.member_id, &p.blocks)
+    }
+
+    fn person(&mut self, doc_id: &str, member_id: &str) -> Result<Option<(String, String)>, ApiError> {
+        Ok(self
+            .0
+            .query_opt("SELECT area, key_json FROM person WHERE doc_id = $1 AND member_id = $2", &[&doc_id, &member_id])
+            .map_err(pg)?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>, ApiError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT doc_id, member_id, area, key_json FROM person WHERE (doc_id, member_id) > ($1, $2)
+                 ORDER BY doc_id, member_id LIMIT $3",
+                &[&after.0, &after.1, &limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(person_row)
+            .collect())
+    }
+
+    fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<(), ApiError> {
+        self.0
+            .execute("DELETE FROM person_block WHERE doc_id = $1 AND member_id = $2", &[&doc_id, &member_id])
+            .map_err(pg)?;
+        self.0
+            .execute(
+                "INSERT INTO person_block (token, doc_id, member_id) SELECT DISTINCT t, $2, $3 FROM unnest($1::TEXT[]) t
+                 ON CONFLICT DO NOTHING",
+                &[&blocks, &doc_id, &member_id],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn open_duplicates_after(&mut self, after: i64, limit: i64) -> Result<Vec<DuplicateRow>, ApiError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT id, status, doc_a, member_a, doc_b, member_b FROM duplicate
+                 WHERE status = 'open' AND id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| DuplicateRow { id: r.get(0), status: r.get(1), a: (r.get(2), r.get(3)), b: (r.get(4), r.get(5)) })
+            .collect())
+    }
+
+    fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "UPDATE duplicate SET score = $2, reasons_json = $3,
+                     status = CASE WHEN $4 THEN status ELSE 'withdrawn' END
+                 WHERE id = $1 AND status = 'open'",
+                &[&id, &score, &reasons_json, &keep],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn setting(&mut self, key: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.0.query_opt("SELECT value FROM setting WHERE key = $1", &[&key]).map_err(pg)?.map(|r| r.get(0)))
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<(), ApiError> {
+        self.0
+            .execute(
+                "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
             )
             .map_err(pg)?;
         Ok(())
@@ -352,7 +435,8 @@ impl Tx for PgTx<'_> {
                 "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8)
                  ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
-                     reasons_json = excluded.reasons_json",
+                     reasons_json = excluded.reasons_json,
+                     status = CASE WHEN duplicate.status = 'withdrawn' THEN 'open' ELSE duplicate.status END",
                 &[&a.0, &a.1, &b.0, &b.1, &area, &score, &reasons_json, &now],
             )
             .map_err(pg)?;
@@ -757,7 +841,7 @@ impl Storage for PostgresStorage {
                 doc_b: r.get(3),
                 member_b: r.get(4),
                 score: r.get(5),
-                reasons: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
+                explanation: serde_json::from_str(r.get::<_, &str>(6)).ok(),
                 status: r.get(7),
                 area: r.get(8),
                 decided: match (r.get(9), r.get(10), r.get(11)) {
@@ -963,6 +1047,10 @@ impl Storage for PostgresStorage {
         now: i64,
     ) -> Result<(), ApiError> {
         self.in_write_tx(move |tx| logic::decide_duplicate(tx, id, action, &operator, now)).await
+    }
+
+    async fn rescore_duplicates(&self, reindex: bool) -> Result<RescoreReport, ApiError> {
+        self.in_write_tx(move |tx| logic::rescore(tx, doorstep_core::identity::LinkageModel::shipped(), reindex)).await
     }
 
     async fn links(&self) -> Result<Vec<ResidentLink>, ApiError> {

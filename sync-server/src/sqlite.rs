@@ -18,9 +18,9 @@ use crate::error::ApiError;
 use crate::logic;
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
-    ResidentLink, Role, Session, Storage, Turning14, add_counts, side_count_queries,
+    RescoreReport, ResidentLink, Role, Session, Storage, Turning14, add_counts, side_count_queries,
 };
-use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, Tx};
+use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, PersonIndex, PersonRow, Tx};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS enrolment (
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS person (
     cccd TEXT, dob TEXT, birth_year TEXT, PRIMARY KEY (doc_id, member_id));
 CREATE INDEX IF NOT EXISTS person_by_cccd ON person (cccd);
 CREATE INDEX IF NOT EXISTS person_by_dob ON person (dob);
+CREATE TABLE IF NOT EXISTS person_block (
+    token TEXT NOT NULL, doc_id TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (token, doc_id, member_id));
+CREATE INDEX IF NOT EXISTS person_block_by_person ON person_block (doc_id, member_id);
 CREATE TABLE IF NOT EXISTS conflict (
     id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, area TEXT NOT NULL, path TEXT NOT NULL,
     values_json TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL, resolved_at INTEGER,
@@ -103,6 +106,7 @@ impl SqliteStorage {
         // Columns added since the first schema.
         for (table, column, decl) in [
             ("person", "birth_year", "TEXT"),
+            ("person", "cccd_digits", "TEXT"),
             ("operator", "area", "TEXT NOT NULL DEFAULT ''"),
             ("session", "area", "TEXT NOT NULL DEFAULT ''"),
         ] {
@@ -129,6 +133,7 @@ impl SqliteStorage {
             tx.commit()?;
         }
         in_tx(&mut conn, &keys, |tx| logic::backfill_stats(tx, crate::api::now()))?;
+        in_tx(&mut conn, &keys, logic::rescore_after_upgrade)?;
         Ok(SqliteStorage { conn: Arc::new(Mutex::new(conn)), keys })
     }
 
@@ -251,38 +256,104 @@ impl Tx for SqliteTx<'_> {
 
     fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
         self.0.execute("DELETE FROM person WHERE doc_id = ?1", [doc_id])?;
+        self.0.execute("DELETE FROM person_block WHERE doc_id = ?1", [doc_id])?;
         Ok(())
     }
 
     fn person_candidates(
         &mut self,
         doc_id: &str,
+        blocks: &[String],
         cccd: Option<&str>,
-        dob: Option<&str>,
-    ) -> Result<Vec<(String, String, String)>, ApiError> {
+        cccd_digits: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PersonRow>, ApiError> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT doc_id, member_id, key_json FROM person
-             WHERE doc_id != ?1 AND ((?2 IS NOT NULL AND cccd = ?2) OR (?3 IS NOT NULL AND dob = ?3)) LIMIT 200",
+            "SELECT p.doc_id, p.member_id, p.area, p.key_json
+             FROM (SELECT DISTINCT doc_id, member_id FROM person_block
+                   WHERE token IN (SELECT value FROM json_each(?2))) b
+             JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+             WHERE p.doc_id != ?1 AND (?3 IS NULL OR p.cccd IS NULL OR p.cccd = ?3 OR p.cccd_digits = ?4)
+             LIMIT ?5",
+        )?;
+        let blocks = serde_json::to_string(blocks).map_err(ApiError::internal)?;
+        Ok(stmt.query_map(params![doc_id, blocks, cccd, cccd_digits, limit], person_row)?.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_person(&mut self, p: &PersonIndex) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits, p.dob, p.birth_year],
+        )?;
+        self.put_person_blocks(&p.doc_id, &p.member_id, &p.blocks)
+    }
+
+    fn person(&mut self, doc_id: &str, member_id: &str) -> Result<Option<(String, String)>, ApiError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT area, key_json FROM person WHERE doc_id = ?1 AND member_id = ?2",
+                [doc_id, member_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>, ApiError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT doc_id, member_id, area, key_json FROM person WHERE (doc_id, member_id) > (?1, ?2)
+             ORDER BY doc_id, member_id LIMIT ?3",
+        )?;
+        Ok(stmt.query_map(params![after.0, after.1, limit], person_row)?.collect::<Result<_, _>>()?)
+    }
+
+    fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<(), ApiError> {
+        self.0.execute("DELETE FROM person_block WHERE doc_id = ?1 AND member_id = ?2", [doc_id, member_id])?;
+        let mut stmt = self
+            .0
+            .prepare_cached("INSERT OR IGNORE INTO person_block (token, doc_id, member_id) VALUES (?1, ?2, ?3)")?;
+        for token in blocks {
+            stmt.execute([token.as_str(), doc_id, member_id])?;
+        }
+        Ok(())
+    }
+
+    fn open_duplicates_after(&mut self, after: i64, limit: i64) -> Result<Vec<DuplicateRow>, ApiError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, status, doc_a, member_a, doc_b, member_b FROM duplicate
+             WHERE status = 'open' AND id > ?1 ORDER BY id LIMIT ?2",
         )?;
         Ok(stmt
-            .query_map(params![doc_id, cccd, dob], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([after, limit], |r| {
+                Ok(DuplicateRow {
+                    id: r.get(0)?,
+                    status: r.get(1)?,
+                    a: (r.get(2)?, r.get(3)?),
+                    b: (r.get(4)?, r.get(5)?),
+                })
+            })?
             .collect::<Result<_, _>>()?)
     }
 
-    fn insert_person(
-        &mut self,
-        doc_id: &str,
-        member_id: &str,
-        area: &str,
-        key_json: &str,
-        cccd: Option<&str>,
-        dob: Option<&str>,
-        birth_year: Option<&str>,
-    ) -> Result<(), ApiError> {
+    fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<(), ApiError> {
         self.0.execute(
-            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, dob, birth_year)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![doc_id, member_id, area, key_json, cccd, dob, birth_year],
+            "UPDATE duplicate SET score = ?2, reasons_json = ?3,
+                 status = CASE WHEN ?4 THEN status ELSE 'withdrawn' END
+             WHERE id = ?1 AND status = 'open'",
+            params![id, score, reasons_json, keep],
+        )?;
+        Ok(())
+    }
+
+    fn setting(&mut self, key: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.0.query_row("SELECT value FROM setting WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<(), ApiError> {
+        self.0.execute(
+            "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
         )?;
         Ok(())
     }
@@ -300,7 +371,8 @@ impl Tx for SqliteTx<'_> {
             "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)
              ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
-                 reasons_json = excluded.reasons_json",
+                 reasons_json = excluded.reasons_json,
+                 status = CASE WHEN duplicate.status = 'withdrawn' THEN 'open' ELSE duplicate.status END",
             params![a.0, a.1, b.0, b.1, area, score, reasons_json, now],
         )?;
         Ok(())
@@ -502,6 +574,10 @@ fn turning_14(c: &Connection, keys: &AtRest, q: &ProgressQuery) -> Result<Vec<Tu
     keys.turning_14(rows.collect::<Result<Vec<_>, _>>()?, &q.born_after, &q.born_until)
 }
 
+fn person_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PersonRow> {
+    Ok(PersonRow { doc_id: r.get(0)?, member_id: r.get(1)?, area: r.get(2)?, key_json: r.get(3)? })
+}
+
 fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operator> {
     let role: String = r.get(2)?;
     Ok(Operator {
@@ -675,7 +751,7 @@ impl Storage for SqliteStorage {
                     doc_b: r.get(3)?,
                     member_b: r.get(4)?,
                     score: r.get(5)?,
-                    reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+                    explanation: serde_json::from_str(&reasons).ok(),
                     status: r.get(7)?,
                     area: r.get(8)?,
                     decided: match (r.get(9)?, r.get(10)?, r.get(11)?) {
@@ -865,6 +941,10 @@ impl Storage for SqliteStorage {
         now: i64,
     ) -> Result<(), ApiError> {
         self.write(move |tx| logic::decide_duplicate(tx, id, action, &operator, now)).await
+    }
+
+    async fn rescore_duplicates(&self, reindex: bool) -> Result<RescoreReport, ApiError> {
+        self.write(move |tx| logic::rescore(tx, doorstep_core::identity::LinkageModel::shipped(), reindex)).await
     }
 
     async fn links(&self) -> Result<Vec<ResidentLink>, ApiError> {

@@ -52,16 +52,28 @@ pub struct DuplicateItem {
     pub doc_b: String,
     /// Its member id.
     pub member_b: String,
-    /// Score from 0 to 1.
+    /// Match probability from 0 to 1.
     pub score: f64,
-    /// Why.
-    pub reasons: Vec<doorstep_core::identity::MatchReason>,
+    /// Why: each comparison's level and weight, the hard rule, the model version
+    /// (`None` for a candidate stored in an older format, until it is re-scored).
+    pub explanation: Option<doorstep_core::identity::MatchScore>,
     /// `open`, `merged` or `dismissed`.
     pub status: String,
     /// The area the candidate was found in.
     pub area: String,
     /// The last operator decision: action, operator, Unix seconds.
     pub decided: Option<(String, String, i64)>,
+}
+
+/// What a re-scoring of the duplicate queue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescoreReport {
+    /// Index entries whose blocking keys were rebuilt.
+    pub reindexed: usize,
+    /// Open candidates scored again and kept open.
+    pub kept: usize,
+    /// Open candidates the model no longer queues (status `withdrawn`).
+    pub withdrawn: usize,
 }
 
 /// One accepted change, as the audit log keeps it.
@@ -341,6 +353,9 @@ pub trait Storage: Send + Sync + 'static {
         operator: String,
         now: i64,
     ) -> Result<(), ApiError>;
+    /// Re-scores the open duplicate candidates with the shipped linkage model (decided ones
+    /// keep their decision); with `reindex`, rebuilds every person's blocking keys first.
+    async fn rescore_duplicates(&self, reindex: bool) -> Result<RescoreReport, ApiError>;
     /// Resident links in force.
     async fn links(&self) -> Result<Vec<ResidentLink>, ApiError>;
     /// Progress counts for each exact area code within the query's area.

@@ -55,26 +55,36 @@ pub trait Tx {
     fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>, ApiError>;
     /// Forgets a document's people (before re-indexing them).
     fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError>;
-    /// People in other documents sharing a CCCD or a date of birth: (doc, member, key JSON).
+    /// People in other documents that share a blocking key with a probe
+    /// ([`doorstep_core::identity::linkage::blocking`]): `(doc, member, area, key JSON)`, at most
+    /// `limit`. A person whose CCCD differs from `cccd` (and whose sorted digits differ from
+    /// `cccd_digits`, so no transposition) is a hard non-duplicate and left out.
     fn person_candidates(
         &mut self,
         doc_id: &str,
+        blocks: &[String],
         cccd: Option<&str>,
-        dob: Option<&str>,
-    ) -> Result<Vec<(String, String, String)>, ApiError>;
-    /// Indexes one person: the key (JSON), CCCD, date and year of birth; a backend
-    /// stores them as given ([`crate::at_rest::SealingTx`] gives them sealed and as index tokens).
-    #[allow(clippy::too_many_arguments)]
-    fn insert_person(
-        &mut self,
-        doc_id: &str,
-        member_id: &str,
-        area: &str,
-        key_json: &str,
-        cccd: Option<&str>,
-        dob: Option<&str>,
-        birth_year: Option<&str>,
-    ) -> Result<(), ApiError>;
+        cccd_digits: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PersonRow>, ApiError>;
+    /// Indexes one person: the key (JSON), CCCD (and its sorted digits), date and year of
+    /// birth, and its blocking keys; a backend stores them as given
+    /// ([`crate::at_rest::SealingTx`] gives them sealed and as index tokens).
+    fn insert_person(&mut self, person: &PersonIndex) -> Result<(), ApiError>;
+    /// One person's index entry: `(area, key JSON)`.
+    fn person(&mut self, doc_id: &str, member_id: &str) -> Result<Option<(String, String)>, ApiError>;
+    /// Index entries after `(doc, member)` in key order, at most `limit` (re-indexing walks them).
+    fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>, ApiError>;
+    /// Replaces one person's blocking keys.
+    fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<(), ApiError>;
+    /// Open duplicate candidates after id `after`, at most `limit`: `(id, a, b)`.
+    fn open_duplicates_after(&mut self, after: i64, limit: i64) -> Result<Vec<DuplicateRow>, ApiError>;
+    /// Sets an open candidate's score, or withdraws it (status `withdrawn`) when `keep` is false.
+    fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<(), ApiError>;
+    /// A server setting.
+    fn setting(&mut self, key: &str) -> Result<Option<String>, ApiError>;
+    /// Writes a server setting.
+    fn put_setting(&mut self, key: &str, value: &str) -> Result<(), ApiError>;
     /// Queues (or rescores) a duplicate pair.
     #[allow(clippy::too_many_arguments)]
     fn upsert_duplicate(
@@ -148,6 +158,42 @@ pub struct HouseholdStats {
     pub cccd_present: i64,
     /// … that passes every check.
     pub cccd_valid: i64,
+}
+
+/// A person's index entry as the store returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRow {
+    /// Household id.
+    pub doc_id: String,
+    /// Member id.
+    pub member_id: String,
+    /// Area of the household.
+    pub area: String,
+    /// The person's key as JSON (sealed at rest).
+    pub key_json: String,
+}
+
+/// What the store keeps to find one person again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonIndex {
+    /// Household id.
+    pub doc_id: String,
+    /// Member id.
+    pub member_id: String,
+    /// Area of the household.
+    pub area: String,
+    /// The person's key as JSON.
+    pub key_json: String,
+    /// CCCD number.
+    pub cccd: Option<String>,
+    /// Its digits, sorted (finds a transposition).
+    pub cccd_digits: Option<String>,
+    /// Date of birth, `YYYY-MM-DD`.
+    pub dob: Option<String>,
+    /// Year of birth.
+    pub birth_year: Option<String>,
+    /// Blocking keys, `rule:value` (tokens once sealed).
+    pub blocks: Vec<String>,
 }
 
 /// A duplicate candidate as a decision needs it.

@@ -336,7 +336,10 @@ fn merges_link_records_are_audited_and_undone_and_dismissals_close() {
     let other_id = dups.iter().find(|d| d.id != same_cccd).unwrap().id;
     let clerk = Console::login(&server, "clerk");
     let page = clerk.get("/console/duplicates");
-    assert!(page.body.contains("100%") && page.body.contains("Same CCCD number"));
+    // The match probability, and each comparison's weight in words.
+    assert!(page.body.contains("100.00%"), "{}", page.body);
+    assert!(page.body.contains("Số CCCD · CCCD number") && page.body.contains("trùng khớp · the same"));
+    assert!(page.body.contains("Positive weights are evidence for one person"));
 
     let merge = clerk.post(&format!("/console/duplicates/{same_cccd}/merge"), &[]);
     assert_eq!(merge.status, StatusCode::SEE_OTHER);

@@ -54,6 +54,12 @@ impl BlindIndexer {
         self.token("birth-year", &year.to_string())
     }
 
+    /// Token for a record-linkage blocking key (`rule:value`, see
+    /// [`crate::identity::linkage::blocking`]).
+    pub fn blocking(&self, key: &str) -> IndexToken {
+        self.token("block", key)
+    }
+
     /// Token for the whole normalized name with the date of birth (duplicate candidates).
     pub fn name_dob(&self, name: &str, dob: &str) -> IndexToken {
         self.token("name+dob", &format!("{}|{}", normalize_name(name), dob))

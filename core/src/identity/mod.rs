@@ -1,12 +1,12 @@
 //! Citizen identity: CCCD numbers, the chip-card QR payload, Vietnamese name
-//! normalization and duplicate scoring.
+//! normalization and record linkage (duplicates).
 
 mod cccd;
 mod chip_qr;
-mod duplicate;
+pub mod linkage;
 mod name;
 
 pub use cccd::{Cccd, CccdError, Sex, province_name};
 pub use chip_qr::ChipCardQr;
-pub use duplicate::{DuplicateScore, MatchReason, PersonKey, score_pair};
+pub use linkage::{LinkageModel, MatchScore, PersonKey, PersonRecord};
 pub use name::{display_name, name_tokens, normalize_name};

@@ -11,7 +11,8 @@ use super::{Role, Store};
 use crate::crypto::Aad;
 use crate::error::{Error, Result};
 use crate::form::{ValidationIssue, residence_survey};
-use crate::identity::{DuplicateScore, PersonKey, Sex, name_tokens, score_pair};
+use crate::identity::linkage::NameParts;
+use crate::identity::{LinkageModel, MatchScore, PersonKey, PersonRecord, Sex, name_tokens};
 use crate::record::{Household, HouseholdDoc, check_id};
 
 /// What a save did.
@@ -49,8 +50,8 @@ pub struct DuplicateCandidate {
     pub member_id: String,
     /// Its name.
     pub full_name: String,
-    /// The score and its reasons.
-    pub score: DuplicateScore,
+    /// The linkage model's score: match probability and each comparison's weight.
+    pub score: MatchScore,
 }
 
 const CHUNK_TABLE: &str = "doc_chunk";
@@ -391,14 +392,12 @@ impl Store {
             .collect())
     }
 
-    /// Residents who may be the same person as `person`: same CCCD, or same
-    /// normalized name and date of birth, or sharing name words, scored with
-    /// [`score_pair`]. Returns the candidates at or above [`DuplicateScore::REVIEW`], best first.
-    pub fn find_duplicates(
-        &self,
-        person: &PersonKey,
-        exclude_household: Option<&str>,
-    ) -> Result<Vec<DuplicateCandidate>> {
+    /// Residents who may be the same person as `person`, entered in `household`
+    /// (whose own members are left out): records found by CCCD, by normalized
+    /// name and date of birth, or by a shared name word, scored by the same
+    /// linkage model the sync server uses ([`LinkageModel::shipped`]). Returns the
+    /// candidates at or above the model's review threshold, best first.
+    pub fn find_duplicates(&self, person: &PersonKey, household: Option<&str>) -> Result<Vec<DuplicateCandidate>> {
         let indexer = &self.session()?.indexer;
         let mut households: HashMap<String, HouseholdSummary> = HashMap::new();
         let mut probes = Vec::new();
@@ -417,9 +416,20 @@ impl Store {
                 households.entry(h.household_id.clone()).or_insert(h);
             }
         }
+        let own_area: String = match household {
+            Some(id) => self
+                .conn
+                .query_row("SELECT area FROM doc_meta WHERE doc_id = ?1", [id], |r| r.get(0))
+                .optional()?
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let model = LinkageModel::shipped();
+        let probe = PersonRecord { key: person, household_id: household.unwrap_or(""), area: &own_area };
+        let probe_name = NameParts::new(&person.full_name);
         let mut out = Vec::new();
         for h in households.values() {
-            if Some(h.household_id.as_str()) == exclude_household {
+            if Some(h.household_id.as_str()) == household {
                 continue;
             }
             for m in &h.members {
@@ -428,9 +438,11 @@ impl Store {
                     dob: m.dob.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
                     sex: m.sex.as_deref().and_then(Sex::parse),
                     cccd: m.cccd.clone(),
+                    phone: m.phone.clone(),
                 };
-                let score = score_pair(person, &other);
-                if score.score >= DuplicateScore::REVIEW {
+                let record = PersonRecord { key: &other, household_id: &h.household_id, area: &h.area_code };
+                let score = model.score_parts(&probe, &probe_name, &record, &NameParts::new(&m.full_name));
+                if model.is_review(score.probability) {
                     out.push(DuplicateCandidate {
                         household_id: h.household_id.clone(),
                         member_id: m.member_id.clone(),
@@ -440,7 +452,9 @@ impl Store {
                 }
             }
         }
-        out.sort_by(|a, b| b.score.score.total_cmp(&a.score.score).then_with(|| a.household_id.cmp(&b.household_id)));
+        out.sort_by(|a, b| {
+            b.score.probability.total_cmp(&a.score.probability).then_with(|| a.household_id.cmp(&b.household_id))
+        });
         Ok(out)
     }
 

@@ -17,6 +17,9 @@ pub struct MemberSummary {
     pub sex: Option<String>,
     /// CCCD number.
     pub cccd: Option<String>,
+    /// Phone number (duplicate checks compare it; absent in summaries saved before it was kept).
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// A household as a list or search result shows it. Stored sealed.
@@ -56,6 +59,7 @@ impl HouseholdSummary {
                     dob: m.dob.clone(),
                     sex: m.sex.clone(),
                     cccd: m.cccd.clone(),
+                    phone: m.phone.clone(),
                 })
                 .collect(),
             issue_count: issue_count as u32,

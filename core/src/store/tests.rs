@@ -257,10 +257,18 @@ fn duplicates_found_at_entry() {
         dob: chrono::NaiveDate::from_ymd_opt(1966, 1, 1),
         sex: Some(crate::identity::Sex::Female),
         cccd: None,
+        phone: None,
     };
     let found = store.find_duplicates(&probe, None).unwrap();
     assert_eq!(found.len(), 1);
-    assert!(found[0].score.is_likely());
+    // Name and date of birth without the CCCD: worth a review, not proof.
+    let model = crate::identity::LinkageModel::shipped();
+    assert!(model.is_review(found[0].score.probability));
+    assert!(!model.is_likely(found[0].score.probability));
+    assert_eq!(found[0].score.model, model.version());
+    let with_id = crate::identity::PersonKey { cccd: Some("001190012345".into()), ..probe.clone() };
+    let found = store.find_duplicates(&with_id, None).unwrap();
+    assert!(model.is_likely(found[0].score.probability), "{:?}", found[0].score);
     assert!(store.find_duplicates(&probe, Some("hh-1")).unwrap().is_empty());
     let stranger = crate::identity::PersonKey { full_name: "Phạm Văn Long".into(), ..probe };
     assert!(store.find_duplicates(&stranger, None).unwrap().is_empty());

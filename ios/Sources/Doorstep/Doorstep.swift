@@ -2265,11 +2265,12 @@ public struct DuplicateRecord: Equatable, Hashable {
      */
     public var fullName: String
     /**
-     * 0 to 1.
+     * Match probability, 0 to 1 (the linkage model's, as the server's queue uses).
      */
     public var score: Double
     /**
-     * Why, e.g. SameCccd, SameName, SameDob.
+     * Why: each compared field's level and weight in bits, e.g. `date_of_birth: year_only (+10.2)`,
+     * then `rule: …` when a hard rule overrode the weights.
      */
     public var reasons: [String]
 
@@ -2286,10 +2287,11 @@ public struct DuplicateRecord: Equatable, Hashable {
          * Its name.
          */fullName: String, 
         /**
-         * 0 to 1.
+         * Match probability, 0 to 1 (the linkage model's, as the server's queue uses).
          */score: Double, 
         /**
-         * Why, e.g. SameCccd, SameName, SameDob.
+         * Why: each compared field's level and weight in bits, e.g. `date_of_birth: year_only (+10.2)`,
+         * then `rule: …` when a hard rule overrode the weights.
          */reasons: [String]) {
         self.householdId = householdId
         self.memberId = memberId

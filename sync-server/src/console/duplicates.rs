@@ -1,11 +1,12 @@
 //! Duplicate candidates: two resident records that may be one person, with
-//! the score and its reasons; merge (link, undoable) or dismiss.
+//! the match probability and each comparison's weight; merge (link, undoable) or dismiss.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use doorstep_core::identity::MatchReason;
+use doorstep_core::identity::MatchScore;
+use doorstep_core::identity::linkage::{Comparison, HardRule, Level};
 use doorstep_core::record::{Household, Member};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -19,20 +20,83 @@ use crate::storage::DuplicateAction;
 /// Candidates shown on one page.
 const PAGE_SIZE: usize = 50;
 
-/// A reason in words, Vietnamese and English.
-pub fn reason_text(r: MatchReason) -> &'static str {
+/// A compared field in words, Vietnamese and English.
+pub fn comparison_text(c: Comparison) -> &'static str {
+    match c {
+        Comparison::FullName => "Họ tên · Full name",
+        Comparison::FamilyName => "Họ · Family name",
+        Comparison::MiddleName => "Tên đệm · Middle name",
+        Comparison::GivenName => "Tên · Given name",
+        Comparison::DateOfBirth => "Ngày sinh · Date of birth",
+        Comparison::Sex => "Giới tính · Sex",
+        Comparison::Cccd => "Số CCCD · CCCD number",
+        Comparison::Phone => "Số điện thoại · Phone number",
+        Comparison::Household => "Hộ · Household",
+        Comparison::Area => "Khu vực · Area",
+    }
+}
+
+/// An agreement level in words, Vietnamese and English.
+pub fn level_text(c: Comparison, l: Level) -> &'static str {
+    match (c, l) {
+        (Comparison::Household, Level::Exact) => "cùng hộ · the same household",
+        (Comparison::Household, Level::Different) => "khác hộ · another household",
+        (Comparison::Area, Level::Exact) => "cùng xã · the same commune",
+        (_, Level::Exact) => "trùng khớp · the same",
+        (_, Level::Reordered) => "đảo thứ tự · in another order",
+        (_, Level::MiddleMissing) => "thiếu tên đệm · a middle name missing",
+        (_, Level::JaroWinklerHigh) => "gần giống, lỗi gõ · nearly the same (a typo)",
+        (_, Level::JaroWinklerMid) => "hơi giống · somewhat alike",
+        (_, Level::DayMonthSwapped) => "đảo ngày và tháng · day and month swapped",
+        (_, Level::YearOnly) => "chỉ ghi năm · the year only",
+        (_, Level::OneComponentOff) => "lệch ngày hoặc tháng · the day or the month differs",
+        (_, Level::YearOffByOne) => "lệch một năm · the year one off",
+        (_, Level::Transposed) => "đảo hai chữ số · two digits swapped",
+        (_, Level::SameDistrict) => "cùng huyện · the same district",
+        (_, Level::SameProvince) => "cùng tỉnh · the same province",
+        (_, Level::Different) => "khác · different",
+        (_, Level::Missing) => "không đủ để so · not recorded on both",
+        (_, Level::Subsumed) => "đã tính trong họ tên · counted in the full name",
+    }
+}
+
+/// A hard rule in words, Vietnamese and English.
+pub fn rule_text(r: HardRule) -> &'static str {
     match r {
-        MatchReason::SameCccd => "Cùng số CCCD · Same CCCD number",
-        MatchReason::DifferentCccd => "Số CCCD khác nhau · Different CCCD numbers",
-        MatchReason::SameName => "Cùng họ tên · Same name",
-        MatchReason::ReorderedName => "Họ tên đảo thứ tự · Name in another order",
-        MatchReason::MiddleNameOmitted => "Thiếu tên đệm · Middle name omitted",
-        MatchReason::SimilarName => "Họ tên gần giống · Similar name",
-        MatchReason::DifferentGivenName => "Tên khác nhau · Different given name",
-        MatchReason::SameDob => "Cùng ngày sinh · Same date of birth",
-        MatchReason::DobDayMonthSwapped => "Ngày và tháng sinh đảo · Day and month swapped",
-        MatchReason::DifferentDob => "Ngày sinh khác · Different date of birth",
-        MatchReason::DifferentSex => "Giới tính khác · Different sex",
+        HardRule::DifferentCccd => {
+            "Hai số CCCD khác nhau: không phải một người · Two different CCCD numbers: not one person"
+        }
+        HardRule::CccdTransposition => {
+            "Số CCCD chỉ đảo hai chữ số: cần xem xét · The CCCD numbers differ by two swapped digits: worth a review"
+        }
+        HardRule::Twins => "Có thể là sinh đôi · Likely twins",
+        HardRule::ParentAndChild => "Cha/mẹ và con cùng tên · A parent and a child of one name",
+    }
+}
+
+/// A match probability as a percentage, with a decimal near the ends.
+fn probability_text(p: f64) -> String {
+    if (0.005..0.995).contains(&p) { format!("{:.0}%", p * 100.0) } else { format!("{:.2}%", p * 100.0) }
+}
+
+/// Why a pair was matched: each comparison's level and weight (bits of evidence for or against).
+fn explanation(score: &MatchScore) -> Markup {
+    html! {
+        @if let Some(rule) = score.rule { p.rule { (rule_text(rule)) } }
+        table.weights {
+            thead { tr { th { "So sánh · Compared" } th { "Kết quả · Finding" } th.num { "Trọng số · Weight" } } }
+            tbody {
+                @for w in score.comparisons.iter().filter(|w| w.level.is_evidence()) {
+                    tr class=(if w.weight >= 0.0 { "for" } else { "against" }) {
+                        td { (comparison_text(w.comparison)) }
+                        td { (level_text(w.comparison, w.level)) }
+                        td.num { (format!("{:+.1}", w.weight)) }
+                    }
+                }
+            }
+        }
+        p.muted { "Trọng số dương ủng hộ, âm phản đối việc là một người (bit, mô hình " (score.model) ") · "
+            "Positive weights are evidence for one person, negative against (bits, model " (score.model) ")" }
     }
 }
 
@@ -101,11 +165,11 @@ pub async fn list(
         @for (d, a, b) in &cards {
             article.card id={ "duplicate-" (d.id) } {
                 h3 {
-                    "#" (d.id) " · " span.score { (format!("{:.0}%", d.score * 100.0)) }
+                    "#" (d.id) " · " span.score title="Xác suất là một người · Match probability" { (probability_text(d.score)) }
                     " " span class={ "badge " (d.status) } { (d.status) }
                     " " span.muted { (d.area) }
                 }
-                ul.reasons { @for r in &d.reasons { li { (reason_text(*r)) } } }
+                @if let Some(score) = &d.explanation { (explanation(score)) }
                 @let ma = a.as_ref().and_then(|h| h.member(&d.member_a));
                 @let mb = b.as_ref().and_then(|h| h.member(&d.member_b));
                 div.sides {

@@ -3913,12 +3913,13 @@ data class DuplicateRecord (
     var `fullName`: kotlin.String
     , 
     /**
-     * 0 to 1.
+     * Match probability, 0 to 1 (the linkage model's, as the server's queue uses).
      */
     var `score`: kotlin.Double
     , 
     /**
-     * Why, e.g. SameCccd, SameName, SameDob.
+     * Why: each compared field's level and weight in bits, e.g. `date_of_birth: year_only (+10.2)`,
+     * then `rule: …` when a hard rule overrode the weights.
      */
     var `reasons`: List<kotlin.String>
     

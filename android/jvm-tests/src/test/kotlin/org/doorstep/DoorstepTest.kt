@@ -126,6 +126,7 @@ class DoorstepTest {
             val dups = store.findDuplicates(probe, null)
             assertEquals(id, dups.single().householdId)
             assertTrue(dups.single().score >= 0.85)
+            assertTrue(dups.single().reasons.any { it.startsWith("date_of_birth: exact (+") }, dups.single().reasons.toString())
 
             val receipt = qrPng("DOORSTEP-RECEIPT:$id")
             assertTrue(receipt.size > 100 && receipt[1] == 'P'.code.toByte())

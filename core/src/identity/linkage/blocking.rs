@@ -1,0 +1,117 @@
+//! Blocking: the keys under which a record is indexed and looked up, so that a
+//! store compares a new record only with records that share a key, never with
+//! every record it holds.
+//!
+//! The rules, each a key built from folded values:
+//! - `cccd`: the CCCD number; `cccd-digits`: its digits sorted, which finds a
+//!   number with two digits transposed;
+//! - `phone`: the phone number;
+//! - `dob`: the date of birth;
+//! - `given+year`: the given name and the year of birth (a date of birth
+//!   recorded as the year only, swapped or mistyped);
+//! - `family+given+year`: family and given name, the year of birth within one
+//!   (the probe asks the year before, the same and the year after: a year typed
+//!   one off). A pair further apart in age cannot reach review, so the rule
+//!   leaves out only pairs the model would not queue;
+//! - `family+middle+year`: family and middle name and year (a given name
+//!   mistyped together with another error).
+//!
+//! A store keeps the keys as keyed tokens (blind indexes), never in clear.
+
+use chrono::Datelike;
+
+use super::{NameParts, PersonKey};
+use crate::identity::linkage::comparison::{cccd_digits, phone_digits};
+
+/// One blocking key: the rule that made it and its value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockingKey {
+    /// The rule, e.g. `dob`.
+    pub rule: &'static str,
+    /// The folded value, e.g. `1990-03-15`.
+    pub value: String,
+}
+
+fn key(rule: &'static str, value: String) -> BlockingKey {
+    BlockingKey { rule, value }
+}
+
+fn keys_for(person: &PersonKey, years: &[i32]) -> Vec<BlockingKey> {
+    let mut out = Vec::new();
+    if let Some(digits) = cccd_digits(person.cccd.as_deref()) {
+        let mut sorted: Vec<char> = digits.chars().collect();
+        sorted.sort_unstable();
+        out.push(key("cccd", digits));
+        out.push(key("cccd-digits", sorted.into_iter().collect()));
+    }
+    if let Some(phone) = phone_digits(person.phone.as_deref()) {
+        out.push(key("phone", phone));
+    }
+    let name = NameParts::new(&person.full_name);
+    if let Some(dob) = person.dob {
+        out.push(key("dob", dob.format("%Y-%m-%d").to_string()));
+        let year = dob.year();
+        if let Some(given) = name.given() {
+            out.push(key("given+year", format!("{given}|{year}")));
+        }
+        if let (Some(family), Some(given)) = (name.family(), name.given()) {
+            for y in years {
+                out.push(key("family+given+year", format!("{family}|{given}|{}", year + y)));
+            }
+        }
+        let middle = name.middle();
+        if let Some(family) = name.family().filter(|_| !middle.is_empty()) {
+            out.push(key("family+middle+year", format!("{family}|{middle}|{year}")));
+        }
+    }
+    out
+}
+
+/// The keys a record is indexed under.
+pub fn index_keys(person: &PersonKey) -> Vec<BlockingKey> {
+    keys_for(person, &[0])
+}
+
+/// The keys to look a record's candidates up by: its index keys, and the
+/// neighbouring years of `family+given+year`.
+pub fn probe_keys(person: &PersonKey) -> Vec<BlockingKey> {
+    keys_for(person, &[-1, 0, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn p(name: &str, dob: &str, cccd: Option<&str>) -> PersonKey {
+        PersonKey {
+            full_name: name.into(),
+            dob: NaiveDate::parse_from_str(dob, "%Y-%m-%d").ok(),
+            sex: None,
+            cccd: cccd.map(Into::into),
+            phone: None,
+        }
+    }
+
+    fn shares(a: &PersonKey, b: &PersonKey) -> bool {
+        let probe = probe_keys(a);
+        index_keys(b).iter().any(|k| probe.contains(k))
+    }
+
+    #[test]
+    fn each_error_kind_shares_a_key() {
+        let base = p("Nguyễn Văn Hùng", "1990-03-15", Some("001090000123"));
+        for (other, why) in [
+            (p("Nguyen Van Hung", "1990-03-15", None), "no diacritics"),
+            (p("Nguyễn Văn Hùng", "1990-01-01", None), "year only"),
+            (p("Nguyễn Hùng", "1990-03-05", None), "middle omitted, day typo"),
+            (p("Nguyễn Văn Hxng", "1990-01-01", None), "given typo, year only"),
+            (p("Nguyễn Văn Hùng", "1991-03-15", None), "year off by one"),
+            (p("Trần Thị Lan", "2001-01-01", Some("001090000213")), "CCCD transposed"),
+        ] {
+            assert!(shares(&other, &base), "{why}");
+            assert!(shares(&base, &other), "{why}, the other way");
+        }
+        assert!(!shares(&p("Lê Thị Mai", "1970-06-01", None), &base));
+    }
+}

@@ -1,0 +1,204 @@
+//! The duplicate queue on a labelled commune, through a real server: a phone
+//! imports `bench/gen_linkage.py`'s households and syncs them, and the server's
+//! open queue is compared with the truth file. Then re-scoring after a model
+//! change. Both backends (the conformance run repeats it on PostgreSQL).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+use common::{AREA, Device, TestServer, fresh_db, open_storage};
+use doorstep_core::identity::LinkageModel;
+use doorstep_core::identity::linkage::calibrate::true_pairs_closed;
+use doorstep_core::record::Household;
+use doorstep_sync_server::storage::{DuplicateAction, DuplicateItem};
+
+/// `gen_linkage.py n seed`: the households and the labelled true pairs.
+fn labelled_commune(n: usize, seed: u64) -> (Vec<Household>, Vec<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.tsv");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/gen_linkage.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([n.to_string(), seed.to_string(), "--truth".into(), truth.to_str().unwrap().to_string()])
+        .output()
+        .expect("python3 runs bench/gen_linkage.py");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let households = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pairs = std::fs::read_to_string(truth)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut c = l.split('\t');
+            (c.next().unwrap().to_string(), c.next().unwrap().to_string())
+        })
+        .collect();
+    (households, pairs)
+}
+
+fn record(doc: &str, member: &str) -> String {
+    format!("{doc}/{member}")
+}
+
+#[test]
+fn a_labelled_commune_gets_a_precise_duplicate_queue() {
+    let (households, truth) = labelled_commune(2000, 6);
+    let server = TestServer::start();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    for h in &households {
+        phone.store.create_household(h).unwrap();
+    }
+    phone.sync().unwrap();
+
+    // The truth, closed: two re-registrations of one resident are one person too.
+    let mut index = HashMap::new();
+    for (a, b) in &truth {
+        for r in [a, b] {
+            let n = index.len();
+            index.entry(r.clone()).or_insert(n);
+        }
+    }
+    let pairs: Vec<(usize, usize)> = truth.iter().map(|(a, b)| (index[a], index[b])).collect();
+    let closed = true_pairs_closed(index.len(), &pairs);
+    let names: HashMap<usize, &String> = index.iter().map(|(k, v)| (*v, k)).collect();
+    let true_set: HashSet<(String, String)> = closed
+        .iter()
+        .map(|(a, b)| {
+            let (x, y) = (names[a].clone(), names[b].clone());
+            if x < y { (x, y) } else { (y, x) }
+        })
+        .collect();
+
+    let queue: Vec<DuplicateItem> = server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+    let open: Vec<&DuplicateItem> = queue.iter().filter(|d| d.status == "open").collect();
+    let found: HashSet<(String, String)> = open
+        .iter()
+        .map(|d| {
+            let (x, y) = (record(&d.doc_a, &d.member_a), record(&d.doc_b, &d.member_b));
+            if x < y { (x, y) } else { (y, x) }
+        })
+        .collect();
+    let tp = found.intersection(&true_set).count();
+    let precision = tp as f64 / found.len().max(1) as f64;
+    let recall = tp as f64 / true_set.len() as f64;
+    println!("{} queued, {tp} true of {}: precision {precision:.3}, recall {recall:.3}", found.len(), true_set.len());
+    assert!(true_set.len() >= 40, "the commune has its labelled pairs");
+    assert!(precision >= 0.9, "precision {precision:.3}");
+    assert!(recall >= 0.9, "recall {recall:.3}");
+
+    // Each candidate says why: a probability, every comparison's weight, the model that scored it.
+    let model = LinkageModel::shipped();
+    for d in &open {
+        let why = d.explanation.as_ref().expect("an explanation");
+        assert!((why.probability - d.score).abs() < 1e-9);
+        assert!(model.is_review(d.score));
+        assert_eq!(why.model, model.version());
+        let sum: f64 = why.comparisons.iter().map(|c| c.weight).sum();
+        let prior = (model.params().prior / (1.0 - model.params().prior)).log2();
+        assert!((prior + sum - why.match_weight).abs() < 1e-6);
+    }
+}
+
+/// Runs one SQL statement on the test's store, behind the server's back (an older version's rows).
+fn sql(db: &str, statement: &str) {
+    if db.starts_with("postgres") {
+        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        client.batch_execute(statement).unwrap();
+    } else {
+        rusqlite::Connection::open(db).unwrap().execute_batch(statement).unwrap();
+    }
+}
+
+fn member(id: &str, name: &str, dob: &str, cccd: Option<&str>) -> doorstep_core::record::Member {
+    doorstep_core::record::Member {
+        member_id: id.into(),
+        full_name: name.into(),
+        dob: Some(dob.into()),
+        sex: Some("M".into()),
+        cccd: cccd.map(Into::into),
+        relation: Some("head".into()),
+        ..Default::default()
+    }
+}
+
+fn house(id: &str, members: Vec<doorstep_core::record::Member>) -> Household {
+    Household {
+        household_id: id.into(),
+        area_code: AREA.into(),
+        address: "Số 2, Thôn Tây".into(),
+        head_member_id: Some(members[0].member_id.clone()),
+        members,
+        ..Household::default()
+    }
+}
+
+#[test]
+fn candidates_are_rescored_when_the_model_changes_and_decisions_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db(dir.path());
+    let server = TestServer::start_on_db(&db);
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    // Two pairs the model queues (same name and date of birth, no CCCD on one side).
+    let h = |id: &str, name: &str, cccd: Option<&str>| house(id, vec![member("m0", name, "1971-05-09", cccd)]);
+    for hh in [
+        h("01.001.00001-a", "Trần Văn Bình", Some("001071000123")),
+        h("01.001.00001-b", "Tran Van Binh", None),
+        h("01.001.00001-c", "Lê Quốc Việt", None),
+        h("01.001.00001-d", "Le Quoc Viet", None),
+        h("01.001.00001-e", "Phạm Thị Lan", None),
+        h("01.001.00001-f", "Hoàng Văn Nam", None),
+    ] {
+        phone.store.create_household(&hh).unwrap();
+    }
+    phone.sync().unwrap();
+    let list = || server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+    let queue = list();
+    assert_eq!(queue.len(), 2, "{queue:#?}");
+    let bc = queue.iter().find(|d| d.doc_a.ends_with("-a")).unwrap().id;
+    let cd = queue.iter().find(|d| d.doc_a.ends_with("-c")).unwrap().id;
+    server.runtime.block_on(server.storage.decide_duplicate(cd, DuplicateAction::Dismiss, "op".into(), 1)).unwrap();
+
+    // An older model had queued a pair of strangers and scored the rest its own way, in its own format.
+    sql(
+        &db,
+        &format!(
+            "UPDATE duplicate SET score = 0.71, reasons_json = '[\"SameDob\"]' WHERE id IN ({bc}, {cd});
+             INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
+             VALUES ('01.001.00001-e', 'm0', '01.001.00001-f', 'm0', '{AREA}', 0.76, '[\"SameDob\"]', 'open', 1);
+             DELETE FROM setting WHERE key = 'linkage_model';"
+        ),
+    );
+    let before = list();
+    assert!(before.iter().all(|d| d.explanation.is_none()), "the old rows are in the old format");
+
+    // The command (`doorstep-sync-server linkage rescore`).
+    let report = server.runtime.block_on(server.storage.rescore_duplicates(false)).unwrap();
+    assert_eq!((report.kept, report.withdrawn), (1, 1), "{report:?}");
+    let after = list();
+    let by_id = |id: i64| after.iter().find(|d| d.id == id).unwrap();
+    let rescored = by_id(bc);
+    assert_eq!(rescored.status, "open");
+    assert!(rescored.score > 0.71 && rescored.explanation.as_ref().unwrap().model == LinkageModel::shipped().version());
+    let decided = by_id(cd);
+    assert_eq!((decided.status.as_str(), decided.score), ("dismissed", 0.71), "a decision stays, untouched");
+    let strangers = after.iter().find(|d| d.doc_a.ends_with("-e")).unwrap();
+    assert_eq!(strangers.status, "withdrawn");
+
+    // And by itself at start-up, after an upgrade (no model recorded, or another one).
+    sql(
+        &db,
+        &format!(
+            "UPDATE duplicate SET score = 0.71, reasons_json = '[\"SameDob\"]' WHERE id = {bc};
+             DELETE FROM setting WHERE key = 'linkage_model';"
+        ),
+    );
+    drop(server);
+    let storage = open_storage(&db);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let again = runtime.block_on(storage.duplicates(None)).unwrap();
+    let rescored = again.iter().find(|d| d.id == bc).unwrap();
+    assert!(rescored.explanation.is_some() && rescored.score > 0.71, "{rescored:?}");
+    assert_eq!(again.iter().find(|d| d.id == cd).unwrap().status, "dismissed");
+}

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS person (
 CREATE INDEX IF NOT EXISTS person_by_cccd ON person (cccd);
 CREATE INDEX IF NOT EXISTS person_by_dob ON person (dob);
 CREATE TABLE IF NOT EXISTS person_block (
-    token TEXT NOT NULL, doc_id TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (token, doc_id, member_id));
+    token TEXT NOT NULL, doc_id TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (token, doc_id, member_id))
+    WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS person_block_by_person ON person_block (doc_id, member_id);
 CREATE TABLE IF NOT EXISTS conflict (
     id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, area TEXT NOT NULL, path TEXT NOT NULL,

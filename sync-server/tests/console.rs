@@ -591,3 +591,38 @@ fn an_operator_of_one_commune_sees_and_acts_on_that_commune_only() {
     assert!(page.body.contains(theirs));
     assert_eq!(district.get(&format!("/console/households/{theirs}-x")).status, StatusCode::OK);
 }
+
+#[test]
+fn a_duplicate_across_areas_shows_an_area_bound_operator_only_its_own_side() {
+    let server = TestServer::start();
+    add_scoped_account(&server, "commune1", Role::Operator, "01.001.00001");
+    add_account(&server, "district", Role::Operator);
+    let mut d = Device::enrolled(&server, "officer-d", "01.001");
+    let mut theirs = household("01.001.00002-r", "01.001.00002", "Vũ Thị Quyên", "001166033333");
+    theirs.address = "Số 77, Xóm Bãi, xã Bình Minh".into();
+    d.store.create_household(&theirs).unwrap();
+    d.sync().unwrap();
+    d.store.create_household(&household("01.001.00001-r", "01.001.00001", "Vũ Thị Quyên", "001166033333")).unwrap();
+    d.sync().unwrap();
+    let id = server.runtime.block_on(server.storage.duplicates(None)).unwrap()[0].id;
+
+    let clerk = Console::login(&server, "commune1");
+    let page = clerk.get("/console/duplicates");
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&format!("duplicate-{id}")) && page.body.contains("01.001.00001-r"));
+    assert!(page.body.contains("Record held in another area"));
+    for secret in ["01.001.00002", "Xóm Bãi", "CCCD number"] {
+        assert!(!page.body.contains(secret), "the other side shows nothing: {secret}");
+    }
+    // Linking writes into both households: refused; dismissing is the operator's own call.
+    let before = server.fingerprint();
+    assert_eq!(clerk.post(&format!("/console/duplicates/{id}/merge"), &[]).status, StatusCode::FORBIDDEN);
+    assert_eq!(server.fingerprint(), before, "the refusal changed nothing");
+    assert_eq!(clerk.post(&format!("/console/duplicates/{id}/dismiss"), &[]).status, StatusCode::SEE_OTHER);
+    // An operator whose area covers both sees both, and may link them.
+    let district = Console::login(&server, "district");
+    assert_eq!(district.post(&format!("/console/duplicates/{id}/undo"), &[]).status, StatusCode::SEE_OTHER);
+    let page = district.get("/console/duplicates");
+    assert!(page.body.contains("Xóm Bãi") && page.body.contains("CCCD number"));
+    assert_eq!(district.post(&format!("/console/duplicates/{id}/merge"), &[]).status, StatusCode::SEE_OTHER);
+}

@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use doorstep_core::identity::MatchScore;
 use doorstep_core::identity::linkage::{Comparison, HardRule, Level};
 use doorstep_core::record::{Household, Member};
+use doorstep_core::sync::protocol::area_within;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -110,6 +111,21 @@ pub struct ListQuery {
     done: Option<String>,
 }
 
+/// Whether `area` lies within an operator's scope (an empty scope is every area).
+fn in_scope(area: &str, scope: &str) -> bool {
+    scope.is_empty() || area_within(area, scope)
+}
+
+/// The side of a candidate held outside the operator's area: said, never shown.
+fn elsewhere() -> Markup {
+    html! {
+        div.side.elsewhere {
+            div.value.muted { "Hồ sơ thuộc khu vực khác · Record held in another area" }
+            p.muted { "Chi tiết chỉ hiện với người có quyền cả hai khu vực · Its details show only to an operator whose area covers both" }
+        }
+    }
+}
+
 /// One side of a candidate; fields that differ from `other` are marked.
 fn resident(h: Option<&Household>, doc_id: &str, member_id: &str, other: Option<&Member>) -> Markup {
     let m = h.and_then(|h| h.member(member_id));
@@ -151,39 +167,48 @@ pub async fn list(
     let area = scoped_area(&current.0, &q.area)?;
     let all = state.storage.duplicates((!area.is_empty()).then(|| area.clone())).await?;
     let shown: Vec<_> = all.iter().filter(|d| status == "all" || d.status == status).collect();
+    let scope = current.0.area.clone();
     let mut cards = Vec::new();
     for d in shown.iter().take(PAGE_SIZE) {
         let a = load_household(&state, &d.doc_a).await?.map(|(h, _)| h);
         let b = if d.doc_b == d.doc_a { a.clone() } else { load_household(&state, &d.doc_b).await?.map(|(h, _)| h) };
-        cards.push((d, a, b));
+        // A side outside the operator's area is neither shown nor compared.
+        let visible = |h: &Option<Household>| h.as_ref().is_none_or(|h| in_scope(&h.area_code, &scope));
+        let (va, vb) = (visible(&a), visible(&b));
+        cards.push((d, va.then_some(a).flatten(), vb.then_some(b).flatten(), va, vb));
     }
     let body = html! {
         h1 { "Trùng lặp · Duplicate residents" }
         (flash(q.done.as_deref()))
         (filter_form("/console/duplicates", &area, &[("open", "Đang mở · Open"), ("merged", "Đã gộp · Merged"), ("dismissed", "Đã bỏ qua · Dismissed"), ("all", "Tất cả · All")], status))
         p.muted { (shown.len()) " cặp nghi trùng · candidate pairs" }
-        @for (d, a, b) in &cards {
+        @for (d, a, b, va, vb) in &cards {
             article.card id={ "duplicate-" (d.id) } {
                 h3 {
                     "#" (d.id) " · " span.score title="Xác suất là một người · Match probability" { (probability_text(d.score)) }
                     " " span class={ "badge " (d.status) } { (d.status) }
                     " " span.muted { (d.area) }
                 }
-                @if let Some(score) = &d.explanation { (explanation(score)) }
+                @if let Some(score) = &d.explanation {
+                    // The comparison of a record held elsewhere would describe it: only the probability shows.
+                    @if *va && *vb { (explanation(score)) }
+                }
                 @let ma = a.as_ref().and_then(|h| h.member(&d.member_a));
                 @let mb = b.as_ref().and_then(|h| h.member(&d.member_b));
                 div.sides {
-                    (resident(a.as_ref(), &d.doc_a, &d.member_a, mb))
-                    (resident(b.as_ref(), &d.doc_b, &d.member_b, ma))
+                    @if *va { (resident(a.as_ref(), &d.doc_a, &d.member_a, mb)) } @else { (elsewhere()) }
+                    @if *vb { (resident(b.as_ref(), &d.doc_b, &d.member_b, ma)) } @else { (elsewhere()) }
                 }
                 @if let Some((action, by, at)) = &d.decided {
                     p.muted { "Lần cuối · Last: " strong { (action) } " — " (by) ", " (time(*at)) }
                 }
                 div.actions {
                     @if d.status == "open" {
-                        form.inline method="post" action={ "/console/duplicates/" (d.id) "/merge" } {
-                            (csrf(&current.0))
-                            button.ok type="submit" { "Gộp (liên kết) · Merge (link records)" }
+                        @if *va && *vb {
+                            form.inline method="post" action={ "/console/duplicates/" (d.id) "/merge" } {
+                                (csrf(&current.0))
+                                button.ok type="submit" { "Gộp (liên kết) · Merge (link records)" }
+                            }
                         }
                         form.inline method="post" action={ "/console/duplicates/" (d.id) "/dismiss" } {
                             (csrf(&current.0))
@@ -215,8 +240,25 @@ pub async fn decide(
         _ => return Err(PageError::not_found("No such action.")),
     };
     let scope = &posted.session.area;
-    if !scope.is_empty() && !state.storage.duplicates(Some(scope.clone())).await?.iter().any(|d| d.id == id) {
-        return Err(PageError::not_found("No such duplicate candidate in your area."));
+    if !scope.is_empty() {
+        let listed = state.storage.duplicates(Some(scope.clone())).await?;
+        let Some(d) = listed.iter().find(|d| d.id == id) else {
+            return Err(PageError::not_found("No such duplicate candidate in your area."));
+        };
+        // Linking two records writes into both households: the operator's area must cover both.
+        let links = matches!(action, DuplicateAction::Merge)
+            || (matches!(action, DuplicateAction::Undo) && d.status == "merged");
+        if links {
+            for doc in [&d.doc_a, &d.doc_b] {
+                let area = load_household(&state, doc).await?.map(|(h, _)| h.area_code).unwrap_or_default();
+                if !in_scope(&area, scope) {
+                    return Err(PageError::forbidden(
+                        "Một hồ sơ thuộc khu vực khác: cần người có quyền cả hai khu vực. · One record is held in another area: \
+                         merging needs an operator whose area covers both.",
+                    ));
+                }
+            }
+        }
     }
     state.storage.decide_duplicate(id, action, posted.session.username.clone(), now()).await?;
     let next = serde_urlencoded::to_string([("done", message)]).unwrap_or_default();

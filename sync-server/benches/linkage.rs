@@ -1,0 +1,326 @@
+//! The duplicate queue through the real product: a phone imports a labelled
+//! commune (`bench/gen_linkage.py`) and syncs it to a server on 127.0.0.1, and
+//! the server's open queue is compared with the truth file. Then the cost of
+//! that push against a server that already holds a province of residents, and
+//! the same labelled set through Splink (the peer), side by side.
+//!
+//! `cargo bench -p doorstep-sync-server --bench linkage`
+//! (`-- --test` for a smoke run on a small commune, without the province and Splink).
+//! DOORSTEP_BENCH_HOUSEHOLDS sets the commune (10,000), DOORSTEP_BENCH_PROVINCE_RESIDENTS
+//! the province (1,000,000; 0 skips it), DOORSTEP_BENCH_SPLINK=0 skips Splink.
+//! The province store is built once and cached under target/bench-fixtures/ (SQLite).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::{AREA, Device, TestServer};
+use doorstep_core::identity::linkage::calibrate::true_pairs_closed;
+use doorstep_core::record::{Editor, Household, HouseholdDoc};
+use doorstep_core::sync::protocol::{
+    DocPush, EnrolRequest, EnrolResponse, PROTOCOL_VERSION, SyncRequest, SyncResponse, decode, encode,
+};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A labelled commune written to `dir`: households (JSON Lines) and truth (TSV).
+struct Labelled {
+    name: String,
+    jsonl: PathBuf,
+    truth: PathBuf,
+    households: Vec<Household>,
+    /// `(record, record, kind)`.
+    pairs: Vec<(String, String, String)>,
+}
+
+fn generate(dir: &Path, name: &str, args: &[String], linkage: bool) -> Labelled {
+    let jsonl = dir.join(format!("{name}.jsonl"));
+    let truth = dir.join(format!("{name}.truth.tsv"));
+    let script = workspace().join(if linkage { "bench/gen_linkage.py" } else { "bench/gen_households.py" });
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(args);
+    if linkage {
+        cmd.arg("--truth").arg(&truth);
+    }
+    let out = cmd.output().expect("python3 runs the generator");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&jsonl, &out.stdout).unwrap();
+    if !linkage {
+        std::fs::write(&truth, "").unwrap();
+    }
+    let households = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pairs = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            (c[0].to_string(), c[1].to_string(), c.get(2).unwrap_or(&"").to_string())
+        })
+        .collect();
+    Labelled { name: name.into(), jsonl, truth, households, pairs }
+}
+
+fn ordered(x: String, y: String) -> (String, String) {
+    if x < y { (x, y) } else { (y, x) }
+}
+
+/// True pairs (closed: two re-registrations of one resident are one person too), with their kinds.
+fn true_pairs(pairs: &[(String, String, String)]) -> HashMap<(String, String), String> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (a, b, _) in pairs {
+        for r in [a, b] {
+            let n = index.len();
+            index.entry(r.clone()).or_insert(n);
+        }
+    }
+    let names: HashMap<usize, String> = index.iter().map(|(k, v)| (*v, k.clone())).collect();
+    let plain: Vec<(usize, usize)> = pairs.iter().map(|(a, b, _)| (index[a], index[b])).collect();
+    let kinds: HashMap<(String, String), String> =
+        pairs.iter().map(|(a, b, k)| (ordered(a.clone(), b.clone()), k.clone())).collect();
+    true_pairs_closed(index.len(), &plain)
+        .into_iter()
+        .map(|(a, b)| {
+            let key = ordered(names[&a].clone(), names[&b].clone());
+            let kind = kinds.get(&key).cloned().unwrap_or_else(|| "two-copies".into());
+            (key, kind)
+        })
+        .collect()
+}
+
+struct Quality {
+    queued: usize,
+    true_positives: usize,
+    true_pairs: usize,
+    push_s: f64,
+}
+
+/// A phone imports the commune and syncs it to `server`; returns the push time and the server's open queue.
+fn push_commune(server: &TestServer, households: &[Household]) -> (f64, HashSet<(String, String)>) {
+    let mut phone = Device::enrolled(server, "officer", AREA);
+    for h in households {
+        phone.store.create_household(h).unwrap();
+    }
+    let t = Instant::now();
+    phone.sync().unwrap();
+    let push_s = t.elapsed().as_secs_f64();
+    let queue = server.runtime.block_on(server.storage.duplicates(Some(AREA.into()))).unwrap();
+    let open = queue
+        .iter()
+        .filter(|d| d.status == "open")
+        .map(|d| ordered(format!("{}/{}", d.doc_a, d.member_a), format!("{}/{}", d.doc_b, d.member_b)))
+        .collect();
+    (push_s, open)
+}
+
+fn quality(set: &Labelled) -> Quality {
+    let server = TestServer::start();
+    let (push_s, found) = push_commune(&server, &set.households);
+    let truth = true_pairs(&set.pairs);
+    let tp = found.iter().filter(|p| truth.contains_key(*p)).count();
+    let n = set.households.len() as f64;
+    println!(
+        "[{}] {} households: first push {push_s:.2} s; {} queued, {tp} true of {}: PRECISION {:.3}, RECALL {:.3}; \
+         {} false pairs ({:.1} per 10,000 households)",
+        set.name,
+        set.households.len(),
+        found.len(),
+        truth.len(),
+        tp as f64 / found.len().max(1) as f64,
+        tp as f64 / truth.len().max(1) as f64,
+        found.len() - tp,
+        (found.len() - tp) as f64 * 10_000.0 / n
+    );
+    // Recall per error kind: each kind a pair carries counts it once.
+    let mut per_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (pair, kind) in &truth {
+        for k in kind.split('+') {
+            let e = per_kind.entry(k.to_string()).or_default();
+            e.1 += 1;
+            if found.contains(pair) {
+                e.0 += 1;
+            }
+        }
+    }
+    if !per_kind.is_empty() {
+        let line: Vec<String> = per_kind.iter().map(|(k, (f, t))| format!("{k} {f}/{t}")).collect();
+        println!("[{}] recall per error kind: {}", set.name, line.join(", "));
+    }
+    Quality { queued: found.len(), true_positives: tp, true_pairs: truth.len(), push_s }
+}
+
+/// A province of `residents` residents in 100 communes of province 01 (districts 01.002…), pushed
+/// by a virtual device per commune through the sync API; built once and cached.
+fn province_fixture(residents: usize) -> PathBuf {
+    let dir = workspace().join(format!("target/bench-fixtures/linkage-province-{residents}"));
+    let done = dir.join("complete");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("server.db");
+    println!("building the province fixture ({residents} residents) in {} — once", dir.display());
+    let server = TestServer::start_on_db(db.to_str().unwrap());
+    let per_commune = residents.div_ceil(100);
+    let mut child = Command::new("python3")
+        .arg(workspace().join("bench/gen_households.py"))
+        .args([(residents / 2).to_string(), "77".into()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let editor = Editor { user: "registry".into(), device: "bench".into() };
+    let client = reqwest::blocking::Client::new();
+    let t = Instant::now();
+    let (mut commune, mut in_commune, mut total, mut households) = (0usize, 0usize, 0usize, 0usize);
+    let mut credential = String::new();
+    let mut batch: Vec<DocPush> = Vec::new();
+    let flush = |batch: &mut Vec<DocPush>, credential: &str| {
+        if batch.is_empty() {
+            return;
+        }
+        let body = encode(&SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            cursor: i64::MAX as u64,
+            user: "registry".into(),
+            push: std::mem::take(batch),
+            transfer_key: None,
+        });
+        let resp = client.post(format!("{}/v1/sync", server.url)).bearer_auth(credential).body(body).send().unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let _: SyncResponse = decode(&resp.bytes().unwrap()).unwrap();
+    };
+    for line in lines {
+        if total >= residents {
+            break;
+        }
+        let mut h: Household = serde_json::from_str(&line.unwrap()).unwrap();
+        if in_commune == 0 || in_commune >= per_commune {
+            flush(&mut batch, &credential);
+            commune += 1;
+            in_commune = 0;
+            let area = format!("01.{:03}.{:05}", 2 + commune / 10, commune);
+            let code = server.enrolment(&area);
+            let body = encode(&EnrolRequest {
+                protocol: PROTOCOL_VERSION,
+                token: code.token,
+                device_id: format!("province-{commune}"),
+            });
+            let resp = client.post(format!("{}/v1/enrol", server.url)).body(body).send().unwrap();
+            credential = decode::<EnrolResponse>(&resp.bytes().unwrap()).unwrap().credential;
+            println!("  commune {commune}: {total} residents so far, {:.0} s", t.elapsed().as_secs_f64());
+        }
+        let area = format!("01.{:03}.{:05}", 2 + commune / 10, commune);
+        h.household_id = format!("{area}-{households:07}");
+        h.area_code = area.clone();
+        for m in &mut h.members {
+            m.member_id = format!("p{households}-{}", m.member_id);
+        }
+        in_commune += h.members.len();
+        total += h.members.len();
+        households += 1;
+        let mut doc = HouseholdDoc::create(&h, &editor).unwrap();
+        batch.push(DocPush { doc_id: h.household_id, area, changes: doc.save() });
+        if batch.len() >= 250 {
+            flush(&mut batch, &credential);
+        }
+    }
+    flush(&mut batch, &credential);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(server);
+    println!(
+        "province fixture: {total} residents in {households} households, built in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    std::fs::write(&done, format!("{total} residents, {households} households\n")).unwrap();
+    dir
+}
+
+/// The first push of the commune against a copy of the cached province store.
+fn push_against_province(residents: usize, set: &Labelled, empty_push_s: f64) {
+    let fixture = province_fixture(residents);
+    let run = tempfile::tempdir().unwrap();
+    for f in ["server.db", "server.db.key"] {
+        std::fs::copy(fixture.join(f), run.path().join(f)).unwrap();
+    }
+    let db = run.path().join("server.db");
+    let server = TestServer::start_on_db(db.to_str().unwrap());
+    let (push_s, found) = push_commune(&server, &set.households);
+    println!(
+        "[{}] FIRST PUSH of {} households against a server holding {residents} residents: {push_s:.2} s \
+         (empty server: {empty_push_s:.2} s, {:.2}x); {} queued",
+        set.name,
+        set.households.len(),
+        push_s / empty_push_s,
+        found.len()
+    );
+}
+
+/// Splink on DuckDB over the same files, in a venv under target/ (installed from PyPI once).
+fn splink(set: &Labelled) {
+    let venv = workspace().join("target/splink-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success()).unwrap_or(false)
+            && Command::new(venv.join("bin/pip")).args(["install", "-q", "splink"]).status().is_ok_and(|s| s.success());
+        if !ok {
+            println!("[{}] Splink: could not install splink into {}", set.name, venv.display());
+            return;
+        }
+    }
+    let out = Command::new(python)
+        .arg(workspace().join("bench/splink_peer.py"))
+        .arg(&set.jsonl)
+        .arg(&set.truth)
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("[{}] {line}", set.name);
+    }
+    if !out.status.success() {
+        println!("[{}] Splink failed: {}", set.name, String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let smoke = std::env::args().any(|a| a == "--test");
+    let n = env_usize("DOORSTEP_BENCH_HOUSEHOLDS", if smoke { 300 } else { 10_000 });
+    let residents = env_usize("DOORSTEP_BENCH_PROVINCE_RESIDENTS", if smoke { 0 } else { 1_000_000 });
+    let with_splink = !smoke && std::env::var("DOORSTEP_BENCH_SPLINK").map(|v| v != "0").unwrap_or(true);
+    println!("backend: {}", if common::using_postgres() { "PostgreSQL" } else { "SQLite" });
+    println!("linkage model: {}", doorstep_core::identity::LinkageModel::shipped().version());
+    let dir = tempfile::tempdir().unwrap();
+    let sets = [
+        generate(dir.path(), "seed 6, rate 0.02", &[n.to_string(), "6".into(), "0.02".into()], true),
+        generate(dir.path(), "seed 7, rate 0.05", &[n.to_string(), "7".into(), "0.05".into()], true),
+        generate(dir.path(), "plain commune", &[n.to_string()], false),
+    ];
+    let mut results = Vec::new();
+    for set in &sets {
+        let q = quality(set);
+        if with_splink && !set.pairs.is_empty() {
+            splink(set);
+        }
+        results.push(q);
+    }
+    assert!(results[0].true_pairs > 0 && results[0].queued > 0, "the labelled commune queued nothing");
+    assert!(results[0].true_positives > 0, "the labelled commune's queue holds no true pair");
+    if residents > 0 && !common::using_postgres() {
+        push_against_province(residents, &sets[0], results[0].push_s);
+    }
+}

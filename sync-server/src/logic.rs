@@ -66,8 +66,13 @@ fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Resu
 /// Candidate rows one person's blocking lookup reads at most (a guard, far above a real block).
 const CANDIDATE_LIMIT: i64 = 2000;
 
-/// The setting that names the linkage model the stored candidates and blocking keys were made with.
+/// The setting that names the linkage model and blocking rules the stored candidates and keys were made with.
 pub const LINKAGE_MODEL_SETTING: &str = "linkage_model";
+
+/// The model version and the blocking rules' version, as [`LINKAGE_MODEL_SETTING`] records them.
+fn linkage_version(model: &LinkageModel) -> String {
+    format!("{} {}", model.version(), blocking::RULES_VERSION)
+}
 
 fn ordered<'a>(x: (&'a str, &'a str), y: (&'a str, &'a str)) -> ((&'a str, &'a str), (&'a str, &'a str)) {
     if x < y { (x, y) } else { (y, x) }
@@ -153,15 +158,15 @@ pub fn rescore(tx: &mut dyn Tx, model: &LinkageModel, reindex: bool) -> Result<R
             }
         }
     }
-    tx.put_setting(LINKAGE_MODEL_SETTING, model.version())?;
+    tx.put_setting(LINKAGE_MODEL_SETTING, &linkage_version(model))?;
     Ok(report)
 }
 
-/// At start-up: when the stored candidates were made by another model version (or none is
-/// recorded and people are indexed), rebuilds the blocking keys and re-scores the open candidates.
+/// At start-up: when the stored candidates and keys were made by another model or other blocking
+/// rules (or none are recorded), rebuilds the blocking keys and re-scores the open candidates.
 pub fn rescore_after_upgrade(tx: &mut dyn Tx) -> Result<Option<RescoreReport>, ApiError> {
     let model = LinkageModel::shipped();
-    if tx.setting(LINKAGE_MODEL_SETTING)?.as_deref() == Some(model.version()) {
+    if tx.setting(LINKAGE_MODEL_SETTING)?.as_deref() == Some(linkage_version(model).as_str()) {
         return Ok(None);
     }
     rescore(tx, model, true).map(Some)

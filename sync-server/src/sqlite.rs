@@ -99,10 +99,12 @@ impl SqliteStorage {
     pub fn open(path: &Path, keys: Arc<AtRest>) -> Result<SqliteStorage, ApiError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
              PRAGMA temp_store = MEMORY;",
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // A push runs some forty distinct statements per household: keep them all prepared.
+        conn.set_prepared_statement_cache_capacity(128);
         conn.execute_batch(SCHEMA)?;
         // Columns added since the first schema.
         for (table, column, decl) in [
@@ -168,6 +170,13 @@ fn area_clause(col: &str, n: usize) -> String {
 /// [`Tx`] over a rusqlite transaction.
 struct SqliteTx<'a>(Transaction<'a>);
 
+impl SqliteTx<'_> {
+    /// Runs one statement, prepared once per connection (a push runs the same few thousands of times).
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.0.prepare_cached(sql)?.execute(params)
+    }
+}
+
 impl Tx for SqliteTx<'_> {
     fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>, ApiError> {
         Ok(self
@@ -177,7 +186,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
                  heads = excluded.heads, updated_at = excluded.updated_at",
@@ -194,7 +203,7 @@ impl Tx for SqliteTx<'_> {
         changes: &[u8],
         now: i64,
     ) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![area, doc_id, origin, changes, now],
         )?;
@@ -210,7 +219,7 @@ impl Tx for SqliteTx<'_> {
         heads: &str,
         action: &str,
     ) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO audit (at, device_id, user, doc_id, heads, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![at, device, user, doc_id, heads, action],
         )?;
@@ -223,7 +232,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "UPDATE conflict SET status = 'resolved', resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
             params![id, now, by],
         )?;
@@ -238,7 +247,7 @@ impl Tx for SqliteTx<'_> {
         values_json: &str,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO conflict (doc_id, area, path, values_json, status, created_at) VALUES (?1, ?2, ?3, ?4, 'open', ?5)
              ON CONFLICT (doc_id, path) WHERE status = 'open' DO UPDATE SET values_json = excluded.values_json",
             params![doc_id, area, path, values_json, now],
@@ -256,8 +265,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
-        self.0.execute("DELETE FROM person WHERE doc_id = ?1", [doc_id])?;
-        self.0.execute("DELETE FROM person_block WHERE doc_id = ?1", [doc_id])?;
+        self.exec("DELETE FROM person WHERE doc_id = ?1", [doc_id])?;
+        self.exec("DELETE FROM person_block WHERE doc_id = ?1", [doc_id])?;
         Ok(())
     }
 
@@ -282,7 +291,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn insert_person(&mut self, p: &PersonIndex) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits, p.dob, p.birth_year],
@@ -310,7 +319,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<(), ApiError> {
-        self.0.execute("DELETE FROM person_block WHERE doc_id = ?1 AND member_id = ?2", [doc_id, member_id])?;
+        self.exec("DELETE FROM person_block WHERE doc_id = ?1 AND member_id = ?2", [doc_id, member_id])?;
         let mut stmt = self
             .0
             .prepare_cached("INSERT OR IGNORE INTO person_block (token, doc_id, member_id) VALUES (?1, ?2, ?3)")?;
@@ -338,7 +347,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "UPDATE duplicate SET score = ?2, reasons_json = ?3,
                  status = CASE WHEN ?4 THEN status ELSE 'withdrawn' END
              WHERE id = ?1 AND status = 'open'",
@@ -352,7 +361,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_setting(&mut self, key: &str, value: &str) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO setting (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
         )?;
@@ -368,7 +377,7 @@ impl Tx for SqliteTx<'_> {
         reasons_json: &str,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)
              ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
@@ -392,12 +401,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute("UPDATE device SET last_sync_at = ?2 WHERE device_id = ?1", params![device_id, now])?;
+        self.exec("UPDATE device SET last_sync_at = ?2 WHERE device_id = ?1", params![device_id, now])?;
         Ok(())
     }
 
     fn put_stats(&mut self, doc_id: &str, area: &str, st: &HouseholdStats, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
                  updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
              ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
@@ -432,8 +441,8 @@ impl Tx for SqliteTx<'_> {
         by: &str,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.0.execute("UPDATE duplicate SET status = ?2 WHERE id = ?1", params![id, status])?;
-        self.0.execute(
+        self.exec("UPDATE duplicate SET status = ?2 WHERE id = ?1", params![id, status])?;
+        self.exec(
             "INSERT INTO duplicate_decision (duplicate_id, action, decided_by, decided_at) VALUES (?1, ?2, ?3, ?4)",
             params![id, action, by, now],
         )?;
@@ -441,7 +450,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO resident_link (duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![row.id, row.a.0, row.a.1, row.b.0, row.b.1, by, now],
@@ -450,7 +459,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "UPDATE resident_link SET undone_by = ?2, undone_at = ?3 WHERE duplicate_id = ?1 AND undone_at IS NULL",
             params![duplicate_id, by, now],
         )?;
@@ -458,7 +467,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO device_key (device_id, transfer_key, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_id) DO UPDATE SET transfer_key = excluded.transfer_key, updated_at = excluded.updated_at
              WHERE device_key.transfer_key != excluded.transfer_key",
@@ -495,7 +504,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<(), ApiError> {
-        self.0.execute(
+        self.exec(
             "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
             params![id, area, device_id, total, now],
         )?;
@@ -503,8 +512,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<(), ApiError> {
-        self.0.execute("DELETE FROM blob_chunk WHERE id = ?1", [id])?;
-        self.0.execute(
+        self.exec("DELETE FROM blob_chunk WHERE id = ?1", [id])?;
+        self.exec(
             "UPDATE blob SET device_id = ?2, received = 0, updated_at = ?3 WHERE id = ?1",
             params![id, device_id, now],
         )?;
@@ -512,8 +521,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<(), ApiError> {
-        self.0.execute("INSERT INTO blob_chunk (id, start_at, data) VALUES (?1, ?2, ?3)", params![id, start, chunk])?;
-        self.0.execute(
+        self.exec("INSERT INTO blob_chunk (id, start_at, data) VALUES (?1, ?2, ?3)", params![id, start, chunk])?;
+        self.exec(
             "UPDATE blob SET received = received + ?2, updated_at = ?3,
                  completed_at = CASE WHEN ?4 THEN ?3 ELSE NULL END WHERE id = ?1",
             params![id, chunk.len() as i64, now, complete],

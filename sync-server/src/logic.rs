@@ -40,7 +40,7 @@ fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Resu
         let index = person_index(doc_id, &member_id, area, &key);
         let probe = PersonRecord { key: &key, household_id: doc_id, area };
         let probe_name = NameParts::new(&key.full_name);
-        let probe_blocks: Vec<String> = blocking::probe_keys(&key).iter().map(block_text).collect();
+        let probe_blocks: Vec<String> = blocking::keys(&key).iter().map(block_text).collect();
         let candidates = tx.person_candidates(
             doc_id,
             &probe_blocks,
@@ -99,7 +99,7 @@ fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> P
         cccd_digits,
         dob: key.dob.map(|d| d.format("%Y-%m-%d").to_string()),
         birth_year: key.dob.map(|d| d.year().to_string()),
-        blocks: blocking::index_keys(key).iter().map(block_text).collect(),
+        blocks: blocking::keys(key).iter().map(block_text).collect(),
     }
 }
 
@@ -120,7 +120,7 @@ pub fn rescore(tx: &mut dyn Tx, model: &LinkageModel, reindex: bool) -> Result<R
             after = (last.doc_id.clone(), last.member_id.clone());
             for row in &rows {
                 let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
-                let blocks: Vec<String> = blocking::index_keys(&key).iter().map(block_text).collect();
+                let blocks: Vec<String> = blocking::keys(&key).iter().map(block_text).collect();
                 tx.put_person_blocks(&row.doc_id, &row.member_id, &blocks)?;
                 report.reindexed += 1;
             }

@@ -177,7 +177,7 @@ pub fn evaluate(records: &[CalibrationRecord], truth: &[(usize, usize)], model: 
     };
     let mut index: HashMap<super::blocking::BlockingKey, Vec<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
-        for k in super::blocking::index_keys(&r.key) {
+        for k in super::blocking::keys(&r.key) {
             index.entry(k).or_default().push(i);
         }
     }
@@ -185,7 +185,7 @@ pub fn evaluate(records: &[CalibrationRecord], truth: &[(usize, usize)], model: 
     let mut out = Evaluation { true_pairs: truth_set.len(), ..Evaluation::default() };
     let mut found = HashSet::new();
     for (i, r) in records.iter().enumerate() {
-        let mut others: Vec<usize> = super::blocking::probe_keys(&r.key)
+        let mut others: Vec<usize> = super::blocking::keys(&r.key)
             .iter()
             .filter_map(|k| index.get(k))
             .flatten()

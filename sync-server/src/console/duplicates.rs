@@ -88,10 +88,12 @@ fn explanation(score: &MatchScore) -> Markup {
             thead { tr { th { "So sánh · Compared" } th { "Kết quả · Finding" } th.num { "Trọng số · Weight" } } }
             tbody {
                 @for w in score.comparisons.iter().filter(|w| w.level.is_evidence()) {
-                    tr class=(if w.weight >= 0.0 { "for" } else { "against" }) {
+                    // A weight that rounds to nothing reads as nothing, not as "-0.0".
+                    @let weight = if w.weight.abs() < 0.05 { 0.0 } else { w.weight };
+                    tr class=(if weight >= 0.0 { "for" } else { "against" }) {
                         td { (comparison_text(w.comparison)) }
                         td { (level_text(w.comparison, w.level)) }
-                        td.num { (format!("{:+.1}", w.weight)) }
+                        td.num { (format!("{weight:+.1}")) }
                     }
                 }
             }

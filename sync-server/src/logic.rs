@@ -85,11 +85,7 @@ fn block_text(k: &BlockingKey) -> String {
 /// What the store keeps of one person to find it again.
 fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> PersonIndex {
     let cccd = comparison::cccd_digits(key.cccd.as_deref());
-    let cccd_digits = cccd.as_ref().map(|d| {
-        let mut v: Vec<char> = d.chars().collect();
-        v.sort_unstable();
-        v.into_iter().collect::<String>()
-    });
+    let cccd_digits = cccd.as_deref().map(comparison::sorted_digits);
     PersonIndex {
         doc_id: doc_id.to_string(),
         member_id: member_id.to_string(),

@@ -28,7 +28,7 @@
 use chrono::Datelike;
 
 use super::{NameParts, PersonKey};
-use crate::identity::linkage::comparison::{cccd_digits, phone_digits};
+use crate::identity::linkage::comparison::{cccd_digits, phone_digits, sorted_digits};
 
 /// Names this set of rules; a store whose keys were made by other rules rebuilds them.
 pub const RULES_VERSION: &str = "blocking-1";
@@ -50,10 +50,8 @@ fn key(rule: &'static str, value: String) -> BlockingKey {
 pub fn keys(person: &PersonKey) -> Vec<BlockingKey> {
     let mut out = Vec::new();
     if let Some(digits) = cccd_digits(person.cccd.as_deref()) {
-        let mut sorted: Vec<char> = digits.chars().collect();
-        sorted.sort_unstable();
+        out.push(key("cccd-digits", sorted_digits(&digits)));
         out.push(key("cccd", digits));
-        out.push(key("cccd-digits", sorted.into_iter().collect()));
     }
     if let Some(phone) = phone_digits(person.phone.as_deref()) {
         out.push(key("phone", phone));

@@ -280,6 +280,13 @@ pub fn cccd_digits(cccd: Option<&str>) -> Option<String> {
     (!digits.is_empty()).then_some(digits)
 }
 
+/// The digits of a CCCD number in ascending order: equal for two numbers one transposition apart.
+pub fn sorted_digits(digits: &str) -> String {
+    let mut v: Vec<char> = digits.chars().collect();
+    v.sort_unstable();
+    v.into_iter().collect()
+}
+
 /// Whether `a` turns into `b` by swapping two adjacent characters.
 pub fn is_transposition(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

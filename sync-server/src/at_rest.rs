@@ -12,8 +12,8 @@
 //! opened; a server started with another key, or on a database written in clear
 //! by a version before this one, refuses to start and says why.
 //!
-//! [`SealingTx`] wraps a backend's [`Tx`]: the sync algorithm hands it values in
-//! clear, the backend only ever sees sealed bytes and index tokens.
+//! [`crate::store::Tx`] seals and opens with these keys: the sync algorithm hands it
+//! values in clear, the database only ever sees sealed bytes and index tokens.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,12 +23,10 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use chrono::{Datelike, NaiveDate};
 use doorstep_core::crypto::{Aad, BlindIndexer, DataKey, IndexToken, Sealer};
 use doorstep_core::identity::PersonKey;
-use doorstep_core::sync::protocol::{DirectoryEntry, ErrorCode};
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
 use crate::storage::{ConflictItem, Turning14};
-use crate::tx::{BlobState, DuplicateRow, FeedRow, HouseholdStats, PersonIndex, PersonRow, Tx};
+use crate::store::StorageError;
 
 /// The setting that holds the check value.
 pub const CHECK_SETTING: &str = "at_rest_check";
@@ -61,10 +59,10 @@ pub enum KeyError {
     Missing,
 }
 
-impl From<KeyError> for ApiError {
+impl From<KeyError> for StorageError {
     /// The message is the operator's to read when the server refuses to start (it names no resident).
     fn from(e: KeyError) -> Self {
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string())
+        StorageError::startup(e.to_string())
     }
 }
 
@@ -131,7 +129,7 @@ impl AtRest {
     }
 
     /// A check value to record in a new store.
-    pub fn check_value(&self) -> Result<String, ApiError> {
+    pub fn check_value(&self) -> Result<String, StorageError> {
         self.seal_text("setting", CHECK_SETTING, "", std::str::from_utf8(CHECK_PLAINTEXT).unwrap_or_default())
     }
 
@@ -153,28 +151,28 @@ impl AtRest {
     }
 
     /// Seals bytes for one row's column.
-    pub fn seal(&self, table: &str, id: &str, chunk: &str, plain: &[u8]) -> Result<Vec<u8>, ApiError> {
-        self.sealer.seal(Self::aad(table, id, chunk), plain).map_err(ApiError::internal)
+    pub fn seal(&self, table: &str, id: &str, chunk: &str, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+        self.sealer.seal(Self::aad(table, id, chunk), plain).map_err(StorageError::internal)
     }
 
     /// Opens bytes sealed for this row's column.
-    pub fn open(&self, table: &str, id: &str, chunk: &str, sealed: &[u8]) -> Result<Vec<u8>, ApiError> {
+    pub fn open(&self, table: &str, id: &str, chunk: &str, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
         self.sealer
             .open(Self::aad(table, id, chunk), sealed)
             .map(|z| z.to_vec())
-            .map_err(|_| ApiError::internal(format!("a sealed {table} value of {id} does not open")))
+            .map_err(|_| StorageError::internal(format!("a sealed {table} value of {id} does not open")))
     }
 
     /// Seals text for a text column (base64).
-    pub fn seal_text(&self, table: &str, id: &str, chunk: &str, plain: &str) -> Result<String, ApiError> {
+    pub fn seal_text(&self, table: &str, id: &str, chunk: &str, plain: &str) -> Result<String, StorageError> {
         Ok(B64.encode(self.seal(table, id, chunk, plain.as_bytes())?))
     }
 
     /// Opens text sealed by [`AtRest::seal_text`].
-    pub fn open_text(&self, table: &str, id: &str, chunk: &str, sealed: &str) -> Result<String, ApiError> {
+    pub fn open_text(&self, table: &str, id: &str, chunk: &str, sealed: &str) -> Result<String, StorageError> {
         let bytes =
-            B64.decode(sealed).map_err(|_| ApiError::internal(format!("a sealed {table} value is not base64")))?;
-        String::from_utf8(self.open(table, id, chunk, &bytes)?).map_err(ApiError::internal)
+            B64.decode(sealed).map_err(|_| StorageError::internal(format!("a sealed {table} value is not base64")))?;
+        String::from_utf8(self.open(table, id, chunk, &bytes)?).map_err(StorageError::internal)
     }
 
     fn tag(token: IndexToken) -> String {
@@ -215,15 +213,15 @@ impl AtRest {
     }
 
     /// Opens a resident's index entry.
-    pub fn open_person(&self, doc_id: &str, member_id: &str, sealed: &str) -> Result<PersonKey, ApiError> {
+    pub fn open_person(&self, doc_id: &str, member_id: &str, sealed: &str) -> Result<PersonKey, StorageError> {
         let json = self.open_text("person", doc_id, member_id, sealed)?;
-        serde_json::from_str(&json).map_err(ApiError::internal)
+        serde_json::from_str(&json).map_err(StorageError::internal)
     }
 
     /// Opens a conflict's values, read as `item` with its sealed values beside it.
-    pub fn open_conflict(&self, mut item: ConflictItem, sealed: &str) -> Result<ConflictItem, ApiError> {
+    pub fn open_conflict(&self, mut item: ConflictItem, sealed: &str) -> Result<ConflictItem, StorageError> {
         let json = self.open_text("conflict", &item.doc_id, &item.path, sealed)?;
-        item.values = serde_json::from_str(&json).map_err(ApiError::internal)?;
+        item.values = serde_json::from_str(&json).map_err(StorageError::internal)?;
         Ok(item)
     }
 
@@ -232,7 +230,7 @@ impl AtRest {
     pub fn open_people(
         &self,
         rows: Vec<(String, String, String, String)>,
-    ) -> Result<Vec<(String, String, String)>, ApiError> {
+    ) -> Result<Vec<(String, String, String)>, StorageError> {
         rows.into_iter()
             .map(|(doc, member, area, sealed)| {
                 let json = self.open_text("person", &doc, &member, &sealed)?;
@@ -248,7 +246,7 @@ impl AtRest {
         rows: Vec<(String, String, String, String)>,
         born_after: &str,
         born_until: &str,
-    ) -> Result<Vec<Turning14>, ApiError> {
+    ) -> Result<Vec<Turning14>, StorageError> {
         let mut out = Vec::new();
         for (doc_id, member_id, area, sealed) in rows {
             let key = self.open_person(&doc_id, &member_id, &sealed)?;
@@ -269,246 +267,6 @@ pub fn count_by_area(residents: &[Turning14]) -> Vec<(String, i64)> {
         *counts.entry(r.area.clone()).or_default() += 1;
     }
     counts.into_iter().collect()
-}
-
-/// A [`Tx`] that seals what it writes and opens what it reads, over a backend's.
-pub struct SealingTx<'a> {
-    inner: &'a mut dyn Tx,
-    keys: &'a AtRest,
-}
-
-impl<'a> SealingTx<'a> {
-    /// Wraps `inner`.
-    pub fn new(inner: &'a mut dyn Tx, keys: &'a AtRest) -> SealingTx<'a> {
-        SealingTx { inner, keys }
-    }
-
-    fn open_person_row(&self, mut row: PersonRow) -> Result<PersonRow, ApiError> {
-        row.key_json = self.keys.open_text("person", &row.doc_id, &row.member_id, &row.key_json)?;
-        Ok(row)
-    }
-}
-
-impl Tx for SealingTx<'_> {
-    fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>, ApiError> {
-        match self.inner.doc(doc_id)? {
-            Some((sealed, area)) => Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, area))),
-            None => Ok(None),
-        }
-    }
-
-    fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<(), ApiError> {
-        let sealed = self.keys.seal("doc", doc_id, "", snapshot)?;
-        self.inner.put_doc(doc_id, area, &sealed, heads, now)
-    }
-
-    fn append_feed(
-        &mut self,
-        area: &str,
-        doc_id: &str,
-        origin: &str,
-        changes: &[u8],
-        now: i64,
-    ) -> Result<(), ApiError> {
-        let sealed = self.keys.seal("feed", doc_id, origin, changes)?;
-        self.inner.append_feed(area, doc_id, origin, &sealed, now)
-    }
-
-    fn audit(
-        &mut self,
-        at: i64,
-        device: &str,
-        user: &str,
-        doc_id: &str,
-        heads: &str,
-        action: &str,
-    ) -> Result<(), ApiError> {
-        self.inner.audit(at, device, user, doc_id, heads, action)
-    }
-
-    fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>, ApiError> {
-        self.inner.open_conflicts(doc_id)
-    }
-
-    fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<(), ApiError> {
-        self.inner.resolve_conflict_row(id, by, now)
-    }
-
-    fn upsert_conflict(
-        &mut self,
-        doc_id: &str,
-        area: &str,
-        path: &str,
-        values_json: &str,
-        now: i64,
-    ) -> Result<(), ApiError> {
-        let sealed = self.keys.seal_text("conflict", doc_id, path, values_json)?;
-        self.inner.upsert_conflict(doc_id, area, path, &sealed, now)
-    }
-
-    fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>, ApiError> {
-        self.inner.conflict(id)
-    }
-
-    fn delete_people(&mut self, doc_id: &str) -> Result<(), ApiError> {
-        self.inner.delete_people(doc_id)
-    }
-
-    fn person_candidates(
-        &mut self,
-        doc_id: &str,
-        blocks: &[String],
-        cccd: Option<&str>,
-        cccd_digits: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<PersonRow>, ApiError> {
-        let blocks: Vec<String> = blocks.iter().map(|b| self.keys.block_tag(b)).collect();
-        let cccd = cccd.map(|c| self.keys.cccd_tag(c));
-        let digits = cccd_digits.map(|d| self.keys.cccd_digits_tag(d));
-        let rows = self.inner.person_candidates(doc_id, &blocks, cccd.as_deref(), digits.as_deref(), limit)?;
-        rows.into_iter().map(|row| self.open_person_row(row)).collect()
-    }
-
-    fn insert_person(&mut self, p: &PersonIndex) -> Result<(), ApiError> {
-        let sealed = PersonIndex {
-            doc_id: p.doc_id.clone(),
-            member_id: p.member_id.clone(),
-            area: p.area.clone(),
-            key_json: self.keys.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?,
-            cccd: p.cccd.as_deref().map(|c| self.keys.cccd_tag(c)),
-            cccd_digits: p.cccd_digits.as_deref().map(|d| self.keys.cccd_digits_tag(d)),
-            dob: p.dob.as_deref().map(|d| self.keys.dob_tag(d)),
-            birth_year: p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| self.keys.birth_year_tag(y)),
-            blocks: p.blocks.iter().map(|b| self.keys.block_tag(b)).collect(),
-        };
-        self.inner.insert_person(&sealed)
-    }
-
-    fn person(&mut self, doc_id: &str, member_id: &str) -> Result<Option<(String, String)>, ApiError> {
-        match self.inner.person(doc_id, member_id)? {
-            Some((area, sealed)) => Ok(Some((area, self.keys.open_text("person", doc_id, member_id, &sealed)?))),
-            None => Ok(None),
-        }
-    }
-
-    fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>, ApiError> {
-        let rows = self.inner.people_after(after, limit)?;
-        rows.into_iter().map(|row| self.open_person_row(row)).collect()
-    }
-
-    fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<(), ApiError> {
-        let blocks: Vec<String> = blocks.iter().map(|b| self.keys.block_tag(b)).collect();
-        self.inner.put_person_blocks(doc_id, member_id, &blocks)
-    }
-
-    fn open_duplicates_after(&mut self, after: i64, limit: i64) -> Result<Vec<DuplicateRow>, ApiError> {
-        self.inner.open_duplicates_after(after, limit)
-    }
-
-    fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<(), ApiError> {
-        self.inner.rescore_duplicate_row(id, score, reasons_json, keep)
-    }
-
-    fn setting(&mut self, key: &str) -> Result<Option<String>, ApiError> {
-        match self.inner.setting(key)? {
-            Some(sealed) => Ok(Some(self.keys.open_text("setting", key, "", &sealed)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn put_setting(&mut self, key: &str, value: &str) -> Result<(), ApiError> {
-        let sealed = self.keys.seal_text("setting", key, "", value)?;
-        self.inner.put_setting(key, &sealed)
-    }
-
-    fn upsert_duplicate(
-        &mut self,
-        a: (&str, &str),
-        b: (&str, &str),
-        area: &str,
-        score: f64,
-        reasons_json: &str,
-        now: i64,
-    ) -> Result<(), ApiError> {
-        self.inner.upsert_duplicate(a, b, area, score, reasons_json, now)
-    }
-
-    fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>, ApiError> {
-        let rows = self.inner.feed_after(cursor, area, limit)?;
-        rows.into_iter()
-            .map(|mut row| {
-                row.changes = self.keys.open("feed", &row.doc_id, &row.origin, &row.changes)?;
-                Ok(row)
-            })
-            .collect()
-    }
-
-    fn touch_device(&mut self, device_id: &str, now: i64) -> Result<(), ApiError> {
-        self.inner.touch_device(device_id, now)
-    }
-
-    fn put_stats(&mut self, doc_id: &str, area: &str, stats: &HouseholdStats, now: i64) -> Result<(), ApiError> {
-        self.inner.put_stats(doc_id, area, stats, now)
-    }
-
-    fn docs_without_stats(&mut self) -> Result<Vec<String>, ApiError> {
-        self.inner.docs_without_stats()
-    }
-
-    fn duplicate_row(&mut self, id: i64) -> Result<Option<DuplicateRow>, ApiError> {
-        self.inner.duplicate_row(id)
-    }
-
-    fn decide_duplicate_row(
-        &mut self,
-        id: i64,
-        status: &str,
-        action: &str,
-        by: &str,
-        now: i64,
-    ) -> Result<(), ApiError> {
-        self.inner.decide_duplicate_row(id, status, action, by, now)
-    }
-
-    fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<(), ApiError> {
-        self.inner.link_residents(row, by, now)
-    }
-
-    fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<(), ApiError> {
-        self.inner.unlink_residents(duplicate_id, by, now)
-    }
-
-    fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<(), ApiError> {
-        self.inner.set_transfer_key(device_id, key, now)
-    }
-
-    fn directory(&mut self, area: &str) -> Result<Vec<DirectoryEntry>, ApiError> {
-        self.inner.directory(area)
-    }
-
-    fn blob_state(&mut self, id: &str) -> Result<Option<BlobState>, ApiError> {
-        self.inner.blob_state(id)
-    }
-
-    fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<(), ApiError> {
-        self.inner.create_blob(id, area, device_id, total, now)
-    }
-
-    fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<(), ApiError> {
-        self.inner.restart_blob(id, device_id, now)
-    }
-
-    fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<(), ApiError> {
-        self.inner.append_blob(id, start, chunk, complete, now)
-    }
-
-    fn device_blob_bytes(&mut self, device_id: &str) -> Result<i64, ApiError> {
-        self.inner.device_blob_bytes(device_id)
-    }
-
-    fn read_blob(&mut self, id: &str, start: i64, max: i64) -> Result<Vec<u8>, ApiError> {
-        self.inner.read_blob(id, start, max)
-    }
 }
 
 #[cfg(test)]

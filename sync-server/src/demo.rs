@@ -16,7 +16,7 @@ use doorstep_core::record::{Household, Member};
 use doorstep_core::store::{Role, Store};
 use doorstep_core::sync::HttpTransport;
 
-use crate::api::{AppState, create_enrolment};
+use crate::state::{AppState, create_enrolment};
 use crate::storage::Storage;
 
 /// The district the demo communes belong to.

@@ -1,8 +1,11 @@
-//! Typed refusals: every bad input gets a 4xx with a protocol error code.
+//! Typed refusals: every bad input gets a 4xx with a protocol error code. The one
+//! place a [`StorageError`] becomes an HTTP status.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use doorstep_core::sync::protocol::{CONTENT_TYPE, ErrorBody, ErrorCode, encode};
+
+use crate::store::{ErrorKind, StorageError};
 
 /// A refusal or failure, as the API reports it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,14 +32,27 @@ impl ApiError {
 
     /// 500 internal; the detail goes to the server log, not the client.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
-        eprintln!("internal error: {detail}");
+        tracing::error!(%detail, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error")
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApiError::internal(e)
+/// The HTTP status of each kind of storage refusal.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError { status: status_of(e.kind), code: e.code, message: e.message }
     }
 }
 

@@ -3,9 +3,9 @@
 //! The server Doorstep devices sync with: device enrolment by one-time QR
 //! token, revocation, area-scoped replication of household Automerge
 //! documents through a per-area change feed, conflict and duplicate review
-//! queues, and an audit log. Storage sits behind [`storage::Storage`];
-//! SQLite ([`sqlite::SqliteStorage`]) is the embedded default; PostgreSQL
-//! ([`postgres::PostgresStorage`]) lets several stateless server processes share one database.
+//! queues, and an audit log. Storage sits behind [`storage::Storage`], served by one
+//! implementation ([`store::Store`]) on SQLite, the embedded default, and on PostgreSQL,
+//! which lets several stateless server processes share one database.
 //! Either way, what identifies a resident is sealed at rest under a server key
 //! kept outside the database ([`at_rest`]).
 
@@ -17,15 +17,20 @@ pub mod demo;
 pub mod error;
 pub mod logic;
 pub mod merge;
-pub mod postgres;
-pub mod sqlite;
+pub mod service;
+pub mod state;
 pub mod storage;
-pub mod tx;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use api::{AppState, router};
+pub use state::AppState;
+
+/// The whole HTTP surface: the device protocol and operators' API ([`api`]) beside the console ([`console`]).
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    api::routes().merge(console::routes()).with_state(state)
+}
 
 /// Serves on `listener` until the future resolves or the process is stopped.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
@@ -43,21 +48,22 @@ pub async fn spawn(addr: SocketAddr, state_for: impl FnOnce(SocketAddr) -> AppSt
     Ok(local)
 }
 
-/// Opens the store a `--db` value names: a `postgres://` URL, or a SQLite file path,
-/// sealed under the key in `key_file` (created when missing; for a SQLite file it
-/// defaults to `<file>.key`, a PostgreSQL store must name one).
-pub fn open_storage(
+/// Opens the store a `--db` value names: a `postgres://` URL (TLS as its `sslmode` says),
+/// or a SQLite file path, sealed under the key in `key_file` (created when missing; for a
+/// SQLite file it defaults to `<file>.key`, a PostgreSQL store must name one). Brings
+/// derived data up to date with this version.
+pub async fn open_storage(
     db: &str,
     key_file: Option<&std::path::Path>,
-) -> Result<Arc<dyn storage::Storage>, error::ApiError> {
+    options: store::StoreOptions,
+    now: i64,
+) -> Result<Arc<store::Store>, store::StorageError> {
     let key_file = match key_file {
         Some(path) => path.to_path_buf(),
         None => at_rest::AtRest::default_key_file(db)?,
     };
     let keys = Arc::new(at_rest::AtRest::load_or_create(&key_file)?);
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStorage::open(db, keys)?))
-    } else {
-        Ok(Arc::new(sqlite::SqliteStorage::open(std::path::Path::new(db), keys)?))
-    }
+    let store = store::Store::open(db, keys, options).await?;
+    store.catch_up(now).await?;
+    Ok(Arc::new(store))
 }

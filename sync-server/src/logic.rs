@@ -1,6 +1,5 @@
-//! The sync algorithm, written once over [`Tx`] for every backend.
+//! The sync algorithm, over one store transaction ([`Tx`]).
 
-use axum::http::StatusCode;
 use chrono::Datelike;
 use doorstep_core::attachment::{MAX_BLOB_BYTES, is_blob_id};
 use doorstep_core::form::{IssueKind, residence_survey};
@@ -13,41 +12,43 @@ use doorstep_core::sync::protocol::{
     PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse, area_within,
 };
 
-use crate::error::ApiError;
 use crate::merge::{Merged, merge_push, people, server_editor};
 use crate::storage::{Device, DuplicateAction, RescoreReport};
-use crate::tx::{DuplicateRow, HouseholdStats, PersonIndex, Tx};
+use crate::store::model::{DuplicateRow, HouseholdStats, PersonIndex};
+use crate::store::{ErrorKind, StorageError, Tx};
 
 /// Feed rows one pull reads at most.
 const FEED_SCAN: i64 = 5000;
 
 /// Records conflicts and duplicate candidates of a merged document.
-fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Result<(), ApiError> {
+async fn queue_reviews(tx: &mut Tx<'_>, merged: &Merged, area: &str, now: i64) -> Result<(), StorageError> {
     let doc_id = merged.household.household_id.as_str();
     // Open conflicts that no longer hold were settled by a later edit.
     let paths: Vec<&str> = merged.conflicts.iter().map(|c| c.path.as_str()).collect();
-    for (id, path) in tx.open_conflicts(doc_id)? {
+    for (id, path) in tx.open_conflicts(doc_id).await? {
         if !paths.contains(&path.as_str()) {
-            tx.resolve_conflict_row(id, "edit", now)?;
+            tx.resolve_conflict_row(id, "edit", now).await?;
         }
     }
     for c in &merged.conflicts {
-        tx.upsert_conflict(doc_id, area, &c.path, &serde_json::to_string(&c.values).unwrap_or_default(), now)?;
+        tx.upsert_conflict(doc_id, area, &c.path, &serde_json::to_string(&c.values).unwrap_or_default(), now).await?;
     }
-    tx.delete_people(doc_id)?;
+    tx.delete_people(doc_id).await?;
     let model = LinkageModel::shipped();
     for (member_id, key) in people(&merged.household) {
         let index = person_index(doc_id, &member_id, area, &key);
         let probe = PersonRecord { key: &key, household_id: doc_id, area };
         let probe_name = NameParts::new(&key.full_name);
         let probe_blocks: Vec<String> = blocking::keys(&key).iter().map(block_text).collect();
-        let candidates = tx.person_candidates(
-            doc_id,
-            &probe_blocks,
-            index.cccd.as_deref(),
-            index.cccd_digits.as_deref(),
-            CANDIDATE_LIMIT,
-        )?;
+        let candidates = tx
+            .person_candidates(
+                doc_id,
+                &probe_blocks,
+                index.cccd.as_deref(),
+                index.cccd_digits.as_deref(),
+                CANDIDATE_LIMIT,
+            )
+            .await?;
         for row in candidates {
             let Ok(other) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
             let record = PersonRecord { key: &other, household_id: &row.doc_id, area: &row.area };
@@ -56,9 +57,9 @@ fn queue_reviews(tx: &mut dyn Tx, merged: &Merged, area: &str, now: i64) -> Resu
                 continue;
             }
             let (a, b) = ordered((doc_id, member_id.as_str()), (row.doc_id.as_str(), row.member_id.as_str()));
-            tx.upsert_duplicate(a, b, area, score.probability, &explanation_json(&score), now)?;
+            tx.upsert_duplicate(a, b, area, score.probability, &explanation_json(&score), now).await?;
         }
-        tx.insert_person(&index)?;
+        tx.insert_person(&index).await?;
     }
     Ok(())
 }
@@ -106,33 +107,33 @@ pub fn explanation_json(score: &MatchScore) -> String {
 
 /// Re-scores the open duplicate candidates with `model` (decided ones keep their decision),
 /// and, when `reindex`, rebuilds every person's blocking keys. Records the model's version.
-pub fn rescore(tx: &mut dyn Tx, model: &LinkageModel, reindex: bool) -> Result<RescoreReport, ApiError> {
+pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Result<RescoreReport, StorageError> {
     let mut report = RescoreReport::default();
     if reindex {
         let mut after = (String::new(), String::new());
         loop {
-            let rows = tx.people_after((&after.0, &after.1), 1000)?;
+            let rows = tx.people_after((&after.0, &after.1), 1000).await?;
             let Some(last) = rows.last() else { break };
             after = (last.doc_id.clone(), last.member_id.clone());
             for row in &rows {
                 let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
                 let blocks: Vec<String> = blocking::keys(&key).iter().map(block_text).collect();
-                tx.put_person_blocks(&row.doc_id, &row.member_id, &blocks)?;
+                tx.put_person_blocks(&row.doc_id, &row.member_id, &blocks).await?;
                 report.reindexed += 1;
             }
         }
     }
     let mut after = 0;
     loop {
-        let rows = tx.open_duplicates_after(after, 500)?;
+        let rows = tx.open_duplicates_after(after, 500).await?;
         let Some(last) = rows.last() else { break };
         after = last.id;
         for row in rows {
             let (Some((area_a, json_a)), Some((area_b, json_b))) =
-                (tx.person(&row.a.0, &row.a.1)?, tx.person(&row.b.0, &row.b.1)?)
+                (tx.person(&row.a.0, &row.a.1).await?, tx.person(&row.b.0, &row.b.1).await?)
             else {
                 // A record that is gone cannot be one person with anything.
-                tx.rescore_duplicate_row(row.id, 0.0, "{}", false)?;
+                tx.rescore_duplicate_row(row.id, 0.0, "{}", false).await?;
                 report.withdrawn += 1;
                 continue;
             };
@@ -146,7 +147,7 @@ pub fn rescore(tx: &mut dyn Tx, model: &LinkageModel, reindex: bool) -> Result<R
                 &PersonRecord { key: &b, household_id: &row.b.0, area: &area_b },
             );
             let keep = model.is_review(score.probability);
-            tx.rescore_duplicate_row(row.id, score.probability, &explanation_json(&score), keep)?;
+            tx.rescore_duplicate_row(row.id, score.probability, &explanation_json(&score), keep).await?;
             if keep {
                 report.kept += 1;
             } else {
@@ -154,37 +155,42 @@ pub fn rescore(tx: &mut dyn Tx, model: &LinkageModel, reindex: bool) -> Result<R
             }
         }
     }
-    tx.put_setting(LINKAGE_MODEL_SETTING, &linkage_version(model))?;
+    tx.put_setting(LINKAGE_MODEL_SETTING, &linkage_version(model)).await?;
     Ok(report)
 }
 
 /// At start-up: when the stored candidates and keys were made by another model or other blocking
 /// rules (or none are recorded), rebuilds the blocking keys and re-scores the open candidates.
-pub fn rescore_after_upgrade(tx: &mut dyn Tx) -> Result<Option<RescoreReport>, ApiError> {
+pub async fn rescore_after_upgrade(tx: &mut Tx<'_>) -> Result<Option<RescoreReport>, StorageError> {
     let model = LinkageModel::shipped();
-    if tx.setting(LINKAGE_MODEL_SETTING)?.as_deref() == Some(linkage_version(model).as_str()) {
+    if tx.setting(LINKAGE_MODEL_SETTING).await?.as_deref() == Some(linkage_version(model).as_str()) {
         return Ok(None);
     }
-    rescore(tx, model, true).map(Some)
+    rescore(tx, model, true).await.map(Some)
 }
 
 /// Stores a merged document, appends its new changes to the feed, audits it and queues reviews.
-pub fn store_merged(
-    tx: &mut dyn Tx,
+pub async fn store_merged(
+    tx: &mut Tx<'_>,
     merged: &mut Merged,
     origin: &str,
     user: &str,
     action: &str,
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), StorageError> {
     let area = merged.household.area_code.clone();
     let doc_id = merged.household.household_id.clone();
     let heads = merged.heads.join(",");
-    tx.put_doc(&doc_id, &area, &merged.doc.save(), &heads, now)?;
-    tx.append_feed(&area, &doc_id, origin, &merged.new_changes, now)?;
-    tx.audit(now, origin, user, &doc_id, &heads, action)?;
-    tx.put_stats(&doc_id, &area, &household_stats(&merged.household, chrono::Utc::now().date_naive()), now)?;
-    queue_reviews(tx, merged, &area, now)
+    tx.put_doc(&doc_id, &area, &merged.doc.save(), &heads, now).await?;
+    tx.append_feed(&area, &doc_id, origin, &merged.new_changes, now).await?;
+    tx.audit(now, origin, user, &doc_id, &heads, action).await?;
+    tx.put_stats(&doc_id, &area, &household_stats(&merged.household, day_of(now)), now).await?;
+    queue_reviews(tx, merged, &area, now).await
+}
+
+/// The day (UTC) of a Unix time: the clock is the caller's `now`, never read here.
+fn day_of(now: i64) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().date_naive()
 }
 
 /// A household's progress figures: completeness by the residence survey's
@@ -204,13 +210,13 @@ pub fn household_stats(h: &Household, today: chrono::NaiveDate) -> HouseholdStat
 }
 
 /// Computes the figures of documents stored before figures were kept.
-pub fn backfill_stats(tx: &mut dyn Tx, now: i64) -> Result<usize, ApiError> {
-    let ids = tx.docs_without_stats()?;
+pub async fn backfill_stats(tx: &mut Tx<'_>, now: i64) -> Result<usize, StorageError> {
+    let ids = tx.docs_without_stats().await?;
     let editor = server_editor("server");
     for id in &ids {
-        let Some((snapshot, area)) = tx.doc(id)? else { continue };
-        let doc = HouseholdDoc::load(id, &snapshot, &editor).map_err(ApiError::internal)?;
-        tx.put_stats(id, &area, &household_stats(&doc.read(), chrono::Utc::now().date_naive()), now)?;
+        let Some((snapshot, area)) = tx.doc(id).await? else { continue };
+        let doc = HouseholdDoc::load(id, &snapshot, &editor).map_err(StorageError::internal)?;
+        tx.put_stats(id, &area, &household_stats(&doc.read(), day_of(now)), now).await?;
     }
     Ok(ids.len())
 }
@@ -221,79 +227,75 @@ pub fn backfill_stats(tx: &mut dyn Tx, now: i64) -> Result<usize, ApiError> {
 /// A merge (and its undo) is also a change by the operator to both documents —
 /// each member's `same_person_as` names the other record — so devices learn of it
 /// at their next sync.
-pub fn decide_duplicate(
-    tx: &mut dyn Tx,
+pub async fn decide_duplicate(
+    tx: &mut Tx<'_>,
     id: i64,
     action: DuplicateAction,
     operator: &str,
     now: i64,
-) -> Result<(), ApiError> {
-    let Some(row): Option<DuplicateRow> = tx.duplicate_row(id)? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such duplicate candidate"));
+) -> Result<(), StorageError> {
+    let Some(row): Option<DuplicateRow> = tx.duplicate_row(id).await? else {
+        return Err(StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such duplicate candidate"));
     };
     let status = match (action, row.status.as_str()) {
         (DuplicateAction::Merge, "open") => {
-            tx.link_residents(&row, operator, now)?;
+            tx.link_residents(&row, operator, now).await?;
             let (a, b) = (format!("{}/{}", row.a.0, row.a.1), format!("{}/{}", row.b.0, row.b.1));
-            write_link(tx, &row.a, Some(b), operator, "merge", now)?;
-            write_link(tx, &row.b, Some(a), operator, "merge", now)?;
+            write_link(tx, &row.a, Some(b), operator, "merge", now).await?;
+            write_link(tx, &row.b, Some(a), operator, "merge", now).await?;
             "merged"
         }
         (DuplicateAction::Dismiss, "open") => "dismissed",
         (DuplicateAction::Undo, "merged") => {
-            tx.unlink_residents(id, operator, now)?;
-            write_link(tx, &row.a, None, operator, "unmerge", now)?;
-            write_link(tx, &row.b, None, operator, "unmerge", now)?;
+            tx.unlink_residents(id, operator, now).await?;
+            write_link(tx, &row.a, None, operator, "unmerge", now).await?;
+            write_link(tx, &row.b, None, operator, "unmerge", now).await?;
             "open"
         }
         (DuplicateAction::Undo, "dismissed") => "open",
         (_, current) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(StorageError::new(
+                ErrorKind::Conflict,
                 ErrorCode::Malformed,
                 format!("candidate #{id} is {current}: cannot {}", action.as_str()),
             ));
         }
     };
-    tx.decide_duplicate_row(id, status, action.as_str(), operator, now)?;
+    tx.decide_duplicate_row(id, status, action.as_str(), operator, now).await?;
     let what = format!("{} duplicate #{id}: {}/{} = {}/{}", action.as_str(), row.a.0, row.a.1, row.b.0, row.b.1);
-    tx.audit(now, "console", operator, &row.a.0, "", &what)?;
+    tx.audit(now, "console", operator, &row.a.0, "", &what).await?;
     if row.b.0 != row.a.0 {
-        tx.audit(now, "console", operator, &row.b.0, "", &what)?;
+        tx.audit(now, "console", operator, &row.b.0, "", &what).await?;
     }
     Ok(())
 }
 
 /// Applies a device's sync request and builds its answer, inside `tx`.
-pub fn sync(tx: &mut dyn Tx, device: &Device, req: &SyncRequest, now: i64) -> Result<SyncResponse, ApiError> {
+pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64) -> Result<SyncResponse, StorageError> {
     if req.push.len() > MAX_PUSH_DOCS {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::TooLarge,
-            "too many documents in one request",
-        ));
+        return Err(StorageError::new(ErrorKind::TooLarge, ErrorCode::TooLarge, "too many documents in one request"));
     }
     let mut acked = Vec::with_capacity(req.push.len());
     for push in &req.push {
-        let existing = tx.doc(&push.doc_id)?;
+        let existing = tx.doc(&push.doc_id).await?;
         if let Some((_, area)) = &existing
             && !area_within(area, &device.area)
         {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+            return Err(StorageError::new(
+                ErrorKind::Forbidden,
                 ErrorCode::ForbiddenArea,
                 format!("{} belongs to another area", push.doc_id),
             ));
         }
         let mut merged = merge_push(existing.as_ref().map(|(s, _)| s.as_slice()), push, &device.area)?;
         if merged.changed {
-            store_merged(tx, &mut merged, &device.device_id, &req.user, "sync", now)?;
+            store_merged(tx, &mut merged, &device.device_id, &req.user, "sync", now).await?;
         }
         acked.push(DocAck::new(push.doc_id.clone(), &merged.doc.heads()));
     }
     // Pull: the area's feed after the cursor, without this device's own changes, one bounded page.
-    let cursor = i64::try_from(req.cursor).map_err(|_| ApiError::malformed("cursor out of range"))?;
-    let rows = tx.feed_after(cursor, &device.area, FEED_SCAN)?;
+    let cursor = i64::try_from(req.cursor).map_err(|_| StorageError::invalid("cursor out of range"))?;
+    let rows = tx.feed_after(cursor, &device.area, FEED_SCAN).await?;
     let scanned = rows.len() as i64;
     let mut pull: Vec<DocPull> = Vec::new();
     let mut bytes = 0usize;
@@ -318,12 +320,12 @@ pub fn sync(tx: &mut dyn Tx, device: &Device, req: &SyncRequest, now: i64) -> Re
     }
     if let Some(key) = req.transfer_key.as_deref() {
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::malformed("a transfer key is 64 hex digits"));
+            return Err(StorageError::invalid("a transfer key is 64 hex digits"));
         }
-        tx.set_transfer_key(&device.device_id, &key.to_ascii_lowercase(), now)?;
+        tx.set_transfer_key(&device.device_id, &key.to_ascii_lowercase(), now).await?;
     }
-    let directory = tx.directory(&device.area)?;
-    tx.touch_device(&device.device_id, now)?;
+    let directory = tx.directory(&device.area).await?;
+    tx.touch_device(&device.device_id, now).await?;
     Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more, directory })
 }
 
@@ -332,56 +334,62 @@ const STALE_UPLOAD_SECS: i64 = 600;
 
 /// Takes one chunk of an attachment blob, resumably: a chunk is stored only at
 /// the offset the server has reached; every answer says where that is.
-pub fn put_blob(tx: &mut dyn Tx, device: &Device, put: &BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, ApiError> {
+pub async fn put_blob(
+    tx: &mut Tx<'_>,
+    device: &Device,
+    put: &BlobPut,
+    quota: u64,
+    now: i64,
+) -> Result<BlobPutAck, StorageError> {
     if !is_blob_id(&put.id) {
-        return Err(ApiError::malformed("a blob id is 64 lowercase hex digits"));
+        return Err(StorageError::invalid("a blob id is 64 lowercase hex digits"));
     }
     if put.total == 0 || put.total > MAX_BLOB_BYTES as u64 || put.chunk.len() > BLOB_CHUNK_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, "attachment or chunk too large"));
+        return Err(StorageError::new(ErrorKind::TooLarge, ErrorCode::TooLarge, "attachment or chunk too large"));
     }
     let total = put.total as i64;
-    let state = match tx.blob_state(&put.id)? {
+    let state = match tx.blob_state(&put.id).await? {
         Some(s) if s.received == s.total => {
             return Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: s.total as u64, complete: true });
         }
         Some(s) if s.device_id != device.device_id => {
             if now - s.updated_at < STALE_UPLOAD_SECS {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
+                return Err(StorageError::new(
+                    ErrorKind::Conflict,
                     ErrorCode::Malformed,
                     "another device is uploading this attachment: try later",
                 ));
             }
-            check_quota(tx, device, total, quota)?;
-            tx.restart_blob(&put.id, &device.device_id, now)?;
-            tx.blob_state(&put.id)?.ok_or_else(|| ApiError::internal("blob vanished"))?
+            check_quota(tx, device, total, quota).await?;
+            tx.restart_blob(&put.id, &device.device_id, now).await?;
+            tx.blob_state(&put.id).await?.ok_or_else(|| StorageError::internal("blob vanished"))?
         }
         Some(s) => s,
         None => {
-            check_quota(tx, device, total, quota)?;
-            tx.create_blob(&put.id, &device.area, &device.device_id, total, now)?;
-            tx.blob_state(&put.id)?.ok_or_else(|| ApiError::internal("blob vanished"))?
+            check_quota(tx, device, total, quota).await?;
+            tx.create_blob(&put.id, &device.area, &device.device_id, total, now).await?;
+            tx.blob_state(&put.id).await?.ok_or_else(|| StorageError::internal("blob vanished"))?
         }
     };
     if state.total != total {
-        return Err(ApiError::malformed("the size differs from the upload under way"));
+        return Err(StorageError::invalid("the size differs from the upload under way"));
     }
     let mut received = state.received;
     if put.offset == received as u64 && !put.chunk.is_empty() {
         if received + put.chunk.len() as i64 > total {
-            return Err(ApiError::malformed("the chunk runs past the announced size"));
+            return Err(StorageError::invalid("the chunk runs past the announced size"));
         }
         received += put.chunk.len() as i64;
-        tx.append_blob(&put.id, state.received, &put.chunk, received == total, now)?;
+        tx.append_blob(&put.id, state.received, &put.chunk, received == total, now).await?;
     }
     Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: received as u64, complete: received == total })
 }
 
-fn check_quota(tx: &mut dyn Tx, device: &Device, total: i64, quota: u64) -> Result<(), ApiError> {
-    let used = tx.device_blob_bytes(&device.device_id)?;
+async fn check_quota(tx: &mut Tx<'_>, device: &Device, total: i64, quota: u64) -> Result<(), StorageError> {
+    let used = tx.device_blob_bytes(&device.device_id).await?;
     if (used + total) as u64 > quota {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        return Err(StorageError::new(
+            ErrorKind::TooLarge,
             ErrorCode::QuotaExceeded,
             format!("attachment quota of {quota} bytes for this device is used up ({used} used)"),
         ));
@@ -390,49 +398,55 @@ fn check_quota(tx: &mut dyn Tx, device: &Device, total: i64, quota: u64) -> Resu
 }
 
 /// Serves a range of a complete attachment blob within the device's areas.
-pub fn get_blob(tx: &mut dyn Tx, device: &Device, get: &BlobGet) -> Result<BlobChunk, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such attachment");
+pub async fn get_blob(tx: &mut Tx<'_>, device: &Device, get: &BlobGet) -> Result<BlobChunk, StorageError> {
+    let not_found = || StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such attachment");
     if !is_blob_id(&get.id) {
-        return Err(ApiError::malformed("a blob id is 64 lowercase hex digits"));
+        return Err(StorageError::invalid("a blob id is 64 lowercase hex digits"));
     }
-    let s = tx.blob_state(&get.id)?.ok_or_else(not_found)?;
+    let s = tx.blob_state(&get.id).await?.ok_or_else(not_found)?;
     let related = area_within(&s.area, &device.area) || area_within(&device.area, &s.area);
     if s.received != s.total || !related {
         return Err(not_found());
     }
-    let offset = i64::try_from(get.offset).map_err(|_| ApiError::malformed("offset out of range"))?.min(s.total);
+    let offset = i64::try_from(get.offset).map_err(|_| StorageError::invalid("offset out of range"))?.min(s.total);
     let max = (get.max.min(BLOB_CHUNK_BYTES as u64)) as i64;
-    let chunk = tx.read_blob(&get.id, offset, max)?;
+    let chunk = tx.read_blob(&get.id, offset, max).await?;
     Ok(BlobChunk { protocol: PROTOCOL_VERSION, total: s.total as u64, offset: offset as u64, chunk })
 }
 
 /// Resolves a conflict: a new change by the operator, written like any other.
-pub fn resolve(tx: &mut dyn Tx, id: i64, value: Option<&str>, operator: &str, now: i64) -> Result<(), ApiError> {
-    let Some((doc_id, path)) = tx.conflict(id)? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such open conflict"));
+pub async fn resolve(
+    tx: &mut Tx<'_>,
+    id: i64,
+    value: Option<&str>,
+    operator: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    let Some((doc_id, path)) = tx.conflict(id).await? else {
+        return Err(StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such open conflict"));
     };
-    let (snapshot, _) = tx.doc(&doc_id)?.ok_or_else(|| ApiError::internal("conflict without a document"))?;
+    let (snapshot, _) = tx.doc(&doc_id).await?.ok_or_else(|| StorageError::internal("conflict without a document"))?;
     let editor = server_editor(operator);
-    let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(ApiError::internal)?;
+    let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(StorageError::internal)?;
     let before = doc.heads();
-    doc.resolve(&path, value, &editor).map_err(|e| ApiError::malformed(e.to_string()))?;
-    store_operator_change(tx, doc, &before, operator, "resolve", now)?;
-    tx.resolve_conflict_row(id, operator, now)
+    doc.resolve(&path, value, &editor).map_err(|e| StorageError::invalid(e.to_string()))?;
+    store_operator_change(tx, doc, &before, operator, "resolve", now).await?;
+    tx.resolve_conflict_row(id, operator, now).await
 }
 
 /// Sets (or clears) a member's `same_person_as`: a change by the operator that devices
 /// pull. A household or member no longer there is left alone.
-fn write_link(
-    tx: &mut dyn Tx,
+async fn write_link(
+    tx: &mut Tx<'_>,
     (doc_id, member_id): &(String, String),
     other: Option<String>,
     operator: &str,
     action: &str,
     now: i64,
-) -> Result<(), ApiError> {
-    let Some((snapshot, _)) = tx.doc(doc_id)? else { return Ok(()) };
+) -> Result<(), StorageError> {
+    let Some((snapshot, _)) = tx.doc(doc_id).await? else { return Ok(()) };
     let editor = server_editor(operator);
-    let mut doc = HouseholdDoc::load(doc_id, &snapshot, &editor).map_err(ApiError::internal)?;
+    let mut doc = HouseholdDoc::load(doc_id, &snapshot, &editor).map_err(StorageError::internal)?;
     let mut household = doc.read();
     let Some(member) = household.members.iter_mut().find(|m| &m.member_id == member_id) else { return Ok(()) };
     if member.same_person_as == other {
@@ -440,23 +454,23 @@ fn write_link(
     }
     member.same_person_as = other;
     let before = doc.heads();
-    doc.update(&household, &editor).map_err(ApiError::internal)?;
-    store_operator_change(tx, doc, &before, operator, action, now)
+    doc.update(&household, &editor).map_err(StorageError::internal)?;
+    store_operator_change(tx, doc, &before, operator, action, now).await
 }
 
 /// Stores a document an operator changed since `before`, as [`store_merged`] stores a push.
-fn store_operator_change(
-    tx: &mut dyn Tx,
+async fn store_operator_change(
+    tx: &mut Tx<'_>,
     mut doc: HouseholdDoc,
     before: &[automerge::ChangeHash],
     operator: &str,
     action: &str,
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), StorageError> {
     let heads = doc.heads();
     let new_changes = doc.save_after(before);
     let household = doc.read();
-    let conflicts = doc.conflicts().map_err(ApiError::internal)?;
+    let conflicts = doc.conflicts().map_err(StorageError::internal)?;
     let mut merged = Merged {
         doc,
         changed: true,
@@ -465,5 +479,5 @@ fn store_operator_change(
         household,
         conflicts,
     };
-    store_merged(tx, &mut merged, "server", operator, action, now)
+    store_merged(tx, &mut merged, "server", operator, action, now).await
 }

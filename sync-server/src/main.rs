@@ -5,10 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use doorstep_sync_server::api::now;
-use doorstep_sync_server::api::{AppState, create_enrolment};
 use doorstep_sync_server::console::{check_account, check_scope, hash_password, scope_suffix};
+use doorstep_sync_server::state::{AppState, create_enrolment};
 use doorstep_sync_server::storage::{Operator, Role, Storage};
+use doorstep_sync_server::store::{Store, StoreOptions};
+use tracing_subscriber::EnvFilter;
+
+/// Unix seconds now: the command line's clock.
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
 
 #[derive(Parser)]
 #[command(name = "doorstep-sync-server", version, about = "Doorstep sync server")]
@@ -21,6 +27,9 @@ struct Cli {
     /// store needs it named, the same file on every node. Keep a copy: without it the data is lost.
     #[arg(long, env = "DOORSTEP_KEY_FILE", global = true)]
     key_file: Option<PathBuf>,
+    /// Database connections this process keeps at most (default: 4 on SQLite, 16 on PostgreSQL).
+    #[arg(long, env = "DOORSTEP_DB_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -255,13 +264,22 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    // Open the store before the runtime starts: the PostgreSQL client blocks.
-    let result = doorstep_sync_server::open_storage(&cli.db, cli.key_file.as_deref()).map_err(|e| e.message).and_then(
-        |storage| {
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(run(cli, storage)).map_err(|e| e.to_string())
-        },
-    );
+    tracing_subscriber::fmt().with_env_filter(EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let result = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|runtime| {
+        runtime.block_on(async {
+            let storage = doorstep_sync_server::open_storage(
+                &cli.db,
+                cli.key_file.as_deref(),
+                StoreOptions { max_connections: cli.max_connections },
+                now(),
+            )
+            .await
+            .map_err(|e| e.message)?;
+            let outcome = run(cli, storage.clone()).await.map_err(|e| e.to_string());
+            storage.close().await;
+            outcome
+        })
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -271,7 +289,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve { listen, public_url, admin_token, demo, demo_communes, attachment_quota_mib } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
@@ -301,11 +319,11 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
             doorstep_sync_server::serve(listener, state).await?;
         }
         Command::CreateAdmin { username } => {
-            add_operator(&storage, &username, Role::Admin, "", "DOORSTEP_ADMIN_PASSWORD").await?;
+            add_operator(storage.as_ref(), &username, Role::Admin, "", "DOORSTEP_ADMIN_PASSWORD").await?;
         }
         Command::AddOperator { username, role, area } => {
             let role = Role::parse(&role).ok_or("the role is operator or admin")?;
-            add_operator(&storage, &username, role, &area, "DOORSTEP_OPERATOR_PASSWORD").await?;
+            add_operator(storage.as_ref(), &username, role, &area, "DOORSTEP_OPERATOR_PASSWORD").await?;
         }
         Command::Enrol { area, url, out } => {
             let state = AppState::new(storage, url, String::new());
@@ -314,7 +332,7 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
             println!("enrolment for area {area} written to {} (one use)", out.display());
         }
         Command::Revoke { device } => {
-            if storage.revoke_device(device.clone(), doorstep_sync_server::api::now()).await? {
+            if storage.revoke_device(device.clone(), now()).await? {
                 println!("revoked {device}");
             } else {
                 return Err(format!("no active device {device}").into());
@@ -356,7 +374,7 @@ async fn run(cli: Cli, storage: Arc<dyn Storage>) -> Result<(), Box<dyn std::err
 
 /// Creates (or resets) a console account with a password from `env`, or asked for.
 async fn add_operator(
-    storage: &Arc<dyn Storage>,
+    storage: &dyn Storage,
     username: &str,
     role: Role,
     area: &str,

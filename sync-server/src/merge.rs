@@ -6,8 +6,7 @@ use doorstep_core::identity::{PersonKey, Sex};
 use doorstep_core::record::{Conflict, Editor, Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{DocPush, ErrorCode, MAX_DOC_CHANGE_BYTES, area_within};
 
-use crate::error::ApiError;
-use axum::http::StatusCode;
+use crate::store::{ErrorKind, StorageError};
 
 /// The result of merging one push.
 pub struct Merged {
@@ -30,36 +29,36 @@ pub fn server_editor(user: &str) -> Editor {
     Editor { user: user.to_string(), device: "server".to_string() }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidDocument, message)
+fn invalid(message: impl Into<String>) -> StorageError {
+    StorageError::new(ErrorKind::Unprocessable, ErrorCode::InvalidDocument, message)
 }
 
 /// Merges `push` into the server's copy (`existing`, a saved document), checking
 /// that it is a household document for this id and within the device's `scope`.
 /// Hostile bytes cannot panic the server: loading runs under `catch_unwind`.
-pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Result<Merged, ApiError> {
+pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Result<Merged, StorageError> {
     if push.changes.len() > MAX_DOC_CHANGE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        return Err(StorageError::new(
+            ErrorKind::TooLarge,
             ErrorCode::TooLarge,
             format!("changes for {} too large", push.doc_id),
         ));
     }
     if doorstep_core::record::check_id(&push.doc_id).is_err() {
-        return Err(ApiError::malformed("bad document id"));
+        return Err(StorageError::invalid("bad document id"));
     }
     if !area_within(&push.area, scope) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        return Err(StorageError::new(
+            ErrorKind::Forbidden,
             ErrorCode::ForbiddenArea,
             format!("{} is outside this device's area", push.doc_id),
         ));
     }
     let editor = server_editor("server");
-    let result = std::panic::catch_unwind(|| -> Result<Merged, ApiError> {
+    let result = std::panic::catch_unwind(|| -> Result<Merged, StorageError> {
         let (mut doc, before): (HouseholdDoc, Vec<ChangeHash>) = match existing {
             Some(bytes) => {
-                let mut doc = HouseholdDoc::load(&push.doc_id, bytes, &editor).map_err(ApiError::internal)?;
+                let mut doc = HouseholdDoc::load(&push.doc_id, bytes, &editor).map_err(StorageError::internal)?;
                 let before = doc.heads();
                 doc.load_incremental(&push.changes).map_err(|_| invalid("the changes do not load"))?;
                 (doc, before)
@@ -72,8 +71,8 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
         };
         let household = doc.read();
         if !area_within(&household.area_code, scope) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+            return Err(StorageError::new(
+                ErrorKind::Forbidden,
                 ErrorCode::ForbiddenArea,
                 "the document moves outside this device's area",
             ));
@@ -81,7 +80,7 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
         let heads = doc.heads();
         let changed = heads != before;
         let new_changes = if changed { doc.save_after(&before) } else { Vec::new() };
-        let conflicts = doc.conflicts().map_err(ApiError::internal)?;
+        let conflicts = doc.conflicts().map_err(StorageError::internal)?;
         Ok(Merged {
             doc,
             changed,

@@ -160,25 +160,19 @@ fn a_store_opens_only_with_its_key_and_an_old_store_in_clear_is_refused() {
     drop(server);
 
     let other_key = dir.path().join("other.key");
-    let err = doorstep_sync_server::open_storage(&db, Some(&other_key)).err().expect("another key is refused");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = common::try_open_storage(&rt, &db, Some(&other_key)).err().expect("another key is refused");
     assert!(err.message.contains("does not open this database"), "{}", err.message);
     let garbage = dir.path().join("garbage.key");
     std::fs::write(&garbage, "0123").unwrap();
-    let err = doorstep_sync_server::open_storage(&db, Some(&garbage)).err().expect("a malformed key is refused");
+    let err = common::try_open_storage(&rt, &db, Some(&garbage)).err().expect("a malformed key is refused");
     assert!(err.message.contains("does not hold a key"), "{}", err.message);
-    let store = common::open_storage(&db);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(store.fingerprint()).unwrap(), before, "refusals changed nothing");
-    drop(store);
+    assert_eq!(common::fingerprint(&db), before, "refusals changed nothing");
 
     // A store written in clear (no check value) is refused rather than mixed with sealed rows.
     let forget_check = "DELETE FROM setting WHERE key = 'at_rest_check'";
-    if db.starts_with("postgres") {
-        postgres::Client::connect(&db, postgres::NoTls).unwrap().batch_execute(forget_check).unwrap();
-    } else {
-        rusqlite::Connection::open(&db).unwrap().execute_batch(forget_check).unwrap();
-    }
-    let err = doorstep_sync_server::open_storage(&db, common::key_file(&db).as_deref()).err().expect("refused");
+    common::sql(&db, forget_check);
+    let err = common::try_open_storage(&rt, &db, common::key_file(&db).as_deref()).err().expect("refused");
     assert!(err.message.contains("stored in clear"), "{}", err.message);
 }
 

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-use common::{AREA, Device, TestServer, fresh_db, open_storage};
+use common::{AREA, Device, TestServer, fresh_db, open_storage, sql};
 use doorstep_core::identity::LinkageModel;
 use doorstep_core::identity::linkage::calibrate::true_pairs_closed;
 use doorstep_core::record::Household;
@@ -102,15 +102,6 @@ fn a_labelled_commune_gets_a_precise_duplicate_queue() {
 }
 
 /// Runs one SQL statement on the test's store, behind the server's back (an older version's rows).
-fn sql(db: &str, statement: &str) {
-    if db.starts_with("postgres") {
-        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
-        client.batch_execute(statement).unwrap();
-    } else {
-        rusqlite::Connection::open(db).unwrap().execute_batch(statement).unwrap();
-    }
-}
-
 fn member(id: &str, name: &str, dob: &str, cccd: Option<&str>) -> doorstep_core::record::Member {
     doorstep_core::record::Member {
         member_id: id.into(),
@@ -195,8 +186,7 @@ fn candidates_are_rescored_when_the_model_changes_and_decisions_stay() {
         ),
     );
     drop(server);
-    let storage = open_storage(&db);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (runtime, storage) = open_storage(&db);
     let again = runtime.block_on(storage.duplicates(None)).unwrap();
     let rescored = again.iter().find(|d| d.id == bc).unwrap();
     assert!(rescored.explanation.is_some() && rescored.score > 0.71, "{rescored:?}");

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::layout::{PageError, csrf_field, page};
-use crate::api::{AppState, hash_secret, make_secret, now};
 use crate::error::ApiError;
+use crate::state::{AppState, hash_secret, make_secret};
 use crate::storage::{Role, Session, area_within};
 
 /// The session cookie's name.
@@ -105,7 +105,7 @@ impl FromRequestParts<Arc<AppState>> for Current {
         let session = match cookie(&parts.headers, SESSION_COOKIE) {
             Some(token) => state
                 .storage
-                .session(hash_secret(&token), now())
+                .session(hash_secret(&token), state.now())
                 .await
                 .map_err(|e| PageError::from(e).into_response())?,
             None => None,
@@ -245,9 +245,9 @@ pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<R
         role: operator.role,
         area: operator.area,
         csrf: make_secret()?,
-        expires_at: now() + SESSION_TTL_SECS,
+        expires_at: state.now() + SESSION_TTL_SECS,
     };
-    state.storage.create_session(session, now()).await?;
+    state.storage.create_session(session, state.now()).await?;
     let mut resp = Redirect::to(safe_next(form.next.as_deref())).into_response();
     let h = resp.headers_mut();
     h.append(

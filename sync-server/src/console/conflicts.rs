@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::{Current, Posted, csrf, scoped_area};
 use super::households::{field_label, household_link, load_household, member_of};
 use super::layout::{PageError, filter_form, page, time};
-use crate::api::{AppState, now};
+use crate::state::AppState;
 
 /// Conflicts shown on one page.
 const PAGE_SIZE: usize = 100;
@@ -142,7 +142,7 @@ pub async fn resolve(
         .await?
         .ok_or_else(|| PageError::not_found("No such open conflict: someone may have resolved it already."))?;
     check_value(&path, &value)?;
-    state.storage.resolve_conflict(id, Some(value), posted.session.username.clone(), now()).await?;
+    state.storage.resolve_conflict(id, Some(value), posted.session.username.clone(), state.now()).await?;
     Ok(Redirect::to(&format!("/console/conflicts?done={id}")).into_response())
 }
 

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf, require_admin};
 use super::layout::{Flash, PageError, ago, flash, page, time};
-use crate::api::{AppState, create_enrolment, now};
 use crate::error::ApiError;
+use crate::state::{AppState, create_enrolment};
 use crate::storage::Role;
 
 /// GET /console/devices
@@ -22,7 +22,7 @@ pub async fn list(
     Query(q): Query<Flash>,
 ) -> Result<Html<String>, PageError> {
     let devices = state.storage.devices().await?;
-    let now = now();
+    let now = state.now();
     let admin = current.0.role == Role::Admin;
     let body = html! {
         h1 { "Thiết bị · Devices" }
@@ -88,7 +88,7 @@ pub async fn enrol(State(state): State<Arc<AppState>>, posted: Posted<Enrolment>
     let code = create_enrolment(&state, area).await?;
     state
         .storage
-        .log_event(now(), posted.session.username.clone(), format!("create enrolment for area {area}"))
+        .log_event(state.now(), posted.session.username.clone(), format!("create enrolment for area {area}"))
         .await?;
     let png = doorstep_core::qr::encode_png(&code.to_qr_text(), 6).map_err(ApiError::internal)?;
     let body = html! {
@@ -139,10 +139,10 @@ pub async fn revoke(
         };
         return Ok(page("Revoke a device", Some(&posted.session), "devices", body).into_response());
     }
-    if !state.storage.revoke_device(id.clone(), now()).await? {
+    if !state.storage.revoke_device(id.clone(), state.now()).await? {
         return Err(PageError::not_found("No such active device."));
     }
-    state.storage.log_event(now(), posted.session.username.clone(), format!("revoke device {id}")).await?;
+    state.storage.log_event(state.now(), posted.session.username.clone(), format!("revoke device {id}")).await?;
     let msg = format!(
         "Đã thu hồi {id}; thiết bị sẽ tự xoá dữ liệu ở lần đồng bộ sau. · Revoked {id}: it wipes its data at its next sync."
     );

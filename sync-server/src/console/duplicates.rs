@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::auth::{Current, Posted, csrf, scoped_area};
 use super::households::{cccd_ok, household_link, load_household};
 use super::layout::{PageError, filter_form, flash, page, time};
-use crate::api::{AppState, now};
+use crate::state::AppState;
 use crate::storage::DuplicateAction;
 
 /// Candidates shown on one page.
@@ -262,7 +262,7 @@ pub async fn decide(
             }
         }
     }
-    state.storage.decide_duplicate(id, action, posted.session.username.clone(), now()).await?;
+    state.storage.decide_duplicate(id, action, posted.session.username.clone(), state.now()).await?;
     let next = serde_urlencoded::to_string([("done", message)]).unwrap_or_default();
     let status = if matches!(action, DuplicateAction::Merge) { "merged" } else { "open" };
     Ok(Redirect::to(&format!("/console/duplicates?status={status}&{next}")).into_response())

@@ -16,9 +16,9 @@ use serde::Deserialize;
 
 use super::auth::{Current, require_area, scoped_area};
 use super::layout::{PageError, page, time};
-use crate::api::AppState;
 use crate::error::ApiError;
 use crate::merge::server_editor;
+use crate::state::AppState;
 
 /// The server's copy of a household, read, with its heads.
 pub async fn load_household(state: &AppState, id: &str) -> Result<Option<(Household, Vec<String>)>, ApiError> {

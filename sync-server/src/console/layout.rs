@@ -149,6 +149,13 @@ impl From<ApiError> for PageError {
     }
 }
 
+impl From<crate::store::StorageError> for PageError {
+    /// Through [`ApiError`]: one mapping of storage refusals to statuses.
+    fn from(e: crate::store::StorageError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let body = html! {

@@ -27,7 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 
-use crate::api::AppState;
+use crate::state::AppState;
 
 /// The console's routes, under `/console`.
 pub fn routes() -> Router<Arc<AppState>> {

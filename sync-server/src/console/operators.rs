@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::auth::{Current, MIN_PASSWORD_LEN, Posted, csrf, hash_password, require_admin};
 use super::layout::{Flash, PageError, flash, page, time};
-use crate::api::{AppState, now};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::storage::{Operator, Role};
 
 /// GET /console/operators (admin)
@@ -120,11 +120,11 @@ pub async fn create(State(state): State<Arc<AppState>>, posted: Posted<NewOperat
             password_hash: hash,
             role,
             area: area.clone(),
-            created_at: now(),
+            created_at: state.now(),
         })
         .await?;
     let action = format!("create account {username} ({}{})", role.as_str(), scope_suffix(&area));
-    state.storage.log_event(now(), posted.session.username.clone(), action).await?;
+    state.storage.log_event(state.now(), posted.session.username.clone(), action).await?;
     let msg = format!("Đã tạo {username}. · Created {username}.");
     Ok(Redirect::to(&format!(
         "/console/operators?{}",

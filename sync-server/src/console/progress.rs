@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::auth::{Current, scoped_area};
 use super::households::household_link;
 use super::layout::{PageError, page, percent};
-use crate::api::{AppState, now};
+use crate::state::AppState;
 use crate::storage::{AreaCounts, ProgressQuery};
 
 /// The age at which a citizen must hold a CCCD card.
@@ -89,7 +89,7 @@ pub fn roll_up(area: &str, rows: &[AreaCounts]) -> (Vec<AreaCounts>, AreaCounts)
 /// The progress page for an area.
 async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<String>, PageError> {
     let today = chrono::Utc::now().date_naive();
-    let q = progress_query(area, today, now());
+    let q = progress_query(area, today, state.now());
     let rows = state.storage.area_counts(q.clone()).await?;
     let (children, total) = roll_up(area, &rows);
     let soon = state.storage.turning_14(q.clone(), 50).await?;
@@ -212,7 +212,7 @@ pub async fn csv(
 ) -> Result<Response, PageError> {
     let area = &scoped_area(&current.0, &q.area)?;
     let today = chrono::Utc::now().date_naive();
-    let rows = state.storage.area_counts(progress_query(area, today, now())).await?;
+    let rows = state.storage.area_counts(progress_query(area, today, state.now())).await?;
     let (children, total) = roll_up(area, &rows);
     let name: String = area.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
     let disposition =

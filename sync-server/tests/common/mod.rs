@@ -10,7 +10,7 @@ use doorstep_core::record::{Household, Member};
 use doorstep_core::store::{Role, Store};
 use doorstep_core::sync::protocol::EnrolmentCode;
 use doorstep_core::sync::{HttpTransport, SyncReport};
-use doorstep_sync_server::api::{AppState, create_enrolment};
+use doorstep_sync_server::state::{AppState, create_enrolment};
 use doorstep_sync_server::storage::Storage;
 
 pub const ADMIN: &str = "admin-token-for-tests";
@@ -20,6 +20,8 @@ pub struct TestServer {
     pub url: String,
     pub storage: Arc<dyn Storage>,
     pub runtime: tokio::runtime::Runtime,
+    /// The `--db` value of its store.
+    pub db: String,
     _dir: tempfile::TempDir,
 }
 
@@ -47,9 +49,84 @@ pub fn key_file(db: &str) -> Option<std::path::PathBuf> {
     db.starts_with("postgres").then(|| std::env::temp_dir().join(format!("{}.key", db.rsplit('/').next().unwrap())))
 }
 
-/// Opens the store a test's server uses, with its key.
-pub fn open_storage(db: &str) -> Arc<dyn Storage> {
-    doorstep_sync_server::open_storage(db, key_file(db).as_deref()).unwrap()
+/// Opens the store a test's server uses, with its key, on `runtime`.
+pub fn open_storage_on(runtime: &tokio::runtime::Runtime, db: &str) -> Arc<dyn Storage> {
+    try_open_storage(runtime, db, key_file(db).as_deref()).unwrap()
+}
+
+/// Opens a store with this key file, or says why not.
+pub fn try_open_storage(
+    runtime: &tokio::runtime::Runtime,
+    db: &str,
+    key: Option<&Path>,
+) -> Result<Arc<dyn Storage>, doorstep_sync_server::store::StorageError> {
+    let now = chrono::Utc::now().timestamp();
+    runtime
+        .block_on(doorstep_sync_server::open_storage(db, key, Default::default(), now))
+        .map(|s| s as Arc<dyn Storage>)
+}
+
+/// Opens the store a test's server uses, with its key, and a runtime to drive it.
+pub fn open_storage(db: &str) -> (tokio::runtime::Runtime, Arc<dyn Storage>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let storage = open_storage_on(&runtime, db);
+    (runtime, storage)
+}
+
+/// Runs SQL statements on a store from outside the server (to age, corrupt or inspect it).
+pub fn sql(db: &str, statements: &str) {
+    if db.starts_with("postgres") {
+        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        client.batch_execute(statements).unwrap();
+    } else {
+        rusqlite::Connection::open(db).unwrap().execute_batch(statements).unwrap();
+    }
+}
+
+/// A checksum of what a store holds, read from outside the server, for tests that
+/// prove a refusal changed nothing.
+pub fn fingerprint(db: &str) -> String {
+    const TABLES: &[(&str, &str)] = &[
+        ("enrolment", "token_hash, area, used_at, device_id"),
+        ("device", "device_id, area, revoked_at"),
+        ("doc", "doc_id, area, heads"),
+        ("feed", "seq, doc_id, origin, changes"),
+        ("conflict", "id, doc_id, path, status"),
+        ("duplicate", "id, doc_a, member_a, doc_b, member_b, status"),
+        ("audit", "id, device_id, doc_id, heads"),
+        ("duplicate_decision", "id, duplicate_id, action"),
+        ("resident_link", "duplicate_id, doc_a, member_a, doc_b, member_b, undone_at"),
+        ("blob", "id, device_id, total, received"),
+        ("blob_chunk", "id, start_at, data"),
+        ("device_key", "device_id, transfer_key"),
+    ];
+    let mut h = blake3::Hasher::new();
+    if db.starts_with("postgres") {
+        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        for (table, cols) in TABLES {
+            // Every column as text (bytea as hex), so one reader fits all.
+            let cols: Vec<String> = cols.split(", ").map(|c| format!("{c}::TEXT")).collect();
+            for row in client.query(&format!("SELECT {} FROM {table} ORDER BY 1", cols.join(", ")), &[]).unwrap() {
+                for i in 0..row.len() {
+                    h.update(format!("{:?}|", row.get::<_, Option<String>>(i)).as_bytes());
+                }
+            }
+        }
+    } else {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        for (table, cols) in TABLES {
+            let mut stmt = conn.prepare(&format!("SELECT {cols} FROM {table} ORDER BY 1")).unwrap();
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                for i in 0..n {
+                    let v: rusqlite::types::Value = row.get(i).unwrap();
+                    h.update(format!("{v:?}|").as_bytes());
+                }
+            }
+        }
+    }
+    h.finalize().to_hex().to_string()
 }
 
 pub fn using_postgres() -> bool {
@@ -58,7 +135,7 @@ pub fn using_postgres() -> bool {
 
 impl TestServer {
     pub fn start() -> TestServer {
-        Self::start_with_quota(doorstep_sync_server::api::DEFAULT_ATTACHMENT_QUOTA)
+        Self::start_with_quota(doorstep_sync_server::state::DEFAULT_ATTACHMENT_QUOTA)
     }
 
     /// A server whose devices may each store `quota` bytes of attachments.
@@ -70,12 +147,12 @@ impl TestServer {
 
     /// A server on a store the test names (and reads afterwards).
     pub fn start_on_db(db: &str) -> TestServer {
-        Self::serve(db, doorstep_sync_server::api::DEFAULT_ATTACHMENT_QUOTA, tempfile::tempdir().unwrap())
+        Self::serve(db, doorstep_sync_server::state::DEFAULT_ATTACHMENT_QUOTA, tempfile::tempdir().unwrap())
     }
 
     fn serve(db: &str, quota: u64, dir: tempfile::TempDir) -> TestServer {
-        let storage = open_storage(db);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let storage = open_storage_on(&runtime, db);
         let s = storage.clone();
         let addr = runtime
             .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| {
@@ -84,14 +161,13 @@ impl TestServer {
                 state
             }))
             .unwrap();
-        TestServer { url: format!("http://{addr}"), storage, runtime, _dir: dir }
+        TestServer { url: format!("http://{addr}"), storage, runtime, db: db.to_string(), _dir: dir }
     }
 
     /// A handle on an existing database served by another process at `url` (for enrolments and fingerprints).
     pub fn start_on(db: &str, url: &str) -> TestServer {
-        let storage = open_storage(db);
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        TestServer { url: url.to_string(), storage, runtime, _dir: tempfile::tempdir().unwrap() }
+        let (runtime, storage) = open_storage(db);
+        TestServer { url: url.to_string(), storage, runtime, db: db.to_string(), _dir: tempfile::tempdir().unwrap() }
     }
 
     pub fn enrolment(&self, area: &str) -> EnrolmentCode {
@@ -99,8 +175,9 @@ impl TestServer {
         self.runtime.block_on(create_enrolment(&state, area)).unwrap()
     }
 
+    /// A checksum of what its store holds ([`fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        self.runtime.block_on(self.storage.fingerprint()).unwrap()
+        fingerprint(&self.db)
     }
 
     pub fn admin_get(&self, path: &str) -> serde_json::Value {

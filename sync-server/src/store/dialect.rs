@@ -1,0 +1,191 @@
+//! Everything that differs between SQLite and PostgreSQL, named in one place.
+//!
+//! Every query of the store is one text for both backends (`$n` parameters, which
+//! SQLite reads as the n-th argument too). What remains are the schema's type names,
+//! how a write transaction begins, and a row lock. Nothing else may branch on the backend.
+
+use super::StorageError;
+
+/// The backend a store URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// An embedded file (`--db ./data.db`): one writer at a time, in this process.
+    Sqlite,
+    /// A PostgreSQL server (`--db postgres://…`): any number of server processes.
+    Postgres,
+}
+
+/// The advisory lock that orders writers across PostgreSQL server processes.
+const PG_WRITE_LOCK: i64 = 0x00D0_0257;
+
+impl Dialect {
+    /// The dialect of a `--db` value: a `postgres://` or `postgresql://` URL, else a SQLite path.
+    pub fn of(db: &str) -> Dialect {
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
+    /// The schema text with this dialect's type names put in.
+    pub fn schema(self, template: &str) -> String {
+        let (serial_key, blob, without_rowid) = match self {
+            Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", " WITHOUT ROWID"),
+            Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA", ""),
+        };
+        template.replace("{serial_key}", serial_key).replace("{blob}", blob).replace("{without_rowid}", without_rowid)
+    }
+
+    /// The statement that begins a write transaction. SQLite takes its write lock at
+    /// once (a deferred transaction that later writes can fail instead of waiting).
+    pub fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    /// A statement run first in every write transaction, if the dialect needs one:
+    /// PostgreSQL's advisory lock hands out feed positions in commit order across nodes
+    /// (docs/adr/0002). SQLite writers are already one at a time.
+    pub fn write_lock(self) -> Option<String> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")),
+        }
+    }
+
+    /// What a `SELECT` of one row appends to lock that row for the transaction.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Statements that run on each new SQLite connection (PostgreSQL needs none).
+    pub fn connection_setup(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => &[
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = FULL",
+                "PRAGMA foreign_keys = ON",
+                "PRAGMA busy_timeout = 10000",
+                // A push runs some forty statements a household over a large index: a 64 MiB page cache.
+                "PRAGMA cache_size = -65536",
+                // Sorts and temporary indexes stay in memory: nothing in clear reaches a temp file.
+                "PRAGMA temp_store = MEMORY",
+            ],
+            Dialect::Postgres => &[],
+        }
+    }
+
+    /// Connections the pool opens at most. SQLite reads in parallel under WAL; its
+    /// writes queue in the process ([`super::Store`]).
+    pub fn max_connections(self, configured: Option<u32>) -> u32 {
+        configured.unwrap_or(match self {
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 16,
+        })
+    }
+
+    /// The sqlx URL of a `--db` value.
+    pub fn url(self, db: &str) -> Result<String, StorageError> {
+        match self {
+            Dialect::Postgres => Ok(db.to_string()),
+            Dialect::Sqlite => {
+                if db.contains(['?', '#']) {
+                    return Err(StorageError::invalid("a SQLite database path may not contain ? or #"));
+                }
+                Ok(format!("sqlite://{db}?mode=rwc"))
+            }
+        }
+    }
+
+    /// Statements that bring a store created before migrations were recorded
+    /// (no migrations table yet) to the first migration's shape, column by column.
+    /// Each is safe to run on a store that already has the change.
+    pub fn legacy_fixups(self) -> &'static [LegacyFixup] {
+        match self {
+            Dialect::Sqlite => &[
+                LegacyFixup::AddColumn("person", "birth_year", "TEXT"),
+                LegacyFixup::AddColumn("person", "cccd_digits", "TEXT"),
+                LegacyFixup::AddColumn("operator", "area", "TEXT NOT NULL DEFAULT ''"),
+                LegacyFixup::AddColumn("session", "area", "TEXT NOT NULL DEFAULT ''"),
+                LegacyFixup::RenameColumn("audit", "user", "username"),
+            ],
+            Dialect::Postgres => &[
+                LegacyFixup::AddColumn("person", "birth_year", "TEXT"),
+                LegacyFixup::AddColumn("person", "cccd_digits", "TEXT"),
+                LegacyFixup::AddColumn("operator", "area", "TEXT NOT NULL DEFAULT ''"),
+                LegacyFixup::AddColumn("session", "area", "TEXT NOT NULL DEFAULT ''"),
+                LegacyFixup::Statement(
+                    "ALTER TABLE household_stats ALTER COLUMN complete TYPE BIGINT USING complete::int",
+                ),
+            ],
+        }
+    }
+
+    /// A query that lists a table's column names (one text column).
+    pub fn columns_query(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT name FROM pragma_table_info($1)",
+            Dialect::Postgres => "SELECT column_name::TEXT FROM information_schema.columns WHERE table_name = $1",
+        }
+    }
+
+    /// A query that counts the tables of this name (one integer column).
+    pub fn table_exists_query(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            Dialect::Postgres => {
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = $1 AND table_schema = current_schema()"
+            }
+        }
+    }
+}
+
+/// One step that brings a pre-migration store up to the first migration.
+#[derive(Debug, Clone, Copy)]
+pub enum LegacyFixup {
+    /// Adds a column when the table lacks it.
+    AddColumn(&'static str, &'static str, &'static str),
+    /// Renames a column when the table has the old name.
+    RenameColumn(&'static str, &'static str, &'static str),
+    /// A statement that is safe to run again.
+    Statement(&'static str),
+}
+
+/// The area test of the store: `column` is `param` or lies within it. Exact
+/// prefix comparison on whole segments (never `LIKE`, whose `%` and `_` a caller could
+/// smuggle in). `param` is a `$n` placeholder.
+pub fn within(column: &str, param: &str) -> String {
+    format!("({column} = {param} OR substr({column}, 1, length({param}) + 1) = {param} || '.')")
+}
+
+/// [`within`], where an empty `param` means every area.
+pub fn within_or_all(column: &str, param: &str) -> String {
+    format!("({param} = '' OR {})", within(column, param))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_each_dialects_types() {
+        let t = "id {serial_key}, data {blob}) {without_rowid};";
+        assert_eq!(Dialect::Sqlite.schema(t), "id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB)  WITHOUT ROWID;");
+        assert_eq!(Dialect::Postgres.schema(t), "id BIGSERIAL PRIMARY KEY, data BYTEA) ;");
+    }
+
+    #[test]
+    fn the_url_says_the_dialect() {
+        assert_eq!(Dialect::of("postgres://u@h/db"), Dialect::Postgres);
+        assert_eq!(Dialect::of("postgresql://u@h/db?sslmode=require"), Dialect::Postgres);
+        assert_eq!(Dialect::of("./data.db"), Dialect::Sqlite);
+        assert_eq!(Dialect::Sqlite.url("/tmp/a.db").unwrap(), "sqlite:///tmp/a.db?mode=rwc");
+        assert!(Dialect::Sqlite.url("/tmp/a.db?mode=ro").is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! The server's store: one implementation of every query, of the schema and of its
+//! migrations, for SQLite (the embedded default) and PostgreSQL (any number of
+//! stateless server processes), through sqlx's `Any` driver (docs/adr/0004).
+//!
+//! [`Store::read`] and [`Store::write`] open a [`Tx`]; everything the store keeps that
+//! names a resident is sealed on its way in and opened on its way out there
+//! ([`crate::at_rest`]). The few differences between the backends live in [`dialect`].
+//! This layer knows nothing of HTTP or of the sync algorithm above it.
+
+pub mod dialect;
+mod error;
+pub mod model;
+mod tx;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use dialect::Dialect;
+pub use error::{ErrorKind, StorageError};
+pub use tx::Tx;
+
+use crate::at_rest::{AtRest, CHECK_SETTING};
+
+/// The migrations, in order: (version, description, schema template).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "baseline", include_str!("../../migrations/0001_baseline.sql"))];
+
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Connections the pool keeps at most (default: 4 on SQLite, 16 on PostgreSQL).
+    pub max_connections: Option<u32>,
+}
+
+/// An open store: a connection pool, its dialect and the server's at-rest keys.
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+    keys: Arc<AtRest>,
+    /// SQLite has one writer: writers queue here, in order, rather than in SQLite's busy loop.
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dialect", &self.dialect).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store a `--db` value names — a SQLite file path or a
+    /// `postgres://` URL, whose `sslmode` (and `sslrootcert`) choose TLS — runs the
+    /// migrations it lacks, and checks that `keys` open it.
+    pub async fn open(db: &str, keys: Arc<AtRest>, options: StoreOptions) -> Result<Store, StorageError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of(db);
+        let url = dialect.url(db)?;
+        let connect = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StorageError::startup(format!("the database URL is not usable: {e}")))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(dialect.max_connections(options.max_connections))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for statement in dialect.connection_setup() {
+                        conn.execute(*statement).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| StorageError::startup(format!("cannot connect to the database: {e}")))?;
+        let store = Store { pool, dialect, keys, writer: tokio::sync::Mutex::new(()) };
+        store.migrate().await?;
+        store.admit_key().await?;
+        Ok(store)
+    }
+
+    /// The backend.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The server's at-rest keys.
+    pub fn keys(&self) -> &AtRest {
+        &self.keys
+    }
+
+    /// Begins a transaction that only reads.
+    pub async fn read(&self) -> Result<Tx<'_>, StorageError> {
+        Ok(Tx::new(self.pool.begin().await?, &self.keys, self.dialect, None))
+    }
+
+    /// Begins a write transaction: it holds the backend's write lock until it ends.
+    pub async fn write(&self) -> Result<Tx<'_>, StorageError> {
+        let guard = match self.dialect {
+            Dialect::Sqlite => Some(self.writer.lock().await),
+            Dialect::Postgres => None,
+        };
+        let mut tx = self.pool.begin_with(self.dialect.begin_write()).await?;
+        if let Some(lock) = self.dialect.write_lock() {
+            tx.execute(sqlx::AssertSqlSafe(lock)).await?;
+        }
+        Ok(Tx::new(tx, &self.keys, self.dialect, guard))
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Runs the migrations the store lacks; a store made before migrations were
+    /// recorded is first brought to the baseline's shape.
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let failed = |e: sqlx::migrate::MigrateError| StorageError::startup(format!("migrating the store failed: {e}"));
+        let mut conn = self.pool.acquire().await?;
+        if !self.table_exists(&mut conn, "_sqlx_migrations").await? && self.table_exists(&mut conn, "doc").await? {
+            for fixup in self.dialect.legacy_fixups() {
+                self.apply_fixup(&mut conn, *fixup).await?;
+            }
+        }
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, template)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(self.dialect.schema(template)).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations).run(&mut *conn).await.map_err(failed)
+    }
+
+    async fn table_exists(&self, conn: &mut sqlx::AnyConnection, table: &str) -> Result<bool, StorageError> {
+        let n: i64 =
+            sqlx::query(self.dialect.table_exists_query()).bind(table).fetch_one(&mut *conn).await?.try_get(0)?;
+        Ok(n > 0)
+    }
+
+    async fn columns(&self, conn: &mut sqlx::AnyConnection, table: &str) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query(self.dialect.columns_query()).bind(table).fetch_all(&mut *conn).await?;
+        Ok(rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn apply_fixup(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        fixup: dialect::LegacyFixup,
+    ) -> Result<(), StorageError> {
+        use dialect::LegacyFixup;
+        let statement = match fixup {
+            LegacyFixup::AddColumn(table, column, decl) => {
+                if self.columns(conn, table).await?.iter().any(|c| c == column) {
+                    return Ok(());
+                }
+                format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            }
+            LegacyFixup::RenameColumn(table, from, to) => {
+                if !self.columns(conn, table).await?.iter().any(|c| c == from) {
+                    return Ok(());
+                }
+                format!("ALTER TABLE {table} RENAME COLUMN {from} TO {to}")
+            }
+            LegacyFixup::Statement(sql) => sql.to_string(),
+        };
+        conn.execute(sqlx::AssertSqlSafe(statement)).await?;
+        Ok(())
+    }
+
+    /// Records the key's check value on a new store; refuses a key that does not open this one.
+    async fn admit_key(&self) -> Result<(), StorageError> {
+        let mut tx = self.write().await?;
+        let check = tx.raw_setting(CHECK_SETTING).await?;
+        let has_data = tx.has_data().await?;
+        if let Some(value) = self.keys.admit(check.as_deref(), has_data)? {
+            tx.put_raw_setting(CHECK_SETTING, &value).await?;
+        }
+        tx.commit().await
+    }
+}
+
+use sqlx::SqlSafeStr;

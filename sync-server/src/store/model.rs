@@ -1,0 +1,356 @@
+//! The records the store reads and writes, shared by every layer above it.
+
+use serde::{Deserialize, Serialize};
+
+/// An enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The device's own id.
+    pub device_id: String,
+    /// The area it serves.
+    pub area: String,
+    /// When it enrolled, Unix seconds.
+    pub enrolled_at: i64,
+    /// When it last synced.
+    pub last_sync_at: Option<i64>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A conflict waiting for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictItem {
+    /// Queue id.
+    pub id: i64,
+    /// Household id.
+    pub doc_id: String,
+    /// Area.
+    pub area: String,
+    /// Field path.
+    pub path: String,
+    /// The concurrent values with their authors and times.
+    pub values: Vec<doorstep_core::record::ConflictValue>,
+    /// `open` or `resolved`.
+    pub status: String,
+}
+
+/// A duplicate candidate waiting for an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateItem {
+    /// Queue id.
+    pub id: i64,
+    /// One record: household and member.
+    pub doc_a: String,
+    /// Its member id.
+    pub member_a: String,
+    /// The other record.
+    pub doc_b: String,
+    /// Its member id.
+    pub member_b: String,
+    /// Match probability from 0 to 1.
+    pub score: f64,
+    /// Why: each comparison's level and weight, the hard rule, the model version
+    /// (`None` for a candidate stored in an older format, until it is re-scored).
+    pub explanation: Option<doorstep_core::identity::MatchScore>,
+    /// `open`, `merged` or `dismissed`.
+    pub status: String,
+    /// The area the candidate was found in.
+    pub area: String,
+    /// The last operator decision: action, operator, Unix seconds.
+    pub decided: Option<(String, String, i64)>,
+}
+
+/// What a re-scoring of the duplicate queue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescoreReport {
+    /// Index entries whose blocking keys were rebuilt.
+    pub reindexed: usize,
+    /// Open candidates scored again and kept open.
+    pub kept: usize,
+    /// Open candidates the model no longer queues (status `withdrawn`).
+    pub withdrawn: usize,
+}
+
+/// One accepted change, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Which device (or `server` for an operator's change).
+    pub device_id: String,
+    /// Which user.
+    pub user: String,
+    /// Which household.
+    pub doc_id: String,
+    /// Heads after the change.
+    pub heads: Vec<String>,
+    /// What happened: `sync` or `resolve`.
+    pub action: String,
+}
+
+/// What an operator account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reviews conflicts and duplicates, reads progress, prints slips.
+    Operator,
+    /// Everything an operator does, and manages devices and accounts.
+    Admin,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An operator account of the web console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// Login name.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// What the account may do.
+    pub role: Role,
+    /// The area it works on, with its sub-areas (empty: every area).
+    pub area: String,
+    /// When it was created, Unix seconds.
+    pub created_at: i64,
+}
+
+/// A logged-in console session. Only the hash of its cookie token is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// BLAKE3 of the cookie token.
+    pub token_hash: String,
+    /// The operator.
+    pub username: String,
+    /// Their role when they logged in.
+    pub role: Role,
+    /// The area the operator works on (empty: every area).
+    pub area: String,
+    /// The token every form of this session must carry.
+    pub csrf: String,
+    /// Unix seconds after which the session is dead.
+    pub expires_at: i64,
+}
+
+/// Whether `area` is `scope` or lies within it (an empty scope holds every area).
+pub fn area_within(area: &str, scope: &str) -> bool {
+    scope.is_empty() || area == scope || area.strip_prefix(scope).is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// An operator's decision on a duplicate candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateAction {
+    /// The two records are one resident: link them (both records and histories stay).
+    Merge,
+    /// Undo a merge: remove the link and reopen the candidate.
+    Undo,
+    /// They are different people: close the candidate.
+    Dismiss,
+}
+
+impl DuplicateAction {
+    /// The name written to the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicateAction::Merge => "merge",
+            DuplicateAction::Undo => "unmerge",
+            DuplicateAction::Dismiss => "dismiss",
+        }
+    }
+}
+
+/// Two resident records an operator linked as one person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResidentLink {
+    /// The duplicate candidate it came from.
+    pub duplicate_id: i64,
+    /// One record: household and member.
+    pub a: (String, String),
+    /// The other.
+    pub b: (String, String),
+    /// Who linked them.
+    pub linked_by: String,
+    /// When, Unix seconds.
+    pub linked_at: i64,
+}
+
+/// The time windows of a progress report, computed by the caller so that backends only compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressQuery {
+    /// The area (and its sub-areas).
+    pub area: String,
+    /// Unix seconds: households first seen after this count as new today.
+    pub since_day: i64,
+    /// … in the last 7 days.
+    pub since_week: i64,
+    /// … in the last 30 days.
+    pub since_month: i64,
+    /// Residents born after this day (`YYYY-MM-DD`, exclusive) …
+    pub born_after: String,
+    /// … and on or before this day turn 14 in the window.
+    pub born_until: String,
+}
+
+/// Counts for one exact area code; the console rolls them up into sub-areas.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AreaCounts {
+    /// Area code.
+    pub area: String,
+    /// Households.
+    pub households: i64,
+    /// Residents.
+    pub residents: i64,
+    /// Households with every required field filled.
+    pub complete: i64,
+    /// Residents with a CCCD number.
+    pub cccd_present: i64,
+    /// … whose number passes every check.
+    pub cccd_valid: i64,
+    /// Households first seen in the last day.
+    pub new_day: i64,
+    /// … in the last 7 days.
+    pub new_week: i64,
+    /// … in the last 30 days.
+    pub new_month: i64,
+    /// Residents turning 14 in the window.
+    pub turning_14: i64,
+    /// Open conflicts.
+    pub open_conflicts: i64,
+    /// Open duplicate candidates.
+    pub open_duplicates: i64,
+}
+
+/// Adds one kind of per-area count to `out`, creating areas as they appear.
+pub fn add_counts(
+    out: &mut std::collections::BTreeMap<String, AreaCounts>,
+    rows: Vec<(String, i64)>,
+    field: fn(&mut AreaCounts) -> &mut i64,
+) {
+    for (area, n) in rows {
+        let entry = out.entry(area.clone()).or_insert_with(|| AreaCounts { area, ..AreaCounts::default() });
+        *field(entry) = n;
+    }
+}
+
+/// A resident who reaches ID-card age soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turning14 {
+    /// Household.
+    pub doc_id: String,
+    /// Member.
+    pub member_id: String,
+    /// Area.
+    pub area: String,
+    /// Full name.
+    pub name: String,
+    /// Date of birth.
+    pub dob: String,
+}
+
+/// A row of the change feed.
+pub struct FeedRow {
+    /// Position in the feed: the device cursor.
+    pub seq: i64,
+    /// Area of the document.
+    pub area: String,
+    /// Household id.
+    pub doc_id: String,
+    /// Device that sent the changes (`server` for an operator's).
+    pub origin: String,
+    /// Automerge changes.
+    pub changes: Vec<u8>,
+}
+
+/// An attachment blob as the server holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobState {
+    /// The area of the device that uploaded it.
+    pub area: String,
+    /// That device.
+    pub device_id: String,
+    /// Whole size.
+    pub total: i64,
+    /// Bytes held.
+    pub received: i64,
+    /// Last chunk, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A household's figures for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HouseholdStats {
+    /// Residents.
+    pub members: i64,
+    /// Every required field filled.
+    pub complete: bool,
+    /// Residents with a CCCD number.
+    pub cccd_present: i64,
+    /// … that passes every check.
+    pub cccd_valid: i64,
+}
+
+/// A person's index entry as the store returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRow {
+    /// Household id.
+    pub doc_id: String,
+    /// Member id.
+    pub member_id: String,
+    /// Area of the household.
+    pub area: String,
+    /// The person's key as JSON (sealed at rest).
+    pub key_json: String,
+}
+
+/// What the store keeps to find one person again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonIndex {
+    /// Household id.
+    pub doc_id: String,
+    /// Member id.
+    pub member_id: String,
+    /// Area of the household.
+    pub area: String,
+    /// The person's key as JSON.
+    pub key_json: String,
+    /// CCCD number.
+    pub cccd: Option<String>,
+    /// Its digits, sorted (finds a transposition).
+    pub cccd_digits: Option<String>,
+    /// Date of birth, `YYYY-MM-DD`.
+    pub dob: Option<String>,
+    /// Year of birth.
+    pub birth_year: Option<String>,
+    /// Blocking keys, `rule:value` (tokens once sealed).
+    pub blocks: Vec<String>,
+}
+
+/// A duplicate candidate as a decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateRow {
+    /// Queue id.
+    pub id: i64,
+    /// `open`, `merged` or `dismissed`.
+    pub status: String,
+    /// One record: household, member.
+    pub a: (String, String),
+    /// The other.
+    pub b: (String, String),
+}

@@ -1,0 +1,1141 @@
+//! One transaction on the store, and every query the server runs — each written
+//! once for both backends. What names a resident is sealed here on the way in and
+//! opened on the way out, so the database only ever holds sealed bytes and index tokens.
+
+use doorstep_core::sync::protocol::DirectoryEntry;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+use super::dialect::{Dialect, within, within_or_all};
+use super::model::{
+    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DuplicateItem, DuplicateRow, FeedRow, HouseholdStats,
+    Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, Role, Session, Turning14, add_counts,
+};
+use super::{ErrorKind, StorageError};
+use crate::at_rest::{AtRest, count_by_area};
+use doorstep_core::sync::protocol::ErrorCode;
+
+/// An open transaction. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx<'a> {
+    tx: Transaction<'static, Any>,
+    keys: &'a AtRest,
+    dialect: Dialect,
+    _writer: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+fn person_row(r: &AnyRow) -> Result<PersonRow> {
+    Ok(PersonRow { doc_id: r.try_get(0)?, member_id: r.try_get(1)?, area: r.try_get(2)?, key_json: r.try_get(3)? })
+}
+
+fn device_row(r: &AnyRow) -> Result<Device> {
+    Ok(Device {
+        device_id: r.try_get(0)?,
+        area: r.try_get(1)?,
+        enrolled_at: r.try_get(2)?,
+        last_sync_at: r.try_get(3)?,
+        revoked_at: r.try_get(4)?,
+    })
+}
+
+fn operator_row(r: &AnyRow) -> Result<Operator> {
+    let role: String = r.try_get(2)?;
+    Ok(Operator {
+        username: r.try_get(0)?,
+        password_hash: r.try_get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Operator),
+        created_at: r.try_get(3)?,
+        area: r.try_get(4)?,
+    })
+}
+
+fn duplicate_row(r: &AnyRow) -> Result<DuplicateRow> {
+    Ok(DuplicateRow {
+        id: r.try_get(0)?,
+        status: r.try_get(1)?,
+        a: (r.try_get(2)?, r.try_get(3)?),
+        b: (r.try_get(4)?, r.try_get(5)?),
+    })
+}
+
+fn split_heads(heads: &str) -> Vec<String> {
+    heads.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// `$from, $from+1, …` for `n` parameters.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl<'a> Tx<'a> {
+    pub(super) fn new(
+        tx: Transaction<'static, Any>,
+        keys: &'a AtRest,
+        dialect: Dialect,
+        writer: Option<tokio::sync::MutexGuard<'a, ()>>,
+    ) -> Tx<'a> {
+        Tx { tx, keys, dialect, _writer: writer }
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+
+    /// The server's at-rest keys.
+    pub fn keys(&self) -> &'a AtRest {
+        self.keys
+    }
+
+    fn open_person_row(&self, mut row: PersonRow) -> Result<PersonRow> {
+        row.key_json = self.keys.open_text("person", &row.doc_id, &row.member_id, &row.key_json)?;
+        Ok(row)
+    }
+
+    // ---- documents and the feed ----
+
+    /// The server's copy of a document: saved bytes and area.
+    pub async fn doc(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let row = sqlx::query("SELECT snapshot, area FROM doc WHERE doc_id = $1")
+            .bind(doc_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        match row {
+            Some(r) => {
+                let sealed: Vec<u8> = r.try_get(0)?;
+                Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, r.try_get(1)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The server's copy of a household, with its heads.
+    pub async fn household(&mut self, doc_id: &str) -> Result<Option<(Vec<u8>, Vec<String>)>> {
+        let row = sqlx::query("SELECT snapshot, heads FROM doc WHERE doc_id = $1")
+            .bind(doc_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let sealed: Vec<u8> = r.try_get(0)?;
+        let heads: String = r.try_get(1)?;
+        Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, split_heads(&heads))))
+    }
+
+    /// Writes the server's copy of a document.
+    pub async fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<()> {
+        let sealed = self.keys.seal("doc", doc_id, "", snapshot)?;
+        sqlx::query(
+            "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
+                 heads = excluded.heads, updated_at = excluded.updated_at",
+        )
+        .bind(doc_id)
+        .bind(area)
+        .bind(sealed)
+        .bind(heads)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends changes to the feed.
+    pub async fn append_feed(
+        &mut self,
+        area: &str,
+        doc_id: &str,
+        origin: &str,
+        changes: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        let sealed = self.keys.seal("feed", doc_id, origin, changes)?;
+        sqlx::query("INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(area)
+            .bind(doc_id)
+            .bind(origin)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Feed rows after `cursor` within `area` (and its sub-areas), oldest first, at most `limit`.
+    pub async fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>> {
+        let sql = format!(
+            "SELECT seq, area, doc_id, origin, changes FROM feed WHERE seq > $1 AND {} ORDER BY seq LIMIT $3",
+            within("area", "$2")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(cursor).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| {
+                let (doc_id, origin): (String, String) = (r.try_get(2)?, r.try_get(3)?);
+                let sealed: Vec<u8> = r.try_get(4)?;
+                let changes = self.keys.open("feed", &doc_id, &origin, &sealed)?;
+                Ok(FeedRow { seq: r.try_get(0)?, area: r.try_get(1)?, doc_id, origin, changes })
+            })
+            .collect()
+    }
+
+    /// Documents with no progress figures yet (stored before figures were kept).
+    pub async fn docs_without_stats(&mut self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT doc_id FROM doc WHERE NOT EXISTS (SELECT 1 FROM household_stats s WHERE s.doc_id = doc.doc_id)",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Writes a household's progress figures; keeps the time it was first seen.
+    pub async fn put_stats(&mut self, doc_id: &str, area: &str, st: &HouseholdStats, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
+                 complete = excluded.complete, cccd_present = excluded.cccd_present,
+                 cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
+        )
+        .bind(doc_id)
+        .bind(area)
+        .bind(st.members)
+        .bind(i64::from(st.complete))
+        .bind(st.cccd_present)
+        .bind(st.cccd_valid)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    /// Records an accepted change (or an operator's decision) in the audit log.
+    pub async fn audit(
+        &mut self,
+        at: i64,
+        device: &str,
+        user: &str,
+        doc_id: &str,
+        heads: &str,
+        action: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (at, device_id, username, doc_id, heads, action) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(at)
+        .bind(device)
+        .bind(user)
+        .bind(doc_id)
+        .bind(heads)
+        .bind(action)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The audit log of a household, or all of it.
+    pub async fn audit_log(&mut self, doc_id: Option<&str>) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, device_id, username, doc_id, heads, action FROM audit WHERE $1 IS NULL OR doc_id = $1 ORDER BY id",
+        )
+        .bind(doc_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let heads: String = r.try_get(4)?;
+                Ok(AuditEntry {
+                    at: r.try_get(0)?,
+                    device_id: r.try_get(1)?,
+                    user: r.try_get(2)?,
+                    doc_id: r.try_get(3)?,
+                    heads: split_heads(&heads),
+                    action: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The latest actions that concern no household, newest first.
+    pub async fn events(&mut self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, device_id, username, doc_id, action FROM audit WHERE doc_id = '' ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get(0)?,
+                    device_id: r.try_get(1)?,
+                    user: r.try_get(2)?,
+                    doc_id: r.try_get(3)?,
+                    heads: Vec::new(),
+                    action: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- conflicts ----
+
+    /// Open conflicts of a document: (id, path).
+    pub async fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query("SELECT id, path FROM conflict WHERE doc_id = $1 AND status = 'open'")
+            .bind(doc_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Marks a conflict resolved.
+    pub async fn resolve_conflict_row(&mut self, id: i64, by: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE conflict SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .bind(by)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts an open conflict, or updates the values of the open one at this path.
+    pub async fn upsert_conflict(
+        &mut self,
+        doc_id: &str,
+        area: &str,
+        path: &str,
+        values_json: &str,
+        now: i64,
+    ) -> Result<()> {
+        let sealed = self.keys.seal_text("conflict", doc_id, path, values_json)?;
+        sqlx::query(
+            "INSERT INTO conflict (doc_id, area, path, values_json, status, created_at) VALUES ($1, $2, $3, $4, 'open', $5)
+             ON CONFLICT (doc_id, path) WHERE status = 'open' DO UPDATE SET values_json = excluded.values_json",
+        )
+        .bind(doc_id)
+        .bind(area)
+        .bind(path)
+        .bind(sealed)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// An open conflict's document and path.
+    pub async fn conflict(&mut self, id: i64) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT doc_id, path FROM conflict WHERE id = $1 AND status = 'open'")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Conflicts, open ones first, optionally within an area.
+    pub async fn conflicts(&mut self, area: Option<&str>) -> Result<Vec<ConflictItem>> {
+        let sql = format!(
+            "SELECT id, doc_id, area, path, values_json, status FROM conflict WHERE $1 IS NULL OR {}
+             ORDER BY status = 'open' DESC, id",
+            within("area", "$1")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| {
+                let item = ConflictItem {
+                    id: r.try_get(0)?,
+                    doc_id: r.try_get(1)?,
+                    area: r.try_get(2)?,
+                    path: r.try_get(3)?,
+                    values: Vec::new(),
+                    status: r.try_get(5)?,
+                };
+                let sealed: String = r.try_get(4)?;
+                self.keys.open_conflict(item, &sealed)
+            })
+            .collect()
+    }
+
+    // ---- the resident index and duplicate candidates ----
+
+    /// Forgets a document's people (before re-indexing them).
+    pub async fn delete_people(&mut self, doc_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM person WHERE doc_id = $1").bind(doc_id).execute(&mut *self.tx).await?;
+        sqlx::query("DELETE FROM person_block WHERE doc_id = $1").bind(doc_id).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// People in other documents that share a blocking key with a probe
+    /// ([`doorstep_core::identity::linkage::blocking`]), opened, at most `limit`. A person whose
+    /// CCCD differs from `cccd` (and whose sorted digits differ from `cccd_digits`, so no
+    /// transposition) is a hard non-duplicate and left out before anything is opened.
+    pub async fn person_candidates(
+        &mut self,
+        doc_id: &str,
+        blocks: &[String],
+        cccd: Option<&str>,
+        cccd_digits: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PersonRow>> {
+        if blocks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT p.doc_id, p.member_id, p.area, p.key_json
+             FROM (SELECT DISTINCT doc_id, member_id FROM person_block WHERE token IN ({})) b
+             JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+             WHERE p.doc_id <> $1 AND ($2 IS NULL OR p.cccd IS NULL OR p.cccd = $2 OR p.cccd_digits = $3)
+             LIMIT $4",
+            placeholders(5, blocks.len())
+        );
+        let cccd = cccd.map(|c| self.keys.cccd_tag(c));
+        let digits = cccd_digits.map(|d| self.keys.cccd_digits_tag(d));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(cccd).bind(digits).bind(limit);
+        for block in blocks {
+            query = query.bind(self.keys.block_tag(block));
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
+    }
+
+    /// Indexes one person: the key sealed, the CCCD, its sorted digits, date and year of birth
+    /// and the blocking keys as index tokens.
+    pub async fn insert_person(&mut self, p: &PersonIndex) -> Result<()> {
+        let k = self.keys;
+        sqlx::query(
+            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.doc_id)
+        .bind(&p.member_id)
+        .bind(&p.area)
+        .bind(k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?)
+        .bind(p.cccd.as_deref().map(|c| k.cccd_tag(c)))
+        .bind(p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)))
+        .bind(p.dob.as_deref().map(|d| k.dob_tag(d)))
+        .bind(p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| k.birth_year_tag(y)))
+        .execute(&mut *self.tx)
+        .await?;
+        self.put_person_blocks(&p.doc_id, &p.member_id, &p.blocks).await
+    }
+
+    /// One person's index entry, opened: `(area, key JSON)`.
+    pub async fn person(&mut self, doc_id: &str, member_id: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT area, key_json FROM person WHERE doc_id = $1 AND member_id = $2")
+            .bind(doc_id)
+            .bind(member_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let sealed: String = r.try_get(1)?;
+        Ok(Some((r.try_get(0)?, self.keys.open_text("person", doc_id, member_id, &sealed)?)))
+    }
+
+    /// Index entries after `(doc, member)` in key order, opened, at most `limit` (re-indexing walks them).
+    pub async fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>> {
+        let rows = sqlx::query(
+            "SELECT doc_id, member_id, area, key_json FROM person WHERE (doc_id, member_id) > ($1, $2)
+             ORDER BY doc_id, member_id LIMIT $3",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
+    }
+
+    /// Indexed residents within an area (empty: all), opened, for the console's search:
+    /// (household, area, key JSON).
+    pub async fn people(&mut self, area: &str, limit: i64) -> Result<Vec<(String, String, String)>> {
+        let sql = format!(
+            "SELECT doc_id, member_id, area, key_json FROM person WHERE {} ORDER BY doc_id, member_id LIMIT $2",
+            within_or_all("area", "$1")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.keys.open_people(rows)
+    }
+
+    /// Replaces one person's blocking keys (given in clear; stored as index tokens).
+    pub async fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<()> {
+        sqlx::query("DELETE FROM person_block WHERE doc_id = $1 AND member_id = $2")
+            .bind(doc_id)
+            .bind(member_id)
+            .execute(&mut *self.tx)
+            .await?;
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<String> = (0..blocks.len()).map(|i| format!("(${}, $1, $2)", i + 3)).collect();
+        let sql = format!(
+            "INSERT INTO person_block (token, doc_id, member_id) VALUES {} ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(member_id);
+        for block in blocks {
+            query = query.bind(self.keys.block_tag(block));
+        }
+        query.execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Open duplicate candidates after id `after`, at most `limit`.
+    pub async fn open_duplicates_after(&mut self, after: i64, limit: i64) -> Result<Vec<DuplicateRow>> {
+        let rows = sqlx::query(
+            "SELECT id, status, doc_a, member_a, doc_b, member_b FROM duplicate
+             WHERE status = 'open' AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(duplicate_row).collect()
+    }
+
+    /// Sets an open candidate's score, or withdraws it (status `withdrawn`) when `keep` is false.
+    pub async fn rescore_duplicate_row(&mut self, id: i64, score: f64, reasons_json: &str, keep: bool) -> Result<()> {
+        sqlx::query(
+            "UPDATE duplicate SET score = $2, reasons_json = $3,
+                 status = CASE WHEN $4 = 1 THEN status ELSE 'withdrawn' END
+             WHERE id = $1 AND status = 'open'",
+        )
+        .bind(id)
+        .bind(score)
+        .bind(reasons_json)
+        .bind(i64::from(keep))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Queues (or rescores) a duplicate pair; a withdrawn one opens again.
+    pub async fn upsert_duplicate(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        area: &str,
+        score: f64,
+        reasons_json: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO duplicate (doc_a, member_a, doc_b, member_b, area, score, reasons_json, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8)
+             ON CONFLICT (doc_a, member_a, doc_b, member_b) DO UPDATE SET score = excluded.score,
+                 reasons_json = excluded.reasons_json,
+                 status = CASE WHEN duplicate.status = 'withdrawn' THEN 'open' ELSE duplicate.status END",
+        )
+        .bind(a.0)
+        .bind(a.1)
+        .bind(b.0)
+        .bind(b.1)
+        .bind(area)
+        .bind(score)
+        .bind(reasons_json)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A duplicate candidate: status, and its two records.
+    pub async fn duplicate_row(&mut self, id: i64) -> Result<Option<DuplicateRow>> {
+        let row = sqlx::query("SELECT id, status, doc_a, member_a, doc_b, member_b FROM duplicate WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(duplicate_row).transpose()
+    }
+
+    /// Duplicate candidates within an area (None: all), open ones first, best first.
+    pub async fn duplicates(&mut self, area: Option<&str>) -> Result<Vec<DuplicateItem>> {
+        let sql = format!(
+            "SELECT d.id, doc_a, member_a, doc_b, member_b, score, reasons_json, status, area,
+                 x.action, x.decided_by, x.decided_at
+             FROM duplicate d LEFT JOIN duplicate_decision x ON x.id =
+                 (SELECT max(id) FROM duplicate_decision WHERE duplicate_id = d.id)
+             WHERE $1 IS NULL OR {} ORDER BY status = 'open' DESC, score DESC, d.id",
+            within("area", "$1")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| {
+                let reasons: String = r.try_get(6)?;
+                let decided = match (r.try_get(9)?, r.try_get(10)?, r.try_get(11)?) {
+                    (Some(a), Some(b), Some(t)) => Some((a, b, t)),
+                    _ => None,
+                };
+                Ok(DuplicateItem {
+                    id: r.try_get(0)?,
+                    doc_a: r.try_get(1)?,
+                    member_a: r.try_get(2)?,
+                    doc_b: r.try_get(3)?,
+                    member_b: r.try_get(4)?,
+                    score: r.try_get(5)?,
+                    explanation: serde_json::from_str(&reasons).ok(),
+                    status: r.try_get(7)?,
+                    area: r.try_get(8)?,
+                    decided,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a candidate's status and records who decided, when.
+    pub async fn decide_duplicate_row(
+        &mut self,
+        id: i64,
+        status: &str,
+        action: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE duplicate SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO duplicate_decision (duplicate_id, action, decided_by, decided_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(action)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Links two resident records as one person.
+    pub async fn link_residents(&mut self, row: &DuplicateRow, by: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO resident_link (duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(row.id)
+        .bind(&row.a.0)
+        .bind(&row.a.1)
+        .bind(&row.b.0)
+        .bind(&row.b.1)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the link a candidate made.
+    pub async fn unlink_residents(&mut self, duplicate_id: i64, by: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE resident_link SET undone_by = $2, undone_at = $3 WHERE duplicate_id = $1 AND undone_at IS NULL",
+        )
+        .bind(duplicate_id)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Resident links in force.
+    pub async fn links(&mut self) -> Result<Vec<ResidentLink>> {
+        let rows = sqlx::query(
+            "SELECT duplicate_id, doc_a, member_a, doc_b, member_b, linked_by, linked_at FROM resident_link
+             WHERE undone_at IS NULL ORDER BY linked_at, duplicate_id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ResidentLink {
+                    duplicate_id: r.try_get(0)?,
+                    a: (r.try_get(1)?, r.try_get(2)?),
+                    b: (r.try_get(3)?, r.try_get(4)?),
+                    linked_by: r.try_get(5)?,
+                    linked_at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- settings ----
+
+    /// A server setting, opened.
+    pub async fn setting(&mut self, key: &str) -> Result<Option<String>> {
+        match self.raw_setting(key).await? {
+            Some(sealed) => Ok(Some(self.keys.open_text("setting", key, "", &sealed)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a server setting, sealed.
+    pub async fn put_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        let sealed = self.keys.seal_text("setting", key, "", value)?;
+        self.put_raw_setting(key, &sealed).await
+    }
+
+    /// A setting as stored (the key check value is stored as it is).
+    pub(super) async fn raw_setting(&mut self, key: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT value FROM setting WHERE key = $1").bind(key).fetch_optional(&mut *self.tx).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub(super) async fn put_raw_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A setting; when absent, stores `default` first. Every node sees the same value.
+    pub async fn setting_or_insert(&mut self, key: &str, default: &str) -> Result<String> {
+        let sealed = self.keys.seal_text("setting", key, "", default)?;
+        sqlx::query("INSERT INTO setting (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(sealed)
+            .execute(&mut *self.tx)
+            .await?;
+        let stored = self.raw_setting(key).await?.ok_or_else(|| StorageError::internal("setting vanished"))?;
+        self.keys.open_text("setting", key, "", &stored)
+    }
+
+    /// Whether the store holds anything yet (a new store takes any key).
+    pub(super) async fn has_data(&mut self) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM doc LIMIT 1) d) + (SELECT count(*) FROM (SELECT 1 FROM setting LIMIT 1) s)",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    // ---- enrolment and devices ----
+
+    /// Records a one-time enrolment token (by hash) for an area.
+    pub async fn create_enrolment(&mut self, token_hash: &str, area: &str, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO enrolment (token_hash, area, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(area)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Uses a token once: registers the device and its credential (by hash). Returns its areas.
+    pub async fn redeem_enrolment(
+        &mut self,
+        token_hash: &str,
+        device_id: &str,
+        credential_hash: &str,
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let row = sqlx::query("SELECT area FROM enrolment WHERE token_hash = $1 AND used_at IS NULL")
+            .bind(token_hash)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(StorageError::new(
+                ErrorKind::Conflict,
+                ErrorCode::TokenUsed,
+                "unknown or already used enrolment token",
+            ));
+        };
+        let area: String = row.try_get(0)?;
+        let taken: i64 = sqlx::query("SELECT count(*) FROM device WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_one(&mut *self.tx)
+            .await?
+            .try_get(0)?;
+        if taken > 0 {
+            return Err(StorageError::invalid("this device id is already enrolled"));
+        }
+        sqlx::query("UPDATE enrolment SET used_at = $2, device_id = $3 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("INSERT INTO device (device_id, credential_hash, area, enrolled_at) VALUES ($1, $2, $3, $4)")
+            .bind(device_id)
+            .bind(credential_hash)
+            .bind(&area)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(vec![area])
+    }
+
+    /// The device holding this credential (by hash), revoked or not.
+    pub async fn device_by_credential(&mut self, credential_hash: &str) -> Result<Option<Device>> {
+        let row = sqlx::query(
+            "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device WHERE credential_hash = $1",
+        )
+        .bind(credential_hash)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(device_row).transpose()
+    }
+
+    /// Revokes a device. Returns whether it existed (and was not revoked already).
+    pub async fn revoke_device(&mut self, device_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE device SET revoked_at = $2 WHERE device_id = $1 AND revoked_at IS NULL")
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every device, oldest enrolment first.
+    pub async fn devices(&mut self) -> Result<Vec<Device>> {
+        let rows = sqlx::query(
+            "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device ORDER BY enrolled_at, device_id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(device_row).collect()
+    }
+
+    /// Records a device's last sync.
+    pub async fn touch_device(&mut self, device_id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE device SET last_sync_at = $2 WHERE device_id = $1")
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Records (or replaces) a device's public key for offline bundles.
+    pub async fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO device_key (device_id, transfer_key, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO UPDATE SET transfer_key = excluded.transfer_key, updated_at = excluded.updated_at
+             WHERE device_key.transfer_key <> excluded.transfer_key",
+        )
+        .bind(device_id)
+        .bind(key)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Devices with a bundle key whose area contains, or lies within, `area`.
+    pub async fn directory(&mut self, area: &str) -> Result<Vec<DirectoryEntry>> {
+        let sql = format!(
+            "SELECT d.device_id, d.area, k.transfer_key, CASE WHEN d.revoked_at IS NULL THEN 0 ELSE 1 END
+             FROM device d JOIN device_key k ON k.device_id = d.device_id
+             WHERE {} OR {} ORDER BY d.device_id",
+            within("d.area", "$1"),
+            within("$1", "d.area")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DirectoryEntry {
+                    device_id: r.try_get(0)?,
+                    area: r.try_get(1)?,
+                    transfer_key: r.try_get(2)?,
+                    revoked: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    // ---- operators and sessions ----
+
+    /// Creates an operator account, or replaces its password and role; ends its sessions.
+    pub async fn put_operator(&mut self, op: &Operator) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO operator (username, password_hash, role, created_at, area) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
+                 area = excluded.area",
+        )
+        .bind(&op.username)
+        .bind(&op.password_hash)
+        .bind(op.role.as_str())
+        .bind(op.created_at)
+        .bind(&op.area)
+        .execute(&mut *self.tx)
+        .await?;
+        // A changed password or role ends the account's sessions.
+        sqlx::query("DELETE FROM session WHERE username = $1").bind(&op.username).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// An operator account by name.
+    pub async fn operator(&mut self, username: &str) -> Result<Option<Operator>> {
+        let row =
+            sqlx::query("SELECT username, password_hash, role, created_at, area FROM operator WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        row.as_ref().map(operator_row).transpose()
+    }
+
+    /// Every operator account.
+    pub async fn operators(&mut self) -> Result<Vec<Operator>> {
+        let rows =
+            sqlx::query("SELECT username, password_hash, role, created_at, area FROM operator ORDER BY username")
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter().map(operator_row).collect()
+    }
+
+    /// Stores a new console session, and forgets expired ones.
+    pub async fn create_session(&mut self, s: &Session, now: i64) -> Result<()> {
+        sqlx::query("DELETE FROM session WHERE expires_at <= $1").bind(now).execute(&mut *self.tx).await?;
+        sqlx::query(
+            "INSERT INTO session (token_hash, username, role, csrf, expires_at, area) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.token_hash)
+        .bind(&s.username)
+        .bind(s.role.as_str())
+        .bind(&s.csrf)
+        .bind(s.expires_at)
+        .bind(&s.area)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A live session by token hash.
+    pub async fn session(&mut self, token_hash: &str, now: i64) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT token_hash, username, role, csrf, expires_at, area FROM session WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let role: String = r.try_get(2)?;
+        let Some(role) = Role::parse(&role) else { return Ok(None) };
+        Ok(Some(Session {
+            token_hash: r.try_get(0)?,
+            username: r.try_get(1)?,
+            role,
+            csrf: r.try_get(3)?,
+            expires_at: r.try_get(4)?,
+            area: r.try_get(5)?,
+        }))
+    }
+
+    /// Ends a session.
+    pub async fn delete_session(&mut self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM session WHERE token_hash = $1").bind(token_hash).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    // ---- progress ----
+
+    /// Progress counts for each exact area code within the query's area.
+    pub async fn area_counts(&mut self, q: &ProgressQuery) -> Result<Vec<AreaCounts>> {
+        let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
+        let inside = within_or_all("area", "$1");
+        let sql = format!(
+            "SELECT area, count(*), CAST(sum(members) AS BIGINT), CAST(sum(complete) AS BIGINT),
+                 CAST(sum(cccd_present) AS BIGINT), CAST(sum(cccd_valid) AS BIGINT),
+                 CAST(sum(CASE WHEN first_seen_at > $2 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN first_seen_at > $3 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN first_seen_at > $4 THEN 1 ELSE 0 END) AS BIGINT)
+             FROM household_stats WHERE {inside} GROUP BY area"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&q.area)
+            .bind(q.since_day)
+            .bind(q.since_week)
+            .bind(q.since_month)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        for r in &rows {
+            let area: String = r.try_get(0)?;
+            out.insert(
+                area.clone(),
+                AreaCounts {
+                    area,
+                    households: r.try_get(1)?,
+                    residents: r.try_get(2)?,
+                    complete: r.try_get(3)?,
+                    cccd_present: r.try_get(4)?,
+                    cccd_valid: r.try_get(5)?,
+                    new_day: r.try_get(6)?,
+                    new_week: r.try_get(7)?,
+                    new_month: r.try_get(8)?,
+                    ..AreaCounts::default()
+                },
+            );
+        }
+        for (table, field) in [
+            ("conflict", (|c| &mut c.open_conflicts) as fn(&mut AreaCounts) -> &mut i64),
+            ("duplicate", |c| &mut c.open_duplicates),
+        ] {
+            let sql = format!("SELECT area, count(*) FROM {table} WHERE {inside} AND status = 'open' GROUP BY area");
+            let rows = sqlx::query(AssertSqlSafe(sql)).bind(&q.area).fetch_all(&mut *self.tx).await?;
+            let rows = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<Vec<_>>>()?;
+            add_counts(&mut out, rows, field);
+        }
+        let turning = self.turning_14(q).await?;
+        add_counts(&mut out, count_by_area(&turning), |c| &mut c.turning_14);
+        Ok(out.into_values().collect())
+    }
+
+    /// Residents of the query's area turning 14 in its window: those born in the window's
+    /// years (found by index token), opened and filtered by date.
+    pub async fn turning_14(&mut self, q: &ProgressQuery) -> Result<Vec<Turning14>> {
+        let [first, last] = self.keys.birth_year_tags(&q.born_after, &q.born_until);
+        let sql = format!(
+            "SELECT doc_id, member_id, area, key_json FROM person WHERE {} AND birth_year IN ($2, $3)",
+            within_or_all("area", "$1")
+        );
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(&q.area).bind(first).bind(last).fetch_all(&mut *self.tx).await?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.keys.turning_14(rows, &q.born_after, &q.born_until)
+    }
+
+    // ---- attachment blobs ----
+
+    /// An attachment blob's upload state, locked for the transaction where the backend can.
+    pub async fn blob_state(&mut self, id: &str) -> Result<Option<BlobState>> {
+        let sql = format!(
+            "SELECT area, device_id, total, received, updated_at FROM blob WHERE id = $1{}",
+            self.dialect.for_update()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| {
+            Ok(BlobState {
+                area: r.try_get(0)?,
+                device_id: r.try_get(1)?,
+                total: r.try_get(2)?,
+                received: r.try_get(3)?,
+                updated_at: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Starts a blob upload.
+    pub async fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $5)",
+        )
+        .bind(id)
+        .bind(area)
+        .bind(device_id)
+        .bind(total)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a blob's partial upload (another device takes it over).
+    pub async fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<()> {
+        sqlx::query("DELETE FROM blob_chunk WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
+        sqlx::query("UPDATE blob SET device_id = $2, received = 0, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends a chunk at `start` (the blob's received count) and advances it.
+    pub async fn append_blob(&mut self, id: &str, start: i64, chunk: &[u8], complete: bool, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO blob_chunk (id, start_at, data) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(start)
+            .bind(chunk)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE blob SET received = received + $2, updated_at = $3,
+                 completed_at = CASE WHEN $4 = 1 THEN $3 ELSE NULL END WHERE id = $1",
+        )
+        .bind(id)
+        .bind(chunk.len() as i64)
+        .bind(now)
+        .bind(i64::from(complete))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Bytes of blobs this device has uploaded or is uploading.
+    pub async fn device_blob_bytes(&mut self, device_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(total), 0) AS BIGINT) FROM blob WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Up to `max` bytes of a blob from `start`.
+    pub async fn read_blob(&mut self, id: &str, start: i64, max: i64) -> Result<Vec<u8>> {
+        let rows = sqlx::query(
+            "SELECT start_at, data FROM blob_chunk WHERE id = $1 AND start_at < $2 + $3
+                 AND start_at + length(data) > $2 ORDER BY start_at",
+        )
+        .bind(id)
+        .bind(start)
+        .bind(max)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let at: i64 = r.try_get(0)?;
+            let data: Vec<u8> = r.try_get(1)?;
+            slice_into(&mut out, at, &data, start, max);
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the part of a chunk stored at `at` that falls in `[start, start + max)`.
+fn slice_into(out: &mut Vec<u8>, at: i64, data: &[u8], start: i64, max: i64) {
+    let from = (start.max(at) - at) as usize;
+    let to = ((start + max).min(at + data.len() as i64) - at).max(0) as usize;
+    if from < to {
+        out.extend_from_slice(&data[from..to]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_cut_to_the_range_asked() {
+        let mut out = Vec::new();
+        slice_into(&mut out, 10, b"abcdef", 12, 3);
+        assert_eq!(out, b"cde");
+        out.clear();
+        slice_into(&mut out, 10, b"abcdef", 0, 5);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn placeholders_number_from_where_they_start() {
+        assert_eq!(placeholders(5, 3), "$5, $6, $7");
+    }
+}

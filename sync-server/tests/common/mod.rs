@@ -46,7 +46,9 @@ pub fn fresh_db(dir: &Path) -> String {
 /// The server key file for a `--db` value: beside the SQLite file by default (None),
 /// one file per PostgreSQL test database (every node of a test shares it).
 pub fn key_file(db: &str) -> Option<std::path::PathBuf> {
-    db.starts_with("postgres").then(|| std::env::temp_dir().join(format!("{}.key", db.rsplit('/').next().unwrap())))
+    // The database name, without the URL's options (sslmode, sslrootcert).
+    let name = db.split('?').next().unwrap().rsplit('/').next().unwrap();
+    db.starts_with("postgres").then(|| std::env::temp_dir().join(format!("{name}.key")))
 }
 
 /// Opens the store a test's server uses, with its key, on `runtime`.

@@ -89,22 +89,75 @@ fn main() {
     );
 
     // N simulated devices, two per commune, each pushing 5 new households per sync, two syncs each.
-    let per_sync = 5;
+    let backend = if common::using_postgres() { "PostgreSQL" } else { "SQLite" };
+    let run = simulate(&server, std::slice::from_ref(&server.url), n_devices, &households, |d| {
+        format!("02.{:03}.{:05}", d / 200, d / 2)
+    });
+    println!("{n_devices} SIMULATED DEVICES ({backend}, {THREADS} concurrent connections), {}", run.report());
+
+    if common::using_postgres() {
+        two_nodes(&server, n_devices, &households);
+    }
+}
+
+/// Concurrent connections of the simulated devices.
+const THREADS: usize = 64;
+/// New households each simulated sync pushes.
+const PER_SYNC: usize = 5;
+
+/// What a run of simulated devices measured.
+struct Run {
+    latencies: Vec<f64>,
+    elapsed: f64,
+    households: usize,
+}
+
+impl Run {
+    fn report(&self) -> String {
+        let l = &self.latencies;
+        format!(
+            "2 syncs of {PER_SYNC} new households each: {} syncs in {:.1} s; latency p50 {:.0} ms, p99 {:.0} ms, \
+             max {:.0} ms; throughput {:.0} households/s",
+            l.len(),
+            self.elapsed,
+            percentile(l, 0.5) * 1e3,
+            percentile(l, 0.99) * 1e3,
+            l[l.len() - 1] * 1e3,
+            self.households as f64 / self.elapsed
+        )
+    }
+}
+
+/// `n_devices` devices (area of each from `area_of`), enrolled on `server`'s store, each
+/// pushing two syncs of new households to one of `urls` in turn, over THREADS connections.
+fn simulate(
+    server: &TestServer,
+    urls: &[String],
+    n_devices: usize,
+    households: &[Household],
+    area_of: impl Fn(usize) -> String,
+) -> Run {
+    let n = households.len();
     let editor = Editor { user: "sim".into(), device: "sim".into() };
     let mut jobs = Vec::new();
+    let tag = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     for d in 0..n_devices {
-        let area = format!("02.{:03}.{:05}", d / 200, d / 2);
+        let area = area_of(d);
+        let url = urls[d % urls.len()].clone();
         let code = server.enrolment(&area);
-        let body =
-            encode(&EnrolRequest { protocol: PROTOCOL_VERSION, token: code.token, device_id: format!("sim-{d}") });
-        let resp = reqwest::blocking::Client::new().post(format!("{}/v1/enrol", server.url)).body(body).send().unwrap();
+        let body = encode(&EnrolRequest {
+            protocol: PROTOCOL_VERSION,
+            token: code.token,
+            device_id: format!("sim-{tag}-{d}"),
+        });
+        let resp = reqwest::blocking::Client::new().post(format!("{url}/v1/enrol")).body(body).send().unwrap();
         let enrolled: EnrolResponse = decode(&resp.bytes().unwrap()).unwrap();
         let mut syncs = Vec::new();
         for s in 0..2 {
-            let push: Vec<DocPush> = (0..per_sync)
+            let push: Vec<DocPush> = (0..PER_SYNC)
                 .map(|k| {
-                    let mut h = households[(d * 10 + s * per_sync + k) % n].clone();
-                    h.household_id = format!("sim-{d}-{s}-{k}");
+                    let mut h = households[(d * 10 + s * PER_SYNC + k) % n].clone();
+                    h.household_id = format!("sim-{tag}-{d}-{s}-{k}");
                     h.area_code = area.clone();
                     let mut doc = HouseholdDoc::create(&h, &editor).unwrap();
                     DocPush { doc_id: h.household_id, area: area.clone(), changes: doc.save() }
@@ -112,20 +165,19 @@ fn main() {
                 .collect();
             syncs.push(push);
         }
-        jobs.push((enrolled.credential, syncs));
+        jobs.push((url, enrolled.credential, syncs));
     }
     let jobs = Arc::new(Mutex::new(jobs));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let pushed = Arc::new(AtomicUsize::new(0));
-    let threads = 64;
     let t = Instant::now();
-    let workers: Vec<_> = (0..threads)
+    let workers: Vec<_> = (0..THREADS)
         .map(|_| {
-            let (jobs, latencies, pushed, url) = (jobs.clone(), latencies.clone(), pushed.clone(), server.url.clone());
+            let (jobs, latencies, pushed) = (jobs.clone(), latencies.clone(), pushed.clone());
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 loop {
-                    let Some((credential, syncs)) = jobs.lock().unwrap().pop() else { break };
+                    let Some((url, credential, syncs)) = jobs.lock().unwrap().pop() else { break };
                     let mut cursor = 0;
                     for push in syncs {
                         let count = push.len();
@@ -153,17 +205,52 @@ fn main() {
         w.join().unwrap();
     }
     let elapsed = t.elapsed().as_secs_f64();
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_by(f64::total_cmp);
-    let total = pushed.load(Ordering::Relaxed);
-    println!(
-        "{n_devices} SIMULATED DEVICES ({}, {threads} concurrent connections), 2 syncs of {per_sync} new households each: \
-         {} syncs in {elapsed:.1} s; latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; throughput {:.0} households/s",
-        if common::using_postgres() { "PostgreSQL" } else { "SQLite" },
-        l.len(),
-        percentile(&l, 0.5) * 1e3,
-        percentile(&l, 0.99) * 1e3,
-        l[l.len() - 1] * 1e3,
-        total as f64 / elapsed
-    );
+    let mut latencies = latencies.lock().unwrap().clone();
+    latencies.sort_by(f64::total_cmp);
+    Run { latencies, elapsed, households: pushed.load(Ordering::Relaxed) }
+}
+
+/// Writers on two PostgreSQL server nodes: all in one province, then half in each of two;
+/// with the mean number of backends waiting on a province lock, sampled every 10 ms.
+fn two_nodes(server: &TestServer, n_devices: usize, households: &[Household]) {
+    let (mut one, addr_one) = common::spawn_server(&server.db);
+    let (mut two, addr_two) = common::spawn_server(&server.db);
+    let urls = [format!("http://{addr_one}"), format!("http://{addr_two}")];
+    type AreaOf = fn(usize) -> String;
+    let cases: [(&str, AreaOf); 2] = [
+        ("one province", |d| format!("03.{:03}.{:05}", d / 200, d / 2)),
+        ("two provinces", |d| format!("{:02}.{:03}.{:05}", 3 + d % 2, d / 200, d / 2)),
+    ];
+    for (what, area_of) in cases {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (stop, db) = (stop.clone(), server.db.clone());
+            std::thread::spawn(move || {
+                let name = db.rsplit('/').next().unwrap().to_string();
+                let admin = std::env::var("DOORSTEP_TEST_POSTGRES_URL").unwrap();
+                let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+                let (mut samples, mut waiting) = (0u64, 0i64);
+                while !stop.load(Ordering::Relaxed) {
+                    let row = client
+                        .query_one(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event = 'advisory'",
+                            &[&name],
+                        )
+                        .unwrap();
+                    waiting += row.get::<_, i64>(0);
+                    samples += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                waiting as f64 / samples.max(1) as f64
+            })
+        };
+        let run = simulate(server, &urls, n_devices, households, area_of);
+        stop.store(true, Ordering::Relaxed);
+        let waiters = sampler.join().unwrap();
+        println!(
+            "TWO POSTGRESQL NODES, writers of {what}: {n_devices} devices, {}; on average {waiters:.1} writers waiting on a province lock",
+            run.report()
+        );
+    }
+    let _ = (one.kill(), two.kill(), one.wait(), two.wait());
 }

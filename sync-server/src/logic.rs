@@ -234,9 +234,14 @@ pub async fn decide_duplicate(
     operator: &str,
     now: i64,
 ) -> Result<(), StorageError> {
-    let Some(row): Option<DuplicateRow> = tx.duplicate_row(id).await? else {
-        return Err(StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such duplicate candidate"));
-    };
+    let missing = || StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such duplicate candidate");
+    let row = tx.duplicate_row(id).await?.ok_or_else(missing)?;
+    // A decision writes both households: their provinces' locks first, then the candidate
+    // read again (another operator's decision may have come first).
+    let (area_a, area_b) = (tx.doc_area(&row.a.0).await?, tx.doc_area(&row.b.0).await?);
+    let areas: Vec<&str> = [area_a.as_deref(), area_b.as_deref()].into_iter().flatten().collect();
+    tx.lock_areas(&areas).await?;
+    let Some(row): Option<DuplicateRow> = tx.duplicate_row(id).await? else { return Err(missing()) };
     let status = match (action, row.status.as_str()) {
         (DuplicateAction::Merge, "open") => {
             tx.link_residents(&row, operator, now).await?;
@@ -274,6 +279,10 @@ pub async fn decide_duplicate(
 pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64) -> Result<SyncResponse, StorageError> {
     if req.push.len() > MAX_PUSH_DOCS {
         return Err(StorageError::new(ErrorKind::TooLarge, ErrorCode::TooLarge, "too many documents in one request"));
+    }
+    if !req.push.is_empty() {
+        // Pushes write the feed of the device's province: its lock before any document is read.
+        tx.lock_areas(&[&device.area]).await?;
     }
     let mut acked = Vec::with_capacity(req.push.len());
     for push in &req.push {
@@ -422,9 +431,20 @@ pub async fn resolve(
     operator: &str,
     now: i64,
 ) -> Result<(), StorageError> {
-    let Some((doc_id, path)) = tx.conflict(id).await? else {
-        return Err(StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such open conflict"));
-    };
+    let missing = || StorageError::new(ErrorKind::NotFound, ErrorCode::NotFound, "no such open conflict");
+    let (doc_id, path) = tx.conflict(id).await?.ok_or_else(missing)?;
+    if path == "area_code" {
+        // A household changes area by a move or a transfer, never through a conflict.
+        return Err(StorageError::new(
+            ErrorKind::Forbidden,
+            ErrorCode::ForbiddenArea,
+            "a household's area is not changed through a conflict: move or transfer it",
+        ));
+    }
+    let area = tx.doc_area(&doc_id).await?.ok_or_else(|| StorageError::internal("conflict without a document"))?;
+    tx.lock_areas(&[&area]).await?;
+    // Read again under the lock: another operator may have resolved it first.
+    let (doc_id, path) = tx.conflict(id).await?.ok_or_else(missing)?;
     let (snapshot, _) = tx.doc(&doc_id).await?.ok_or_else(|| StorageError::internal("conflict without a document"))?;
     let editor = server_editor(operator);
     let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(StorageError::internal)?;

@@ -15,19 +15,8 @@ use crate::store::{StorageError, Store, Tx};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
-impl Store {
-    /// Brings derived data up to date after an upgrade: progress figures of documents
-    /// stored before they were kept, and duplicate candidates made by an older linkage model.
-    pub async fn catch_up(&self, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        logic::backfill_stats(&mut tx, now).await?;
-        logic::rescore_after_upgrade(&mut tx).await?;
-        tx.commit().await
-    }
-}
-
 /// Runs `f` in one read transaction.
-macro_rules! read {
+macro_rules! in_read {
     ($store:expr, |$tx:ident| $body:expr) => {{
         let mut $tx: Tx<'_> = $store.read().await?;
         let out = $body;
@@ -36,20 +25,45 @@ macro_rules! read {
     }};
 }
 
-/// Runs `f` in one write transaction.
-macro_rules! write {
+/// Write transactions a deadlock or serialization failure may run again.
+const WRITE_ATTEMPTS: usize = 4;
+
+/// Runs `f` in one write transaction; runs it again (from its start, on a fresh
+/// transaction) when the store asks for a retry.
+macro_rules! in_write {
     ($store:expr, |$tx:ident| $body:expr) => {{
-        let mut $tx: Tx<'_> = $store.write().await?;
-        let out = $body;
-        $tx.commit().await?;
-        Ok(out)
+        let mut attempt = 1;
+        loop {
+            let outcome: Result<_> = async {
+                let mut $tx: Tx<'_> = $store.write().await?;
+                let out = $body;
+                $tx.commit().await?;
+                Ok(out)
+            }
+            .await;
+            match outcome {
+                Err(e) if e.is_retry() && attempt < WRITE_ATTEMPTS => attempt += 1,
+                other => break other,
+            }
+        }
     }};
+}
+
+impl Store {
+    /// Brings derived data up to date after an upgrade: progress figures of documents
+    /// stored before they were kept, and duplicate candidates made by an older linkage model.
+    pub async fn catch_up(&self, now: i64) -> Result<()> {
+        in_write!(self, |tx| {
+            logic::backfill_stats(&mut tx, now).await?;
+            logic::rescore_after_upgrade(&mut tx).await?;
+        })
+    }
 }
 
 #[async_trait]
 impl Storage for Store {
     async fn create_enrolment(&self, token_hash: String, area: String, now: i64) -> Result<()> {
-        write!(self, |tx| tx.create_enrolment(&token_hash, &area, now).await?)
+        in_write!(self, |tx| tx.create_enrolment(&token_hash, &area, now).await?)
     }
 
     async fn redeem_enrolment(
@@ -59,107 +73,107 @@ impl Storage for Store {
         credential_hash: String,
         now: i64,
     ) -> Result<Vec<String>> {
-        write!(self, |tx| tx.redeem_enrolment(&token_hash, &device_id, &credential_hash, now).await?)
+        in_write!(self, |tx| tx.redeem_enrolment(&token_hash, &device_id, &credential_hash, now).await?)
     }
 
     async fn device_by_credential(&self, credential_hash: String) -> Result<Option<Device>> {
-        read!(self, |tx| tx.device_by_credential(&credential_hash).await?)
+        in_read!(self, |tx| tx.device_by_credential(&credential_hash).await?)
     }
 
     async fn revoke_device(&self, device_id: String, now: i64) -> Result<bool> {
-        write!(self, |tx| tx.revoke_device(&device_id, now).await?)
+        in_write!(self, |tx| tx.revoke_device(&device_id, now).await?)
     }
 
     async fn devices(&self) -> Result<Vec<Device>> {
-        read!(self, |tx| tx.devices().await?)
+        in_read!(self, |tx| tx.devices().await?)
     }
 
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse> {
-        write!(self, |tx| logic::sync(&mut tx, &device, &request, now).await?)
+        in_write!(self, |tx| logic::sync(&mut tx, &device, &request, now).await?)
     }
 
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>> {
-        read!(self, |tx| tx.conflicts(area.as_deref()).await?)
+        in_read!(self, |tx| tx.conflicts(area.as_deref()).await?)
     }
 
     async fn open_conflict(&self, id: i64) -> Result<Option<(String, String)>> {
-        read!(self, |tx| tx.conflict(id).await?)
+        in_read!(self, |tx| tx.conflict(id).await?)
     }
 
     async fn resolve_conflict(&self, id: i64, value: Option<String>, operator: String, now: i64) -> Result<()> {
-        write!(self, |tx| logic::resolve(&mut tx, id, value.as_deref(), &operator, now).await?)
+        in_write!(self, |tx| logic::resolve(&mut tx, id, value.as_deref(), &operator, now).await?)
     }
 
     async fn duplicates(&self, area: Option<String>) -> Result<Vec<DuplicateItem>> {
-        read!(self, |tx| tx.duplicates(area.as_deref()).await?)
+        in_read!(self, |tx| tx.duplicates(area.as_deref()).await?)
     }
 
     async fn audit(&self, doc_id: Option<String>) -> Result<Vec<AuditEntry>> {
-        read!(self, |tx| tx.audit_log(doc_id.as_deref()).await?)
+        in_read!(self, |tx| tx.audit_log(doc_id.as_deref()).await?)
     }
 
     async fn log_event(&self, at: i64, user: String, action: String) -> Result<()> {
-        write!(self, |tx| tx.audit(at, "console", &user, "", "", &action).await?)
+        in_write!(self, |tx| tx.audit(at, "console", &user, "", "", &action).await?)
     }
 
     async fn events(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        read!(self, |tx| tx.events(limit).await?)
+        in_read!(self, |tx| tx.events(limit).await?)
     }
 
     async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>> {
-        read!(self, |tx| tx.people(&area, limit).await?)
+        in_read!(self, |tx| tx.people(&area, limit).await?)
     }
 
     async fn put_operator(&self, operator: Operator) -> Result<()> {
-        write!(self, |tx| tx.put_operator(&operator).await?)
+        in_write!(self, |tx| tx.put_operator(&operator).await?)
     }
 
     async fn operator(&self, username: String) -> Result<Option<Operator>> {
-        read!(self, |tx| tx.operator(&username).await?)
+        in_read!(self, |tx| tx.operator(&username).await?)
     }
 
     async fn operators(&self) -> Result<Vec<Operator>> {
-        read!(self, |tx| tx.operators().await?)
+        in_read!(self, |tx| tx.operators().await?)
     }
 
     async fn create_session(&self, session: Session, now: i64) -> Result<()> {
-        write!(self, |tx| tx.create_session(&session, now).await?)
+        in_write!(self, |tx| tx.create_session(&session, now).await?)
     }
 
     async fn session(&self, token_hash: String, now: i64) -> Result<Option<Session>> {
-        read!(self, |tx| tx.session(&token_hash, now).await?)
+        in_read!(self, |tx| tx.session(&token_hash, now).await?)
     }
 
     async fn delete_session(&self, token_hash: String) -> Result<()> {
-        write!(self, |tx| tx.delete_session(&token_hash).await?)
+        in_write!(self, |tx| tx.delete_session(&token_hash).await?)
     }
 
     async fn setting_or_insert(&self, key: String, default: String) -> Result<String> {
-        write!(self, |tx| tx.setting_or_insert(&key, &default).await?)
+        in_write!(self, |tx| tx.setting_or_insert(&key, &default).await?)
     }
 
     async fn household(&self, doc_id: String) -> Result<Option<(Vec<u8>, Vec<String>)>> {
-        read!(self, |tx| tx.household(&doc_id).await?)
+        in_read!(self, |tx| tx.household(&doc_id).await?)
     }
 
     async fn decide_duplicate(&self, id: i64, action: DuplicateAction, operator: String, now: i64) -> Result<()> {
-        write!(self, |tx| logic::decide_duplicate(&mut tx, id, action, &operator, now).await?)
+        in_write!(self, |tx| logic::decide_duplicate(&mut tx, id, action, &operator, now).await?)
     }
 
     async fn rescore_duplicates(&self, reindex: bool) -> Result<RescoreReport> {
-        write!(self, |tx| logic::rescore(&mut tx, LinkageModel::shipped(), reindex).await?)
+        in_write!(self, |tx| logic::rescore(&mut tx, LinkageModel::shipped(), reindex).await?)
     }
 
     async fn links(&self) -> Result<Vec<ResidentLink>> {
-        read!(self, |tx| tx.links().await?)
+        in_read!(self, |tx| tx.links().await?)
     }
 
     async fn area_counts(&self, query: ProgressQuery) -> Result<Vec<AreaCounts>> {
-        read!(self, |tx| tx.area_counts(&query).await?)
+        in_read!(self, |tx| tx.area_counts(&query).await?)
     }
 
     async fn turning_14(&self, query: ProgressQuery, limit: i64) -> Result<Vec<Turning14>> {
-        read!(self, |tx| {
+        in_read!(self, |tx| {
             let mut all = tx.turning_14(&query).await?;
             all.truncate(usize::try_from(limit).unwrap_or(0));
             all
@@ -167,15 +181,15 @@ impl Storage for Store {
     }
 
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck> {
-        write!(self, |tx| logic::put_blob(&mut tx, &device, &put, quota, now).await?)
+        in_write!(self, |tx| logic::put_blob(&mut tx, &device, &put, quota, now).await?)
     }
 
     async fn get_blob(&self, device: Device, get: BlobGet) -> Result<BlobChunk> {
-        read!(self, |tx| logic::get_blob(&mut tx, &device, &get).await?)
+        in_read!(self, |tx| logic::get_blob(&mut tx, &device, &get).await?)
     }
 
     async fn blob(&self, id: String) -> Result<Option<Vec<u8>>> {
-        read!(self, |tx| match tx.blob_state(&id).await?.filter(|s| s.received == s.total) {
+        in_read!(self, |tx| match tx.blob_state(&id).await?.filter(|s| s.received == s.total) {
             Some(state) => Some(tx.read_blob(&id, 0, state.total).await?),
             None => None,
         })

@@ -15,9 +15,6 @@ pub enum Dialect {
     Postgres,
 }
 
-/// The advisory lock that orders writers across PostgreSQL server processes.
-const PG_WRITE_LOCK: i64 = 0x00D0_0257;
-
 impl Dialect {
     /// The dialect of a `--db` value: a `postgres://` or `postgresql://` URL, else a SQLite path.
     pub fn of(db: &str) -> Dialect {
@@ -46,13 +43,14 @@ impl Dialect {
         }
     }
 
-    /// A statement run first in every write transaction, if the dialect needs one:
-    /// PostgreSQL's advisory lock hands out feed positions in commit order across nodes
-    /// (docs/adr/0002). SQLite writers are already one at a time.
-    pub fn write_lock(self) -> Option<String> {
+    /// The statement that takes one province's write lock until the transaction ends
+    /// (`$1`: [`province_lock_key`]), if the dialect needs one: on PostgreSQL, writers of
+    /// one province queue there so that its feed positions are committed in order across
+    /// every node (docs/adr/0005). SQLite writers are already one at a time.
+    pub fn province_lock(self) -> Option<&'static str> {
         match self {
             Dialect::Sqlite => None,
-            Dialect::Postgres => Some(format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")),
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock($1)"),
         }
     }
 
@@ -157,6 +155,19 @@ pub enum LegacyFixup {
     Statement(&'static str),
 }
 
+/// The province of an area code: its first segment.
+pub fn province_of(area: &str) -> &str {
+    area.split('.').next().unwrap_or(area)
+}
+
+/// The advisory-lock key of a province: a fixed prefix and a hash of its code (two
+/// provinces that share a key only wait for each other; nothing is skipped).
+pub fn province_lock_key(province: &str) -> i64 {
+    let hash = blake3::hash(format!("doorstep feed lock {province}").as_bytes());
+    let low = u32::from_le_bytes(hash.as_bytes()[..4].try_into().unwrap_or_default());
+    (0x00D0_0257_i64 << 32) | i64::from(low)
+}
+
 /// The area test of the store: `column` is `param` or lies within it. Exact
 /// prefix comparison on whole segments (never `LIKE`, whose `%` and `_` a caller could
 /// smuggle in). `param` is a `$n` placeholder.
@@ -178,6 +189,14 @@ mod tests {
         let t = "id {serial_key}, data {blob}) {without_rowid};";
         assert_eq!(Dialect::Sqlite.schema(t), "id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB)  WITHOUT ROWID;");
         assert_eq!(Dialect::Postgres.schema(t), "id BIGSERIAL PRIMARY KEY, data BYTEA) ;");
+    }
+
+    #[test]
+    fn a_province_is_the_first_segment_and_has_its_own_lock() {
+        assert_eq!(province_of("01.001.00001"), "01");
+        assert_eq!(province_of("79"), "79");
+        assert_eq!(province_lock_key("01"), province_lock_key("01"));
+        assert_ne!(province_lock_key("01"), province_lock_key("79"));
     }
 
     #[test]

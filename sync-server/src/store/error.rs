@@ -19,6 +19,9 @@ pub enum ErrorKind {
     TooLarge,
     /// Well-formed but unusable content (Automerge bytes that are not a household).
     Unprocessable,
+    /// The store asked for the transaction to be tried again (a deadlock between
+    /// writers, a serialization failure, a busy database).
+    Retry,
     /// The store failed; the detail is logged, never shown.
     Internal,
 }
@@ -58,8 +61,24 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// Whether running the transaction again may succeed.
+    pub fn is_retry(&self) -> bool {
+        self.kind == ErrorKind::Retry
+    }
+}
+
+/// PostgreSQL's deadlock and serialization failures, SQLite's busy and locked.
+const RETRY_CODES: &[&str] = &["40P01", "40001", "5", "6"];
+
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error()
+            && db.code().is_some_and(|c| RETRY_CODES.contains(&c.as_ref()))
+        {
+            tracing::info!(error = %db, "transaction to be retried");
+            return StorageError::new(ErrorKind::Retry, ErrorCode::Internal, "the store is busy: retry");
+        }
         StorageError::internal(e)
     }
 }

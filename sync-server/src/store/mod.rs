@@ -95,16 +95,16 @@ impl Store {
         Ok(Tx::new(self.pool.begin().await?, &self.keys, self.dialect, None))
     }
 
-    /// Begins a write transaction: it holds the backend's write lock until it ends.
+    /// Begins a write transaction. On SQLite it is the one writer until it ends; on
+    /// PostgreSQL it takes the write lock of each province it writes to the feed of
+    /// ([`Tx::lock_areas`]) and nothing else, so writers of different provinces never wait
+    /// for each other.
     pub async fn write(&self) -> Result<Tx<'_>, StorageError> {
         let guard = match self.dialect {
             Dialect::Sqlite => Some(self.writer.lock().await),
             Dialect::Postgres => None,
         };
-        let mut tx = self.pool.begin_with(self.dialect.begin_write()).await?;
-        if let Some(lock) = self.dialect.write_lock() {
-            tx.execute(sqlx::AssertSqlSafe(lock)).await?;
-        }
+        let tx = self.pool.begin_with(self.dialect.begin_write()).await?;
         Ok(Tx::new(tx, &self.keys, self.dialect, guard))
     }
 

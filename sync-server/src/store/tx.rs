@@ -6,7 +6,7 @@ use doorstep_core::sync::protocol::DirectoryEntry;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use super::dialect::{Dialect, within, within_or_all};
+use super::dialect::{Dialect, province_lock_key, province_of, within, within_or_all};
 use super::model::{
     AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DuplicateItem, DuplicateRow, FeedRow, HouseholdStats,
     Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, Role, Session, Turning14, add_counts,
@@ -20,6 +20,8 @@ pub struct Tx<'a> {
     tx: Transaction<'static, Any>,
     keys: &'a AtRest,
     dialect: Dialect,
+    /// Provinces whose write lock this transaction holds.
+    locked: std::collections::BTreeSet<String>,
     _writer: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
@@ -75,7 +77,7 @@ impl<'a> Tx<'a> {
         dialect: Dialect,
         writer: Option<tokio::sync::MutexGuard<'a, ()>>,
     ) -> Tx<'a> {
-        Tx { tx, keys, dialect, _writer: writer }
+        Tx { tx, keys, dialect, locked: Default::default(), _writer: writer }
     }
 
     /// Commits.
@@ -86,6 +88,35 @@ impl<'a> Tx<'a> {
     /// The server's at-rest keys.
     pub fn keys(&self) -> &'a AtRest {
         self.keys
+    }
+
+    /// Takes the write lock of each area's province, in a fixed order, until the
+    /// transaction ends. A transaction that writes to the feed takes, before it reads
+    /// the documents it will write, the locks of every province it writes: then the
+    /// feed positions of one province are committed in the order they were handed out,
+    /// and a device that has read position N has read every earlier one of its province
+    /// (docs/adr/0005).
+    pub async fn lock_areas(&mut self, areas: &[&str]) -> Result<()> {
+        let mut provinces: Vec<&str> = areas.iter().map(|a| province_of(a)).collect();
+        provinces.sort_unstable();
+        provinces.dedup();
+        for province in provinces {
+            if self.locked.contains(province) {
+                continue;
+            }
+            if let Some(sql) = self.dialect.province_lock() {
+                sqlx::query(sql).bind(province_lock_key(province)).execute(&mut *self.tx).await?;
+            }
+            self.locked.insert(province.to_string());
+        }
+        Ok(())
+    }
+
+    /// The area of a stored document.
+    pub async fn doc_area(&mut self, doc_id: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT area FROM doc WHERE doc_id = $1").bind(doc_id).fetch_optional(&mut *self.tx).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     fn open_person_row(&self, mut row: PersonRow) -> Result<PersonRow> {
@@ -1036,7 +1067,8 @@ impl<'a> Tx<'a> {
     /// Starts a blob upload.
     pub async fn create_blob(&mut self, id: &str, area: &str, device_id: &str, total: i64, now: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $5)",
+            "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $5)
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(area)

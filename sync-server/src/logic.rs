@@ -35,20 +35,13 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &Merged, area: &str, now: i64) -
     }
     tx.delete_people(doc_id).await?;
     let model = LinkageModel::shipped();
-    for (member_id, key) in people(&merged.household) {
-        let index = person_index(doc_id, &member_id, area, &key);
-        let probe = PersonRecord { key: &key, household_id: doc_id, area };
+    let members = people(&merged.household);
+    let index: Vec<PersonIndex> = members.iter().map(|(id, key)| person_index(doc_id, id, area, key)).collect();
+    let limit = CANDIDATE_LIMIT * index.len().max(1) as i64;
+    let found = tx.candidates(doc_id, &index, limit).await?;
+    for ((member_id, key), candidates) in members.iter().zip(found) {
+        let probe = PersonRecord { key, household_id: doc_id, area };
         let probe_name = NameParts::new(&key.full_name);
-        let probe_blocks: Vec<String> = blocking::keys(&key).iter().map(block_text).collect();
-        let candidates = tx
-            .person_candidates(
-                doc_id,
-                &probe_blocks,
-                index.cccd.as_deref(),
-                index.cccd_digits.as_deref(),
-                CANDIDATE_LIMIT,
-            )
-            .await?;
         for row in candidates {
             let Ok(other) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
             let record = PersonRecord { key: &other, household_id: &row.doc_id, area: &row.area };
@@ -59,9 +52,8 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &Merged, area: &str, now: i64) -
             let (a, b) = ordered((doc_id, member_id.as_str()), (row.doc_id.as_str(), row.member_id.as_str()));
             tx.upsert_duplicate(a, b, area, score.probability, &explanation_json(&score), now).await?;
         }
-        tx.insert_person(&index).await?;
     }
-    Ok(())
+    tx.insert_people(&index).await
 }
 
 /// Candidate rows one person's blocking lookup reads at most (a guard, far above a real block).

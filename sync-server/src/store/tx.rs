@@ -399,58 +399,138 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// People in other documents that share a blocking key with a probe
-    /// ([`doorstep_core::identity::linkage::blocking`]), opened, at most `limit`. A person whose
-    /// CCCD differs from `cccd` (and whose sorted digits differ from `cccd_digits`, so no
-    /// transposition) is a hard non-duplicate and left out before anything is opened.
-    pub async fn person_candidates(
+    /// For each probe — a person of `doc_id` about to be indexed — the people of other
+    /// documents that share one of its blocking keys, opened; one query for the whole
+    /// household, at most `limit` rows read. A person whose CCCD differs from the probe's
+    /// (and whose sorted digits differ too, so no transposition) is a hard non-duplicate:
+    /// left out by its index tokens, before it is opened. Each person is opened once.
+    pub async fn candidates(
         &mut self,
         doc_id: &str,
-        blocks: &[String],
-        cccd: Option<&str>,
-        cccd_digits: Option<&str>,
+        probes: &[PersonIndex],
         limit: i64,
-    ) -> Result<Vec<PersonRow>> {
-        if blocks.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<Vec<Vec<PersonRow>>> {
+        struct Probe {
+            tokens: Vec<String>,
+            cccd: Option<String>,
+            digits: Option<String>,
+        }
+        struct Found {
+            sealed: PersonRow,
+            tokens: Vec<String>,
+            cccd: Option<String>,
+            digits: Option<String>,
+        }
+        let k = self.keys;
+        let probes: Vec<Probe> = probes
+            .iter()
+            .map(|p| Probe {
+                tokens: p.blocks.iter().map(|b| k.block_tag(b)).collect(),
+                cccd: p.cccd.as_deref().map(|c| k.cccd_tag(c)),
+                digits: p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)),
+            })
+            .collect();
+        let mut tokens: Vec<&String> = probes.iter().flat_map(|p| &p.tokens).collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        let mut out: Vec<Vec<PersonRow>> = probes.iter().map(|_| Vec::new()).collect();
+        if tokens.is_empty() {
+            return Ok(out);
         }
         let sql = format!(
-            "SELECT p.doc_id, p.member_id, p.area, p.key_json
-             FROM (SELECT DISTINCT doc_id, member_id FROM person_block WHERE token IN ({})) b
-             JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
-             WHERE p.doc_id <> $1 AND ($2 IS NULL OR p.cccd IS NULL OR p.cccd = $2 OR p.cccd_digits = $3)
-             LIMIT $4",
-            placeholders(5, blocks.len())
+            "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
+             FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+             WHERE b.token IN ({}) AND p.doc_id <> $1 LIMIT $2",
+            placeholders(3, tokens.len())
         );
-        let cccd = cccd.map(|c| self.keys.cccd_tag(c));
-        let digits = cccd_digits.map(|d| self.keys.cccd_digits_tag(d));
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(cccd).bind(digits).bind(limit);
-        for block in blocks {
-            query = query.bind(self.keys.block_tag(block));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(limit);
+        for token in &tokens {
+            query = query.bind(token.as_str());
         }
         let rows = query.fetch_all(&mut *self.tx).await?;
-        rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
+        let mut found: std::collections::BTreeMap<(String, String), Found> = Default::default();
+        for r in &rows {
+            let sealed = PersonRow {
+                doc_id: r.try_get(1)?,
+                member_id: r.try_get(2)?,
+                area: r.try_get(3)?,
+                key_json: r.try_get(4)?,
+            };
+            let token: String = r.try_get(0)?;
+            let entry = found.entry((sealed.doc_id.clone(), sealed.member_id.clone())).or_insert(Found {
+                sealed,
+                tokens: Vec::new(),
+                cccd: r.try_get(5)?,
+                digits: r.try_get(6)?,
+            });
+            entry.tokens.push(token);
+        }
+        let mut opened: std::collections::HashMap<(String, String), PersonRow> = Default::default();
+        for (probe, candidates) in probes.iter().zip(out.iter_mut()) {
+            for (who, f) in &found {
+                let shares_a_key = f.tokens.iter().any(|t| probe.tokens.contains(t));
+                let cccd_allows = match (&probe.cccd, &f.cccd) {
+                    (Some(mine), Some(theirs)) => mine == theirs || probe.digits == f.digits,
+                    _ => true,
+                };
+                if !shares_a_key || !cccd_allows {
+                    continue;
+                }
+                if !opened.contains_key(who) {
+                    opened.insert(who.clone(), self.open_person_row(f.sealed.clone())?);
+                }
+                candidates.push(opened[who].clone());
+            }
+        }
+        Ok(out)
     }
 
-    /// Indexes one person: the key sealed, the CCCD, its sorted digits, date and year of birth
-    /// and the blocking keys as index tokens.
-    pub async fn insert_person(&mut self, p: &PersonIndex) -> Result<()> {
+    /// Indexes the people of one household: each key sealed, the CCCD, its sorted digits,
+    /// date and year of birth and the blocking keys as index tokens (two statements).
+    pub async fn insert_people(&mut self, people: &[PersonIndex]) -> Result<()> {
         let k = self.keys;
-        sqlx::query(
-            "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&p.doc_id)
-        .bind(&p.member_id)
-        .bind(&p.area)
-        .bind(k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?)
-        .bind(p.cccd.as_deref().map(|c| k.cccd_tag(c)))
-        .bind(p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)))
-        .bind(p.dob.as_deref().map(|d| k.dob_tag(d)))
-        .bind(p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| k.birth_year_tag(y)))
-        .execute(&mut *self.tx)
-        .await?;
-        self.put_person_blocks(&p.doc_id, &p.member_id, &p.blocks).await
+        for chunk in people.chunks(500) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 8 + 1, 8))).collect();
+            let sql = format!(
+                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for p in chunk {
+                query = query
+                    .bind(p.doc_id.clone())
+                    .bind(p.member_id.clone())
+                    .bind(p.area.clone())
+                    .bind(k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?)
+                    .bind(p.cccd.as_deref().map(|c| k.cccd_tag(c)))
+                    .bind(p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)))
+                    .bind(p.dob.as_deref().map(|d| k.dob_tag(d)))
+                    .bind(p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| k.birth_year_tag(y)));
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        let blocks: Vec<(String, &str, &str)> = people
+            .iter()
+            .flat_map(|p| p.blocks.iter().map(move |b| (k.block_tag(b), p.doc_id.as_str(), p.member_id.as_str())))
+            .collect();
+        self.insert_blocks(&blocks).await
+    }
+
+    /// Inserts blocking tokens `(token, doc, member)`, many rows a statement.
+    async fn insert_blocks(&mut self, blocks: &[(String, &str, &str)]) -> Result<()> {
+        for chunk in blocks.chunks(1000) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 3 + 1, 3))).collect();
+            let sql = format!(
+                "INSERT INTO person_block (token, doc_id, member_id) VALUES {} ON CONFLICT DO NOTHING",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (token, doc_id, member_id) in chunk {
+                query = query.bind(token.clone()).bind(doc_id.to_string()).bind(member_id.to_string());
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     /// One person's index entry, opened: `(area, key JSON)`.
@@ -501,20 +581,9 @@ impl<'a> Tx<'a> {
             .bind(member_id)
             .execute(&mut *self.tx)
             .await?;
-        if blocks.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<String> = (0..blocks.len()).map(|i| format!("(${}, $1, $2)", i + 3)).collect();
-        let sql = format!(
-            "INSERT INTO person_block (token, doc_id, member_id) VALUES {} ON CONFLICT DO NOTHING",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(member_id);
-        for block in blocks {
-            query = query.bind(self.keys.block_tag(block));
-        }
-        query.execute(&mut *self.tx).await?;
-        Ok(())
+        let blocks: Vec<(String, &str, &str)> =
+            blocks.iter().map(|b| (self.keys.block_tag(b), doc_id, member_id)).collect();
+        self.insert_blocks(&blocks).await
     }
 
     /// Open duplicate candidates after id `after`, at most `limit`.

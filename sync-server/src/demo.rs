@@ -182,11 +182,18 @@ pub fn seed(state: &AppState, jsonl: &str, communes: usize, rt: &tokio::runtime:
     Ok(summary)
 }
 
-/// Seeds a demo through a server already serving `storage` at `url`.
-pub fn seed_at(storage: Arc<dyn Storage>, url: &str, jsonl: &str, communes: usize) -> DemoResult<DemoSummary> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// Seeds a demo through a server already serving `storage` at `url`. Runs on a plain
+/// thread; store calls go to `rt`, the runtime the store was opened on (its pool returns
+/// connections on that runtime's tasks, which only a runtime that keeps running drives).
+pub fn seed_at(
+    storage: Arc<dyn Storage>,
+    url: &str,
+    jsonl: &str,
+    communes: usize,
+    rt: &tokio::runtime::Handle,
+) -> DemoResult<DemoSummary> {
     let state = AppState::new(storage, url.to_string(), String::new());
-    seed(&state, jsonl, communes, rt.handle())
+    seed(&state, jsonl, communes, rt)
 }
 
 #[cfg(test)]

@@ -264,7 +264,10 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    // RUST_LOG chooses; by default the server's own events. Automerge logs each change it
+    // cannot apply yet at error level: the server already answers those as typed refusals.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,automerge=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|runtime| {
         runtime.block_on(async {
             let storage = doorstep_sync_server::open_storage(
@@ -306,8 +309,9 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
             if let Some(path) = demo {
                 let jsonl = std::fs::read_to_string(&path)?;
                 let url = format!("http://{addr}");
+                let rt = tokio::runtime::Handle::current();
                 std::thread::spawn(move || {
-                    match doorstep_sync_server::demo::seed_at(storage, &url, &jsonl, demo_communes) {
+                    match doorstep_sync_server::demo::seed_at(storage, &url, &jsonl, demo_communes, &rt) {
                         Ok(s) => println!(
                             "demo ready: {} devices, {} households, {} open conflicts, {} open duplicates",
                             s.devices, s.households, s.conflicts, s.duplicates

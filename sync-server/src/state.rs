@@ -105,6 +105,11 @@ impl AppState {
         self.clock.now()
     }
 
+    /// Today's date (UTC), by the state's clock.
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::DateTime::from_timestamp(self.now(), 0).unwrap_or_default().date_naive()
+    }
+
     /// Token bucket per device, per server process.
     pub fn admit(&self, device_id: &str) -> Result<(), ApiError> {
         self.admit_with(device_id, RATE_BURST, RATE_PER_SEC)

@@ -272,7 +272,7 @@ pub async fn slip(
 ) -> Result<Html<String>, PageError> {
     let (h, heads) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
     require_area(&current.0, &h.area_code)?;
-    let today = chrono::Utc::now().date_naive();
+    let today = state.today();
     let slip = Slip::for_household(&h, &heads, today);
     let text = slip.sign(state.slip_key().await?);
     let png = doorstep_core::qr::encode_png(&text, 4).map_err(ApiError::internal)?;

@@ -88,7 +88,7 @@ pub fn roll_up(area: &str, rows: &[AreaCounts]) -> (Vec<AreaCounts>, AreaCounts)
 
 /// The progress page for an area.
 async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<String>, PageError> {
-    let today = chrono::Utc::now().date_naive();
+    let today = state.today();
     let q = progress_query(area, today, state.now());
     let rows = state.storage.area_counts(q.clone()).await?;
     let (children, total) = roll_up(area, &rows);
@@ -211,7 +211,7 @@ pub async fn csv(
     Query(q): Query<AreaQuery>,
 ) -> Result<Response, PageError> {
     let area = &scoped_area(&current.0, &q.area)?;
-    let today = chrono::Utc::now().date_naive();
+    let today = state.today();
     let rows = state.storage.area_counts(progress_query(area, today, state.now())).await?;
     let (children, total) = roll_up(area, &rows);
     let name: String = area.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect();

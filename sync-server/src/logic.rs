@@ -14,33 +14,46 @@ use doorstep_core::sync::protocol::{
 
 use crate::merge::{Merged, merge_push, people, server_editor};
 use crate::storage::{Device, DuplicateAction, RescoreReport};
+use crate::store::DocWrite;
 use crate::store::model::{DuplicateRow, HouseholdStats, PersonIndex};
 use crate::store::{ErrorKind, StorageError, Tx};
 
 /// Feed rows one pull reads at most.
 const FEED_SCAN: i64 = 5000;
 
-/// Records conflicts and duplicate candidates of a merged document.
-async fn queue_reviews(tx: &mut Tx<'_>, merged: &Merged, area: &str, now: i64) -> Result<(), StorageError> {
-    let doc_id = merged.household.household_id.as_str();
+/// Records conflicts and duplicate candidates of merged documents.
+async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Merged], now: i64) -> Result<(), StorageError> {
+    let ids: Vec<&str> = merged.iter().map(|m| m.household.household_id.as_str()).collect();
     // Open conflicts that no longer hold were settled by a later edit.
-    let paths: Vec<&str> = merged.conflicts.iter().map(|c| c.path.as_str()).collect();
-    for (id, path) in tx.open_conflicts(doc_id).await? {
-        if !paths.contains(&path.as_str()) {
+    for (id, doc_id, path) in tx.open_conflicts_of(&ids).await? {
+        let holds = merged
+            .iter()
+            .filter(|m| m.household.household_id == doc_id)
+            .any(|m| m.conflicts.iter().any(|c| c.path == path));
+        if !holds {
             tx.resolve_conflict_row(id, "edit", now).await?;
         }
     }
-    for c in &merged.conflicts {
-        tx.upsert_conflict(doc_id, area, &c.path, &serde_json::to_string(&c.values).unwrap_or_default(), now).await?;
+    for m in merged {
+        for c in &m.conflicts {
+            let values = serde_json::to_string(&c.values).unwrap_or_default();
+            tx.upsert_conflict(&m.household.household_id, &m.household.area_code, &c.path, &values, now).await?;
+        }
     }
-    tx.delete_people(doc_id).await?;
+    tx.delete_people_of(&ids).await?;
     let model = LinkageModel::shipped();
-    let members = people(&merged.household);
-    let index: Vec<PersonIndex> = members.iter().map(|(id, key)| person_index(doc_id, id, area, key)).collect();
+    let mut index: Vec<PersonIndex> = Vec::new();
+    let mut keys: Vec<PersonKey> = Vec::new();
+    for m in merged {
+        for (member_id, key) in people(&m.household) {
+            index.push(person_index(&m.household.household_id, &member_id, &m.household.area_code, &key));
+            keys.push(key);
+        }
+    }
     let limit = CANDIDATE_LIMIT * index.len().max(1) as i64;
-    let found = tx.candidates(doc_id, &index, limit).await?;
-    for ((member_id, key), candidates) in members.iter().zip(found) {
-        let probe = PersonRecord { key, household_id: doc_id, area };
+    let found = tx.candidates(&index, limit).await?;
+    for ((person, key), candidates) in index.iter().zip(&keys).zip(found) {
+        let probe = PersonRecord { key, household_id: &person.doc_id, area: &person.area };
         let probe_name = NameParts::new(&key.full_name);
         for row in candidates {
             let Ok(other) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
@@ -49,8 +62,11 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &Merged, area: &str, now: i64) -
             if !model.is_review(score.probability) {
                 continue;
             }
-            let (a, b) = ordered((doc_id, member_id.as_str()), (row.doc_id.as_str(), row.member_id.as_str()));
-            tx.upsert_duplicate(a, b, area, score.probability, &explanation_json(&score), now).await?;
+            let (a, b) = ordered(
+                (person.doc_id.as_str(), person.member_id.as_str()),
+                (row.doc_id.as_str(), row.member_id.as_str()),
+            );
+            tx.upsert_duplicate(a, b, &person.area, score.probability, &explanation_json(&score), now).await?;
         }
     }
     tx.insert_people(&index).await
@@ -161,23 +177,33 @@ pub async fn rescore_after_upgrade(tx: &mut Tx<'_>) -> Result<Option<RescoreRepo
     rescore(tx, model, true).await.map(Some)
 }
 
-/// Stores a merged document, appends its new changes to the feed, audits it and queues reviews.
+/// Stores merged documents: each saved copy, its new changes on the feed, an audit row and
+/// its progress figures, then queues their reviews — a batch costs a few statements, not a
+/// few per household.
 pub async fn store_merged(
     tx: &mut Tx<'_>,
-    merged: &mut Merged,
+    merged: &mut [Merged],
     origin: &str,
     user: &str,
     action: &str,
     now: i64,
 ) -> Result<(), StorageError> {
-    let area = merged.household.area_code.clone();
-    let doc_id = merged.household.household_id.clone();
-    let heads = merged.heads.join(",");
-    tx.put_doc(&doc_id, &area, &merged.doc.save(), &heads, now).await?;
-    tx.append_feed(&area, &doc_id, origin, &merged.new_changes, now).await?;
-    tx.audit(now, origin, user, &doc_id, &heads, action).await?;
-    tx.put_stats(&doc_id, &area, &household_stats(&merged.household, day_of(now)), now).await?;
-    queue_reviews(tx, merged, &area, now).await
+    if merged.is_empty() {
+        return Ok(());
+    }
+    let writes: Vec<DocWrite> = merged
+        .iter_mut()
+        .map(|m| DocWrite {
+            doc_id: m.household.household_id.clone(),
+            area: m.household.area_code.clone(),
+            snapshot: m.doc.save(),
+            heads: m.heads.join(","),
+            changes: m.new_changes.clone(),
+            stats: household_stats(&m.household, day_of(now)),
+        })
+        .collect();
+    tx.store_docs(&writes, origin, user, action, now).await?;
+    queue_reviews(tx, merged, now).await
 }
 
 /// The day (UTC) of a Unix time: the clock is the caller's `now`, never read here.
@@ -276,10 +302,15 @@ pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64)
         // Pushes write the feed of the device's province: its lock before any document is read.
         tx.lock_areas(&[&device.area]).await?;
     }
+    // The stored copies of every pushed document in one read; merged in order (a document
+    // named twice merges into its first merge); stored as one batch.
+    let ids: Vec<&str> = req.push.iter().map(|p| p.doc_id.as_str()).collect();
+    let mut existing = tx.docs(&ids).await?;
     let mut acked = Vec::with_capacity(req.push.len());
+    let mut changed: Vec<Merged> = Vec::new();
     for push in &req.push {
-        let existing = tx.doc(&push.doc_id).await?;
-        if let Some((_, area)) = &existing
+        let stored = existing.get(&push.doc_id);
+        if let Some((_, area)) = stored
             && !area_within(area, &device.area)
         {
             return Err(StorageError::new(
@@ -288,12 +319,25 @@ pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64)
                 format!("{} belongs to another area", push.doc_id),
             ));
         }
-        let mut merged = merge_push(existing.as_ref().map(|(s, _)| s.as_slice()), push, &device.area)?;
-        if merged.changed {
-            store_merged(tx, &mut merged, &device.device_id, &req.user, "sync", now).await?;
-        }
+        let mut merged = merge_push(stored.map(|(s, _)| s.as_slice()), push, &device.area)?;
         acked.push(DocAck::new(push.doc_id.clone(), &merged.doc.heads()));
+        if !merged.changed {
+            continue;
+        }
+        if ids.iter().filter(|id| **id == push.doc_id).count() > 1 {
+            existing.insert(push.doc_id.clone(), (merged.doc.save(), merged.household.area_code.clone()));
+        }
+        match changed.iter().position(|m| m.household.household_id == merged.household.household_id) {
+            Some(i) => {
+                let mut earlier = std::mem::take(&mut changed[i].new_changes);
+                earlier.extend_from_slice(&merged.new_changes);
+                merged.new_changes = earlier;
+                changed[i] = merged;
+            }
+            None => changed.push(merged),
+        }
     }
+    store_merged(tx, &mut changed, &device.device_id, &req.user, "sync", now).await?;
     // Pull: the area's feed after the cursor, without this device's own changes, one bounded page.
     let cursor = i64::try_from(req.cursor).map_err(|_| StorageError::invalid("cursor out of range"))?;
     let rows = tx.feed_after(cursor, &device.area, FEED_SCAN).await?;
@@ -491,5 +535,5 @@ async fn store_operator_change(
         household,
         conflicts,
     };
-    store_merged(tx, &mut merged, "server", operator, action, now).await
+    store_merged(tx, std::slice::from_mut(&mut merged), "server", operator, action, now).await
 }

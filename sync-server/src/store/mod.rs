@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use dialect::Dialect;
 pub use error::{ErrorKind, StorageError};
-pub use tx::Tx;
+pub use tx::{DocWrite, Tx};
 
 use crate::at_rest::{AtRest, CHECK_SETTING};
 

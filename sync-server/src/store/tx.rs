@@ -70,6 +70,33 @@ fn placeholders(from: usize, n: usize) -> String {
     (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows of `cols` parameters.
+fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows).map(|r| format!("({})", placeholders(r * cols + 1, cols))).collect::<Vec<_>>().join(", ")
+}
+
+/// Rows one multi-row statement carries at most, for `cols` parameters a row (well
+/// under SQLite's 32,766 and PostgreSQL's 65,535 parameters).
+fn rows_per_statement(cols: usize) -> usize {
+    (8000 / cols).max(1)
+}
+
+/// A document write of a batch: id, area, saved bytes (in clear: sealed here), heads.
+pub struct DocWrite {
+    /// Household id.
+    pub doc_id: String,
+    /// Its area.
+    pub area: String,
+    /// The saved document.
+    pub snapshot: Vec<u8>,
+    /// Heads, comma-separated.
+    pub heads: String,
+    /// The changes new to the server, for the feed.
+    pub changes: Vec<u8>,
+    /// Its progress figures.
+    pub stats: HouseholdStats,
+}
+
 impl<'a> Tx<'a> {
     pub(super) fn new(
         tx: Transaction<'static, Any>,
@@ -153,42 +180,104 @@ impl<'a> Tx<'a> {
         Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, split_heads(&heads))))
     }
 
-    /// Writes the server's copy of a document.
-    pub async fn put_doc(&mut self, doc_id: &str, area: &str, snapshot: &[u8], heads: &str, now: i64) -> Result<()> {
-        let sealed = self.keys.seal("doc", doc_id, "", snapshot)?;
-        sqlx::query(
-            "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
-                 heads = excluded.heads, updated_at = excluded.updated_at",
-        )
-        .bind(doc_id)
-        .bind(area)
-        .bind(sealed)
-        .bind(heads)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+    /// The server's copies of several documents, opened: id → (saved bytes, area).
+    pub async fn docs(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, (Vec<u8>, String)>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            let sql =
+                format!("SELECT doc_id, snapshot, area FROM doc WHERE doc_id IN ({})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&mut *self.tx).await? {
+                let doc_id: String = r.try_get(0)?;
+                let sealed: Vec<u8> = r.try_get(1)?;
+                let plain = self.keys.open("doc", &doc_id, "", &sealed)?;
+                out.insert(doc_id, (plain, r.try_get(2)?));
+            }
+        }
+        Ok(out)
     }
 
-    /// Appends changes to the feed.
-    pub async fn append_feed(
+    /// Stores a batch of merged documents written by `origin` for `user`: each saved copy
+    /// (sealed), its new changes on the feed (sealed; the transaction holds each area's
+    /// province lock), an audit row and its progress figures — four statements for the batch.
+    pub async fn store_docs(
         &mut self,
-        area: &str,
-        doc_id: &str,
+        docs: &[DocWrite],
         origin: &str,
-        changes: &[u8],
+        user: &str,
+        action: &str,
         now: i64,
     ) -> Result<()> {
-        let sealed = self.keys.seal("feed", doc_id, origin, changes)?;
-        sqlx::query("INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(area)
-            .bind(doc_id)
-            .bind(origin)
-            .bind(sealed)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        if let Some(d) = docs.iter().find(|d| !self.locked.contains(province_of(&d.area))) {
+            return Err(StorageError::internal(format!("a feed row of {} without its province's write lock", d.area)));
+        }
+        for chunk in docs.chunks(rows_per_statement(5)) {
+            let sql = format!(
+                "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES {}
+                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
+                     heads = excluded.heads, updated_at = excluded.updated_at",
+                value_rows(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for d in chunk {
+                let sealed = self.keys.seal("doc", &d.doc_id, "", &d.snapshot)?;
+                query = query.bind(d.doc_id.clone()).bind(d.area.clone()).bind(sealed).bind(d.heads.clone()).bind(now);
+            }
+            query.execute(&mut *self.tx).await?;
+
+            let sql = format!(
+                "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES {}",
+                value_rows(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for d in chunk {
+                let sealed = self.keys.seal("feed", &d.doc_id, origin, &d.changes)?;
+                query =
+                    query.bind(d.area.clone()).bind(d.doc_id.clone()).bind(origin.to_string()).bind(sealed).bind(now);
+            }
+            query.execute(&mut *self.tx).await?;
+
+            let sql = format!(
+                "INSERT INTO audit (at, device_id, username, doc_id, heads, action) VALUES {}",
+                value_rows(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for d in chunk {
+                query = query
+                    .bind(now)
+                    .bind(origin.to_string())
+                    .bind(user.to_string())
+                    .bind(d.doc_id.clone())
+                    .bind(d.heads.clone())
+                    .bind(action.to_string());
+            }
+            query.execute(&mut *self.tx).await?;
+
+            let sql = format!(
+                "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
+                     updated_at) VALUES {}
+                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
+                     complete = excluded.complete, cccd_present = excluded.cccd_present,
+                     cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
+                value_rows(chunk.len(), 8)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for d in chunk {
+                query = query
+                    .bind(d.doc_id.clone())
+                    .bind(d.area.clone())
+                    .bind(d.stats.members)
+                    .bind(i64::from(d.stats.complete))
+                    .bind(d.stats.cccd_present)
+                    .bind(d.stats.cccd_valid)
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -313,13 +402,23 @@ impl<'a> Tx<'a> {
 
     // ---- conflicts ----
 
-    /// Open conflicts of a document: (id, path).
-    pub async fn open_conflicts(&mut self, doc_id: &str) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query("SELECT id, path FROM conflict WHERE doc_id = $1 AND status = 'open'")
-            .bind(doc_id)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    /// Open conflicts of several documents: (id, doc, path).
+    pub async fn open_conflicts_of(&mut self, doc_ids: &[&str]) -> Result<Vec<(i64, String, String)>> {
+        let mut out = Vec::new();
+        for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT id, doc_id, path FROM conflict WHERE status = 'open' AND doc_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&mut *self.tx).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Marks a conflict resolved.
@@ -392,24 +491,28 @@ impl<'a> Tx<'a> {
 
     // ---- the resident index and duplicate candidates ----
 
-    /// Forgets a document's people (before re-indexing them).
-    pub async fn delete_people(&mut self, doc_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM person WHERE doc_id = $1").bind(doc_id).execute(&mut *self.tx).await?;
-        sqlx::query("DELETE FROM person_block WHERE doc_id = $1").bind(doc_id).execute(&mut *self.tx).await?;
+    /// Forgets several documents' people (before re-indexing them).
+    pub async fn delete_people_of(&mut self, doc_ids: &[&str]) -> Result<()> {
+        for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            for table in ["person", "person_block"] {
+                let sql = format!("DELETE FROM {table} WHERE doc_id IN ({})", placeholders(1, chunk.len()));
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut *self.tx).await?;
+            }
+        }
         Ok(())
     }
 
-    /// For each probe — a person of `doc_id` about to be indexed — the people of other
-    /// documents that share one of its blocking keys, opened; one query for the whole
-    /// household, at most `limit` rows read. A person whose CCCD differs from the probe's
-    /// (and whose sorted digits differ too, so no transposition) is a hard non-duplicate:
-    /// left out by its index tokens, before it is opened. Each person is opened once.
-    pub async fn candidates(
-        &mut self,
-        doc_id: &str,
-        probes: &[PersonIndex],
-        limit: i64,
-    ) -> Result<Vec<Vec<PersonRow>>> {
+    /// For each probe — a person about to be indexed, of a household whose old entries are
+    /// already deleted — the people it may be: those stored that share one of its blocking
+    /// keys (one query for the whole batch, at most `limit` rows read, each opened once),
+    /// and the earlier probes of other households of the batch that share one. A person
+    /// whose CCCD differs from the probe's (and whose sorted digits differ too, so no
+    /// transposition) is a hard non-duplicate: left out by its index tokens, before it is opened.
+    pub async fn candidates(&mut self, probes: &[PersonIndex], limit: i64) -> Result<Vec<Vec<PersonRow>>> {
         struct Probe {
             tokens: Vec<String>,
             cccd: Option<String>,
@@ -422,7 +525,7 @@ impl<'a> Tx<'a> {
             digits: Option<String>,
         }
         let k = self.keys;
-        let probes: Vec<Probe> = probes
+        let tagged: Vec<Probe> = probes
             .iter()
             .map(|p| Probe {
                 tokens: p.blocks.iter().map(|b| k.block_tag(b)).collect(),
@@ -430,50 +533,62 @@ impl<'a> Tx<'a> {
                 digits: p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)),
             })
             .collect();
-        let mut tokens: Vec<&String> = probes.iter().flat_map(|p| &p.tokens).collect();
+        let mut tokens: Vec<&String> = tagged.iter().flat_map(|p| &p.tokens).collect();
         tokens.sort_unstable();
         tokens.dedup();
-        let mut out: Vec<Vec<PersonRow>> = probes.iter().map(|_| Vec::new()).collect();
-        if tokens.is_empty() {
-            return Ok(out);
-        }
-        let sql = format!(
-            "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
-             FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
-             WHERE b.token IN ({}) AND p.doc_id <> $1 LIMIT $2",
-            placeholders(3, tokens.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(limit);
-        for token in &tokens {
-            query = query.bind(token.as_str());
-        }
-        let rows = query.fetch_all(&mut *self.tx).await?;
         let mut found: std::collections::BTreeMap<(String, String), Found> = Default::default();
-        for r in &rows {
-            let sealed = PersonRow {
-                doc_id: r.try_get(1)?,
-                member_id: r.try_get(2)?,
-                area: r.try_get(3)?,
-                key_json: r.try_get(4)?,
-            };
-            let token: String = r.try_get(0)?;
-            let entry = found.entry((sealed.doc_id.clone(), sealed.member_id.clone())).or_insert(Found {
-                sealed,
-                tokens: Vec::new(),
-                cccd: r.try_get(5)?,
-                digits: r.try_get(6)?,
-            });
-            entry.tokens.push(token);
-        }
-        let mut opened: std::collections::HashMap<(String, String), PersonRow> = Default::default();
-        for (probe, candidates) in probes.iter().zip(out.iter_mut()) {
-            for (who, f) in &found {
-                let shares_a_key = f.tokens.iter().any(|t| probe.tokens.contains(t));
-                let cccd_allows = match (&probe.cccd, &f.cccd) {
-                    (Some(mine), Some(theirs)) => mine == theirs || probe.digits == f.digits,
-                    _ => true,
+        let mut read = 0i64;
+        for chunk in tokens.chunks(rows_per_statement(1)) {
+            if read >= limit {
+                break;
+            }
+            let sql = format!(
+                "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
+                 FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+                 WHERE b.token IN ({}) LIMIT $1",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(limit - read);
+            for token in chunk {
+                query = query.bind(token.as_str());
+            }
+            let rows = query.fetch_all(&mut *self.tx).await?;
+            read += rows.len() as i64;
+            for r in &rows {
+                let sealed = PersonRow {
+                    doc_id: r.try_get(1)?,
+                    member_id: r.try_get(2)?,
+                    area: r.try_get(3)?,
+                    key_json: r.try_get(4)?,
                 };
-                if !shares_a_key || !cccd_allows {
+                let token: String = r.try_get(0)?;
+                let entry = found.entry((sealed.doc_id.clone(), sealed.member_id.clone())).or_insert(Found {
+                    sealed,
+                    tokens: Vec::new(),
+                    cccd: r.try_get(5)?,
+                    digits: r.try_get(6)?,
+                });
+                entry.tokens.push(token);
+            }
+        }
+        let allows = |mine: &Option<String>,
+                      my_digits: &Option<String>,
+                      theirs: &Option<String>,
+                      their_digits: &Option<String>| {
+            match (mine, theirs) {
+                (Some(a), Some(b)) => a == b || my_digits == their_digits,
+                _ => true,
+            }
+        };
+        let mut opened: std::collections::HashMap<(String, String), PersonRow> = Default::default();
+        let mut out: Vec<Vec<PersonRow>> = Vec::with_capacity(probes.len());
+        for (i, (person, probe)) in probes.iter().zip(&tagged).enumerate() {
+            let mut candidates = Vec::new();
+            for (who, f) in &found {
+                if f.sealed.doc_id == person.doc_id
+                    || !f.tokens.iter().any(|t| probe.tokens.contains(t))
+                    || !allows(&probe.cccd, &probe.digits, &f.cccd, &f.digits)
+                {
                     continue;
                 }
                 if !opened.contains_key(who) {
@@ -481,6 +596,21 @@ impl<'a> Tx<'a> {
                 }
                 candidates.push(opened[who].clone());
             }
+            for other in &probes[..i] {
+                if other.doc_id == person.doc_id
+                    || !other.blocks.iter().any(|b| person.blocks.contains(b))
+                    || !allows(&person.cccd, &person.cccd_digits, &other.cccd, &other.cccd_digits)
+                {
+                    continue;
+                }
+                candidates.push(PersonRow {
+                    doc_id: other.doc_id.clone(),
+                    member_id: other.member_id.clone(),
+                    area: other.area.clone(),
+                    key_json: other.key_json.clone(),
+                });
+            }
+            out.push(candidates);
         }
         Ok(out)
     }

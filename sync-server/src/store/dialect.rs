@@ -27,11 +27,17 @@ impl Dialect {
 
     /// The schema text with this dialect's type names put in.
     pub fn schema(self, template: &str) -> String {
-        let (serial_key, blob, without_rowid) = match self {
-            Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", " WITHOUT ROWID"),
-            Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA", ""),
+        // Area codes compare byte by byte (`C`), so that an area's range in an index is the
+        // range of its codes ([`within`]); SQLite's default collation already does.
+        let (serial_key, blob, area, without_rowid) = match self {
+            Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "TEXT", " WITHOUT ROWID"),
+            Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA", "TEXT COLLATE \"C\"", ""),
         };
-        template.replace("{serial_key}", serial_key).replace("{blob}", blob).replace("{without_rowid}", without_rowid)
+        template
+            .replace("{serial_key}", serial_key)
+            .replace("{blob}", blob)
+            .replace("{area}", area)
+            .replace("{without_rowid}", without_rowid)
     }
 
     /// The statement that begins a write transaction. SQLite takes its write lock at
@@ -51,6 +57,17 @@ impl Dialect {
         match self {
             Dialect::Sqlite => None,
             Dialect::Postgres => Some("SELECT pg_advisory_xact_lock($1)"),
+        }
+    }
+
+    /// Parameter `n` of a generated list (an `IN` list, the rows of a multi-row insert).
+    /// Hand-written queries use `$n` on both. SQLite finds a named parameter by a linear
+    /// scan of the statement's names, so binding a list of thousands of `$n` costs their
+    /// square: there, a generated list is anonymous `?`, bound in order.
+    pub fn parameter(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => "?".to_string(),
+            Dialect::Postgres => format!("${n}"),
         }
     }
 
@@ -121,6 +138,20 @@ impl Dialect {
                 LegacyFixup::Statement(
                     "ALTER TABLE household_stats ALTER COLUMN complete TYPE BIGINT USING complete::int",
                 ),
+                // Area codes compare byte by byte ([`Dialect::schema`]).
+                LegacyFixup::Statement(
+                    "ALTER TABLE enrolment ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE device ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE doc ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE feed ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE person ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE conflict ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE duplicate ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE household_stats ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE operator ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE session ALTER COLUMN area TYPE TEXT COLLATE \"C\";
+                     ALTER TABLE blob ALTER COLUMN area TYPE TEXT COLLATE \"C\"",
+                ),
             ],
         }
     }
@@ -170,9 +201,14 @@ pub fn province_lock_key(province: &str) -> i64 {
 
 /// The area test of the store: `column` is `param` or lies within it. Exact
 /// prefix comparison on whole segments (never `LIKE`, whose `%` and `_` a caller could
-/// smuggle in). `param` is a `$n` placeholder.
+/// smuggle in). `param` is a `$n` placeholder. The range (from the code itself to the code
+/// followed by `/`, the character after `.`) lets an index on the column find the rows;
+/// the exact test keeps out codes that only share the range.
 pub fn within(column: &str, param: &str) -> String {
-    format!("({column} = {param} OR substr({column}, 1, length({param}) + 1) = {param} || '.')")
+    format!(
+        "({column} >= {param} AND {column} < {param} || '/' \
+         AND ({column} = {param} OR substr({column}, 1, length({param}) + 1) = {param} || '.'))"
+    )
 }
 
 /// [`within`], where an empty `param` means every area.
@@ -186,9 +222,12 @@ mod tests {
 
     #[test]
     fn schema_names_each_dialects_types() {
-        let t = "id {serial_key}, data {blob}) {without_rowid};";
-        assert_eq!(Dialect::Sqlite.schema(t), "id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB)  WITHOUT ROWID;");
-        assert_eq!(Dialect::Postgres.schema(t), "id BIGSERIAL PRIMARY KEY, data BYTEA) ;");
+        let t = "id {serial_key}, data {blob}, area {area}) {without_rowid};";
+        assert_eq!(
+            Dialect::Sqlite.schema(t),
+            "id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, area TEXT)  WITHOUT ROWID;"
+        );
+        assert_eq!(Dialect::Postgres.schema(t), "id BIGSERIAL PRIMARY KEY, data BYTEA, area TEXT COLLATE \"C\") ;");
     }
 
     #[test]

@@ -65,14 +65,15 @@ fn split_heads(heads: &str) -> Vec<String> {
     heads.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-/// `$from, $from+1, …` for `n` parameters.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+/// `$from, $from+1, …` for `n` parameters, in the dialect's form for a generated list
+/// ([`Dialect::parameter`]): bound in this order, each once, and the list's parameters last.
+fn placeholders(dialect: Dialect, from: usize, n: usize) -> String {
+    (from..from + n).map(|i| dialect.parameter(i)).collect::<Vec<_>>().join(", ")
 }
 
-/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows of `cols` parameters.
-fn value_rows(rows: usize, cols: usize) -> String {
-    (0..rows).map(|r| format!("({})", placeholders(r * cols + 1, cols))).collect::<Vec<_>>().join(", ")
+/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows of `cols` parameters ([`placeholders`]).
+fn value_rows(dialect: Dialect, rows: usize, cols: usize) -> String {
+    (0..rows).map(|r| format!("({})", placeholders(dialect, r * cols + 1, cols))).collect::<Vec<_>>().join(", ")
 }
 
 /// Rows one multi-row statement carries at most, for `cols` parameters a row (well
@@ -184,8 +185,10 @@ impl<'a> Tx<'a> {
     pub async fn docs(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, (Vec<u8>, String)>> {
         let mut out = std::collections::HashMap::new();
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
-            let sql =
-                format!("SELECT doc_id, snapshot, area FROM doc WHERE doc_id IN ({})", placeholders(1, chunk.len()));
+            let sql = format!(
+                "SELECT doc_id, snapshot, area FROM doc WHERE doc_id IN ({})",
+                placeholders(self.dialect, 1, chunk.len())
+            );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(*id);
@@ -219,7 +222,7 @@ impl<'a> Tx<'a> {
                 "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES {}
                  ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
                      heads = excluded.heads, updated_at = excluded.updated_at",
-                value_rows(chunk.len(), 5)
+                value_rows(self.dialect, chunk.len(), 5)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
@@ -230,7 +233,7 @@ impl<'a> Tx<'a> {
 
             let sql = format!(
                 "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES {}",
-                value_rows(chunk.len(), 5)
+                value_rows(self.dialect, chunk.len(), 5)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
@@ -242,7 +245,7 @@ impl<'a> Tx<'a> {
 
             let sql = format!(
                 "INSERT INTO audit (at, device_id, username, doc_id, heads, action) VALUES {}",
-                value_rows(chunk.len(), 6)
+                value_rows(self.dialect, chunk.len(), 6)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
@@ -262,7 +265,7 @@ impl<'a> Tx<'a> {
                  ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
                      complete = excluded.complete, cccd_present = excluded.cccd_present,
                      cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
-                value_rows(chunk.len(), 8)
+                value_rows(self.dialect, chunk.len(), 8)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
@@ -408,7 +411,7 @@ impl<'a> Tx<'a> {
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
             let sql = format!(
                 "SELECT id, doc_id, path FROM conflict WHERE status = 'open' AND doc_id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders(self.dialect, 1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -495,7 +498,8 @@ impl<'a> Tx<'a> {
     pub async fn delete_people_of(&mut self, doc_ids: &[&str]) -> Result<()> {
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
             for table in ["person", "person_block"] {
-                let sql = format!("DELETE FROM {table} WHERE doc_id IN ({})", placeholders(1, chunk.len()));
+                let sql =
+                    format!("DELETE FROM {table} WHERE doc_id IN ({})", placeholders(self.dialect, 1, chunk.len()));
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for id in chunk {
                     query = query.bind(*id);
@@ -545,10 +549,11 @@ impl<'a> Tx<'a> {
             let sql = format!(
                 "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
                  FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
-                 WHERE b.token IN ({}) LIMIT $1",
-                placeholders(2, chunk.len())
+                 WHERE b.token IN ({}) LIMIT {}",
+                placeholders(self.dialect, 1, chunk.len()),
+                limit - read
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(limit - read);
+            let mut query = sqlx::query(AssertSqlSafe(sql));
             for token in chunk {
                 query = query.bind(token.as_str());
             }
@@ -580,25 +585,40 @@ impl<'a> Tx<'a> {
                 _ => true,
             }
         };
-        let mut opened: std::collections::HashMap<(String, String), PersonRow> = Default::default();
+        // Who holds each token, and (for the batch) which earlier probe holds each key.
+        let found: Vec<Found> = found.into_values().collect();
+        let mut by_token: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        for (n, f) in found.iter().enumerate() {
+            for t in &f.tokens {
+                by_token.entry(t.as_str()).or_default().push(n);
+            }
+        }
+        let mut by_block: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        let mut opened: std::collections::HashMap<usize, PersonRow> = Default::default();
         let mut out: Vec<Vec<PersonRow>> = Vec::with_capacity(probes.len());
         for (i, (person, probe)) in probes.iter().zip(&tagged).enumerate() {
             let mut candidates = Vec::new();
-            for (who, f) in &found {
-                if f.sealed.doc_id == person.doc_id
-                    || !f.tokens.iter().any(|t| probe.tokens.contains(t))
-                    || !allows(&probe.cccd, &probe.digits, &f.cccd, &f.digits)
-                {
+            let mut stored: Vec<usize> =
+                probe.tokens.iter().flat_map(|t| by_token.get(t.as_str())).flatten().copied().collect();
+            stored.sort_unstable();
+            stored.dedup();
+            for n in stored {
+                let f = &found[n];
+                if f.sealed.doc_id == person.doc_id || !allows(&probe.cccd, &probe.digits, &f.cccd, &f.digits) {
                     continue;
                 }
-                if !opened.contains_key(who) {
-                    opened.insert(who.clone(), self.open_person_row(f.sealed.clone())?);
+                if !opened.contains_key(&n) {
+                    opened.insert(n, self.open_person_row(f.sealed.clone())?);
                 }
-                candidates.push(opened[who].clone());
+                candidates.push(opened[&n].clone());
             }
-            for other in &probes[..i] {
+            let mut earlier: Vec<usize> =
+                person.blocks.iter().flat_map(|b| by_block.get(b.as_str())).flatten().copied().collect();
+            earlier.sort_unstable();
+            earlier.dedup();
+            for j in earlier {
+                let other = &probes[j];
                 if other.doc_id == person.doc_id
-                    || !other.blocks.iter().any(|b| person.blocks.contains(b))
                     || !allows(&person.cccd, &person.cccd_digits, &other.cccd, &other.cccd_digits)
                 {
                     continue;
@@ -610,6 +630,9 @@ impl<'a> Tx<'a> {
                     key_json: other.key_json.clone(),
                 });
             }
+            for b in &person.blocks {
+                by_block.entry(b.as_str()).or_default().push(i);
+            }
             out.push(candidates);
         }
         Ok(out)
@@ -620,7 +643,8 @@ impl<'a> Tx<'a> {
     pub async fn insert_people(&mut self, people: &[PersonIndex]) -> Result<()> {
         let k = self.keys;
         for chunk in people.chunks(500) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 8 + 1, 8))).collect();
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 8 + 1, 8))).collect();
             let sql = format!(
                 "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year) VALUES {}",
                 rows.join(", ")
@@ -649,7 +673,8 @@ impl<'a> Tx<'a> {
     /// Inserts blocking tokens `(token, doc, member)`, many rows a statement.
     async fn insert_blocks(&mut self, blocks: &[(String, &str, &str)]) -> Result<()> {
         for chunk in blocks.chunks(1000) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 3 + 1, 3))).collect();
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 3 + 1, 3))).collect();
             let sql = format!(
                 "INSERT INTO person_block (token, doc_id, member_id) VALUES {} ON CONFLICT DO NOTHING",
                 rows.join(", ")
@@ -1367,6 +1392,7 @@ mod tests {
 
     #[test]
     fn placeholders_number_from_where_they_start() {
-        assert_eq!(placeholders(5, 3), "$5, $6, $7");
+        assert_eq!(placeholders(Dialect::Postgres, 5, 3), "$5, $6, $7");
+        assert_eq!(placeholders(Dialect::Sqlite, 5, 3), "?, ?, ?");
     }
 }

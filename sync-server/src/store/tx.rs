@@ -607,8 +607,8 @@ impl<'a> Tx<'a> {
                 if f.sealed.doc_id == person.doc_id || !allows(&probe.cccd, &probe.digits, &f.cccd, &f.digits) {
                     continue;
                 }
-                if !opened.contains_key(&n) {
-                    opened.insert(n, self.open_person_row(f.sealed.clone())?);
+                if let std::collections::hash_map::Entry::Vacant(slot) = opened.entry(n) {
+                    slot.insert(self.open_person_row(f.sealed.clone())?);
                 }
                 candidates.push(opened[&n].clone());
             }

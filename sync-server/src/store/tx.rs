@@ -286,11 +286,21 @@ impl<'a> Tx<'a> {
 
     /// Feed rows after `cursor` within `area` (and its sub-areas), oldest first, at most `limit`.
     pub async fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>> {
-        let sql = format!(
-            "SELECT seq, area, doc_id, origin, changes FROM feed WHERE seq > $1 AND {} ORDER BY seq LIMIT $3",
-            within("area", "$2")
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(cursor).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
+        // The area's own rows, and its sub-areas' rows, each found through `feed_by_area`
+        // (`+seq` keeps the planner off a scan of every position after the cursor: a new
+        // device's cursor is 0, and the feed holds every area's rows).
+        let rows = sqlx::query(
+            "SELECT seq, area, doc_id, origin, changes FROM feed WHERE area = $2 AND seq > $1
+             UNION ALL
+             SELECT seq, area, doc_id, origin, changes FROM feed
+             WHERE area > $2 || '.' AND area < $2 || '/' AND +seq > $1 AND substr(area, 1, length($2) + 1) = $2 || '.'
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(cursor)
+        .bind(area)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
         rows.iter()
             .map(|r| {
                 let (doc_id, origin): (String, String) = (r.try_get(2)?, r.try_get(3)?);

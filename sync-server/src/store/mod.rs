@@ -80,16 +80,6 @@ impl Store {
         Ok(store)
     }
 
-    /// The backend.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    /// The server's at-rest keys.
-    pub fn keys(&self) -> &AtRest {
-        &self.keys
-    }
-
     /// Begins a transaction that only reads.
     pub async fn read(&self) -> Result<Tx<'_>, StorageError> {
         Ok(Tx::new(self.pool.begin().await?, &self.keys, self.dialect, None))

@@ -113,11 +113,6 @@ impl<'a> Tx<'a> {
         Ok(self.tx.commit().await?)
     }
 
-    /// The server's at-rest keys.
-    pub fn keys(&self) -> &'a AtRest {
-        self.keys
-    }
-
     /// Takes the write lock of each area's province, in a fixed order, until the
     /// transaction ends. A transaction that writes to the feed takes, before it reads
     /// the documents it will write, the locks of every province it writes: then the

@@ -66,6 +66,13 @@ pub enum DoorstepError {
     /// The device was revoked and its data wiped: go back to enrolment.
     #[error("this device was revoked and wiped")]
     Revoked,
+    /// A server said this device is revoked without the signature of the server it
+    /// enrolled with: nothing was wiped. Likely a fake server or a hostile network.
+    #[error("an unsigned revocation was ignored: {reason}")]
+    UnverifiedRevocation {
+        /// Why the statement was not accepted.
+        reason: String,
+    },
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -87,6 +94,10 @@ impl From<Error> for DoorstepError {
             Error::NotFound(what) => DoorstepError::NotFound { what },
             Error::Corrupt { what } => DoorstepError::Corrupt { what },
             Error::Revoked => DoorstepError::Revoked,
+            Error::UnverifiedRevocation(reason) => DoorstepError::UnverifiedRevocation { reason },
+            Error::RevocationClaimed { .. } => {
+                DoorstepError::UnverifiedRevocation { reason: "the statement was not checked".into() }
+            }
             Error::Cancelled => DoorstepError::Cancelled,
             Error::Network(reason) => DoorstepError::Network { reason },
             Error::Transfer(e) => DoorstepError::TransferRefused { reason: e.to_string() },
@@ -102,6 +113,7 @@ impl From<Error> for DoorstepError {
             | Error::MalformedQr(_)
             | Error::Image(_)
             | Error::BadSignature(_)
+            | Error::InsecureUrl(_)
             | Error::InvalidArgument(_)
             | Error::AlreadyExists(_)) => DoorstepError::InvalidInput { reason: e.to_string() },
             other => DoorstepError::Other { reason: other.to_string() },

@@ -126,6 +126,20 @@ pub enum Error {
     /// The server revoked this device; its local data has been wiped.
     #[error("this device was revoked and its data wiped")]
     Revoked,
+    /// A server answered "revoked" without a statement signed by the server this device
+    /// enrolled with (or one naming another device): nothing was wiped.
+    #[error("a revocation that is not signed by this device's server was ignored: {0}")]
+    UnverifiedRevocation(String),
+    /// A server answered "revoked" (the transport's report; the sync client checks the
+    /// statement before anything is wiped).
+    #[error("the server says this device is revoked")]
+    RevocationClaimed {
+        /// The signed statement, when the answer carried one.
+        statement: Option<String>,
+    },
+    /// A server address that would send credentials or residents' data in clear text.
+    #[error("insecure server address: {0}")]
+    InsecureUrl(String),
     /// A signed document (a verification slip) failed its signature check, or was not one.
     #[error("bad signature: {0}")]
     BadSignature(String),
@@ -147,5 +161,11 @@ impl Error {
     /// Shorthand for a [`Error::Corrupt`] about `what`.
     pub(crate) fn corrupt(what: impl Into<String>) -> Self {
         Error::Corrupt { what: what.into() }
+    }
+}
+
+impl From<crate::area::AreaError> for Error {
+    fn from(e: crate::area::AreaError) -> Error {
+        Error::InvalidArgument(e.to_string())
     }
 }

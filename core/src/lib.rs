@@ -4,6 +4,7 @@
 //! resident data for a population registry, on phones that may go weeks
 //! without a network and may be lost.
 //!
+//! - [`area`]: administrative area codes, validated once.
 //! - [`form`]: form definitions, the expression language, validation, the built-in survey.
 //! - [`identity`]: CCCD numbers, the chip-card QR payload, name normalization, duplicate scoring.
 //! - [`crypto`]: the device data key, PIN-derived wrapping keys, sealing, blind indexes.
@@ -15,6 +16,7 @@
 //!
 //! This crate has no FFI types; `doorstep-ffi` wraps it for Kotlin and Swift.
 
+pub mod area;
 pub mod attachment;
 pub mod crypto;
 pub mod error;

@@ -9,10 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use doorstep_core::area::Area;
 use doorstep_core::sync::protocol::{
     BlobGet, BlobPut, CONTENT_TYPE, EnrolRequest, EnrolResponse, ErrorCode, MAX_BODY_BYTES, PROTOCOL_VERSION,
     SyncRequest, decode, encode,
 };
+use doorstep_core::sync::revocation::Revocation;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -53,12 +55,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Device, A
         .device_by_credential(hash_secret(credential))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "unknown credential"))?;
-    if device.revoked_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Revoked,
-            "this device was revoked: wipe local data",
-        ));
+    if let Some(revoked_at) = device.revoked_at {
+        // Signed with the key the device received at enrolment: it wipes only on this signature.
+        let statement = Revocation { device_id: device.device_id.clone(), revoked_at }.sign(state.slip_key().await?);
+        let mut refusal =
+            ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Revoked, "this device was revoked: wipe local data");
+        refusal.revocation = Some(statement);
+        return Err(refusal);
     }
     Ok(device)
 }
@@ -145,19 +148,25 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
 
 #[derive(Deserialize)]
 struct AreaQuery {
-    area: Option<String>,
+    area: Option<Area>,
     doc_id: Option<String>,
 }
+
+/// Who the audit names for what the operators' API does: the holder of the admin token.
+/// Never a name from the request.
+pub const ADMIN_API_IDENTITY: &str = "admin-api";
 
 #[derive(Deserialize)]
 struct NewEnrolment {
     area: String,
 }
 
+/// A resolution through the API: the value only. The audit names the credential's
+/// holder; a body that names an operator is refused.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Resolution {
     value: Option<String>,
-    operator: String,
 }
 
 async fn admin_enrol(
@@ -167,12 +176,14 @@ async fn admin_enrol(
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
     let code = create_enrolment(&state, &req.area).await?;
+    let action = format!("create enrolment for area {}", code.area);
+    state.storage.log_event(state.now(), ADMIN_API_IDENTITY.into(), action).await?;
     Ok(Json(serde_json::json!({ "qr_text": code.to_qr_text(), "area": code.area })).into_response())
 }
 
 async fn admin_devices(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    Ok(Json(state.storage.devices().await?).into_response())
+    Ok(Json(state.storage.devices(String::new()).await?).into_response())
 }
 
 async fn admin_revoke(
@@ -181,9 +192,10 @@ async fn admin_revoke(
     Path(device_id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    if !state.storage.revoke_device(device_id, state.now()).await? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::Malformed, "no such active device"));
+    if !state.storage.revoke_device(device_id.clone(), state.now()).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such active device"));
     }
+    state.storage.log_event(state.now(), ADMIN_API_IDENTITY.into(), format!("revoke device {device_id}")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -193,7 +205,7 @@ async fn admin_conflicts(
     Query(q): Query<AreaQuery>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    Ok(Json(state.storage.conflicts(q.area).await?).into_response())
+    Ok(Json(state.storage.conflicts(q.area.map(String::from)).await?).into_response())
 }
 
 async fn admin_resolve(
@@ -203,7 +215,7 @@ async fn admin_resolve(
     Json(r): Json<Resolution>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    state.storage.resolve_conflict(id, r.value, r.operator, state.now()).await?;
+    state.storage.resolve_conflict(id, r.value, ADMIN_API_IDENTITY.to_string(), state.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -213,7 +225,7 @@ async fn admin_duplicates(
     Query(q): Query<AreaQuery>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
-    Ok(Json(state.storage.duplicates(q.area).await?).into_response())
+    Ok(Json(state.storage.duplicates(q.area.map(String::from)).await?).into_response())
 }
 
 async fn admin_audit(

@@ -17,12 +17,14 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Human-readable message (never holds citizen data).
     pub message: String,
+    /// With [`ErrorCode::Revoked`]: the signed statement the device checks before it wipes.
+    pub revocation: Option<String>,
 }
 
 impl ApiError {
     /// A refusal with this status and code.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), revocation: None }
     }
 
     /// 400 malformed.
@@ -53,13 +55,13 @@ fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        ApiError { status: status_of(e.kind), code: e.code, message: e.message }
+        ApiError { status: status_of(e.kind), code: e.code, message: e.message, revocation: None }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = encode(&ErrorBody { code: self.code, message: self.message });
+        let body = encode(&ErrorBody { code: self.code, message: self.message, revocation: self.revocation });
         (self.status, [("content-type", CONTENT_TYPE)], body).into_response()
     }
 }

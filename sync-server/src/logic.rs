@@ -460,6 +460,31 @@ pub async fn get_blob(tx: &mut Tx<'_>, device: &Device, get: &BlobGet) -> Result
 }
 
 /// Resolves a conflict: a new change by the operator, written like any other.
+/// Checks an operator's value for the field it goes into (the console and the admin API alike).
+pub fn check_value(path: &str, value: &str) -> Result<(), StorageError> {
+    if value.trim().is_empty() || value.chars().count() > MAX_VALUE_LEN {
+        return Err(StorageError::invalid(format!("the value must be 1 to {MAX_VALUE_LEN} characters")));
+    }
+    match path.rsplit('/').next() {
+        Some("cccd") => {
+            Cccd::parse(value).map_err(|e| StorageError::invalid(format!("not a valid CCCD number: {e}")))?;
+        }
+        Some("dob") => {
+            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map_err(|_| StorageError::invalid("a date of birth is written YYYY-MM-DD"))?;
+        }
+        Some("sex") if !matches!(value, "M" | "F") => {
+            return Err(StorageError::invalid("sex is M or F"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Longest value an operator may type into a field.
+pub const MAX_VALUE_LEN: usize = 500;
+
+/// Resolves a conflict with the operator's value (checked for its field), as a change devices pull.
 pub async fn resolve(
     tx: &mut Tx<'_>,
     id: i64,
@@ -481,6 +506,9 @@ pub async fn resolve(
     tx.lock_areas(&[&area]).await?;
     // Read again under the lock: another operator may have resolved it first.
     let (doc_id, path) = tx.conflict(id).await?.ok_or_else(missing)?;
+    if let Some(v) = value {
+        check_value(&path, v)?;
+    }
     let (snapshot, _) = tx.doc(&doc_id).await?.ok_or_else(|| StorageError::internal("conflict without a document"))?;
     let editor = server_editor(operator);
     let mut doc = HouseholdDoc::load(&doc_id, &snapshot, &editor).map_err(StorageError::internal)?;
@@ -536,4 +564,21 @@ async fn store_operator_change(
         conflicts,
     };
     store_merged(tx, std::slice::from_mut(&mut merged), "server", operator, action, now).await
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::check_value;
+
+    #[test]
+    fn typed_values_are_checked_for_their_field() {
+        assert!(check_value("address", "Số 1").is_ok());
+        assert!(check_value("address", "").is_err());
+        assert!(check_value("address", &"x".repeat(501)).is_err());
+        assert!(check_value("members/m0/cccd", "080166796635").is_ok());
+        assert!(check_value("members/m0/cccd", "12345").is_err());
+        assert!(check_value("members/m0/dob", "1990-02-30").is_err());
+        assert!(check_value("members/m0/dob", "1990-02-28").is_ok());
+        assert!(check_value("members/m0/sex", "X").is_err());
+    }
 }

@@ -365,7 +365,7 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
             return Err("calibration runs without a store".into());
         }
         Command::Devices => {
-            for d in storage.devices().await? {
+            for d in storage.devices(String::new()).await? {
                 println!(
                     "{}  area {}  last sync {:?}  revoked {:?}",
                     d.device_id, d.area, d.last_sync_at, d.revoked_at

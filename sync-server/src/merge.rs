@@ -47,6 +47,9 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
     if doorstep_core::record::check_id(&push.doc_id).is_err() {
         return Err(StorageError::invalid("bad document id"));
     }
+    if let Err(e) = doorstep_core::area::Area::parse(&push.area) {
+        return Err(StorageError::invalid(e.to_string()));
+    }
     if !area_within(&push.area, scope) {
         return Err(StorageError::new(
             ErrorKind::Forbidden,
@@ -70,6 +73,9 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
             ),
         };
         let household = doc.read();
+        if doorstep_core::area::Area::parse(&household.area_code).is_err() {
+            return Err(invalid("the household's area code is not digits in dot-separated parts"));
+        }
         if !area_within(&household.area_code, scope) {
             return Err(StorageError::new(
                 ErrorKind::Forbidden,

@@ -84,8 +84,8 @@ impl Storage for Store {
         in_write!(self, |tx| tx.revoke_device(&device_id, now).await?)
     }
 
-    async fn devices(&self) -> Result<Vec<Device>> {
-        in_read!(self, |tx| tx.devices().await?)
+    async fn devices(&self, scope: String) -> Result<Vec<Device>> {
+        in_read!(self, |tx| tx.devices(&scope).await?)
     }
 
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse> {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use doorstep_core::area::Area;
 use doorstep_core::sync::protocol::{EnrolmentCode, ErrorCode, PROTOCOL_VERSION};
 
 use crate::error::ApiError;
@@ -152,10 +153,8 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Creates an enrolment: returns the QR text; the CLI and console render it.
 pub async fn create_enrolment(state: &AppState, area: &str) -> Result<EnrolmentCode, ApiError> {
-    if area.is_empty() || area.len() > 64 {
-        return Err(ApiError::malformed("bad area code"));
-    }
+    let area = Area::parse(area).map_err(|e| ApiError::malformed(e.to_string()))?;
     let token = make_secret()?;
     state.storage.create_enrolment(hash_secret(&token), area.to_string(), state.now()).await?;
-    Ok(EnrolmentCode { v: PROTOCOL_VERSION, url: state.public_url.clone(), area: area.to_string(), token })
+    Ok(EnrolmentCode { v: PROTOCOL_VERSION, url: state.public_url.clone(), area: area.into(), token })
 }

@@ -25,8 +25,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn device_by_credential(&self, credential_hash: String) -> Result<Option<Device>, StorageError>;
     /// Revokes a device. Returns whether it existed.
     async fn revoke_device(&self, device_id: String, now: i64) -> Result<bool, StorageError>;
-    /// Every device.
-    async fn devices(&self) -> Result<Vec<Device>, StorageError>;
+    /// The devices whose area lies within `scope` (every device for an empty scope).
+    async fn devices(&self, scope: String) -> Result<Vec<Device>, StorageError>;
     /// Applies a device's sync request in one transaction and answers it.
     async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, StorageError>;
     /// Conflicts, open ones first, optionally within an area.

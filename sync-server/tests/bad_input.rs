@@ -247,6 +247,62 @@ fn a_revoked_device_is_refused_and_wipes_itself() {
     }
 }
 
+/// A server on 127.0.0.1 that answers every request 403 `revoked`, with this statement.
+fn fake_revoking_server(server: &TestServer, statement: Option<String>) -> String {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(move || {
+        let body =
+            encode(&ErrorBody { code: ErrorCode::Revoked, message: "wipe".into(), revocation: statement.clone() });
+        async move { (axum::http::StatusCode::FORBIDDEN, body).into_response() }
+    });
+    let listener = server.runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    server.runtime.spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[test]
+fn a_revoked_answer_not_signed_by_the_enrolling_server_wipes_nothing() {
+    use doorstep_core::sync::revocation::Revocation;
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    a.sync().unwrap();
+    a.store.create_household(&household("hh-2", AREA, "Lê Thanh Hà", "080166796636")).unwrap();
+    let device = a.store.device_id().to_string();
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    for statement in [
+        None,
+        Some("DREVOKE1.bm90.aGluZw".to_string()),
+        Some(Revocation { device_id: device.clone(), revoked_at: 1 }.sign(&stranger)),
+    ] {
+        let fake = doorstep_core::sync::HttpTransport::new(&fake_revoking_server(&server, statement)).unwrap();
+        let got = doorstep_core::sync::sync(&mut a.store, &fake, None, &std::sync::atomic::AtomicBool::new(false));
+        assert!(matches!(got, Err(doorstep_core::Error::UnverifiedRevocation(_))), "{got:?}");
+        assert_eq!(a.store.list_households(0, 10).unwrap().len(), 2, "both households kept, the unsynced one too");
+    }
+    // The real server's signed statement revoking another device, replayed: not this one's.
+    let mut b = Device::enrolled(&server, "officer-b", AREA);
+    let credential = b.store.sync_secret("credential").unwrap().unwrap();
+    assert_eq!(
+        server.admin_post(&format!("/v1/admin/devices/{}/revoke", b.store.device_id()), serde_json::json!({})),
+        204
+    );
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/sync", server.url))
+        .bearer_auth(&credential)
+        .body(sync_body(vec![]))
+        .send()
+        .unwrap();
+    let statement = decode::<ErrorBody>(&answer.bytes().unwrap()).unwrap().revocation.expect("a signed statement");
+    let replay = doorstep_core::sync::HttpTransport::new(&fake_revoking_server(&server, Some(statement))).unwrap();
+    let got = doorstep_core::sync::sync(&mut a.store, &replay, None, &std::sync::atomic::AtomicBool::new(false));
+    assert!(matches!(got, Err(doorstep_core::Error::UnverifiedRevocation(_))), "{got:?}");
+    assert!(matches!(b.sync(), Err(doorstep_core::Error::Revoked)), "its own device wipes on it");
+    a.sync().unwrap();
+    assert_eq!(a.store.list_households(0, 10).unwrap().len(), 2);
+}
+
 #[test]
 fn a_device_over_its_request_rate_is_slowed_down() {
     let server = TestServer::start();

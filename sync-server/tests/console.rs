@@ -204,9 +204,9 @@ fn an_operator_cannot_do_what_only_an_admin_may() {
     let asked = admin.post(&format!("/console/devices/{device_id}/revoke"), &[]);
     assert_eq!(asked.status, StatusCode::OK);
     assert!(asked.body.contains("Revoke and wipe"));
-    assert!(server.runtime.block_on(server.storage.devices()).unwrap()[0].revoked_at.is_none());
+    assert!(server.runtime.block_on(server.storage.devices(String::new())).unwrap()[0].revoked_at.is_none());
     assert_eq!(admin.post(&format!("/console/devices/{device_id}/revoke"), &confirmed).status, StatusCode::SEE_OTHER);
-    assert!(server.runtime.block_on(server.storage.devices()).unwrap()[0].revoked_at.is_some());
+    assert!(server.runtime.block_on(server.storage.devices(String::new())).unwrap()[0].revoked_at.is_some());
     assert_eq!(admin.post("/console/operators", &new_account).status, StatusCode::SEE_OTHER);
     // Both actions are in the console's audit trail, shown to admins.
     let events = server.runtime.block_on(server.storage.events(10)).unwrap();
@@ -545,7 +545,13 @@ fn an_operator_of_one_commune_sees_and_acts_on_that_commune_only() {
     let duplicate_in = |area: &str| duplicates.iter().find(|d| d.area == area).unwrap().id;
     let (mine, theirs) = ("01.001.00001", "01.001.00002");
 
+    let own_phone = Device::enrolled(&server, "officer-own", mine);
+    let their_phone = Device::enrolled(&server, "officer-their", theirs);
     let clerk = Console::login(&server, "commune1");
+    // The devices page lists the commune's own devices only.
+    let devices = clerk.get("/console/devices");
+    assert!(devices.body.contains(own_phone.store.device_id()));
+    assert!(!devices.body.contains(their_phone.store.device_id()) && !devices.body.contains(a.store.device_id()));
     // Lists show the commune's own work; another area, or the district above, is refused.
     for page in ["/console/conflicts", "/console/duplicates", "/console/progress", "/console/households?q=001"] {
         let got = clerk.get(page);
@@ -625,4 +631,64 @@ fn a_duplicate_across_areas_shows_an_area_bound_operator_only_its_own_side() {
     let page = district.get("/console/duplicates");
     assert!(page.body.contains("Xóm Bãi") && page.body.contains("CCCD number"));
     assert_eq!(district.post(&format!("/console/duplicates/{id}/merge"), &[]).status, StatusCode::SEE_OTHER);
+}
+
+#[test]
+fn areas_that_are_not_digit_codes_are_refused_everywhere() {
+    let server = TestServer::start();
+    add_account(&server, "admin", Role::Admin);
+    let mut d = Device::enrolled(&server, "officer-d", AREA);
+    d.store.create_household(&household("01.001.00001-z", "01.001.00001", "Phạm Văn Bình", "001066044444")).unwrap();
+    d.sync().unwrap();
+    let admin = Console::login(&server, "admin");
+    let before = server.fingerprint();
+    for bad in ["%", "_", "01.0%", "01.00_", "01.001.*", "01..001", "01.001 OR 1=1"] {
+        let api = server.admin_post("/v1/admin/enrolments", serde_json::json!({ "area": bad }));
+        assert_eq!(api, StatusCode::BAD_REQUEST, "API enrolment for {bad:?}");
+        assert_eq!(admin.post("/console/devices/enrol", &[("area", bad)]).status, StatusCode::BAD_REQUEST, "{bad:?}");
+        let operator = admin.post(
+            "/console/operators",
+            &[("username", "x-operator"), ("password", "long-enough-password"), ("role", "operator"), ("area", bad)],
+        );
+        assert_ne!(operator.status, StatusCode::SEE_OTHER, "operator for {bad:?}");
+        let q = serde_urlencoded::to_string([("area", bad)]).unwrap();
+        assert_eq!(admin.get(&format!("/console/duplicates?{q}")).status, StatusCode::BAD_REQUEST, "{bad:?}");
+        let listed = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/admin/conflicts?{q}", server.url))
+            .bearer_auth(common::ADMIN)
+            .send()
+            .unwrap();
+        assert!(listed.status().is_client_error(), "API list for {bad:?}");
+        assert!(doorstep_core::area::Area::parse(bad).is_err());
+    }
+    assert_eq!(server.fingerprint(), before, "nothing was stored");
+    // A phone refuses a household whose area is a wildcard; a hand-made push of one is refused by the server.
+    let mut wild = household("01.001.00001-w", "01.001.00001", "Phạm Văn Hùng", "001066055555");
+    wild.area_code = "01.001.%".into();
+    assert!(matches!(d.store.create_household(&wild), Err(doorstep_core::Error::InvalidArgument(_))));
+    let editor = doorstep_core::record::Editor { user: "x".into(), device: "y".into() };
+    let changes = doorstep_core::record::HouseholdDoc::create(&wild, &editor).unwrap().save();
+    let credential = d.store.sync_secret("credential").unwrap().unwrap();
+    for (area, status) in [("01.001.%", 400), ("01.001.00001", 422)] {
+        let push = doorstep_core::sync::protocol::DocPush {
+            doc_id: wild.household_id.clone(),
+            area: area.into(),
+            changes: changes.clone(),
+        };
+        let body = doorstep_core::sync::protocol::encode(&doorstep_core::sync::protocol::SyncRequest {
+            protocol: doorstep_core::sync::protocol::PROTOCOL_VERSION,
+            cursor: 0,
+            user: "x".into(),
+            push: vec![push],
+            transfer_key: None,
+        });
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/sync", server.url))
+            .bearer_auth(&credential)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "pushed as {area}");
+    }
+    assert_eq!(server.fingerprint(), before, "the wildcard household was not stored");
 }

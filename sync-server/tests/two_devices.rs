@@ -51,13 +51,16 @@ fn different_fields_merge_and_the_same_field_conflicts_until_resolved() {
         assert_eq!(conflicts[0].path, "members/m0/full_name");
     }
 
-    // Resolving through the API writes a change both devices receive.
+    // The API takes no operator's name from the body, and checks values as the console does.
     let id = queue[0]["id"].as_i64().unwrap();
-    let status = server.admin_post(
-        &format!("/v1/admin/conflicts/{id}/resolve"),
-        serde_json::json!({"value": "Lê Thanh Vân", "operator": "operator1"}),
-    );
-    assert_eq!(status, 204);
+    let path = format!("/v1/admin/conflicts/{id}/resolve");
+    let before = server.fingerprint();
+    let named = server.admin_post(&path, serde_json::json!({"value": "Lê Thanh Vân", "operator": "operator1"}));
+    assert!(named.is_client_error(), "{named}");
+    assert_eq!(server.admin_post(&path, serde_json::json!({"value": " "})), 400);
+    assert_eq!(server.fingerprint(), before, "refusals changed nothing");
+    // Resolving through the API writes a change both devices receive.
+    assert_eq!(server.admin_post(&path, serde_json::json!({"value": "Lê Thanh Vân"})), 204);
     a.sync().unwrap();
     b.sync().unwrap();
     for d in [&a, &b] {
@@ -72,7 +75,9 @@ fn different_fields_merge_and_the_same_field_conflicts_until_resolved() {
     assert!(audit.len() >= 6);
     assert!(audit.iter().any(|e| e["user"] == "officer-a" && e["action"] == "sync"));
     assert!(audit.iter().any(|e| e["user"] == "officer-b"));
-    assert!(audit.iter().any(|e| e["user"] == "operator1" && e["action"] == "resolve"));
+    // The audit names the credential's holder: the admin token's, never a name the caller chose.
+    assert!(audit.iter().any(|e| e["user"] == "admin-api" && e["action"] == "resolve"), "{audit:?}");
+    assert!(!audit.iter().any(|e| e["user"] == "operator1"));
     assert!(audit.iter().all(|e| !e["heads"].as_array().unwrap().is_empty()));
 
     // Nothing left to do: a sync with no changes is one small round trip.

@@ -191,6 +191,10 @@ impl Store {
         }
         let now = self.clock.now();
         let household = doc.read();
+        if origin != Origin::Remote {
+            // An area is digits in dotted parts: no wildcard or stray character reaches the server.
+            crate::area::Area::parse(&household.area_code)?;
+        }
         let issues = residence_survey().validate(&household.to_answers(), self.today());
         let conflicts = doc.conflicts()?.len();
         let (kind, bytes) = match &meta {

@@ -90,8 +90,10 @@ pub fn verify_slip(store: &Store, text: &str) -> Result<crate::slip::Slip> {
 /// Runs one sync. Cancelling (setting `cancel`) stops it between round trips;
 /// whatever was committed stays committed and the next sync resumes.
 ///
-/// If the server says the device was revoked, the local store is wiped and
-/// [`Error::Revoked`] returned.
+/// If the server says the device was revoked, with a statement signed by the key this
+/// device received at enrolment, the local store is wiped and [`Error::Revoked`]
+/// returned; an unsigned or foreign "revoked" wipes nothing and returns
+/// [`Error::UnverifiedRevocation`].
 pub fn sync(
     store: &mut Store,
     transport: &dyn Transport,
@@ -137,7 +139,14 @@ pub fn sync(
         });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {
-            Err(Error::Server { code, .. }) if code == "revoked" => {
+            Err(Error::RevocationClaimed { statement }) => {
+                // Wipe only on the enrolling server's signature over this device's id.
+                let key = store.sync_value(KEY_SLIP)?.and_then(|k| hex::decode(k).ok()).ok_or_else(|| {
+                    Error::UnverifiedRevocation("this device holds no server key to check it against".into())
+                })?;
+                let statement = statement
+                    .ok_or_else(|| Error::UnverifiedRevocation("the answer carries no signed statement".into()))?;
+                super::revocation::Revocation::verify(&statement, &key, store.device_id())?;
                 store.wipe()?;
                 return Err(Error::Revoked);
             }

@@ -10,6 +10,7 @@
 mod attachments;
 mod client;
 pub mod protocol;
+pub mod revocation;
 mod transport;
 
 pub use attachments::{AttachmentReport, fetch_blob, sync_attachments};

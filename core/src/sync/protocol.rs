@@ -65,6 +65,8 @@ impl EnrolmentCode {
         if code.v != PROTOCOL_VERSION {
             return Err(Error::InvalidArgument(format!("enrolment code version {} is not supported", code.v)));
         }
+        crate::area::Area::parse(&code.area)?;
+        check_server_url(&code.url)?;
         Ok(code)
     }
 }
@@ -284,6 +286,9 @@ pub struct ErrorBody {
     pub code: ErrorCode,
     /// What went wrong, for a person.
     pub message: String,
+    /// With [`ErrorCode::Revoked`]: the server's signed statement ([`super::revocation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<String>,
 }
 
 /// Encodes a message as CBOR.
@@ -329,6 +334,30 @@ pub(crate) mod serde_bytes_vec {
         // `deserialize_byte_buf`: ciborium's `deserialize_bytes` refuses byte strings over its 4 KiB scratch buffer.
         d.deserialize_byte_buf(V)
     }
+}
+
+/// Refuses a server address a device must not talk to: anything but `https://`, except
+/// `http://` to this machine's own loopback (a local demo, a test). Credentials and
+/// residents' data never cross a network in clear text.
+pub fn check_server_url(url: &str) -> Result<()> {
+    let insecure = |why: &str| Error::InsecureUrl(format!("{why}: {}", url.chars().take(200).collect::<String>()));
+    let lower = url.trim().to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return Err(insecure("a server address starts with https://"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(insecure("a server address carries no user name"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback { Ok(()) } else { Err(insecure("http:// is allowed only to this machine (127.0.0.1, ::1, localhost)")) }
 }
 
 /// Whether `area` lies within `scope` (equal, or a sub-area: `scope.` prefix).
@@ -384,8 +413,38 @@ mod tests {
     fn enrolment_codes() {
         let c = EnrolmentCode { v: 1, url: "http://127.0.0.1:1".into(), area: "01".into(), token: "t".into() };
         assert_eq!(EnrolmentCode::parse(&c.to_qr_text()).unwrap(), c);
+        for (url, area) in [("http://10.0.0.5:8080", "01"), ("ftp://x", "01"), ("https://sync.example.vn", "01.%")] {
+            let bad = EnrolmentCode { url: url.into(), area: area.into(), ..c.clone() };
+            assert!(EnrolmentCode::parse(&bad.to_qr_text()).is_err(), "{url} {area}");
+        }
         assert!(EnrolmentCode::parse("hello").is_err());
         assert!(EnrolmentCode::parse("DOORSTEP-ENROL:{}").is_err());
+    }
+
+    #[test]
+    fn clear_text_addresses_are_refused_unless_loopback() {
+        for ok in [
+            "https://sync.example.vn",
+            "HTTPS://x:443/a",
+            "http://127.0.0.1:8080",
+            "http://127.9.0.1",
+            "http://[::1]:9/",
+            "http://localhost:3000",
+        ] {
+            assert!(check_server_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.5:8080",
+            "http://sync.example.vn",
+            "http://localhost.evil.example",
+            "http://127.0.0.1@evil.example/",
+            "http://[::2]:80",
+            "ws://127.0.0.1",
+            "sync.example.vn",
+            "",
+        ] {
+            assert!(matches!(check_server_url(bad), Err(Error::InsecureUrl(_))), "{bad}");
+        }
     }
 
     #[test]

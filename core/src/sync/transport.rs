@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use super::protocol::{CONTENT_TYPE, ErrorBody, MAX_BODY_BYTES, decode};
+use super::protocol::{CONTENT_TYPE, ErrorBody, ErrorCode, MAX_BODY_BYTES, decode};
 use crate::error::{Error, Result};
 
 /// Sends one request body and returns the response body.
 ///
-/// Implementations map a refusal to [`Error::Server`] (or [`Error::Revoked`]
-/// for a revoked device) and any failure to reach the server to [`Error::Network`].
+/// Implementations map a refusal to [`Error::Server`] (or [`Error::RevocationClaimed`]
+/// for a `revoked` answer, with its signed statement) and any failure to reach the
+/// server to [`Error::Network`].
 pub trait Transport: Send + Sync {
     /// `POST {base}{path}` with a CBOR body, and a bearer credential when given.
     fn post(&self, path: &str, body: Vec<u8>, credential: Option<&str>) -> Result<Vec<u8>>;
@@ -22,11 +23,13 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// A transport to `base_url` (such as `https://sync.example.vn`), with timeouts.
+    /// `http://` is refused except to a loopback address ([`super::protocol::check_server_url`]).
     ///
     /// Connections are not kept idle between requests: on a network that drops
     /// without warning, a pooled socket is more often dead than useful, and a
     /// sync makes only one or a few requests.
     pub fn new(base_url: &str) -> Result<HttpTransport> {
+        super::protocol::check_server_url(base_url)?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
             .pool_max_idle_per_host(0)
@@ -54,6 +57,7 @@ impl Transport for HttpTransport {
             return Ok(bytes.to_vec());
         }
         match decode::<ErrorBody>(&bytes) {
+            Ok(body) if body.code == ErrorCode::Revoked => Err(Error::RevocationClaimed { statement: body.revocation }),
             Ok(body) => {
                 let code = serde_json::to_value(body.code)
                     .ok()

@@ -81,6 +81,8 @@ pub fn scoped_area(session: &Session, requested: &str) -> Result<String, PageErr
     let requested = requested.trim();
     if requested.is_empty() {
         Ok(session.area.clone())
+    } else if doorstep_core::area::Area::parse(requested).is_err() {
+        Err(PageError::bad_request("Mã khu vực không hợp lệ. · An area code is digits in dot-separated parts."))
     } else if area_within(requested, &session.area) {
         Ok(requested.to_string())
     } else {

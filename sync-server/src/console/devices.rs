@@ -21,7 +21,8 @@ pub async fn list(
     current: Current,
     Query(q): Query<Flash>,
 ) -> Result<Html<String>, PageError> {
-    let devices = state.storage.devices().await?;
+    // An area-bound operator sees the devices of its area and sub-areas only.
+    let devices = state.storage.devices(current.0.area.clone()).await?;
     let now = state.now();
     let admin = current.0.role == Role::Admin;
     let body = html! {
@@ -76,16 +77,10 @@ pub struct Enrolment {
 /// POST /console/devices/enrol (admin): shows a one-time enrolment QR code.
 pub async fn enrol(State(state): State<Arc<AppState>>, posted: Posted<Enrolment>) -> Result<Html<String>, PageError> {
     require_admin(&posted.session)?;
-    let area = posted.form.area.trim();
-    let valid = !area.is_empty()
-        && area.len() <= 64
-        && area.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !valid {
-        return Err(PageError::bad_request(
-            "An area code is digits and letters in dot-separated parts, like 01.001.00001.",
-        ));
-    }
-    let code = create_enrolment(&state, area).await?;
+    let area = doorstep_core::area::Area::parse(&posted.form.area).map_err(|_| {
+        PageError::bad_request("Mã khu vực là các số, phân cách bằng dấu chấm, như 01.001.00001. · An area code is digits in dot-separated parts, like 01.001.00001.")
+    })?;
+    let code = create_enrolment(&state, area.as_str()).await?;
     state
         .storage
         .log_event(state.now(), posted.session.username.clone(), format!("create enrolment for area {area}"))
@@ -119,7 +114,12 @@ pub async fn revoke(
 ) -> Result<Response, PageError> {
     require_admin(&posted.session)?;
     if posted.form.confirm.as_deref() != Some("yes") {
-        let device = state.storage.devices().await?.into_iter().find(|d| d.device_id == id && d.revoked_at.is_none());
+        let device = state
+            .storage
+            .devices(posted.session.area.clone())
+            .await?
+            .into_iter()
+            .find(|d| d.device_id == id && d.revoked_at.is_none());
         let Some(device) = device else { return Err(PageError::not_found("No such active device.")) };
         let body = html! {
             h1 { "Thu hồi thiết bị? · Revoke this device?" }

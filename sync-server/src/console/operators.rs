@@ -83,10 +83,8 @@ pub fn check_scope(role: Role, area: &str) -> Result<String, ApiError> {
     if role == Role::Admin && !area.is_empty() {
         return Err(ApiError::malformed("an admin works on every area: leave the area empty"));
     }
-    let code_ok = area.len() <= 64
-        && area.split('.').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !area.is_empty() && !code_ok {
-        return Err(ApiError::malformed("an area code is segments of letters and digits joined by dots, e.g. 01.002"));
+    if !area.is_empty() && doorstep_core::area::Area::parse(area).is_err() {
+        return Err(ApiError::malformed("an area code is digits in dot-separated parts, e.g. 01.002"));
     }
     Ok(area.to_string())
 }

@@ -1061,10 +1061,13 @@ impl<'a> Tx<'a> {
     }
 
     /// Every device, oldest enrolment first.
-    pub async fn devices(&mut self) -> Result<Vec<Device>> {
-        let rows = sqlx::query(
-            "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device ORDER BY enrolled_at, device_id",
-        )
+    pub async fn devices(&mut self, scope: &str) -> Result<Vec<Device>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device WHERE {} \
+             ORDER BY enrolled_at, device_id",
+            within_or_all("area", "$1")
+        )))
+        .bind(scope)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter().map(device_row).collect()

@@ -59,7 +59,7 @@ before(async () => {
   execFileSync(serverBin, ['--db', db, 'add-operator', '--username', OPERATOR.user], {
     env: { ...process.env, DOORSTEP_OPERATOR_PASSWORD: OPERATOR.password },
   });
-  server = spawn(serverBin, ['--db', db, 'serve', '--listen', '127.0.0.1:0', '--demo', commune], {
+  server = spawn(serverBin, ['--db', db, 'serve', '--listen', '127.0.0.1:0', '--insecure-http', '--demo', commune], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   server.stdout.on('data', (d) => process.stderr.write(`[server] ${d}`));

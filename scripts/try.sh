@@ -55,7 +55,7 @@ DOORSTEP_OPERATOR_PASSWORD="$OPERATOR_PASSWORD" "$server" --db "$DEMO/server.db"
 echo "== Start the sync server on $URL (embedded SQLite: $DEMO/server.db, residents sealed under the key $DEMO/server.db.key) with a demo district 01.002"
 # Other people than phone A's commune: another seed of the generator.
 python3 bench/gen_households.py "$(( N < 300 ? N : 300 ))" 7 > "$DEMO/district.jsonl"
-"$server" --db "$DEMO/server.db" serve --listen "127.0.0.1:$PORT" --admin-token demo-admin --demo "$DEMO/district.jsonl" \
+"$server" --db "$DEMO/server.db" serve --listen "127.0.0.1:$PORT" --insecure-http --admin-token demo-admin --demo "$DEMO/district.jsonl" \
   > "$DEMO/server.log" 2>&1 &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true' EXIT

@@ -80,7 +80,19 @@ fn main() {
         "blob_get",
         &encode(&BlobGet { protocol: 1, id: "b".repeat(64), offset: 0, max: 100 }),
     );
-    write(&dir, "sync_protocol", "error", &encode(&ErrorBody { code: ErrorCode::Revoked, message: "revoked".into() }));
+    write(
+        &dir,
+        "sync_protocol",
+        "error",
+        &encode(&ErrorBody {
+            code: ErrorCode::Revoked,
+            message: "revoked".into(),
+            revocation: Some(
+                doorstep_core::sync::revocation::Revocation { device_id: "dev-1".into(), revoked_at: 5 }
+                    .sign(&slip_key()),
+            ),
+        }),
+    );
 
     write(&dir, "chip_qr", "card", "001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021\n".as_bytes());
     write(

@@ -18,9 +18,7 @@ use doorstep_core::sync::revocation::Revocation;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::state::{
-    AppState, BLOB_RATE_BURST, BLOB_RATE_PER_SEC, REQUEST_TIMEOUT, create_enrolment, hash_secret, make_secret,
-};
+use crate::state::{AppState, REQUEST_TIMEOUT, create_enrolment, hash_secret, make_secret};
 use crate::storage::Device;
 
 async fn within_timeout<T>(f: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
@@ -66,8 +64,26 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Device, A
     Ok(device)
 }
 
-async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
-    // No rate limit here: tokens are 256-bit random and single-use, so guessing is hopeless.
+/// The connection's peer address, as the server records it for each request.
+pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+async fn enrol(
+    State(state): State<Arc<AppState>>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Tokens are 256-bit random and single-use, so guessing is hopeless; failed enrolments back
+    // off per address, which bounds the work (a database write) a stranger can cause.
+    let client = state.limits.client(peer.as_deref(), &headers);
+    state.limits.enrol_allowed(client, std::time::Instant::now())?;
+    let outcome = redeem(&state, body).await;
+    let ok = !matches!(&outcome, Err(e) if e.status.is_client_error());
+    state.limits.enrol_result(client, ok, std::time::Instant::now());
+    outcome
+}
+
+async fn redeem(state: &AppState, body: Body) -> Result<Response, ApiError> {
     let req: EnrolRequest = decode_body(&read_body(body).await?)?;
     if req.protocol != PROTOCOL_VERSION {
         return Err(ApiError::new(
@@ -82,7 +98,13 @@ async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Respons
     let credential = make_secret()?;
     let areas = state
         .storage
-        .redeem_enrolment(hash_secret(&req.token), req.device_id, hash_secret(&credential), state.now())
+        .redeem_enrolment(
+            hash_secret(&req.token),
+            req.device_id,
+            hash_secret(&credential),
+            state.now(),
+            state.now() - state.enrolment_ttl_secs,
+        )
         .await?;
     let slip_key = Some(hex::encode(state.slip_key().await?.verifying_key().to_bytes()));
     Ok(cbor(&EnrolResponse { protocol: PROTOCOL_VERSION, credential, areas, slip_key }))
@@ -91,7 +113,7 @@ async fn enrol(State(state): State<Arc<AppState>>, body: Body) -> Result<Respons
 async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     within_timeout(async {
         let device = authenticate(&state, &headers).await?;
-        state.admit(&device.device_id)?;
+        state.limits.device(&device.device_id)?;
         let req: SyncRequest = decode_body(&read_body(body).await?)?;
         if req.protocol != PROTOCOL_VERSION {
             return Err(ApiError::new(
@@ -109,7 +131,7 @@ async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
 async fn blob_put(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     within_timeout(async {
         let device = authenticate(&state, &headers).await?;
-        state.admit_with(&format!("blob:{}", device.device_id), BLOB_RATE_BURST, BLOB_RATE_PER_SEC)?;
+        state.limits.attachment(&device.device_id)?;
         let put: BlobPut = decode_body(&read_body(body).await?)?;
         check_version(put.protocol)?;
         Ok(cbor(&state.storage.put_blob(device, put, state.attachment_quota, state.now()).await?))
@@ -120,7 +142,7 @@ async fn blob_put(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
 async fn blob_get(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     within_timeout(async {
         let device = authenticate(&state, &headers).await?;
-        state.admit_with(&format!("blob:{}", device.device_id), BLOB_RATE_BURST, BLOB_RATE_PER_SEC)?;
+        state.limits.attachment(&device.device_id)?;
         let get: BlobGet = decode_body(&read_body(body).await?)?;
         check_version(get.protocol)?;
         Ok(cbor(&state.storage.get_blob(device, get).await?))

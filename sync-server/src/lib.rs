@@ -15,6 +15,7 @@ pub mod calibration;
 pub mod console;
 pub mod demo;
 pub mod error;
+pub mod limits;
 pub mod logic;
 pub mod merge;
 pub mod service;
@@ -27,14 +28,34 @@ use std::sync::Arc;
 
 pub use state::AppState;
 
-/// The whole HTTP surface: the device protocol and operators' API ([`api`]) beside the console ([`console`]).
+/// Longest a whole request may take, body included, on any route: past it the server answers 503.
+pub const ROUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+/// Longest a client may take to send a request body (a slow sender holds no worker for long).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The whole HTTP surface: the device protocol and operators' API ([`api`]) beside the console
+/// ([`console`]). Every route has a body limit and timeouts.
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    api::routes().merge(console::routes()).with_state(state)
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+    let max_body = doorstep_core::sync::protocol::MAX_BODY_BYTES + 64 * 1024;
+    api::routes()
+        .merge(console::routes())
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, ROUTE_TIMEOUT))
 }
 
-/// Serves on `listener` until the future resolves or the process is stopped.
+/// Serves on `listener` until the process is stopped, recording each connection's peer
+/// address (per-address limits: [`limits`]).
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    use axum::serve::ListenerExt;
+    // Answers go out as soon as they are written (no Nagle delay behind a delayed ACK).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await
 }
 
 /// Binds `addr` (port 0 for an ephemeral port) and serves in the background; returns the bound address.

@@ -41,9 +41,22 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: String,
-        /// The URL devices use to reach this server (written into enrolment codes).
+        /// The URL devices use to reach this server (written into enrolment codes): https://,
+        /// through the TLS proxy in front of this process. Defaults to http://<listen address>,
+        /// which needs --insecure-http.
         #[arg(long)]
         public_url: Option<String>,
+        /// Allow an http:// public URL: devices then send credentials and residents' data in
+        /// clear text. For a local demo or test only; phones accept http:// to loopback only.
+        #[arg(long)]
+        insecure_http: bool,
+        /// The address of a TLS proxy in front of this server, whose X-Forwarded-For names the
+        /// client (for per-address limits). Repeat for several. Without it, limits count the peer.
+        #[arg(long)]
+        trusted_proxy: Vec<std::net::IpAddr>,
+        /// How long an enrolment code works after it is made, in hours.
+        #[arg(long, default_value_t = 72)]
+        enrolment_ttl_hours: u32,
         /// Bearer token for the operators' JSON API (the web console uses accounts instead).
         #[arg(long, env = "DOORSTEP_ADMIN_TOKEN", default_value = "")]
         admin_token: String,
@@ -294,10 +307,28 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Serve { listen, public_url, admin_token, demo, demo_communes, attachment_quota_mib } => {
+        Command::Serve {
+            listen,
+            public_url,
+            insecure_http,
+            trusted_proxy,
+            enrolment_ttl_hours,
+            admin_token,
+            demo,
+            demo_communes,
+            attachment_quota_mib,
+        } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             let addr = listener.local_addr()?;
             let public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+            if !public_url.to_ascii_lowercase().starts_with("https://") && !insecure_http {
+                return Err(format!(
+                    "refusing to serve devices at {public_url}: credentials and residents' data would cross the \
+                     network in clear text. Put a TLS proxy in front and pass --public-url https://…, or pass \
+                     --insecure-http for a local demo"
+                )
+                .into());
+            }
             // One write, and never a panic when nobody reads stdout any more (tests read the first line only).
             say(&format!(
                 "doorstep-sync-server listening on {addr} (database {})\noperator console: http://{addr}/console/",
@@ -305,6 +336,8 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
             ));
             let mut state = AppState::new(storage.clone(), public_url, admin_token);
             state.attachment_quota = attachment_quota_mib.saturating_mul(1024 * 1024);
+            state.enrolment_ttl_secs = i64::from(enrolment_ttl_hours) * 3600;
+            state.limits = doorstep_sync_server::limits::Limits::new(trusted_proxy);
             let state = Arc::new(state);
             if let Some(path) = demo {
                 let jsonl = std::fs::read_to_string(&path)?;
@@ -330,10 +363,16 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
             add_operator(storage.as_ref(), &username, role, &area, "DOORSTEP_OPERATOR_PASSWORD").await?;
         }
         Command::Enrol { area, url, out } => {
+            doorstep_core::sync::protocol::check_server_url(&url)?;
             let state = AppState::new(storage, url, String::new());
             let code = create_enrolment(&state, &area).await?;
             std::fs::write(&out, doorstep_core::qr::encode_png(&code.to_qr_text(), 6)?)?;
-            println!("enrolment for area {area} written to {} (one use)", out.display());
+            println!(
+                "enrolment for area {area} written to {} (one use, within {} hours unless the server sets \
+                 --enrolment-ttl-hours otherwise)",
+                out.display(),
+                doorstep_sync_server::state::DEFAULT_ENROLMENT_TTL_SECS / 3600
+            );
         }
         Command::Revoke { device } => {
             if storage.revoke_device(device.clone(), now()).await? {

@@ -72,8 +72,9 @@ impl Storage for Store {
         device_id: String,
         credential_hash: String,
         now: i64,
+        issued_after: i64,
     ) -> Result<Vec<String>> {
-        in_write!(self, |tx| tx.redeem_enrolment(&token_hash, &device_id, &credential_hash, now).await?)
+        in_write!(self, |tx| tx.redeem_enrolment(&token_hash, &device_id, &credential_hash, now, issued_after).await?)
     }
 
     async fn device_by_credential(&self, credential_hash: String) -> Result<Option<Device>> {

@@ -1,15 +1,14 @@
 //! What every request handler shares — the store, the server's settings, rate
 //! limits, the clock — and the operations both the device API and the console use.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::http::StatusCode;
 use doorstep_core::area::Area;
-use doorstep_core::sync::protocol::{EnrolmentCode, ErrorCode, PROTOCOL_VERSION};
+use doorstep_core::sync::protocol::{EnrolmentCode, PROTOCOL_VERSION};
 
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::storage::Storage;
 
 /// Where the server reads the time: the system clock, or a fixed one in tests.
@@ -51,23 +50,17 @@ pub struct AppState {
     pub attachment_quota: u64,
     /// Where the time comes from.
     pub clock: Clock,
-    limiter: Mutex<HashMap<String, (f64, Instant)>>,
+    /// How long an enrolment code may be used after it is made, in seconds.
+    pub enrolment_ttl_secs: i64,
+    /// Request rates, the hashing cap and the login backoff.
+    pub limits: Limits,
     slip_key: tokio::sync::OnceCell<ed25519_dalek::SigningKey>,
 }
 
+/// How long an enrolment code works, unless configured otherwise: 72 hours.
+pub const DEFAULT_ENROLMENT_TTL_SECS: i64 = 72 * 3600;
 /// Attachment storage per device, unless configured otherwise: 512 MiB.
 pub const DEFAULT_ATTACHMENT_QUOTA: u64 = 512 * 1024 * 1024;
-/// Attachment requests a device may make in a burst (chunks and thumbnails are many and small).
-pub const BLOB_RATE_BURST: f64 = 200.0;
-/// Attachment requests a second a device regains.
-pub const BLOB_RATE_PER_SEC: f64 = 100.0;
-
-/// Requests a device may make in a burst.
-pub const RATE_BURST: f64 = 20.0;
-/// Requests a second a device regains.
-pub const RATE_PER_SEC: f64 = 10.0;
-/// Rate-limit buckets kept before idle ones are forgotten.
-const MAX_BUCKETS: usize = 10_000;
 /// Longest a request may take before the server answers 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -80,7 +73,8 @@ impl AppState {
             admin_token,
             attachment_quota: DEFAULT_ATTACHMENT_QUOTA,
             clock: Clock::system(),
-            limiter: Mutex::new(HashMap::new()),
+            enrolment_ttl_secs: DEFAULT_ENROLMENT_TTL_SECS,
+            limits: Limits::default(),
             slip_key: tokio::sync::OnceCell::new(),
         }
     }
@@ -109,33 +103,6 @@ impl AppState {
     /// Today's date (UTC), by the state's clock.
     pub fn today(&self) -> chrono::NaiveDate {
         chrono::DateTime::from_timestamp(self.now(), 0).unwrap_or_default().date_naive()
-    }
-
-    /// Token bucket per device, per server process.
-    pub fn admit(&self, device_id: &str) -> Result<(), ApiError> {
-        self.admit_with(device_id, RATE_BURST, RATE_PER_SEC)
-    }
-
-    /// Token bucket for `key` with this burst and refill rate, per server process.
-    pub fn admit_with(&self, key: &str, burst: f64, per_sec: f64) -> Result<(), ApiError> {
-        let mut buckets = self.limiter.lock().map_err(|_| ApiError::internal("poisoned limiter"))?;
-        let now = Instant::now();
-        // Keys come from clients (login names): forget idle buckets before the map grows large.
-        if buckets.len() > MAX_BUCKETS {
-            buckets.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(600));
-        }
-        let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(burst);
-        *last = now;
-        if *tokens < 1.0 {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                "too many requests: slow down",
-            ));
-        }
-        *tokens -= 1.0;
-        Ok(())
     }
 }
 

@@ -14,12 +14,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Records a one-time enrolment token (by hash) for an area.
     async fn create_enrolment(&self, token_hash: String, area: String, now: i64) -> Result<(), StorageError>;
     /// Uses a token once: registers the device and its credential (by hash). Returns its areas.
+    /// A token created before `issued_after` has expired and is refused.
     async fn redeem_enrolment(
         &self,
         token_hash: String,
         device_id: String,
         credential_hash: String,
         now: i64,
+        issued_after: i64,
     ) -> Result<Vec<String>, StorageError>;
     /// The device holding this credential (by hash), revoked or not.
     async fn device_by_credential(&self, credential_hash: String) -> Result<Option<Device>, StorageError>;

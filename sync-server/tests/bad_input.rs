@@ -316,3 +316,38 @@ fn a_device_over_its_request_rate_is_slowed_down() {
     assert!(answers.iter().take(20).all(|a| a.0 == 200), "the burst is allowed");
     assert_eq!(server.fingerprint(), before);
 }
+
+#[test]
+fn an_enrolment_code_past_its_lifetime_is_refused() {
+    use doorstep_core::crypto::KdfParams;
+    use doorstep_core::store::{Role, Store};
+    let server = TestServer::start();
+    let enrol = |code: &doorstep_core::sync::protocol::EnrolmentCode| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("phone.db")).unwrap();
+        store.create_profile("officer", Role::Officer, "246810", None, KdfParams::INSECURE_FOR_TESTS).unwrap();
+        store.unlock("officer", "246810", None).unwrap();
+        let transport = doorstep_core::sync::HttpTransport::new(&code.url).unwrap();
+        doorstep_core::sync::enrol(&mut store, &transport, code)
+    };
+    // Back-dated 400 days, and just past 72 hours: refused as expired, and still unused.
+    for age in [400 * 86_400, 72 * 3600 + 60] {
+        let code = server.enrolment(AREA);
+        common::sql(&server.db, &format!("UPDATE enrolment SET created_at = created_at - {age} WHERE used_at IS NULL"));
+        let before = server.fingerprint();
+        match enrol(&code) {
+            Err(doorstep_core::Error::Server { status: 410, code, .. }) => assert_eq!(code, "token_expired"),
+            other => panic!("an expired code enrolled: {other:?}"),
+        }
+        assert_eq!(server.fingerprint(), before, "the refusal changed nothing");
+        common::sql(&server.db, "DELETE FROM enrolment WHERE used_at IS NULL");
+    }
+    // Within its lifetime it works, once.
+    let code = server.enrolment(AREA);
+    common::sql(
+        &server.db,
+        &format!("UPDATE enrolment SET created_at = created_at - {} WHERE used_at IS NULL", 71 * 3600),
+    );
+    assert_eq!(enrol(&code).unwrap(), vec![AREA.to_string()]);
+    assert!(matches!(enrol(&code), Err(doorstep_core::Error::Server { status: 409, .. })));
+}

@@ -691,4 +691,8 @@ fn areas_that_are_not_digit_codes_are_refused_everywhere() {
         assert_eq!(resp.status().as_u16(), status, "pushed as {area}");
     }
     assert_eq!(server.fingerprint(), before, "the wildcard household was not stored");
+    // A valid code is made, and its page says when it stops working (72 hours on).
+    let made = admin.post("/console/devices/enrol", &[("area", "01.001.00009")]);
+    assert_eq!(made.status, StatusCode::OK);
+    assert!(made.body.contains("id=\"expires\"") && made.body.contains("Expires"), "{}", made.body);
 }

@@ -265,6 +265,8 @@ pub enum ErrorCode {
     Revoked,
     /// The enrolment token is unknown or already used.
     TokenUsed,
+    /// The enrolment token is older than the server's limit (72 hours unless configured).
+    TokenExpired,
     /// A write outside the device's areas.
     ForbiddenArea,
     /// Automerge bytes that do not load, or not a household document.

@@ -4074,6 +4074,15 @@ enum DoorstepError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
      */
     case Revoked
     /**
+     * A server said this device is revoked without the signature of the server it
+     * enrolled with: nothing was wiped. Likely a fake server or a hostile network.
+     */
+    case UnverifiedRevocation(
+        /**
+         * Why the statement was not accepted.
+         */reason: String
+    )
+    /**
      * The operation was cancelled.
      */
     case Cancelled
@@ -4143,8 +4152,11 @@ public struct FfiConverterTypeDoorstepError: FfiConverterRustBuffer {
             reason: try FfiConverterString.read(from: &buf)
             )
         case 11: return .Revoked
-        case 12: return .Cancelled
-        case 13: return .Other(
+        case 12: return .UnverifiedRevocation(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 13: return .Cancelled
+        case 14: return .Other(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -4212,12 +4224,17 @@ public struct FfiConverterTypeDoorstepError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(11))
         
         
-        case .Cancelled:
+        case let .UnverifiedRevocation(reason):
             writeInt(&buf, Int32(12))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .Cancelled:
+            writeInt(&buf, Int32(13))
         
         
         case let .Other(reason):
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(14))
             FfiConverterString.write(reason, into: &buf)
             
         }

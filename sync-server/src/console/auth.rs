@@ -1,10 +1,19 @@
 //! Operator login: Argon2id password hashes, server-side sessions behind a
 //! `Secure; HttpOnly; SameSite=Strict` cookie, and a CSRF token on every form.
+//!
+//! The login form's token is issued by the server: a nonce and an expiry under a
+//! keyed BLAKE3 MAC (the key derived from the server's signing key, so every node
+//! checks it), sent as a cookie and a hidden field. A token the client made up fails.
+//! Logins are rate-limited per client address, back off per account and address
+//! after failures (never a permanent lockout), and hash passwords in a bounded
+//! number of slots ([`crate::limits`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use argon2::Argon2;
+use argon2::password_hash::phc::Output;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use axum::body::to_bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
@@ -15,6 +24,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::layout::{PageError, csrf_field, page};
+use crate::api::Peer;
 use crate::error::ApiError;
 use crate::state::{AppState, hash_secret, make_secret};
 use crate::storage::{Role, Session, area_within};
@@ -29,9 +39,29 @@ pub const SESSION_TTL_SECS: i64 = 8 * 3600;
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// Largest form body accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-/// Login attempts per account name: a burst of 5, then one every 12 seconds.
-const LOGIN_BURST: f64 = 5.0;
-const LOGIN_PER_SEC: f64 = 1.0 / 12.0;
+/// How long a login form's token works, in seconds.
+const LOGIN_FORM_TTL: i64 = 3600;
+
+/// The key of the login form's MAC, derived from the server's signing key.
+async fn login_form_key(state: &AppState) -> Result<[u8; 32], ApiError> {
+    let seed = state.slip_key().await?.to_bytes();
+    Ok(blake3::derive_key("doorstep console login form v1", &seed))
+}
+
+/// A fresh login form token: `nonce.expires.mac`.
+fn login_token(key: &[u8; 32], now: i64) -> Result<String, ApiError> {
+    let body = format!("{}.{}", make_secret()?, now + LOGIN_FORM_TTL);
+    Ok(format!("{body}.{}", blake3::keyed_hash(key, body.as_bytes()).to_hex()))
+}
+
+/// Whether the server issued this token, and it has not expired.
+fn login_token_valid(key: &[u8; 32], token: &str, now: i64) -> bool {
+    let Some((body, mac)) = token.rsplit_once('.') else { return false };
+    let Some(expires) = body.split_once('.').and_then(|(_, e)| e.parse::<i64>().ok()) else { return false };
+    let Ok(mac) = blake3::Hash::from_hex(mac) else { return false };
+    // `blake3::Hash` compares in constant time.
+    expires >= now && blake3::keyed_hash(key, body.as_bytes()) == mac
+}
 
 /// Hashes a password for storage: Argon2id with the crate's defaults (19 MiB, 2 passes), random salt.
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
@@ -41,6 +71,37 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 /// Checks a password against a stored hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
     Argon2::default().verify_password(password.as_bytes(), stored).is_ok()
+}
+
+/// Most Argon2 memory a stored hash may ask for (64 MiB): a hash with more is refused, not run.
+const MAX_HASH_BLOCKS: usize = 64 * 1024;
+
+/// [`verify_password`], computing Argon2 in `memory`, which is grown to the hash's size once
+/// and reused by the next call. The server's hashing memory is then a fixed set of buffers
+/// ([`crate::limits`]), not a 19 MiB allocation per login, which the allocator may keep.
+pub fn verify_password_in(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(hash) = PasswordHash::new(stored) else { return false };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else { return false };
+    let (Ok(params), Ok(algorithm)) = (Params::try_from(&hash), Algorithm::try_from(hash.algorithm.as_str())) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let blocks = params.block_count();
+    if blocks > MAX_HASH_BLOCKS {
+        return false;
+    }
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt.as_ref(),
+        &mut out,
+        &mut memory[..blocks],
+    );
+    // `Output` compares in constant time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| &o == expected)
 }
 
 /// Equality that takes the same time wherever the strings differ.
@@ -176,8 +237,11 @@ pub struct LoginQuery {
 }
 
 /// GET /console/login
-pub async fn login_page(Query(q): Query<LoginQuery>) -> Result<Response, PageError> {
-    let token = make_secret()?;
+pub async fn login_page(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, PageError> {
+    let token = login_token(&login_form_key(&state).await?, state.now())?;
     let body = html! {
         section.login {
             h1 { "Doorstep" }
@@ -218,24 +282,43 @@ fn dummy_hash() -> &'static str {
 }
 
 /// POST /console/login
-pub async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, PageError> {
+pub async fn login(State(state): State<Arc<AppState>>, peer: Peer, req: Request) -> Result<Response, PageError> {
     let (parts, body) = req.into_parts();
+    let client = state.limits.client(peer.as_deref(), &parts.headers);
+    state.limits.login(client).map_err(|_| {
+        PageError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "Quá nhiều lần đăng nhập từ địa chỉ này. · Too many logins from this address: wait a minute.",
+        )
+    })?;
     let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| PageError::bad_request("The form is too large."))?;
     let form: LoginForm =
         serde_urlencoded::from_bytes(&bytes).map_err(|_| PageError::bad_request("The login form is incomplete."))?;
-    if !cookie(&parts.headers, LOGIN_COOKIE).is_some_and(|c| same_secret(&c, &form.csrf)) {
+    let issued = login_token_valid(&login_form_key(&state).await?, &form.csrf, state.now());
+    if !issued || !cookie(&parts.headers, LOGIN_COOKIE).is_some_and(|c| same_secret(&c, &form.csrf)) {
         return Err(PageError::forbidden("This login form has expired. Reload the page and try again."));
     }
     let username: String = form.username.trim().chars().take(64).collect();
-    state.admit_with(&format!("login:{username}"), LOGIN_BURST, LOGIN_PER_SEC).map_err(|_| {
-        PageError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many attempts for this account. Wait a minute.")
-    })?;
+    if let Err(wait) = state.limits.login_allowed(&username, client, Instant::now()) {
+        return Err(PageError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!("Sai quá nhiều lần. · Too many failed attempts: try again in {} s.", wait.as_secs().max(1)),
+        ));
+    }
+    // Argon2id takes tens of milliseconds of CPU and 19 MiB: in one of a few slots, off the async
+    // workers. The slot first: a login turned away costs no database read either.
+    let slot = state.limits.hashing_slot().await?;
     let operator = state.storage.operator(username.clone()).await?;
     let password = form.password;
-    let stored = operator.as_ref().map(|o| o.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
-    // Argon2id takes tens of milliseconds of CPU: keep it off the async workers.
-    let ok =
-        tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(ApiError::internal)?;
+    let stored = operator.as_ref().map(|o| o.password_hash.clone());
+    let ok = slot
+        .run(move |memory| {
+            // An unknown name is checked against a dummy hash (made here, off the async workers,
+            // the first time): a wrong name and a wrong password take the same time.
+            verify_password_in(&password, stored.as_deref().unwrap_or_else(|| dummy_hash()), memory)
+        })
+        .await?;
+    state.limits.login_result(&username, client, ok && operator.is_some(), Instant::now());
     let Some(operator) = operator.filter(|_| ok) else {
         let next = urlencode(safe_next(form.next.as_deref()));
         return Ok(Redirect::to(&format!("/console/login?failed=1&next={next}")).into_response());
@@ -298,6 +381,15 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batterY", &h));
         assert!(!verify_password("x", "not a hash"));
+        let mut memory = Vec::new();
+        assert!(verify_password_in("correct horse battery", &h, &mut memory));
+        assert_eq!(memory.len(), 19 * 1024, "the default 19 MiB, in 1 KiB blocks");
+        assert!(!verify_password_in("correct horse batterY", &h, &mut memory));
+        assert!(verify_password_in("correct horse battery", &h, &mut memory), "memory reused");
+        assert!(!verify_password_in("x", "not a hash", &mut memory));
+        let huge = h.replace("m=19456", "m=4194304");
+        assert!(!verify_password_in("correct horse battery", &huge, &mut memory), "a huge cost is not run");
+        assert_eq!(memory.len(), 19 * 1024);
     }
 
     #[test]
@@ -305,6 +397,21 @@ mod tests {
         assert_eq!(safe_next(Some("/console/conflicts?area=01")), "/console/conflicts?area=01");
         for bad in ["https://evil.example/", "//evil.example/console/", "/v1/admin/devices", "/console\\..\\x"] {
             assert_eq!(safe_next(Some(bad)), "/console/progress", "{bad}");
+        }
+    }
+
+    #[test]
+    fn login_form_tokens_are_the_servers_own_and_expire() {
+        let key = [4u8; 32];
+        let token = login_token(&key, 1000).unwrap();
+        assert!(login_token_valid(&key, &token, 1000));
+        assert!(login_token_valid(&key, &token, 1000 + LOGIN_FORM_TTL));
+        assert!(!login_token_valid(&key, &token, 1001 + LOGIN_FORM_TTL), "expired");
+        assert!(!login_token_valid(&[5u8; 32], &token, 1000), "another server's key");
+        let (body, _) = token.rsplit_once('.').unwrap();
+        let later = body.replace(&(1000 + LOGIN_FORM_TTL).to_string(), "99999999999");
+        for forged in ["aa", "", "a.b.c", &format!("{later}.{}", token.rsplit_once('.').unwrap().1)] {
+            assert!(!login_token_valid(&key, forged, 1000), "{forged}");
         }
     }
 

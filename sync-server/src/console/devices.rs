@@ -90,6 +90,7 @@ pub async fn enrol(State(state): State<Arc<AppState>>, posted: Posted<Enrolment>
         h1 { "Mã đăng ký thiết bị · Enrolment QR code" }
         section.card.qr {
             p { "Khu vực · Area: " strong { (code.area) } " · Máy chủ · Server: " code { (code.url) } }
+            p id="expires" { "Hết hạn · Expires: " strong { (time(state.now() + state.enrolment_ttl_secs)) } }
             img alt="Mã QR đăng ký · Enrolment QR code" src={ "data:image/png;base64," (STANDARD.encode(&png)) };
             p { "Quét mã này bằng ứng dụng Doorstep trên thiết bị mới. Mã chỉ dùng được một lần. "
                 "· Scan this with the Doorstep app on the new device. It works once." }

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     NotFound,
     /// The thing is in a state that does not allow this now (used token, decided candidate).
     Conflict,
+    /// The thing has expired (an enrolment code past its lifetime).
+    Gone,
     /// The caller may not touch this area.
     Forbidden,
     /// Over a size limit or a quota.

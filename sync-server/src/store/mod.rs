@@ -61,8 +61,11 @@ impl Store {
         let url = dialect.url(db)?;
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StorageError::startup(format!("the database URL is not usable: {e}")))?;
+        let max = dialect.max_connections(options.max_connections);
         let pool = AnyPoolOptions::new()
-            .max_connections(dialect.max_connections(options.max_connections))
+            .max_connections(max)
+            // A quarter of the pool kept open: a burst of devices does not wait for new connections.
+            .min_connections(max.div_ceil(4))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in dialect.connection_setup() {

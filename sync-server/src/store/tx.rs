@@ -996,14 +996,16 @@ impl<'a> Tx<'a> {
     }
 
     /// Uses a token once: registers the device and its credential (by hash). Returns its areas.
+    /// A token created before `issued_after` has expired.
     pub async fn redeem_enrolment(
         &mut self,
         token_hash: &str,
         device_id: &str,
         credential_hash: &str,
         now: i64,
+        issued_after: i64,
     ) -> Result<Vec<String>> {
-        let row = sqlx::query("SELECT area FROM enrolment WHERE token_hash = $1 AND used_at IS NULL")
+        let row = sqlx::query("SELECT area, created_at FROM enrolment WHERE token_hash = $1 AND used_at IS NULL")
             .bind(token_hash)
             .fetch_optional(&mut *self.tx)
             .await?;
@@ -1015,6 +1017,14 @@ impl<'a> Tx<'a> {
             ));
         };
         let area: String = row.try_get(0)?;
+        let created_at: i64 = row.try_get(1)?;
+        if created_at < issued_after {
+            return Err(StorageError::new(
+                ErrorKind::Gone,
+                ErrorCode::TokenExpired,
+                "this enrolment code has expired: ask the operator for a new one",
+            ));
+        }
         let taken: i64 = sqlx::query("SELECT count(*) FROM device WHERE device_id = $1")
             .bind(device_id)
             .fetch_one(&mut *self.tx)
@@ -1074,17 +1084,32 @@ impl<'a> Tx<'a> {
     }
 
     /// Records a device's last sync.
+    /// Kept to the minute: a device that syncs again within a minute writes nothing (an empty
+    /// sync then commits no write, and on PostgreSQL waits for no WAL flush).
     pub async fn touch_device(&mut self, device_id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE device SET last_sync_at = $2 WHERE device_id = $1")
-            .bind(device_id)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE device SET last_sync_at = $2 WHERE device_id = $1 \
+             AND (last_sync_at IS NULL OR last_sync_at <= $2 - 60)",
+        )
+        .bind(device_id)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
     /// Records (or replaces) a device's public key for offline bundles.
     pub async fn set_transfer_key(&mut self, device_id: &str, key: &str, now: i64) -> Result<()> {
+        // Read first: most syncs send the key the server has, and then nothing is written.
+        let held: Option<String> = sqlx::query("SELECT transfer_key FROM device_key WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if held.as_deref() == Some(key) {
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO device_key (device_id, transfer_key, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (device_id) DO UPDATE SET transfer_key = excluded.transfer_key, updated_at = excluded.updated_at

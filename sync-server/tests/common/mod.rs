@@ -274,7 +274,7 @@ pub fn spawn_server(db: &str) -> (std::process::Child, String) {
         command.arg("--key-file").arg(key);
     }
     let mut child = command
-        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
+        .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--insecure-http", "--admin-token", ADMIN])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -5286,6 +5286,21 @@ sealed class DoorstepException: kotlin.Exception() {
     }
     
     /**
+     * A server said this device is revoked without the signature of the server it
+     * enrolled with: nothing was wiped. Likely a fake server or a hostile network.
+     */
+    class UnverifiedRevocation(
+        
+        /**
+         * Why the statement was not accepted.
+         */
+        val `reason`: kotlin.String
+        ) : DoorstepException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * The operation was cancelled.
      */
     class Cancelled(
@@ -5356,8 +5371,11 @@ public object FfiConverterTypeDoorstepError : FfiConverterRustBuffer<DoorstepExc
                 FfiConverterString.read(buf),
                 )
             11 -> DoorstepException.Revoked()
-            12 -> DoorstepException.Cancelled()
-            13 -> DoorstepException.Other(
+            12 -> DoorstepException.UnverifiedRevocation(
+                FfiConverterString.read(buf),
+                )
+            13 -> DoorstepException.Cancelled()
+            14 -> DoorstepException.Other(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -5418,6 +5436,11 @@ public object FfiConverterTypeDoorstepError : FfiConverterRustBuffer<DoorstepExc
             is DoorstepException.Revoked -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+            )
+            is DoorstepException.UnverifiedRevocation -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is DoorstepException.Cancelled -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -5486,12 +5509,17 @@ public object FfiConverterTypeDoorstepError : FfiConverterRustBuffer<DoorstepExc
                 buf.putInt(11)
                 Unit
             }
-            is DoorstepException.Cancelled -> {
+            is DoorstepException.UnverifiedRevocation -> {
                 buf.putInt(12)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is DoorstepException.Cancelled -> {
+                buf.putInt(13)
                 Unit
             }
             is DoorstepException.Other -> {
-                buf.putInt(13)
+                buf.putInt(14)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }

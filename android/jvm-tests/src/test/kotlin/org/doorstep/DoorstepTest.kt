@@ -27,7 +27,7 @@ class DoorstepTest {
     fun startServer() {
         serverDb = File(dir, "server.db")
         val bin = System.getProperty("doorstep.server.bin")
-        server = ProcessBuilder(bin, "--db", serverDb.path, "serve", "--listen", "127.0.0.1:0")
+        server = ProcessBuilder(bin, "--db", serverDb.path, "serve", "--listen", "127.0.0.1:0", "--insecure-http")
             .redirectError(ProcessBuilder.Redirect.DISCARD)
             .start()
         val line = BufferedReader(InputStreamReader(server.inputStream)).readLine()

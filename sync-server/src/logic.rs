@@ -1,7 +1,7 @@
 //! The sync algorithm, over one store transaction ([`Tx`]).
 
 use chrono::Datelike;
-use doorstep_core::attachment::{MAX_BLOB_BYTES, is_blob_id};
+use doorstep_core::attachment::{MAX_BLOB_BYTES, PhotoRef, is_blob_id, open_blob};
 use doorstep_core::form::{IssueKind, residence_survey};
 use doorstep_core::identity::linkage::blocking::{self, BlockingKey};
 use doorstep_core::identity::linkage::{NameParts, comparison};
@@ -203,6 +203,15 @@ pub async fn store_merged(
         })
         .collect();
     tx.store_docs(&writes, origin, user, action, now).await?;
+    let ids: Vec<&str> = merged.iter().map(|m| m.household.household_id.as_str()).collect();
+    let refs: Vec<(String, String, String)> = merged
+        .iter()
+        .flat_map(|m| {
+            let h = &m.household;
+            photo_ids(h).into_iter().map(|blob| (blob, h.household_id.clone(), h.area_code.clone()))
+        })
+        .collect();
+    tx.set_photo_refs(&ids, &refs).await?;
     queue_reviews(tx, merged, now).await
 }
 
@@ -228,6 +237,39 @@ pub fn household_stats(h: &Household, today: chrono::NaiveDate) -> HouseholdStat
 }
 
 /// Computes the figures of documents stored before figures were kept.
+/// Indexes the photo references of every stored document once (a store from before the
+/// index), and checks each whole blob against them: one that does not open under a key its
+/// uploader's area holds stays untrusted, and is replaced at its owner's next upload.
+pub async fn backfill_photo_refs(tx: &mut Tx<'_>) -> Result<Option<usize>, StorageError> {
+    const DONE: &str = "photo_refs_indexed";
+    if tx.setting(DONE).await?.is_some() {
+        return Ok(None);
+    }
+    let mut indexed = 0;
+    if tx.any_blob().await? {
+        let editor = server_editor("server");
+        for id in tx.doc_ids().await? {
+            let Some((snapshot, area)) = tx.doc(&id).await? else { continue };
+            let Ok(doc) = HouseholdDoc::load(&id, &snapshot, &editor) else { continue };
+            let refs: Vec<(String, String, String)> =
+                photo_ids(&doc.read()).into_iter().map(|b| (b, id.clone(), area.clone())).collect();
+            if !refs.is_empty() {
+                tx.set_photo_refs(&[id.as_str()], &refs).await?;
+                indexed += 1;
+            }
+        }
+        for (blob, total, area) in tx.whole_blobs().await? {
+            if blob_opens(tx, &blob, total, &area).await? == Some(true) {
+                tx.set_blob_verified(&blob).await?;
+            } else {
+                tracing::warn!(%blob, "a stored attachment does not open under its household's key: not trusted");
+            }
+        }
+    }
+    tx.put_setting(DONE, "1").await?;
+    Ok(Some(indexed))
+}
+
 pub async fn backfill_stats(tx: &mut Tx<'_>, now: i64) -> Result<usize, StorageError> {
     let ids = tx.docs_without_stats().await?;
     let editor = server_editor("server");
@@ -392,10 +434,28 @@ pub async fn put_blob(
     if put.total == 0 || put.total > MAX_BLOB_BYTES as u64 || put.chunk.len() > BLOB_CHUNK_BYTES {
         return Err(StorageError::new(ErrorKind::TooLarge, ErrorCode::TooLarge, "attachment or chunk too large"));
     }
+    // Bound to the uploader's area: a household of its area must refer to the blob (its
+    // reference holds the key the upload is checked with).
+    if tx.photo_refs(&put.id, &device.area).await?.is_empty() {
+        return Err(StorageError::new(
+            ErrorKind::NotFound,
+            ErrorCode::NotFound,
+            "no household of this device's area refers to this attachment: sync the household first",
+        ));
+    }
     let total = put.total as i64;
     let state = match tx.blob_state(&put.id).await? {
         Some(s) if s.received == s.total => {
-            return Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: s.total as u64, complete: true });
+            if tx.blob_verified(&put.id).await? || blob_opens(tx, &put.id, s.total, &device.area).await? == Some(true) {
+                tx.set_blob_verified(&put.id).await?;
+                return Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: s.total as u64, complete: true });
+            }
+            // Stored but never shown to open under its key (poisoned, or from before this
+            // check): never trusted, replaced by this upload.
+            tracing::warn!(blob = %put.id, "an attachment that does not open under its key is replaced");
+            check_quota(tx, device, total, quota).await?;
+            tx.restart_blob(&put.id, &device.device_id, &device.area, total, now).await?;
+            tx.blob_state(&put.id).await?.ok_or_else(|| StorageError::internal("blob vanished"))?
         }
         Some(s) if s.device_id != device.device_id => {
             if now - s.updated_at < STALE_UPLOAD_SECS {
@@ -406,7 +466,7 @@ pub async fn put_blob(
                 ));
             }
             check_quota(tx, device, total, quota).await?;
-            tx.restart_blob(&put.id, &device.device_id, now).await?;
+            tx.restart_blob(&put.id, &device.device_id, &device.area, total, now).await?;
             tx.blob_state(&put.id).await?.ok_or_else(|| StorageError::internal("blob vanished"))?
         }
         Some(s) => s,
@@ -426,8 +486,50 @@ pub async fn put_blob(
         }
         received += put.chunk.len() as i64;
         tx.append_blob(&put.id, state.received, &put.chunk, received == total, now).await?;
+        if received == total {
+            // Whole: it must open under the key a household of the uploader's area holds, and
+            // hash to its id. Otherwise nothing of it is kept.
+            if blob_opens(tx, &put.id, total, &device.area).await? != Some(true) {
+                tx.discard_blob(&put.id).await?;
+                return Err(StorageError::new(
+                    ErrorKind::Unprocessable,
+                    ErrorCode::InvalidDocument,
+                    "the attachment does not open under its household's key, or is not the photo its id names",
+                ));
+            }
+            tx.set_blob_verified(&put.id).await?;
+        }
     }
     Ok(BlobPutAck { protocol: PROTOCOL_VERSION, received: received as u64, complete: received == total })
+}
+
+/// Whether a stored blob opens under the key that some household within `scope` holds for it
+/// in a photo field, and is the plaintext its id names. `None` when no household there refers to it.
+async fn blob_opens(tx: &mut Tx<'_>, id: &str, total: i64, scope: &str) -> Result<Option<bool>, StorageError> {
+    let docs = tx.photo_refs(id, scope).await?;
+    if docs.is_empty() {
+        return Ok(None);
+    }
+    let sealed = tx.read_blob(id, 0, total).await?;
+    let editor = server_editor("server");
+    for doc_id in docs {
+        let Some((snapshot, _)) = tx.doc(&doc_id).await? else { continue };
+        let Ok(doc) = HouseholdDoc::load(&doc_id, &snapshot, &editor) else { continue };
+        let household = doc.read();
+        let keys = household.photos().into_iter().filter_map(|text| PhotoRef::parse(text).ok());
+        for r in keys.flat_map(|p| [p.full, p.thumb]).filter(|r| r.id == id) {
+            if open_blob(&r, &sealed).is_ok() {
+                return Ok(Some(true));
+            }
+        }
+    }
+    Ok(Some(false))
+}
+
+/// The blob ids a household's photo fields refer to (photo and thumbnail).
+pub fn photo_ids(household: &Household) -> Vec<String> {
+    let refs = household.photos().into_iter().filter_map(|text| PhotoRef::parse(text).ok());
+    refs.flat_map(|p| [p.full.id, p.thumb.id]).collect()
 }
 
 async fn check_quota(tx: &mut Tx<'_>, device: &Device, total: i64, quota: u64) -> Result<(), StorageError> {
@@ -450,7 +552,8 @@ pub async fn get_blob(tx: &mut Tx<'_>, device: &Device, get: &BlobGet) -> Result
     }
     let s = tx.blob_state(&get.id).await?.ok_or_else(not_found)?;
     let related = area_within(&s.area, &device.area) || area_within(&device.area, &s.area);
-    if s.received != s.total || !related {
+    // Only a blob shown to open under its household's key is handed out.
+    if s.received != s.total || !related || !tx.blob_verified(&get.id).await? {
         return Err(not_found());
     }
     let offset = i64::try_from(get.offset).map_err(|_| StorageError::invalid("offset out of range"))?.min(s.total);

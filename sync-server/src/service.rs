@@ -55,6 +55,7 @@ impl Store {
     pub async fn catch_up(&self, now: i64) -> Result<()> {
         in_write!(self, |tx| {
             logic::backfill_stats(&mut tx, now).await?;
+            logic::backfill_photo_refs(&mut tx).await?;
             logic::rescore_after_upgrade(&mut tx).await?;
         })
     }

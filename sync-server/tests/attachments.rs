@@ -321,3 +321,78 @@ fn a_residents_document_photo_travels_by_sync_and_by_bundle() {
         assert!(!files_hold(d.path(), &JPEG_HEADER), "a JPEG header in clear under {:?}", d.path());
     }
 }
+
+/// One chunk put straight to the server with a device's credential; the HTTP status.
+fn raw_put(server: &TestServer, device: &Device, id: &str, bytes: &[u8]) -> u16 {
+    use doorstep_core::sync::protocol::{BlobPut, PROTOCOL_VERSION, encode};
+    let credential = device.store.sync_secret("credential").unwrap().unwrap();
+    let put = BlobPut {
+        protocol: PROTOCOL_VERSION,
+        id: id.into(),
+        total: bytes.len() as u64,
+        offset: 0,
+        chunk: bytes.to_vec(),
+    };
+    reqwest::blocking::Client::new()
+        .post(format!("{}/v1/attachments/put", server.url))
+        .bearer_auth(credential)
+        .body(encode(&put))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_poisoned_blob_is_never_trusted_and_the_owner_replaces_it() {
+    let server = TestServer::start();
+    let mut owner = Device::enrolled(&server, "officer-a", AREA);
+    let mut neighbour = Device::enrolled(&server, "officer-b", AREA);
+    let stranger = Device::enrolled(&server, "officer-x", "01.002");
+    owner.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    let photo = owner.store.add_house_photo("hh-1", &synthetic_jpeg(800, 600, 80), PhotoOptions::default()).unwrap();
+    owner.sync().unwrap();
+    let id = photo.thumb.id.clone();
+    let garbage: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    neighbour.sync().unwrap();
+    // A device of another area cannot upload under the id: no household of its area refers to it.
+    let before = server.fingerprint();
+    assert_eq!(raw_put(&server, &stranger, &id, &garbage), 404);
+    // A device of the area can send bytes, but what does not open under the household's key is not kept.
+    assert_eq!(raw_put(&server, &neighbour, &id, &garbage), 422);
+    assert_eq!(server.fingerprint(), before, "nothing of the poison was kept");
+
+    // A poisoned blob already stored whole (a store from before the check): never handed out,
+    // and replaced by the owner's next upload.
+    common::sql(
+        &server.db,
+        &format!(
+            "INSERT INTO blob (id, area, device_id, total, received, created_at, updated_at, completed_at) \
+             VALUES ('{id}', '01.002', 'dev-x', 3000, 3000, 1, 1, 1)"
+        ),
+    );
+    let blob_hex: String = garbage.iter().map(|b| format!("{b:02x}")).collect();
+    let literal = if common::using_postgres() { format!("'\\x{blob_hex}'") } else { format!("x'{blob_hex}'") };
+    common::sql(&server.db, &format!("INSERT INTO blob_chunk (id, start_at, data) VALUES ('{id}', 0, {literal})"));
+    let got = doorstep_core::sync::fetch_blob(&neighbour.store, &neighbour.transport, &id, &AtomicBool::new(false));
+    assert!(!got.unwrap_or(false), "the poisoned bytes are not handed out");
+    let up = owner.sync_attachments().unwrap();
+    assert_eq!(up.uploaded, 2);
+    let down = neighbour.sync_attachments().unwrap();
+    assert_eq!(down.downloaded, 1, "the thumbnail, as its owner took it");
+    assert!(neighbour.store.house_photo("hh-1", PhotoSize::Thumb).unwrap().is_some());
+}
+
+#[test]
+fn photos_wait_for_their_household_to_reach_the_server() {
+    let server = TestServer::start();
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    a.store.create_household(&household("hh-1", AREA, "Lê Thanh Vân", "080166796635")).unwrap();
+    a.store.add_house_photo("hh-1", &synthetic_jpeg(400, 300, 80), PhotoOptions::default()).unwrap();
+    // Before the household is synced, no household of the area refers to the blobs: held back.
+    let early = a.sync_attachments().unwrap();
+    assert_eq!(early.uploaded, 0);
+    a.sync().unwrap();
+    assert_eq!(a.sync_attachments().unwrap().uploaded, 2);
+}

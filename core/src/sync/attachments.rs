@@ -133,15 +133,29 @@ fn download(
 pub fn sync_attachments(store: &Store, transport: &dyn Transport, cancel: &AtomicBool) -> Result<AttachmentReport> {
     let credential = credential(store)?;
     let mut report = AttachmentReport::default();
+    let mut held_back = std::collections::HashSet::new();
     loop {
-        let pending = store.pending_uploads(16)?;
+        let pending: Vec<_> = store
+            .pending_uploads(16 + held_back.len() as u32)?
+            .into_iter()
+            .filter(|p| !held_back.contains(&p.id))
+            .collect();
         if pending.is_empty() {
             break;
         }
         for p in pending {
-            upload(transport, &credential, &p.id, &p.sealed, &mut report, cancel)?;
-            store.mark_uploaded(&p.id)?;
-            report.uploaded += 1;
+            match upload(transport, &credential, &p.id, &p.sealed, &mut report, cancel) {
+                Ok(()) => {
+                    store.mark_uploaded(&p.id)?;
+                    report.uploaded += 1;
+                }
+                // The server takes a blob only once a household of this device's area that refers
+                // to it has reached it: the next sync uploads it.
+                Err(Error::Server { status: 404, .. }) => {
+                    held_back.insert(p.id);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let mut failed = std::collections::HashSet::new();

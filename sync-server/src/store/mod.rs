@@ -27,7 +27,10 @@ pub use tx::{DocWrite, Tx};
 use crate::at_rest::{AtRest, CHECK_SETTING};
 
 /// The migrations, in order: (version, description, schema template).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "baseline", include_str!("../../migrations/0001_baseline.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "baseline", include_str!("../../migrations/0001_baseline.sql")),
+    (2, "photo refs", include_str!("../../migrations/0002_photo_refs.sql")),
+];
 
 /// How to open a store.
 #[derive(Debug, Clone, Default)]

@@ -1337,15 +1337,27 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// Forgets a blob's partial upload (another device takes it over).
-    pub async fn restart_blob(&mut self, id: &str, device_id: &str, now: i64) -> Result<()> {
+    /// Forgets what a blob holds: another device (of `area`) takes its upload over from the start.
+    pub async fn restart_blob(&mut self, id: &str, device_id: &str, area: &str, total: i64, now: i64) -> Result<()> {
         sqlx::query("DELETE FROM blob_chunk WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
-        sqlx::query("UPDATE blob SET device_id = $2, received = 0, updated_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(device_id)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE blob SET device_id = $2, area = $5, total = $4, received = 0, verified = 0, \
+             completed_at = NULL, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(device_id)
+        .bind(now)
+        .bind(total)
+        .bind(area)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a blob entirely: its row and its bytes.
+    pub async fn discard_blob(&mut self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM blob_chunk WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
+        sqlx::query("DELETE FROM blob WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -1368,6 +1380,71 @@ impl<'a> Tx<'a> {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+
+    /// Replaces the photo references of these documents: `refs` are (blob id, doc id, area).
+    pub async fn set_photo_refs(&mut self, doc_ids: &[&str], refs: &[(String, String, String)]) -> Result<()> {
+        for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            let sql = format!("DELETE FROM photo_ref WHERE doc_id IN ({})", placeholders(self.dialect, 1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        for chunk in refs.chunks(rows_per_statement(3)) {
+            let sql = format!(
+                "INSERT INTO photo_ref (blob_id, doc_id, area) VALUES {} ON CONFLICT DO NOTHING",
+                value_rows(self.dialect, chunk.len(), 3)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (blob, doc, area) in chunk {
+                query = query.bind(blob).bind(doc).bind(area);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The documents within `scope` whose photo fields refer to this blob, a few at most.
+    pub async fn photo_refs(&mut self, blob_id: &str, scope: &str) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT doc_id FROM photo_ref WHERE blob_id = $1 AND {} ORDER BY doc_id LIMIT 8",
+            within("area", "$2")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(blob_id).bind(scope).fetch_all(&mut *self.tx).await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, sqlx::Error>>()?)
+    }
+
+    /// Whether a blob was checked against a referring household's key.
+    pub async fn blob_verified(&mut self, id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT verified FROM blob WHERE id = $1").bind(id).fetch_optional(&mut *self.tx).await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0) == 1)
+    }
+
+    /// Marks a blob checked (it opened under a referring household's key and hashed to its id).
+    pub async fn set_blob_verified(&mut self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE blob SET verified = 1 WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Whether any attachment blob is stored (a store with none needs no photo reference backfill).
+    pub async fn any_blob(&mut self) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM blob LIMIT 1").fetch_optional(&mut *self.tx).await?.is_some())
+    }
+
+    /// Whole blobs not yet verified: id, size and their uploader's area.
+    pub async fn whole_blobs(&mut self) -> Result<Vec<(String, i64, String)>> {
+        let rows = sqlx::query("SELECT id, total, area FROM blob WHERE received = total AND verified = 0 ORDER BY id")
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
+    /// Every document id.
+    pub async fn doc_ids(&mut self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT doc_id FROM doc ORDER BY doc_id").fetch_all(&mut *self.tx).await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, sqlx::Error>>()?)
     }
 
     /// Bytes of blobs this device has uploaded or is uploading.

@@ -32,6 +32,11 @@ pub const MAX_WAITING_PER_PERMIT: usize = 4;
 pub const HASHING_WAIT: Duration = Duration::from_secs(5);
 /// Failed logins an (account, address) pair may make before it must wait.
 pub const FREE_LOGIN_FAILURES: u32 = 3;
+/// Failed logins on one account, from every address together, before addresses it never
+/// logged in from must wait too.
+pub const FREE_ACCOUNT_FAILURES: u32 = 20;
+/// The backoff's address for an account's failures from every address.
+const ANY_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 /// The longest wait a run of failed logins can earn.
 pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
@@ -57,6 +62,7 @@ pub struct Limits {
     waiting: std::sync::atomic::AtomicUsize,
     max_waiting: usize,
     backoff: Mutex<HashMap<(String, IpAddr), Failures>>,
+    known: Mutex<std::collections::HashSet<(String, IpAddr)>>,
     trusted_proxies: Vec<IpAddr>,
 }
 
@@ -67,9 +73,9 @@ struct Failures {
 }
 
 impl Failures {
-    /// How long after the last failure the next attempt must wait.
-    fn wait(&self) -> Duration {
-        match self.count.checked_sub(FREE_LOGIN_FAILURES) {
+    /// How long after the last failure the next attempt must wait, when `free` failures cost nothing.
+    fn wait_after(&self, free: u32) -> Duration {
+        match self.count.checked_sub(free) {
             None | Some(0) => Duration::ZERO,
             Some(over) => Duration::from_secs(1u64 << (over - 1).min(20)).min(MAX_LOGIN_BACKOFF),
         }
@@ -109,6 +115,7 @@ impl Limits {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             max_waiting: hashing_permits() * MAX_WAITING_PER_PERMIT,
             backoff: Mutex::new(HashMap::new()),
+            known: Mutex::new(std::collections::HashSet::new()),
             trusted_proxies,
         }
     }
@@ -166,36 +173,49 @@ impl Limits {
         Ok(HashingSlot { limits: self, _permit: permit })
     }
 
-    /// Refuses an attempt on `account` from `client` while its run of failures says wait.
+    /// Refuses an attempt on `account` from `client` while a run of failures says wait: the
+    /// pair's own, or the account's across every address (a guesser spread over many
+    /// addresses). An address the account logged in from before is exempt from the latter,
+    /// so its owner is never locked out by strangers.
     pub fn login_allowed(&self, account: &str, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&(account.to_string(), client)) {
-            Some(f) if now < f.last + f.wait() => Err(f.last + f.wait() - now),
+        let waiting = |key: &(String, IpAddr), free: u32| match map.get(key) {
+            Some(f) if now < f.last + f.wait_after(free) => Err(f.last + f.wait_after(free) - now),
             _ => Ok(()),
-        }
+        };
+        waiting(&(account.to_string(), client), FREE_LOGIN_FAILURES)?;
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&(account.to_string(), client));
+        if known { Ok(()) } else { waiting(&(account.to_string(), ANY_ADDRESS), FREE_ACCOUNT_FAILURES) }
     }
 
-    /// Records a login's outcome: a success clears the pair's failures, a failure adds one.
+    /// Records a login's outcome: a success clears the pair's failures and makes the address
+    /// known for the account; a failure adds one to the pair and to the account.
     pub fn login_result(&self, account: &str, client: IpAddr, ok: bool, now: Instant) {
-        let mut map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (account.to_string(), client);
         if ok {
-            map.remove(&key);
+            self.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&(account.to_string(), client));
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() >= MAX_KEYS {
+                known.clear();
+            }
+            known.insert((account.to_string(), client));
             return;
         }
-        if map.len() >= MAX_KEYS {
+        let mut map = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() + 2 > MAX_KEYS {
             map.retain(|_, f| now.duration_since(f.last) < MAX_LOGIN_BACKOFF);
         }
-        if map.len() >= MAX_KEYS {
+        if map.len() + 2 > MAX_KEYS {
             // Still full of recent failures (a distributed flood): forget the oldest half.
             let mut ages: Vec<Instant> = map.values().map(|f| f.last).collect();
             ages.sort();
             let cut = ages[ages.len() / 2];
             map.retain(|_, f| f.last > cut);
         }
-        let entry = map.entry(key).or_insert(Failures { count: 0, last: now });
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
+        for key in [(account.to_string(), client), (account.to_string(), ANY_ADDRESS)] {
+            let entry = map.entry(key).or_insert(Failures { count: 0, last: now });
+            entry.count = entry.count.saturating_add(1);
+            entry.last = now;
+        }
     }
 
     /// The client's address: the peer's, or, when the peer is a trusted proxy, the last
@@ -282,6 +302,23 @@ mod tests {
         // A success clears the pair.
         limits.login_result("admin", attacker, true, t0);
         assert!(limits.login_allowed("admin", attacker, t0).is_ok());
+    }
+
+    #[test]
+    fn a_guesser_spread_over_many_addresses_slows_the_account_but_not_its_known_addresses() {
+        let limits = Limits::default();
+        let owner = IpAddr::from([10, 0, 0, 1]);
+        let t0 = Instant::now();
+        limits.login_result("admin", owner, true, t0);
+        for i in 0..FREE_ACCOUNT_FAILURES + 2 {
+            let guesser = IpAddr::from([10, 1, (i / 250) as u8, (i % 250) as u8]);
+            limits.login_result("admin", guesser, false, t0);
+        }
+        let fresh = IpAddr::from([10, 9, 9, 9]);
+        assert!(limits.login_allowed("admin", fresh, t0).is_err(), "a new address waits");
+        assert!(limits.login_allowed("admin", owner, t0).is_ok(), "the owner's address does not");
+        assert!(limits.login_allowed("other", fresh, t0).is_ok(), "other accounts are untouched");
+        assert!(limits.login_allowed("admin", fresh, t0 + MAX_LOGIN_BACKOFF).is_ok(), "and never for good");
     }
 
     #[test]

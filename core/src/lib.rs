@@ -10,6 +10,7 @@
 //! - [`crypto`]: the device data key, PIN-derived wrapping keys, sealing, blind indexes.
 //! - [`attachment`]: sealed, content-addressed photo blobs and the references household fields hold.
 //! - [`photo`]: photos for `photo` fields: decoded within limits, upright, stripped of metadata, downsized, thumbnailed.
+//! - [`signed`]: Ed25519-signed texts (slips, revocations), one format.
 //! - [`slip`]: household verification slips the server signs (Ed25519) and devices verify offline.
 //! - [`transfer`]: offline bundles between devices, as a file or a sequence of QR codes.
 //! - [`error`]: the one internal error type.
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod photo;
 pub mod qr;
 pub mod record;
+pub mod signed;
 pub mod slip;
 pub mod store;
 pub mod sync;

@@ -13,9 +13,7 @@
 //! Slips carry as little personal data as identifies the household: names,
 //! years of birth and the last four digits of each CCCD number.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -86,40 +84,22 @@ impl Slip {
 
     /// Signs the slip: the text to put in its QR code.
     pub fn sign(&self, key: &SigningKey) -> String {
-        let mut payload = Vec::new();
-        // Writing CBOR into a Vec cannot fail for these plain types.
-        let _ = ciborium::into_writer(self, &mut payload);
-        let signature = key.sign(&signed_bytes(&payload));
-        format!("{PREFIX}{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        SLIP.sign(self, key)
     }
 
     /// Verifies a slip's QR text against the server's public key and returns what it certifies.
     pub fn verify(text: &str, public_key: &[u8]) -> Result<Slip> {
-        let bad = |why: &str| Error::BadSignature(why.to_string());
-        if text.len() > MAX_TEXT_LEN {
-            return Err(bad("the text is too long for a slip"));
-        }
-        let body = text.trim().strip_prefix(PREFIX).ok_or_else(|| bad("not a Doorstep verification slip"))?;
-        let (payload, signature) = body.split_once('.').ok_or_else(|| bad("the slip has no signature"))?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad("the slip's payload is not base64url"))?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| bad("the signature is not base64url"))?;
-        let signature = Signature::from_slice(&signature).map_err(|_| bad("the signature has the wrong length"))?;
-        let key: [u8; 32] = public_key.try_into().map_err(|_| bad("the public key must be 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&key).map_err(|_| bad("the public key is not a valid Ed25519 key"))?;
-        key.verify_strict(&signed_bytes(&payload), &signature)
-            .map_err(|_| bad("the signature does not match: the slip was altered or not issued by this registry"))?;
-        let slip: Slip =
-            ciborium::from_reader(payload.as_slice()).map_err(|_| bad("the signed payload is malformed"))?;
+        let slip: Slip = SLIP.open(text, public_key).map_err(|why| Error::BadSignature(format!("slip: {why}")))?;
         if slip.members.len() > MAX_MEMBERS {
-            return Err(bad("too many members"));
+            return Err(Error::BadSignature("too many members".into()));
         }
         Ok(slip)
     }
 }
 
-fn signed_bytes(payload: &[u8]) -> Vec<u8> {
-    [SIGNATURE_CONTEXT, payload].concat()
-}
+/// How slips are signed.
+const SLIP: crate::signed::Kind =
+    crate::signed::Kind { prefix: PREFIX, context: SIGNATURE_CONTEXT, max_len: MAX_TEXT_LEN };
 
 /// A fresh Ed25519 signing key from the operating system's random source.
 pub fn generate_signing_key() -> Result<SigningKey> {

@@ -12,9 +12,7 @@
 //! Text form: `DREVOKE1.<payload>.<signature>`, base64url without padding; the
 //! payload is CBOR, the signature covers [`SIGNATURE_CONTEXT`] and the payload.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -38,36 +36,24 @@ pub struct Revocation {
 impl Revocation {
     /// Signs the statement with the server's key: the text to send the device.
     pub fn sign(&self, key: &SigningKey) -> String {
-        let mut payload = Vec::new();
-        // Writing CBOR into a Vec cannot fail for these plain types.
-        let _ = ciborium::into_writer(self, &mut payload);
-        let signature = key.sign(&[SIGNATURE_CONTEXT, &payload].concat());
-        format!("{PREFIX}{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        REVOCATION.sign(self, key)
     }
 
     /// Checks a revocation text against the server's public key and this device's id.
     pub fn verify(text: &str, public_key: &[u8], device_id: &str) -> Result<Revocation> {
-        let bad = |why: &str| Error::UnverifiedRevocation(why.to_string());
-        if text.len() > MAX_TEXT_LEN {
-            return Err(bad("the statement is too long"));
-        }
-        let body = text.trim().strip_prefix(PREFIX).ok_or_else(|| bad("not a signed revocation"))?;
-        let (payload, signature) = body.split_once('.').ok_or_else(|| bad("no signature"))?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad("the payload is not base64url"))?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| bad("the signature is not base64url"))?;
-        let signature = Signature::from_slice(&signature).map_err(|_| bad("the signature has the wrong length"))?;
-        let key: [u8; 32] = public_key.try_into().map_err(|_| bad("the server key must be 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&key).map_err(|_| bad("the server key is not a valid Ed25519 key"))?;
-        key.verify_strict(&[SIGNATURE_CONTEXT, &payload].concat(), &signature)
-            .map_err(|_| bad("the signature is not the enrolling server's"))?;
-        let revocation: Revocation =
-            ciborium::from_reader(payload.as_slice()).map_err(|_| bad("the signed payload is malformed"))?;
+        let revocation: Revocation = REVOCATION
+            .open(text, public_key)
+            .map_err(|why| Error::UnverifiedRevocation(format!("revocation: {why}")))?;
         if revocation.device_id != device_id {
-            return Err(bad("the statement revokes another device"));
+            return Err(Error::UnverifiedRevocation("the statement revokes another device".into()));
         }
         Ok(revocation)
     }
 }
+
+/// How revocations are signed.
+const REVOCATION: crate::signed::Kind =
+    crate::signed::Kind { prefix: PREFIX, context: SIGNATURE_CONTEXT, max_len: MAX_TEXT_LEN };
 
 #[cfg(test)]
 mod tests {

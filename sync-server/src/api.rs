@@ -27,10 +27,38 @@ async fn within_timeout<T>(f: impl std::future::Future<Output = Result<T, ApiErr
     })
 }
 
+/// The request body, decompressed when it came zstd-compressed, at most [`MAX_BODY_BYTES`]
+/// once decompressed: a zstd bomb stops at the limit with a typed refusal.
 async fn read_body(body: Body) -> Result<Vec<u8>, ApiError> {
-    to_bytes(body, MAX_BODY_BYTES).await.map(|b| b.to_vec()).map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, format!("body over {MAX_BODY_BYTES} bytes"))
+    to_bytes(body, MAX_BODY_BYTES).await.map(|b| b.to_vec()).map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::TooLarge,
+                    format!("body over {MAX_BODY_BYTES} bytes (decompressed)"),
+                );
+            }
+            cause = c.source();
+        }
+        ApiError::malformed("the body could not be read (a broken compressed stream?)")
     })
+}
+
+/// Compression of the device protocol (zstd, RFC 7694): answers are compressed for a client
+/// that accepts zstd, requests may come compressed, and every answer says the server takes them.
+fn compressed(routes: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    use tower_http::compression::CompressionLayer;
+    use tower_http::decompression::RequestDecompressionLayer;
+    routes
+        .layer(axum::middleware::map_response(|mut resp: Response| async move {
+            resp.headers_mut()
+                .insert(axum::http::header::ACCEPT_ENCODING, axum::http::HeaderValue::from_static("zstd"));
+            resp
+        }))
+        .layer(CompressionLayer::new().zstd(true))
+        .layer(RequestDecompressionLayer::new().zstd(true))
 }
 
 fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -261,12 +289,14 @@ async fn admin_audit(
 
 /// The device protocol's routes (`/v1/enrol`, `/v1/sync`, attachments) and the operators' JSON API (`/v1/admin/*`).
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    let device_protocol = Router::new()
         .route("/v1/enrol", post(enrol))
         .route("/v1/sync", post(sync))
         .route("/v1/attachments/put", post(blob_put))
-        .route("/v1/attachments/get", post(blob_get))
+        .route("/v1/attachments/get", post(blob_get));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(compressed(device_protocol))
         .route("/v1/admin/enrolments", post(admin_enrol))
         .route("/v1/admin/devices", get(admin_devices))
         .route("/v1/admin/devices/{id}/revoke", post(admin_revoke))

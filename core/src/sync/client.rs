@@ -57,6 +57,18 @@ const KEY_AREAS: &str = "areas";
 const KEY_CURSOR: &str = "cursor";
 const KEY_SERVER: &str = "server_url";
 const KEY_SLIP: &str = "slip_key";
+/// `zstd` once the server said it takes compressed requests.
+const KEY_REQUEST_ENCODING: &str = "request_encoding";
+
+/// Remembers that the server takes zstd request bodies, once a response said so.
+fn note_request_encoding(store: &Store, transport: &dyn Transport) -> Result<()> {
+    if transport.server_takes_zstd()
+        && store.sync_value(KEY_REQUEST_ENCODING)?.as_deref() != Some(super::transport::ZSTD)
+    {
+        store.set_sync_value(KEY_REQUEST_ENCODING, super::transport::ZSTD)?;
+    }
+    Ok(())
+}
 
 /// Exchanges an enrolment code's one-time token for a device credential, stored sealed.
 pub fn enrol(store: &mut Store, transport: &dyn Transport, code: &EnrolmentCode) -> Result<Vec<String>> {
@@ -74,6 +86,7 @@ pub fn enrol(store: &mut Store, transport: &dyn Transport, code: &EnrolmentCode)
     if let Some(key) = resp.slip_key.filter(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())) {
         store.set_sync_value(KEY_SLIP, &key)?;
     }
+    note_request_encoding(store, transport)?;
     Ok(resp.areas)
 }
 
@@ -106,6 +119,10 @@ pub fn sync(
         .and_then(|a| serde_json::from_str(&a).ok())
         .ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
     let transfer_key = Some(hex::encode(store.transfer_key()?));
+    // Compressed requests only to a server that said it takes them (an older one would refuse).
+    let zstd = store.sync_value(KEY_REQUEST_ENCODING)?.as_deref() == Some(super::transport::ZSTD);
+    transport.set_compress_requests(zstd);
+    let wire_before = transport.wire_bytes();
     let mut report = SyncReport::default();
     let mut rate_limited = 0;
     loop {
@@ -160,6 +177,9 @@ pub fn sync(
         };
         report.bytes_received += raw.len();
         report.round_trips += 1;
+        if !zstd && transport.server_takes_zstd() {
+            transport.set_compress_requests(true);
+        }
         let resp: SyncResponse = decode(&raw)?;
         if resp.protocol != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
@@ -190,6 +210,13 @@ pub fn sync(
         if report.round_trips > 100_000 {
             return Err(Error::Protocol("sync did not converge".into()));
         }
+    }
+    note_request_encoding(store, transport)?;
+    // What crossed the wire, compressed, when the transport counts it.
+    let wire_after = transport.wire_bytes();
+    if wire_after.0 > wire_before.0 {
+        report.bytes_sent = wire_after.0 - wire_before.0;
+        report.bytes_received = wire_after.1 - wire_before.1;
     }
     Ok(report)
 }

@@ -114,6 +114,7 @@ impl From<Error> for DoorstepError {
             | Error::Image(_)
             | Error::BadSignature(_)
             | Error::InsecureUrl(_)
+            | Error::ImmutableField(_)
             | Error::InvalidArgument(_)
             | Error::AlreadyExists(_)) => DoorstepError::InvalidInput { reason: e.to_string() },
             other => DoorstepError::Other { reason: other.to_string() },

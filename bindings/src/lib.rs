@@ -328,6 +328,11 @@ impl DoorstepStore {
                 round_trips: r.round_trips as u64,
                 bytes_sent: r.bytes_sent as u64,
                 bytes_received: r.bytes_received as u64,
+                refused: r
+                    .refused
+                    .into_iter()
+                    .map(|d| RefusedHouseholdRecord { household_id: d.doc_id, reason: d.message })
+                    .collect(),
             })
         })
     }

@@ -381,6 +381,17 @@ pub struct SyncReportRecord {
     pub bytes_sent: u64,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Households the server refused; they stay unsynced on the device, the rest went through.
+    pub refused: Vec<RefusedHouseholdRecord>,
+}
+
+/// A household the server did not take in a sync, and why.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RefusedHouseholdRecord {
+    /// Household id.
+    pub household_id: String,
+    /// The server's reason.
+    pub reason: String,
 }
 
 /// A photo stored for a household field.

@@ -710,6 +710,9 @@ fn run(cli: Cli) -> Result<()> {
                 "synced: {} pushed, {} pulled, {} round trip(s), {} bytes sent, {} received",
                 report.pushed, report.pulled, report.round_trips, report.bytes_sent, report.bytes_received
             );
+            for r in &report.refused {
+                println!("refused by the server, kept on this phone: {}: {}", r.doc_id, r.message);
+            }
             // Photos after records: the records are already safe on the server.
             let photos = doorstep_core::sync::sync_attachments(&store, &transport, &AtomicBool::new(false))?;
             if photos.requests > 0 {

@@ -137,6 +137,9 @@ pub enum Error {
         /// The signed statement, when the answer carried one.
         statement: Option<String>,
     },
+    /// A change to a field that never changes (`household_id`, `schema`).
+    #[error("a field that never changes was written: {0}")]
+    ImmutableField(String),
     /// A server address that would send credentials or residents' data in clear text.
     #[error("insecure server address: {0}")]
     InsecureUrl(String),

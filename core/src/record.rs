@@ -614,6 +614,19 @@ impl HouseholdDoc {
         self.doc.get_heads()
     }
 
+    /// Checks the fields that never change: `schema` and `household_id` hold one value each,
+    /// the ones the document was made with. A change that rewrites either (or writes a second,
+    /// concurrent value) is refused with [`Error::ImmutableField`].
+    pub fn check_immutable_fields(&self) -> Result<()> {
+        for (key, want) in [("schema", SCHEMA), ("household_id", self.id.as_str())] {
+            let values = self.doc.get_all(ROOT, key)?;
+            if values.len() != 1 || values[0].0.as_str() != Some(want) {
+                return Err(Error::ImmutableField(format!("{key} of household {}", self.id)));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the document holds this change.
     pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
         self.doc.get_change_meta_by_hash(hash).is_some()

@@ -48,6 +48,7 @@ fn main() {
         }],
         next_cursor: 9,
         more: false,
+        refused: vec![],
         directory: vec![],
     };
     write(&dir, "sync_protocol", "sync_response", &encode(&response));

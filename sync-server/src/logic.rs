@@ -8,7 +8,7 @@ use doorstep_core::identity::linkage::{NameParts, comparison};
 use doorstep_core::identity::{Cccd, LinkageModel, MatchScore, PersonKey, PersonRecord};
 use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
-    BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, ErrorCode, MAX_PUSH_DOCS,
+    BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, DocRefusal, ErrorCode, MAX_PUSH_DOCS,
     PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse, area_within,
 };
 
@@ -350,18 +350,26 @@ pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64)
     let mut existing = tx.docs(&ids).await?;
     let mut acked = Vec::with_capacity(req.push.len());
     let mut changed: Vec<Merged> = Vec::new();
+    let mut refused = Vec::new();
     for push in &req.push {
         let stored = existing.get(&push.doc_id);
-        if let Some((_, area)) = stored
-            && !area_within(area, &device.area)
-        {
-            return Err(StorageError::new(
+        let outcome = match stored {
+            Some((_, area)) if !area_within(area, &device.area) => Err(StorageError::new(
                 ErrorKind::Forbidden,
                 ErrorCode::ForbiddenArea,
                 format!("{} belongs to another area", push.doc_id),
-            ));
-        }
-        let mut merged = merge_push(stored.map(|(s, _)| s.as_slice()), push, &device.area)?;
+            )),
+            _ => merge_push(stored.map(|(s, _)| s.as_slice()), push, &device.area),
+        };
+        // One bad household gets its own refusal; the rest of the request is taken.
+        let mut merged = match outcome {
+            Ok(m) => m,
+            Err(e) if e.refuses_one_document() => {
+                refused.push(DocRefusal { doc_id: push.doc_id.clone(), code: e.code, message: e.message });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         acked.push(DocAck::new(push.doc_id.clone(), &merged.doc.heads()));
         if !merged.changed {
             continue;
@@ -413,7 +421,7 @@ pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64)
     }
     let directory = tx.directory(&device.area).await?;
     tx.touch_device(&device.device_id, now).await?;
-    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more, directory })
+    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more, refused, directory })
 }
 
 /// A partial upload untouched this long may be taken over by another device.

@@ -72,6 +72,8 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
                 Vec::new(),
             ),
         };
+        doc.check_immutable_fields()
+            .map_err(|e| StorageError::new(ErrorKind::Unprocessable, ErrorCode::ImmutableField, e.to_string()))?;
         let household = doc.read();
         if doorstep_core::area::Area::parse(&household.area_code).is_err() {
             return Err(invalid("the household's area code is not digits in dot-separated parts"));

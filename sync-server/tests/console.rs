@@ -669,7 +669,8 @@ fn areas_that_are_not_digit_codes_are_refused_everywhere() {
     let editor = doorstep_core::record::Editor { user: "x".into(), device: "y".into() };
     let changes = doorstep_core::record::HouseholdDoc::create(&wild, &editor).unwrap().save();
     let credential = d.store.sync_secret("credential").unwrap().unwrap();
-    for (area, status) in [("01.001.%", 400), ("01.001.00001", 422)] {
+    use doorstep_core::sync::protocol::ErrorCode;
+    for (area, code) in [("01.001.%", ErrorCode::Malformed), ("01.001.00001", ErrorCode::InvalidDocument)] {
         let push = doorstep_core::sync::protocol::DocPush {
             doc_id: wild.household_id.clone(),
             area: area.into(),
@@ -688,7 +689,11 @@ fn areas_that_are_not_digit_codes_are_refused_everywhere() {
             .body(body)
             .send()
             .unwrap();
-        assert_eq!(resp.status().as_u16(), status, "pushed as {area}");
+        assert_eq!(resp.status().as_u16(), 200);
+        let answer: doorstep_core::sync::protocol::SyncResponse =
+            doorstep_core::sync::protocol::decode(&resp.bytes().unwrap()).unwrap();
+        assert_eq!(answer.refused.len(), 1, "pushed as {area}");
+        assert_eq!(answer.refused[0].code, code, "pushed as {area}");
     }
     assert_eq!(server.fingerprint(), before, "the wildcard household was not stored");
     // A valid code is made, and its page says when it stops working (72 hours on).

@@ -194,6 +194,8 @@ impl Store {
         if origin != Origin::Remote {
             // An area is digits in dotted parts: no wildcard or stray character reaches the server.
             crate::area::Area::parse(&household.area_code)?;
+            // Nor a change to a field that never changes.
+            doc.check_immutable_fields()?;
         }
         let issues = residence_survey().validate(&household.to_answers(), self.today());
         let conflicts = doc.conflicts()?.len();

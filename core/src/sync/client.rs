@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Transport;
 use super::protocol::{
-    DocPush, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, SyncRequest, SyncResponse,
-    area_within, decode, encode,
+    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, SyncRequest,
+    SyncResponse, area_within, decode, encode,
 };
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -38,7 +38,7 @@ pub trait SyncObserver: Send + Sync {
 /// What a finished sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
-    /// Documents pushed.
+    /// Documents pushed and taken by the server.
     pub pushed: usize,
     /// Documents pulled.
     pub pulled: usize,
@@ -50,6 +50,9 @@ pub struct SyncReport {
     pub bytes_received: usize,
     /// Dirty documents held back because they lie outside this device's areas.
     pub skipped_outside_areas: usize,
+    /// Pushed documents the server refused, with its reasons; they stay dirty on the device
+    /// (and are offered again at the next sync), while the rest went through.
+    pub refused: Vec<DocRefusal>,
 }
 
 pub(crate) const KEY_CREDENTIAL: &str = "credential";
@@ -130,7 +133,14 @@ pub fn sync(
             return Err(Error::Cancelled);
         }
         let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
-        let pending = store.pending_pushes(MAX_PUSH_DOCS)?;
+        // Documents the server refused in this sync are not offered again until the next one.
+        let held = report.refused.len();
+        let pending: Vec<_> = store
+            .pending_pushes(MAX_PUSH_DOCS + held)?
+            .into_iter()
+            .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
+            .take(MAX_PUSH_DOCS)
+            .collect();
         let more_to_push = pending.len() == MAX_PUSH_DOCS;
         let user = store.editor()?.user;
         let mut push = Vec::new();
@@ -187,6 +197,7 @@ pub fn sync(
         if !resp.directory.is_empty() {
             store.set_directory(&resp.directory)?;
         }
+        report.refused.extend(resp.refused.iter().cloned());
         for ack in &resp.acked {
             let heads = ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;
             store.mark_synced(&ack.doc_id, &heads)?;
@@ -197,13 +208,15 @@ pub fn sync(
         // The pulled changes and the new cursor commit together: the cursor never runs ahead.
         let page: Vec<(&str, &[u8])> = resp.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
         store.apply_remote_batch(&page, KEY_CURSOR, &resp.next_cursor.to_string())?;
-        report.pushed += pushed_now;
+        report.pushed += pushed_now - resp.refused.len().min(pushed_now);
         report.pulled += resp.pull.len();
         let progress = SyncProgress { pushed: report.pushed, pulled: report.pulled, round_trips: report.round_trips };
         if let Some(o) = observer {
             o.progress(&progress);
         }
-        let still_dirty = pushed_now > 0 && (more_to_push || bytes > 0 && !store.pending_pushes(1)?.is_empty());
+        let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
+        let still_dirty = pushed_now > 0
+            && (more_to_push || bytes > 0 && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused));
         if !resp.more && !still_dirty {
             break;
         }

@@ -188,6 +188,10 @@ pub struct SyncResponse {
     pub next_cursor: u64,
     /// Whether more pull pages wait.
     pub more: bool,
+    /// Pushed documents the server refused, each with its reason; the others were taken.
+    /// (Absent from older servers, which refused the whole request instead.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<DocRefusal>,
     /// Devices of the area tree with their bundle keys, revoked ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directory: Vec<DirectoryEntry>,
@@ -271,6 +275,8 @@ pub enum ErrorCode {
     ForbiddenArea,
     /// Automerge bytes that do not load, or not a household document.
     InvalidDocument,
+    /// A change to a field that never changes (`household_id`, `schema`).
+    ImmutableField,
     /// Too many requests.
     RateLimited,
     /// The device's attachment storage quota is used up.
@@ -279,6 +285,17 @@ pub enum ErrorCode {
     NotFound,
     /// Something failed on the server.
     Internal,
+}
+
+/// A pushed document the server did not take, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocRefusal {
+    /// Household id.
+    pub doc_id: String,
+    /// Why, for the program.
+    pub code: ErrorCode,
+    /// Why, for a person.
+    pub message: String,
 }
 
 /// The body of an error answer.

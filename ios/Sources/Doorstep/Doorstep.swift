@@ -3382,6 +3382,75 @@ public func FfiConverterTypeProfile_lower(_ value: Profile) -> RustBuffer {
 
 
 /**
+ * A household the server did not take in a sync, and why.
+ */
+public struct RefusedHouseholdRecord: Equatable, Hashable {
+    /**
+     * Household id.
+     */
+    public var householdId: String
+    /**
+     * The server's reason.
+     */
+    public var reason: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Household id.
+         */householdId: String, 
+        /**
+         * The server's reason.
+         */reason: String) {
+        self.householdId = householdId
+        self.reason = reason
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RefusedHouseholdRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRefusedHouseholdRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RefusedHouseholdRecord {
+        return
+            try RefusedHouseholdRecord(
+                householdId: FfiConverterString.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RefusedHouseholdRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRefusedHouseholdRecord_lift(_ buf: RustBuffer) throws -> RefusedHouseholdRecord {
+    return try FfiConverterTypeRefusedHouseholdRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRefusedHouseholdRecord_lower(_ value: RefusedHouseholdRecord) -> RustBuffer {
+    return FfiConverterTypeRefusedHouseholdRecord.lower(value)
+}
+
+
+/**
  * What a save did.
  */
 public struct SaveResult: Equatable, Hashable {
@@ -3820,6 +3889,10 @@ public struct SyncReportRecord: Equatable, Hashable {
      * Bytes received.
      */
     public var bytesReceived: UInt64
+    /**
+     * Households the server refused; they stay unsynced on the device, the rest went through.
+     */
+    public var refused: [RefusedHouseholdRecord]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3838,12 +3911,16 @@ public struct SyncReportRecord: Equatable, Hashable {
          */bytesSent: UInt64, 
         /**
          * Bytes received.
-         */bytesReceived: UInt64) {
+         */bytesReceived: UInt64, 
+        /**
+         * Households the server refused; they stay unsynced on the device, the rest went through.
+         */refused: [RefusedHouseholdRecord]) {
         self.pushed = pushed
         self.pulled = pulled
         self.roundTrips = roundTrips
         self.bytesSent = bytesSent
         self.bytesReceived = bytesReceived
+        self.refused = refused
     }
 
     
@@ -3866,7 +3943,8 @@ public struct FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer {
                 pulled: FfiConverterUInt64.read(from: &buf), 
                 roundTrips: FfiConverterUInt64.read(from: &buf), 
                 bytesSent: FfiConverterUInt64.read(from: &buf), 
-                bytesReceived: FfiConverterUInt64.read(from: &buf)
+                bytesReceived: FfiConverterUInt64.read(from: &buf), 
+                refused: FfiConverterSequenceTypeRefusedHouseholdRecord.read(from: &buf)
         )
     }
 
@@ -3876,6 +3954,7 @@ public struct FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.roundTrips, into: &buf)
         FfiConverterUInt64.write(value.bytesSent, into: &buf)
         FfiConverterUInt64.write(value.bytesReceived, into: &buf)
+        FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.refused, into: &buf)
     }
 }
 
@@ -4839,6 +4918,31 @@ fileprivate struct FfiConverterSequenceTypeProfile: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeProfile.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeRefusedHouseholdRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [RefusedHouseholdRecord]
+
+    public static func write(_ value: [RefusedHouseholdRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRefusedHouseholdRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RefusedHouseholdRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RefusedHouseholdRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRefusedHouseholdRecord.read(from: &buf))
         }
         return seq
     }

@@ -28,6 +28,14 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl StorageError {
+    /// Whether this refuses one pushed document for what it holds (malformed, unusable,
+    /// outside the area, too large), so that the rest of its request can still be taken.
+    pub fn refuses_one_document(&self) -> bool {
+        matches!(self.kind, ErrorKind::Invalid | ErrorKind::Unprocessable | ErrorKind::Forbidden | ErrorKind::TooLarge)
+    }
+}
+
 /// A refusal or failure below the API.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind:?} {code:?}: {message}")]

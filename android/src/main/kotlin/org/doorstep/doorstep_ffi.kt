@@ -4709,6 +4709,53 @@ public object FfiConverterTypeProfile: FfiConverterRustBuffer<Profile> {
 
 
 /**
+ * A household the server did not take in a sync, and why.
+ */
+data class RefusedHouseholdRecord (
+    /**
+     * Household id.
+     */
+    var `householdId`: kotlin.String
+    , 
+    /**
+     * The server's reason.
+     */
+    var `reason`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRefusedHouseholdRecord: FfiConverterRustBuffer<RefusedHouseholdRecord> {
+    override fun read(buf: ByteBuffer): RefusedHouseholdRecord {
+        return RefusedHouseholdRecord(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RefusedHouseholdRecord) = (
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterString.allocationSize(value.`reason`)
+    )
+
+    override fun write(value: RefusedHouseholdRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterString.write(value.`reason`, buf)
+    }
+}
+
+
+
+/**
  * What a save did.
  */
 data class SaveResult (
@@ -5027,6 +5074,11 @@ data class SyncReportRecord (
      * Bytes received.
      */
     var `bytesReceived`: kotlin.ULong
+    , 
+    /**
+     * Households the server refused; they stay unsynced on the device, the rest went through.
+     */
+    var `refused`: List<RefusedHouseholdRecord>
     
 ){
     
@@ -5048,6 +5100,7 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeRefusedHouseholdRecord.read(buf),
         )
     }
 
@@ -5056,7 +5109,8 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.allocationSize(value.`pulled`) +
             FfiConverterULong.allocationSize(value.`roundTrips`) +
             FfiConverterULong.allocationSize(value.`bytesSent`) +
-            FfiConverterULong.allocationSize(value.`bytesReceived`)
+            FfiConverterULong.allocationSize(value.`bytesReceived`) +
+            FfiConverterSequenceTypeRefusedHouseholdRecord.allocationSize(value.`refused`)
     )
 
     override fun write(value: SyncReportRecord, buf: ByteBuffer) {
@@ -5065,6 +5119,7 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.write(value.`roundTrips`, buf)
             FfiConverterULong.write(value.`bytesSent`, buf)
             FfiConverterULong.write(value.`bytesReceived`, buf)
+            FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.`refused`, buf)
     }
 }
 
@@ -6122,6 +6177,34 @@ public object FfiConverterSequenceTypeProfile: FfiConverterRustBuffer<List<Profi
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeProfile.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRefusedHouseholdRecord: FfiConverterRustBuffer<List<RefusedHouseholdRecord>> {
+    override fun read(buf: ByteBuffer): List<RefusedHouseholdRecord> {
+        val len = buf.getInt()
+        return List<RefusedHouseholdRecord>(len) {
+            FfiConverterTypeRefusedHouseholdRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RefusedHouseholdRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRefusedHouseholdRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RefusedHouseholdRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRefusedHouseholdRecord.write(it, buf)
         }
     }
 }

@@ -36,6 +36,7 @@ fn main() {
         user: "officer".into(),
         push: vec![push],
         transfer_key: None,
+        snapshot: None,
     };
     write(&dir, "sync_protocol", "sync_request", &encode(&request));
     let response = SyncResponse {
@@ -49,6 +50,7 @@ fn main() {
         next_cursor: 9,
         more: false,
         refused: vec![],
+        snapshot: None,
         directory: vec![],
     };
     write(&dir, "sync_protocol", "sync_response", &encode(&response));

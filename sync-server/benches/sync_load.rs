@@ -187,6 +187,7 @@ fn simulate(
                             user: "sim".into(),
                             push,
                             transfer_key: None,
+                            snapshot: None,
                         });
                         let start = Instant::now();
                         let resp =

@@ -150,7 +150,7 @@ async fn sync(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
                 "unsupported protocol version",
             ));
         }
-        let resp = state.storage.sync(device, req, state.now()).await?;
+        let resp = state.storage.sync(device, req, state.snapshot_page_docs, state.now()).await?;
         Ok(cbor(&resp))
     })
     .await

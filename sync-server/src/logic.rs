@@ -9,7 +9,7 @@ use doorstep_core::identity::{Cccd, LinkageModel, MatchScore, PersonKey, PersonR
 use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
     BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, DocRefusal, ErrorCode, MAX_PUSH_DOCS,
-    PROTOCOL_VERSION, PULL_PAGE_BYTES, SyncRequest, SyncResponse, area_within,
+    PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse, area_within,
 };
 
 use crate::merge::{Merged, merge_push, people, server_editor};
@@ -336,7 +336,13 @@ pub async fn decide_duplicate(
 }
 
 /// Applies a device's sync request and builds its answer, inside `tx`.
-pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64) -> Result<SyncResponse, StorageError> {
+pub async fn sync(
+    tx: &mut Tx<'_>,
+    device: &Device,
+    req: &SyncRequest,
+    snapshot_page_docs: i64,
+    now: i64,
+) -> Result<SyncResponse, StorageError> {
     if req.push.len() > MAX_PUSH_DOCS {
         return Err(StorageError::new(ErrorKind::TooLarge, ErrorCode::TooLarge, "too many documents in one request"));
     }
@@ -388,13 +394,48 @@ pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64)
         }
     }
     store_merged(tx, &mut changed, &device.device_id, &req.user, "sync", now).await?;
-    // Pull: the area's feed after the cursor, without this device's own changes, one bounded page.
-    let cursor = i64::try_from(req.cursor).map_err(|_| StorageError::invalid("cursor out of range"))?;
-    let rows = tx.feed_after(cursor, &device.area, FEED_SCAN).await?;
+    let page = match &req.snapshot {
+        Some(position) if req.cursor == 0 => {
+            snapshot_page(tx, &device.area, position, snapshot_page_docs.max(1)).await?
+        }
+        _ => feed_page(tx, device, req.cursor).await?,
+    };
+    if let Some(key) = req.transfer_key.as_deref() {
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StorageError::invalid("a transfer key is 64 hex digits"));
+        }
+        tx.set_transfer_key(&device.device_id, &key.to_ascii_lowercase(), now).await?;
+    }
+    let directory = tx.directory(&device.area).await?;
+    tx.touch_device(&device.device_id, now).await?;
+    Ok(SyncResponse {
+        protocol: PROTOCOL_VERSION,
+        acked,
+        pull: page.pull,
+        next_cursor: page.next_cursor,
+        more: page.more,
+        refused,
+        snapshot: page.snapshot,
+        directory,
+    })
+}
+
+/// One page of what a device pulls.
+struct PullPage {
+    pull: Vec<DocPull>,
+    next_cursor: u64,
+    more: bool,
+    snapshot: Option<SnapshotPosition>,
+}
+
+/// The area's feed after the cursor, without the device's own changes, one bounded page.
+async fn feed_page(tx: &mut Tx<'_>, device: &Device, cursor: u64) -> Result<PullPage, StorageError> {
+    let from = i64::try_from(cursor).map_err(|_| StorageError::invalid("cursor out of range"))?;
+    let rows = tx.feed_after(from, &device.area, FEED_SCAN).await?;
     let scanned = rows.len() as i64;
     let mut pull: Vec<DocPull> = Vec::new();
     let mut bytes = 0usize;
-    let mut next_cursor = req.cursor;
+    let mut next_cursor = cursor;
     let mut more = scanned == FEED_SCAN;
     for row in rows {
         if row.origin != device.device_id {
@@ -413,15 +454,50 @@ pub async fn sync(tx: &mut Tx<'_>, device: &Device, req: &SyncRequest, now: i64)
         }
         next_cursor = row.seq as u64;
     }
-    if let Some(key) = req.transfer_key.as_deref() {
-        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StorageError::invalid("a transfer key is 64 hex digits"));
-        }
-        tx.set_transfer_key(&device.device_id, &key.to_ascii_lowercase(), now).await?;
+    Ok(PullPage { pull, next_cursor, more, snapshot: None })
+}
+
+/// One page of a compact first sync: the area's saved documents after `position`, whole.
+/// The first page fixes the mark, the area's last feed position: documents read at or after
+/// that moment hold every change up to it, so the feed after the mark completes them.
+async fn snapshot_page(
+    tx: &mut Tx<'_>,
+    area: &str,
+    position: &SnapshotPosition,
+    page_docs: i64,
+) -> Result<PullPage, StorageError> {
+    let mark = match position.mark {
+        0 => tx.feed_mark(area).await?.max(0) as u64,
+        m => m,
+    };
+    if mark == 0 {
+        // Nothing in the area yet: the feed from the start is all there is.
+        return Ok(PullPage { pull: Vec::new(), next_cursor: 0, more: false, snapshot: None });
     }
-    let directory = tx.directory(&device.area).await?;
-    tx.touch_device(&device.device_id, now).await?;
-    Ok(SyncResponse { protocol: PROTOCOL_VERSION, acked, pull, next_cursor, more, refused, directory })
+    let docs = tx.docs_of_area_after(area, (&position.after_area, &position.after_doc), page_docs).await?;
+    let mut more = docs.len() as i64 == page_docs;
+    let mut pull: Vec<DocPull> = Vec::new();
+    let mut bytes = 0usize;
+    for (doc_area, doc_id, saved) in docs {
+        if bytes > 0 && bytes + saved.len() > PULL_PAGE_BYTES {
+            more = true;
+            break;
+        }
+        bytes += saved.len();
+        pull.push(DocPull { doc_id, area: doc_area, changes: saved });
+    }
+    match pull.last() {
+        Some(last) if more => {
+            let snapshot =
+                Some(SnapshotPosition { mark, after_area: last.area.clone(), after_doc: last.doc_id.clone() });
+            Ok(PullPage { pull, next_cursor: 0, more: true, snapshot })
+        }
+        // The documents are done: the feed after the mark is next (if it holds anything).
+        _ => {
+            let more = tx.feed_mark(area).await?.max(0) as u64 > mark;
+            Ok(PullPage { pull, next_cursor: mark, more, snapshot: None })
+        }
+    }
 }
 
 /// A partial upload untouched this long may be taken over by another device.

@@ -90,8 +90,14 @@ impl Storage for Store {
         in_read!(self, |tx| tx.devices(&scope).await?)
     }
 
-    async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse> {
-        in_write!(self, |tx| logic::sync(&mut tx, &device, &request, now).await?)
+    async fn sync(
+        &self,
+        device: Device,
+        request: SyncRequest,
+        snapshot_page_docs: i64,
+        now: i64,
+    ) -> Result<SyncResponse> {
+        in_write!(self, |tx| logic::sync(&mut tx, &device, &request, snapshot_page_docs, now).await?)
     }
 
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>> {

@@ -54,11 +54,15 @@ pub struct AppState {
     pub enrolment_ttl_secs: i64,
     /// Request rates, the hashing cap and the login backoff.
     pub limits: Limits,
+    /// Documents per page of a compact first sync (before the page's byte limit).
+    pub snapshot_page_docs: i64,
     slip_key: tokio::sync::OnceCell<ed25519_dalek::SigningKey>,
 }
 
 /// How long an enrolment code works, unless configured otherwise: 72 hours.
 pub const DEFAULT_ENROLMENT_TTL_SECS: i64 = 72 * 3600;
+/// Documents per page of a compact first sync, unless configured otherwise.
+pub const DEFAULT_SNAPSHOT_PAGE_DOCS: i64 = 4000;
 /// Attachment storage per device, unless configured otherwise: 512 MiB.
 pub const DEFAULT_ATTACHMENT_QUOTA: u64 = 512 * 1024 * 1024;
 /// Longest a request may take before the server answers 503.
@@ -75,6 +79,7 @@ impl AppState {
             clock: Clock::system(),
             enrolment_ttl_secs: DEFAULT_ENROLMENT_TTL_SECS,
             limits: Limits::default(),
+            snapshot_page_docs: DEFAULT_SNAPSHOT_PAGE_DOCS,
             slip_key: tokio::sync::OnceCell::new(),
         }
     }

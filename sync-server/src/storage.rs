@@ -29,8 +29,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn revoke_device(&self, device_id: String, now: i64) -> Result<bool, StorageError>;
     /// The devices whose area lies within `scope` (every device for an empty scope).
     async fn devices(&self, scope: String) -> Result<Vec<Device>, StorageError>;
-    /// Applies a device's sync request in one transaction and answers it.
-    async fn sync(&self, device: Device, request: SyncRequest, now: i64) -> Result<SyncResponse, StorageError>;
+    /// Applies a device's sync request in one transaction and answers it; a compact first
+    /// sync sends at most `snapshot_page_docs` documents a page.
+    async fn sync(
+        &self,
+        device: Device,
+        request: SyncRequest,
+        snapshot_page_docs: i64,
+        now: i64,
+    ) -> Result<SyncResponse, StorageError>;
     /// Conflicts, open ones first, optionally within an area.
     async fn conflicts(&self, area: Option<String>) -> Result<Vec<ConflictItem>, StorageError>;
     /// An open conflict's household and field path.

@@ -36,7 +36,14 @@ impl Raw {
 type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, ErrorCode);
 
 fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
-    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, user: "x".into(), push, transfer_key: None })
+    encode(&SyncRequest {
+        protocol: PROTOCOL_VERSION,
+        cursor: 0,
+        user: "x".into(),
+        push,
+        transfer_key: None,
+        snapshot: None,
+    })
 }
 
 #[test]
@@ -115,7 +122,14 @@ fn refusals_are_typed_and_change_nothing() {
         (
             "wrong version",
             "/v1/sync",
-            encode(&SyncRequest { protocol: 99, cursor: 0, user: "x".into(), push: vec![], transfer_key: None }),
+            encode(&SyncRequest {
+                protocol: 99,
+                cursor: 0,
+                user: "x".into(),
+                push: vec![],
+                transfer_key: None,
+                snapshot: None,
+            }),
             Some(&credential),
             400,
             ErrorCode::UnsupportedVersion,
@@ -221,6 +235,7 @@ fn replaying_a_request_changes_nothing() {
         user: "officer-a".into(),
         push: vec![DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes }],
         transfer_key: None,
+        snapshot: None,
     });
     let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
     assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);

@@ -11,7 +11,14 @@ use doorstep_core::sync::protocol::{
 };
 
 fn empty_sync() -> Vec<u8> {
-    encode(&SyncRequest { protocol: PROTOCOL_VERSION, cursor: 0, user: "x".into(), push: vec![], transfer_key: None })
+    encode(&SyncRequest {
+        protocol: PROTOCOL_VERSION,
+        cursor: 0,
+        user: "x".into(),
+        push: vec![],
+        transfer_key: None,
+        snapshot: None,
+    })
 }
 
 /// A raw `POST /v1/sync` with these extra headers: status, headers, body as received.

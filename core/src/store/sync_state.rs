@@ -89,15 +89,18 @@ impl Store {
     }
 
     /// Merges a page of documents received from the server and records the new
-    /// cursor, all in one transaction: either all of it is committed or none.
-    pub fn apply_remote_batch(&mut self, pulls: &[(&str, &[u8])], cursor_key: &str, cursor: &str) -> Result<usize> {
+    /// cursor (sync values, key and value), all in one transaction: either all of it is
+    /// committed or none.
+    pub fn apply_remote_batch(&mut self, pulls: &[(&str, &[u8])], values: &[(&str, &str)]) -> Result<usize> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| -> Result<usize> {
             let mut changed = 0;
             for (doc_id, changes) in pulls {
                 changed += usize::from(self.apply_remote(doc_id, changes)?);
             }
-            self.set_sync_value(cursor_key, cursor)?;
+            for (key, value) in values {
+                self.set_sync_value(key, value)?;
+            }
             Ok(changed)
         })();
         match result {

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Transport;
 use super::protocol::{
-    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, SyncRequest,
-    SyncResponse, area_within, decode, encode,
+    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, SnapshotPosition,
+    SyncRequest, SyncResponse, area_within, decode, encode,
 };
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -56,6 +56,8 @@ pub struct SyncReport {
 }
 
 pub(crate) const KEY_CREDENTIAL: &str = "credential";
+/// Where a compact first sync stands (JSON of a [`SnapshotPosition`]; empty when none is).
+const KEY_SNAPSHOT: &str = "snapshot";
 const KEY_AREAS: &str = "areas";
 const KEY_CURSOR: &str = "cursor";
 const KEY_SERVER: &str = "server_url";
@@ -128,19 +130,33 @@ pub fn sync(
     let wire_before = transport.wire_bytes();
     let mut report = SyncReport::default();
     let mut rate_limited = 0;
+    // Whether this sync may still ask for a compact first sync (until one answer ends it).
+    let mut first_sync_open = true;
     loop {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::Cancelled);
         }
         let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
+        // With no cursor yet, a compact first sync: whole saved documents, then the feed.
+        // Nothing is pushed until its documents are in (they would come back whole).
+        let snapshot = (cursor == 0 && first_sync_open).then(|| {
+            store
+                .sync_value(KEY_SNAPSHOT)
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str::<SnapshotPosition>(&s).ok())
+                .unwrap_or_default()
+        });
         // Documents the server refused in this sync are not offered again until the next one.
         let held = report.refused.len();
-        let pending: Vec<_> = store
-            .pending_pushes(MAX_PUSH_DOCS + held)?
-            .into_iter()
-            .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
-            .take(MAX_PUSH_DOCS)
-            .collect();
+        let in_first_sync = snapshot.is_some();
+        let held_back = in_first_sync && !store.pending_pushes(1)?.is_empty();
+        let pending: Vec<_> =
+            if snapshot.is_some() { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? }
+                .into_iter()
+                .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
+                .take(MAX_PUSH_DOCS)
+                .collect();
         let more_to_push = pending.len() == MAX_PUSH_DOCS;
         let user = store.editor()?.user;
         let mut push = Vec::new();
@@ -163,6 +179,7 @@ pub fn sync(
             user: user.clone(),
             push,
             transfer_key: transfer_key.clone(),
+            snapshot,
         });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {
@@ -207,7 +224,11 @@ pub fn sync(
         }
         // The pulled changes and the new cursor commit together: the cursor never runs ahead.
         let page: Vec<(&str, &[u8])> = resp.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
-        store.apply_remote_batch(&page, KEY_CURSOR, &resp.next_cursor.to_string())?;
+        let position = match &resp.snapshot {
+            Some(p) => serde_json::to_string(p).map_err(|e| Error::Protocol(e.to_string()))?,
+            None => String::new(),
+        };
+        store.apply_remote_batch(&page, &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)])?;
         report.pushed += pushed_now - resp.refused.len().min(pushed_now);
         report.pulled += resp.pull.len();
         let progress = SyncProgress { pushed: report.pushed, pulled: report.pulled, round_trips: report.round_trips };
@@ -215,8 +236,12 @@ pub fn sync(
             o.progress(&progress);
         }
         let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
-        let still_dirty = pushed_now > 0
-            && (more_to_push || bytes > 0 && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused));
+        if in_first_sync && resp.snapshot.is_none() {
+            first_sync_open = false;
+        }
+        let still_dirty = held_back
+            || pushed_now > 0
+                && (more_to_push || bytes > 0 && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused));
         if !resp.more && !still_dirty {
             break;
         }

@@ -123,6 +123,25 @@ pub struct SyncRequest {
     /// the area's directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_key: Option<String>,
+    /// Sent by a device that takes a compact first sync, with `cursor` 0: the server answers
+    /// with the whole saved documents of the device's areas instead of the feed's history.
+    /// The position is the one the last answer gave (the default one to begin). Servers that
+    /// predate it ignore it and replay the feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotPosition>,
+}
+
+/// How far a compact first sync has come: the device takes its areas' saved documents page
+/// by page in (area, household id) order, then the feed after `mark`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPosition {
+    /// The areas' last feed position when the first page was read (0 before it): every
+    /// change at or before it is in the documents sent, later ones come from the feed.
+    pub mark: u64,
+    /// Area of the last document sent.
+    pub after_area: String,
+    /// Id of the last document sent.
+    pub after_doc: String,
 }
 
 /// A device of the area, as other devices need it to exchange offline bundles.
@@ -192,6 +211,10 @@ pub struct SyncResponse {
     /// (Absent from older servers, which refused the whole request instead.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<DocRefusal>,
+    /// While a compact first sync has more pages: where it stands, for the next request.
+    /// Absent once it is done; `next_cursor` is then its mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotPosition>,
     /// Devices of the area tree with their bundle keys, revoked ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directory: Vec<DirectoryEntry>,
@@ -405,6 +428,7 @@ mod tests {
             user: "officer".into(),
             push: vec![DocPush { doc_id: "hh-1".into(), area: "01.001".into(), changes: vec![0xAB; 100] }],
             transfer_key: None,
+            snapshot: None,
         };
         let bytes = encode(&req);
         assert!(bytes.len() < 180, "byte strings stay bytes (an integer array would be ~250): {}", bytes.len());
@@ -418,7 +442,14 @@ mod tests {
     fn hostile_messages_are_typed_errors() {
         assert!(matches!(decode::<SyncRequest>(b""), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&[0xff; 64]), Err(Error::Protocol(_))));
-        let bytes = encode(&SyncRequest { protocol: 1, cursor: 0, user: "u".into(), push: vec![], transfer_key: None });
+        let bytes = encode(&SyncRequest {
+            protocol: 1,
+            cursor: 0,
+            user: "u".into(),
+            push: vec![],
+            transfer_key: None,
+            snapshot: None,
+        });
         assert!(matches!(decode::<SyncRequest>(&bytes[..bytes.len() - 1]), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&vec![0u8; MAX_BODY_BYTES + 1]), Err(Error::Protocol(_))));
         // A CBOR array header claiming a huge length does not allocate it.

@@ -306,6 +306,56 @@ impl<'a> Tx<'a> {
             .collect()
     }
 
+    /// The last feed position within `area` (and its sub-areas); 0 for none. A province's
+    /// positions commit in order (see [`Tx::lock_areas`]), so every row at or before it is
+    /// committed and any row still to commit in the area comes after it.
+    pub async fn feed_mark(&mut self, area: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(seq), 0) FROM feed WHERE area = $1
+             UNION ALL
+             SELECT COALESCE(MAX(seq), 0) FROM feed WHERE area > $1 || '.' AND area < $1 || '/'",
+        )
+        .bind(area)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut mark = 0i64;
+        for r in row {
+            mark = mark.max(r.try_get(0)?);
+        }
+        Ok(mark)
+    }
+
+    /// The saved documents of `area` (and its sub-areas) after `after` in (area, doc_id)
+    /// order, opened, at most `limit`: (area, doc_id, saved bytes).
+    pub async fn docs_of_area_after(
+        &mut self,
+        area: &str,
+        after: (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<(String, String, Vec<u8>)>> {
+        // `area >= $1 AND area < $1 || '/'` is the area and its sub-areas (digits sort after
+        // '/', '.' before it), one range of `doc_by_area`.
+        let rows = sqlx::query(
+            "SELECT area, doc_id, snapshot FROM doc
+             WHERE area >= $1 AND area < $1 || '/' AND (area > $2 OR (area = $2 AND doc_id > $3))
+             ORDER BY area, doc_id LIMIT $4",
+        )
+        .bind(area)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let doc_id: String = r.try_get(1)?;
+                let sealed: Vec<u8> = r.try_get(2)?;
+                let plain = self.keys.open("doc", &doc_id, "", &sealed)?;
+                Ok((r.try_get(0)?, doc_id, plain))
+            })
+            .collect()
+    }
+
     /// Documents with no progress figures yet (stored before figures were kept).
     pub async fn docs_without_stats(&mut self) -> Result<Vec<String>> {
         let rows = sqlx::query(

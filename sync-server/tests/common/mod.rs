@@ -153,13 +153,24 @@ impl TestServer {
     }
 
     fn serve(db: &str, quota: u64, dir: tempfile::TempDir) -> TestServer {
+        Self::serve_with(db, dir, move |state| state.attachment_quota = quota)
+    }
+
+    /// A server on a fresh store whose state the test adjusts.
+    pub fn start_with(adjust: impl FnOnce(&mut AppState) + Send + 'static) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fresh_db(dir.path());
+        Self::serve_with(&db, dir, adjust)
+    }
+
+    fn serve_with(db: &str, dir: tempfile::TempDir, adjust: impl FnOnce(&mut AppState) + Send + 'static) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let storage = open_storage_on(&runtime, db);
         let s = storage.clone();
         let addr = runtime
             .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| {
                 let mut state = AppState::new(s, format!("http://{addr}"), ADMIN.into());
-                state.attachment_quota = quota;
+                adjust(&mut state);
                 state
             }))
             .unwrap();

@@ -50,6 +50,7 @@ impl doorstep_core::sync::SyncObserver for ObserverBridge {
             pushed: p.pushed as u64,
             pulled: p.pulled as u64,
             round_trips: p.round_trips as u64,
+            quarantined: p.quarantined as u64,
         });
     }
 }
@@ -333,6 +334,12 @@ impl DoorstepStore {
                     .into_iter()
                     .map(|d| RefusedHouseholdRecord { household_id: d.doc_id, reason: d.message })
                     .collect(),
+                quarantined: r
+                    .quarantined
+                    .into_iter()
+                    .map(|(household_id, reason)| RefusedHouseholdRecord { household_id, reason })
+                    .collect(),
+                released: r.released as u64,
             })
         })
     }

@@ -366,6 +366,8 @@ pub struct SyncProgressRecord {
     pub pulled: u64,
     /// Requests made.
     pub round_trips: u64,
+    /// Pulled households quarantined so far.
+    pub quarantined: u64,
 }
 
 /// What a sync did.
@@ -383,6 +385,11 @@ pub struct SyncReportRecord {
     pub bytes_received: u64,
     /// Households the server refused; they stay unsynced on the device, the rest went through.
     pub refused: Vec<RefusedHouseholdRecord>,
+    /// Pulled households whose changes did not load, kept aside (household id, reason); the
+    /// next sync asks the server for them whole.
+    pub quarantined: Vec<RefusedHouseholdRecord>,
+    /// Quarantined change sets that loaded in this sync and were let in.
+    pub released: u64,
 }
 
 /// A household the server did not take in a sync, and why.

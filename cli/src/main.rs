@@ -713,6 +713,16 @@ fn run(cli: Cli) -> Result<()> {
             for r in &report.refused {
                 println!("refused by the server, kept on this phone: {}: {}", r.doc_id, r.message);
             }
+            for (doc_id, error) in &report.quarantined {
+                println!("quarantined (kept aside, asked again at the next sync): {doc_id}: {error}");
+            }
+            if report.released > 0 {
+                println!("released from quarantine: {} change set(s)", report.released);
+            }
+            let waiting = store.quarantined()?;
+            if !waiting.is_empty() {
+                println!("{} household(s) in quarantine", waiting.len());
+            }
             // Photos after records: the records are already safe on the server.
             let photos = doorstep_core::sync::sync_attachments(&store, &transport, &AtomicBool::new(false))?;
             if photos.requests > 0 {

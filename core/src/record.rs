@@ -22,6 +22,43 @@ use crate::identity::ChipCardQr;
 
 const SCHEMA: &str = "doorstep.household/1";
 
+/// The Automerge chunk types a device writes: a saved document (0), a change (1) and a
+/// compressed change (2).
+const CHUNK_TYPES: [u8; 3] = [0, 1, 2];
+
+/// Walks the Automerge chunks in `bytes` (magic, checksum, type, LEB128 length, data) and
+/// refuses any type other than a document or a change before Automerge decodes them.
+/// Fuzzing found 71 bytes of another chunk type (Automerge's "bundle") that take its decoder
+/// 12 s and 2.3 GB, and another that panics it; no device ever sends one.
+fn check_chunk_types(id: &str, bytes: &[u8]) -> Result<()> {
+    let bad = |what: &str| Error::corrupt(format!("household {id}: {what}"));
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 9 || rest[..4] != [0x85, 0x6f, 0x4a, 0x83] {
+            return Err(bad("not Automerge chunks"));
+        }
+        if !CHUNK_TYPES.contains(&rest[8]) {
+            return Err(bad("an Automerge chunk of a kind devices do not send"));
+        }
+        let (mut len, mut shift, mut at) = (0u64, 0u32, 9usize);
+        loop {
+            let byte = *rest.get(at).ok_or_else(|| bad("a truncated chunk header"))?;
+            if shift > 56 {
+                return Err(bad("a chunk length out of range"));
+            }
+            len |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            at += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = usize::try_from(len).ok().and_then(|l| at.checked_add(l)).filter(|&e| e <= rest.len());
+        rest = &rest[end.ok_or_else(|| bad("a chunk longer than the bytes"))?..];
+    }
+    Ok(())
+}
+
 /// The member fields that are plain strings, in form order.
 pub const MEMBER_FIELDS: &[&str] = &[
     "full_name",
@@ -354,7 +391,17 @@ impl HouseholdDoc {
 
     /// Loads a document from saved bytes (a snapshot followed by increments).
     pub fn load(id: &str, bytes: &[u8], editor: &Editor) -> Result<HouseholdDoc> {
-        let doc = AutoCommit::load(bytes).map_err(|_| Error::corrupt(format!("household {id}")))?;
+        check_chunk_types(id, bytes)?;
+        // Automerge can panic on hostile bytes (fuzzing found one in its column decoder):
+        // a panic is a corrupt document here, never an unwound caller.
+        let doc = std::panic::catch_unwind(|| AutoCommit::load(bytes))
+            .map_err(|_| Error::corrupt(format!("household {id}: Automerge failed on these bytes")))?
+            .map_err(|e| match e {
+                automerge::AutomergeError::MissingDeps => {
+                    Error::corrupt(format!("household {id}: changes without their base"))
+                }
+                _ => Error::corrupt(format!("household {id}")),
+            })?;
         let mut doc = doc;
         let saved_heads = doc.get_heads();
         let mut this = HouseholdDoc { doc, id: id.to_string(), saved_heads };
@@ -669,15 +716,29 @@ impl HouseholdDoc {
     /// Unlike Automerge's own `load_incremental`, which skips a chunk it cannot
     /// parse, any malformed chunk makes the whole call fail and changes nothing.
     pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
+        check_chunk_types(&self.id, bytes)?;
         let strict = automerge::LoadOptions::new()
             .on_partial_load(automerge::OnPartialLoad::Error)
             .verification_mode(automerge::VerificationMode::DontCheck);
         // Changes that build on others fail with MissingDeps, but only after every chunk parsed.
-        match automerge::Automerge::load_with_options(bytes, strict) {
-            Ok(_) | Err(automerge::AutomergeError::MissingDeps) => {}
-            Err(_) => return Err(Error::corrupt(format!("household {}: malformed changes", self.id))),
+        // (Under `catch_unwind`, as in `load`: a panic in Automerge is a corrupt input.)
+        let panicked = || Error::corrupt(format!("household {}: Automerge failed on these bytes", self.id));
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            automerge::Automerge::load_with_options(bytes, strict)
+        })) {
+            Ok(Ok(_)) | Ok(Err(automerge::AutomergeError::MissingDeps)) => {}
+            Ok(Err(_)) => return Err(Error::corrupt(format!("household {}: malformed changes", self.id))),
+            Err(_) => return Err(panicked()),
         }
-        self.doc.load_incremental(bytes).map_err(|_| Error::corrupt(format!("household {}", self.id)))?;
+        let doc = &mut self.doc;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.load_incremental(bytes)))
+            .map_err(|_| panicked())?
+            .map_err(|_| Error::corrupt(format!("household {}", self.id)))?;
+        // Changes whose base this document lacks wait in Automerge's queue, and a save would
+        // drop them: refuse them instead, so that the caller keeps them (see the quarantine).
+        if !self.doc.get_missing_deps(&[]).is_empty() {
+            return Err(Error::corrupt(format!("household {}: changes without their base", self.id)));
+        }
         Ok(())
     }
 
@@ -881,5 +942,34 @@ mod tests {
         assert!(matches!(HouseholdDoc::create(&h, &ed("a")), Err(Error::InvalidArgument(_))));
         let id = make_id("hh").unwrap();
         assert!(check_id(&id).is_ok() && id.starts_with("hh-"));
+    }
+
+    #[test]
+    fn only_document_and_change_chunks_reach_automerge() {
+        let mut doc = HouseholdDoc::create(&sample(), &ed("a")).unwrap();
+        let saved = doc.save();
+        let heads = doc.heads();
+        let mut h = doc.read();
+        h.address = "Số 2".into();
+        doc.update(&h, &ed("a")).unwrap();
+        let mut both = saved.clone();
+        both.extend_from_slice(&doc.save_after(&heads));
+        assert!(check_chunk_types("h", &both).is_ok());
+        assert!(HouseholdDoc::load(&sample().household_id, &both, &ed("b")).is_ok());
+        // Another chunk type (Automerge's bundle), a truncated header, a length past the end.
+        let mut other = saved.clone();
+        other[8] = 3;
+        assert!(check_chunk_types("h", &other).is_err());
+        assert!(check_chunk_types("h", &saved[..10]).is_err());
+        let mut long = saved[..9].to_vec();
+        long.extend_from_slice(&[0xff, 0xff, 0x7f]);
+        assert!(check_chunk_types("h", &long).is_err());
+        assert!(
+            check_chunk_types(
+                "h",
+                &[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+            )
+            .is_err()
+        );
     }
 }

@@ -23,6 +23,7 @@ fn v1_store_migrates_and_keeps_households() {
             "ALTER TABLE doc_meta DROP COLUMN synced_heads;
              DROP TABLE sync_state;
              DROP TABLE attachment;
+             DROP TABLE quarantine;
              PRAGMA user_version = 1;",
         )
         .unwrap();

@@ -37,6 +37,7 @@ fn main() {
         push: vec![push],
         transfer_key: None,
         snapshot: None,
+        resend: vec![],
     };
     write(&dir, "sync_protocol", "sync_request", &encode(&request));
     let response = SyncResponse {

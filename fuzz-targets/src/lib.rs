@@ -127,6 +127,14 @@ pub fn form_expr(data: &[u8]) {
     }
 }
 
+/// Called once by each cargo-fuzz binary: a panic that the product catches (Automerge's,
+/// under `catch_unwind` where untrusted bytes are loaded) is not a finding, so libfuzzer-sys's
+/// abort-on-any-panic hook is replaced by a silent one. A panic that escapes the target still
+/// aborts the run: libfuzzer-sys aborts on an unwound test input.
+pub fn quiet_caught_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
 /// A form definition (JSON).
 pub fn form_definition(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| doorstep_fuzz_targets::form_definition(data));
+libfuzzer_sys::fuzz_target!(init: doorstep_fuzz_targets::quiet_caught_panics(), |data: &[u8]| doorstep_fuzz_targets::form_definition(data));

@@ -197,6 +197,7 @@ fn province_fixture(residents: usize) -> PathBuf {
             push: std::mem::take(batch),
             transfer_key: None,
             snapshot: None,
+            resend: vec![],
         });
         let resp = client.post(format!("{}/v1/sync", server.url)).bearer_auth(credential).body(body).send().unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());

@@ -188,6 +188,7 @@ fn simulate(
                             push,
                             transfer_key: None,
                             snapshot: None,
+                            resend: vec![],
                         });
                         let start = Instant::now();
                         let resp =

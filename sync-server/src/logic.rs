@@ -9,7 +9,7 @@ use doorstep_core::identity::{Cccd, LinkageModel, MatchScore, PersonKey, PersonR
 use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
     BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, DocRefusal, ErrorCode, MAX_PUSH_DOCS,
-    PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse, area_within,
+    MAX_RESEND_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse, area_within,
 };
 
 use crate::merge::{Merged, merge_push, people, server_editor};
@@ -394,12 +394,30 @@ pub async fn sync(
         }
     }
     store_merged(tx, &mut changed, &device.device_id, &req.user, "sync", now).await?;
-    let page = match &req.snapshot {
+    let mut page = match &req.snapshot {
         Some(position) if req.cursor == 0 => {
             snapshot_page(tx, &device.area, position, snapshot_page_docs.max(1)).await?
         }
         _ => feed_page(tx, device, req.cursor).await?,
     };
+    // Households the device quarantined: their whole saved documents first.
+    if !req.resend.is_empty() {
+        if req.resend.len() > MAX_RESEND_DOCS {
+            return Err(StorageError::new(ErrorKind::TooLarge, ErrorCode::TooLarge, "too many documents to resend"));
+        }
+        let ids: Vec<&str> = req.resend.iter().map(String::as_str).collect();
+        let mut stored = tx.docs(&ids).await?;
+        let mut whole = Vec::new();
+        for id in &req.resend {
+            if let Some((saved, area)) = stored.remove(id)
+                && area_within(&area, &device.area)
+            {
+                whole.push(DocPull { doc_id: id.clone(), area, changes: saved });
+            }
+        }
+        whole.append(&mut page.pull);
+        page.pull = whole;
+    }
     if let Some(key) = req.transfer_key.as_deref() {
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StorageError::invalid("a transfer key is 64 hex digits"));

@@ -43,6 +43,7 @@ fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
         push,
         transfer_key: None,
         snapshot: None,
+        resend: vec![],
     })
 }
 
@@ -129,6 +130,7 @@ fn refusals_are_typed_and_change_nothing() {
                 push: vec![],
                 transfer_key: None,
                 snapshot: None,
+                resend: vec![],
             }),
             Some(&credential),
             400,
@@ -236,6 +238,7 @@ fn replaying_a_request_changes_nothing() {
         push: vec![DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes }],
         transfer_key: None,
         snapshot: None,
+        resend: vec![],
     });
     let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
     assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);

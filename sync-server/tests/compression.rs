@@ -18,6 +18,7 @@ fn empty_sync() -> Vec<u8> {
         push: vec![],
         transfer_key: None,
         snapshot: None,
+        resend: vec![],
     })
 }
 

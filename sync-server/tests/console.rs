@@ -683,6 +683,7 @@ fn areas_that_are_not_digit_codes_are_refused_everywhere() {
             push: vec![push],
             transfer_key: None,
             snapshot: None,
+            resend: vec![],
         });
         let resp = reqwest::blocking::Client::new()
             .post(format!("{}/v1/sync", server.url))

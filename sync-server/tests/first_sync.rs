@@ -31,7 +31,15 @@ fn post(server: &TestServer, credential: &str, req: &SyncRequest) -> SyncRespons
 }
 
 fn request(cursor: u64, snapshot: Option<SnapshotPosition>) -> SyncRequest {
-    SyncRequest { protocol: PROTOCOL_VERSION, cursor, user: "x".into(), push: vec![], transfer_key: None, snapshot }
+    SyncRequest {
+        protocol: PROTOCOL_VERSION,
+        cursor,
+        user: "x".into(),
+        push: vec![],
+        transfer_key: None,
+        snapshot,
+        resend: vec![],
+    }
 }
 
 /// An Automerge chunk's type byte: 0 for a whole saved document, 1 or 2 for changes.

@@ -10,6 +10,7 @@
 mod attachments;
 mod households;
 mod profiles;
+mod quarantine;
 mod schema;
 mod summary;
 mod sync_state;
@@ -23,9 +24,10 @@ use rusqlite::{Connection, OptionalExtension};
 pub use attachments::{PendingUpload, PhotoSize};
 pub use households::{DuplicateCandidate, SaveOutcome, StorageStats};
 pub use profiles::{FREE_ATTEMPTS, MAX_LOCKOUT_SECS, MIN_PIN_LEN, ProfileInfo, Role, lockout_secs};
+pub use quarantine::QuarantinedDoc;
 pub use schema::LATEST_VERSION;
 pub use summary::{HouseholdSummary, ListedHousehold, MemberSummary, SearchHit};
-pub use sync_state::PendingPush;
+pub use sync_state::{PendingPush, RemoteBatch};
 pub use transfer::MAX_BUNDLE_HOUSEHOLDS;
 
 use crate::crypto::{BlindIndexer, DataKey, KdfParams, Sealer};

@@ -16,7 +16,7 @@ use rusqlite::{Connection, Transaction};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: u32 = 3;
+pub const LATEST_VERSION: u32 = 4;
 
 const V1: &str = "
 CREATE TABLE device (
@@ -92,6 +92,19 @@ CREATE TABLE attachment (
 CREATE INDEX attachment_to_upload ON attachment (uploaded) WHERE uploaded = 0;
 ";
 
+/// v4 quarantines pulled changes that do not load (a tail without its base, a malformed
+/// document): kept sealed as received, with the error, until a later pull lets them in.
+const V3_TO_V4: &str = "
+CREATE TABLE quarantine (
+    doc_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    sealed BLOB NOT NULL,
+    error TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (doc_id, seq)
+) WITHOUT ROWID;
+";
+
 fn prepare(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -108,6 +121,7 @@ fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
     match version {
         1 => tx.execute_batch(V1_TO_V2)?,
         2 => tx.execute_batch(V2_TO_V3)?,
+        3 => tx.execute_batch(V3_TO_V4)?,
         other => return Err(Error::InvalidArgument(format!("no migration from schema version {other}"))),
     }
     Ok(())

@@ -20,6 +20,17 @@ pub struct PendingPush {
     pub changes: Vec<u8>,
 }
 
+/// What applying a page of pulled documents did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteBatch {
+    /// Documents that changed.
+    pub changed: usize,
+    /// Documents quarantined, with why.
+    pub quarantined: Vec<(String, String)>,
+    /// Quarantined changes that now loaded and were released.
+    pub released: usize,
+}
+
 impl Store {
     /// A plain sync setting (cursor, server URL).
     pub fn sync_value(&self, key: &str) -> Result<Option<String>> {
@@ -90,18 +101,30 @@ impl Store {
 
     /// Merges a page of documents received from the server and records the new
     /// cursor (sync values, key and value), all in one transaction: either all of it is
-    /// committed or none.
-    pub fn apply_remote_batch(&mut self, pulls: &[(&str, &[u8])], values: &[(&str, &str)]) -> Result<usize> {
+    /// committed or none. A document whose changes do not load is quarantined (see
+    /// [`Store::quarantined`]) and the rest of the page goes in; changes that arrive for a
+    /// quarantined document let its quarantined ones be tried again.
+    pub fn apply_remote_batch(&mut self, pulls: &[(&str, &[u8])], values: &[(&str, &str)]) -> Result<RemoteBatch> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| -> Result<usize> {
-            let mut changed = 0;
+        let result = (|| -> Result<RemoteBatch> {
+            let mut batch = RemoteBatch::default();
             for (doc_id, changes) in pulls {
-                changed += usize::from(self.apply_remote(doc_id, changes)?);
+                match self.apply_remote(doc_id, changes) {
+                    Ok(changed) => {
+                        batch.changed += usize::from(changed);
+                        batch.released += self.retry_quarantined(doc_id)?;
+                    }
+                    Err(e) if e.is_per_document() => {
+                        self.quarantine(doc_id, changes, &e)?;
+                        batch.quarantined.push(((*doc_id).to_string(), e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             for (key, value) in values {
                 self.set_sync_value(key, value)?;
             }
-            Ok(changed)
+            Ok(batch)
         })();
         match result {
             Ok(n) => {
@@ -138,7 +161,7 @@ impl Store {
         self.conn.execute_batch(
             "BEGIN IMMEDIATE;
              DELETE FROM blind_index; DELETE FROM doc_chunk; DELETE FROM doc_meta;
-             DELETE FROM sync_state; DELETE FROM profile; DELETE FROM attachment;
+             DELETE FROM sync_state; DELETE FROM profile; DELETE FROM attachment; DELETE FROM quarantine;
              COMMIT;
              VACUUM;
              PRAGMA wal_checkpoint(TRUNCATE);",

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Transport;
 use super::protocol::{
-    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, PROTOCOL_VERSION, SnapshotPosition,
-    SyncRequest, SyncResponse, area_within, decode, encode,
+    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, MAX_RESEND_DOCS, PROTOCOL_VERSION,
+    SnapshotPosition, SyncRequest, SyncResponse, area_within, decode, encode,
 };
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -27,6 +27,8 @@ pub struct SyncProgress {
     pub pulled: usize,
     /// Requests made so far.
     pub round_trips: usize,
+    /// Pulled documents quarantined so far (their changes did not load).
+    pub quarantined: usize,
 }
 
 /// Told about progress while a sync runs.
@@ -53,6 +55,12 @@ pub struct SyncReport {
     /// Pushed documents the server refused, with its reasons; they stay dirty on the device
     /// (and are offered again at the next sync), while the rest went through.
     pub refused: Vec<DocRefusal>,
+    /// Pulled documents whose changes did not load, with why: kept aside on the device (see
+    /// [`Store::quarantined`]) while the rest of their page went in. The next sync asks the
+    /// server for their whole saved documents.
+    pub quarantined: Vec<(String, String)>,
+    /// Quarantined changes that loaded in this sync and were let in.
+    pub released: usize,
 }
 
 pub(crate) const KEY_CREDENTIAL: &str = "credential";
@@ -132,6 +140,14 @@ pub fn sync(
     let mut rate_limited = 0;
     // Whether this sync may still ask for a compact first sync (until one answer ends it).
     let mut first_sync_open = true;
+    // Quarantined documents are asked for whole, once a sync, in its first request.
+    let mut resend: Vec<String> = store
+        .quarantined()?
+        .into_iter()
+        .map(|q| q.doc_id)
+        .filter(|id| crate::record::check_id(id).is_ok())
+        .take(MAX_RESEND_DOCS)
+        .collect();
     loop {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::Cancelled);
@@ -180,6 +196,7 @@ pub fn sync(
             push,
             transfer_key: transfer_key.clone(),
             snapshot,
+            resend: std::mem::take(&mut resend),
         });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {
@@ -228,10 +245,18 @@ pub fn sync(
             Some(p) => serde_json::to_string(p).map_err(|e| Error::Protocol(e.to_string()))?,
             None => String::new(),
         };
-        store.apply_remote_batch(&page, &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)])?;
+        let batch = store
+            .apply_remote_batch(&page, &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)])?;
+        report.released += batch.released;
+        report.quarantined.extend(batch.quarantined);
         report.pushed += pushed_now - resp.refused.len().min(pushed_now);
         report.pulled += resp.pull.len();
-        let progress = SyncProgress { pushed: report.pushed, pulled: report.pulled, round_trips: report.round_trips };
+        let progress = SyncProgress {
+            pushed: report.pushed,
+            pulled: report.pulled,
+            round_trips: report.round_trips,
+            quarantined: report.quarantined.len(),
+        };
         if let Some(o) = observer {
             o.progress(&progress);
         }

@@ -129,7 +129,15 @@ pub struct SyncRequest {
     /// predate it ignore it and replay the feed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotPosition>,
+    /// Households whose pulled changes did not load on the device (quarantined): the server
+    /// adds each one's whole saved document to this answer's pull, if it lies in the
+    /// device's areas. At most [`MAX_RESEND_DOCS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resend: Vec<String>,
 }
+
+/// Most households one request may ask to be sent again whole.
+pub const MAX_RESEND_DOCS: usize = 100;
 
 /// How far a compact first sync has come: the device takes its areas' saved documents page
 /// by page in (area, household id) order, then the feed after `mark`.
@@ -429,6 +437,7 @@ mod tests {
             push: vec![DocPush { doc_id: "hh-1".into(), area: "01.001".into(), changes: vec![0xAB; 100] }],
             transfer_key: None,
             snapshot: None,
+            resend: vec![],
         };
         let bytes = encode(&req);
         assert!(bytes.len() < 180, "byte strings stay bytes (an integer array would be ~250): {}", bytes.len());
@@ -449,6 +458,7 @@ mod tests {
             push: vec![],
             transfer_key: None,
             snapshot: None,
+            resend: vec![],
         });
         assert!(matches!(decode::<SyncRequest>(&bytes[..bytes.len() - 1]), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&vec![0u8; MAX_BODY_BYTES + 1]), Err(Error::Protocol(_))));

@@ -3802,6 +3802,10 @@ public struct SyncProgressRecord: Equatable, Hashable {
      * Requests made.
      */
     public var roundTrips: UInt64
+    /**
+     * Pulled households quarantined so far.
+     */
+    public var quarantined: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3814,10 +3818,14 @@ public struct SyncProgressRecord: Equatable, Hashable {
          */pulled: UInt64, 
         /**
          * Requests made.
-         */roundTrips: UInt64) {
+         */roundTrips: UInt64, 
+        /**
+         * Pulled households quarantined so far.
+         */quarantined: UInt64) {
         self.pushed = pushed
         self.pulled = pulled
         self.roundTrips = roundTrips
+        self.quarantined = quarantined
     }
 
     
@@ -3838,7 +3846,8 @@ public struct FfiConverterTypeSyncProgressRecord: FfiConverterRustBuffer {
             try SyncProgressRecord(
                 pushed: FfiConverterUInt64.read(from: &buf), 
                 pulled: FfiConverterUInt64.read(from: &buf), 
-                roundTrips: FfiConverterUInt64.read(from: &buf)
+                roundTrips: FfiConverterUInt64.read(from: &buf), 
+                quarantined: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -3846,6 +3855,7 @@ public struct FfiConverterTypeSyncProgressRecord: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.pushed, into: &buf)
         FfiConverterUInt64.write(value.pulled, into: &buf)
         FfiConverterUInt64.write(value.roundTrips, into: &buf)
+        FfiConverterUInt64.write(value.quarantined, into: &buf)
     }
 }
 
@@ -3893,6 +3903,15 @@ public struct SyncReportRecord: Equatable, Hashable {
      * Households the server refused; they stay unsynced on the device, the rest went through.
      */
     public var refused: [RefusedHouseholdRecord]
+    /**
+     * Pulled households whose changes did not load, kept aside (household id, reason); the
+     * next sync asks the server for them whole.
+     */
+    public var quarantined: [RefusedHouseholdRecord]
+    /**
+     * Quarantined change sets that loaded in this sync and were let in.
+     */
+    public var released: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3914,13 +3933,22 @@ public struct SyncReportRecord: Equatable, Hashable {
          */bytesReceived: UInt64, 
         /**
          * Households the server refused; they stay unsynced on the device, the rest went through.
-         */refused: [RefusedHouseholdRecord]) {
+         */refused: [RefusedHouseholdRecord], 
+        /**
+         * Pulled households whose changes did not load, kept aside (household id, reason); the
+         * next sync asks the server for them whole.
+         */quarantined: [RefusedHouseholdRecord], 
+        /**
+         * Quarantined change sets that loaded in this sync and were let in.
+         */released: UInt64) {
         self.pushed = pushed
         self.pulled = pulled
         self.roundTrips = roundTrips
         self.bytesSent = bytesSent
         self.bytesReceived = bytesReceived
         self.refused = refused
+        self.quarantined = quarantined
+        self.released = released
     }
 
     
@@ -3944,7 +3972,9 @@ public struct FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer {
                 roundTrips: FfiConverterUInt64.read(from: &buf), 
                 bytesSent: FfiConverterUInt64.read(from: &buf), 
                 bytesReceived: FfiConverterUInt64.read(from: &buf), 
-                refused: FfiConverterSequenceTypeRefusedHouseholdRecord.read(from: &buf)
+                refused: FfiConverterSequenceTypeRefusedHouseholdRecord.read(from: &buf), 
+                quarantined: FfiConverterSequenceTypeRefusedHouseholdRecord.read(from: &buf), 
+                released: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -3955,6 +3985,8 @@ public struct FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.bytesSent, into: &buf)
         FfiConverterUInt64.write(value.bytesReceived, into: &buf)
         FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.refused, into: &buf)
+        FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.quarantined, into: &buf)
+        FfiConverterUInt64.write(value.released, into: &buf)
     }
 }
 

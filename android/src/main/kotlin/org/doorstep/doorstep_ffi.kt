@@ -5009,6 +5009,11 @@ data class SyncProgressRecord (
      * Requests made.
      */
     var `roundTrips`: kotlin.ULong
+    , 
+    /**
+     * Pulled households quarantined so far.
+     */
+    var `quarantined`: kotlin.ULong
     
 ){
     
@@ -5028,19 +5033,22 @@ public object FfiConverterTypeSyncProgressRecord: FfiConverterRustBuffer<SyncPro
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
     override fun allocationSize(value: SyncProgressRecord) = (
             FfiConverterULong.allocationSize(value.`pushed`) +
             FfiConverterULong.allocationSize(value.`pulled`) +
-            FfiConverterULong.allocationSize(value.`roundTrips`)
+            FfiConverterULong.allocationSize(value.`roundTrips`) +
+            FfiConverterULong.allocationSize(value.`quarantined`)
     )
 
     override fun write(value: SyncProgressRecord, buf: ByteBuffer) {
             FfiConverterULong.write(value.`pushed`, buf)
             FfiConverterULong.write(value.`pulled`, buf)
             FfiConverterULong.write(value.`roundTrips`, buf)
+            FfiConverterULong.write(value.`quarantined`, buf)
     }
 }
 
@@ -5079,6 +5087,17 @@ data class SyncReportRecord (
      * Households the server refused; they stay unsynced on the device, the rest went through.
      */
     var `refused`: List<RefusedHouseholdRecord>
+    , 
+    /**
+     * Pulled households whose changes did not load, kept aside (household id, reason); the
+     * next sync asks the server for them whole.
+     */
+    var `quarantined`: List<RefusedHouseholdRecord>
+    , 
+    /**
+     * Quarantined change sets that loaded in this sync and were let in.
+     */
+    var `released`: kotlin.ULong
     
 ){
     
@@ -5101,6 +5120,8 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterSequenceTypeRefusedHouseholdRecord.read(buf),
+            FfiConverterSequenceTypeRefusedHouseholdRecord.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -5110,7 +5131,9 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.allocationSize(value.`roundTrips`) +
             FfiConverterULong.allocationSize(value.`bytesSent`) +
             FfiConverterULong.allocationSize(value.`bytesReceived`) +
-            FfiConverterSequenceTypeRefusedHouseholdRecord.allocationSize(value.`refused`)
+            FfiConverterSequenceTypeRefusedHouseholdRecord.allocationSize(value.`refused`) +
+            FfiConverterSequenceTypeRefusedHouseholdRecord.allocationSize(value.`quarantined`) +
+            FfiConverterULong.allocationSize(value.`released`)
     )
 
     override fun write(value: SyncReportRecord, buf: ByteBuffer) {
@@ -5120,6 +5143,8 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.write(value.`bytesSent`, buf)
             FfiConverterULong.write(value.`bytesReceived`, buf)
             FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.`refused`, buf)
+            FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.`quarantined`, buf)
+            FfiConverterULong.write(value.`released`, buf)
     }
 }
 

@@ -71,8 +71,16 @@ pub struct DoorstepStore {
 impl DoorstepStore {
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Store) -> doorstep_core::Result<T>) -> Result<T, DoorstepError> {
         guard(|| {
-            let mut store =
-                self.store.lock().map_err(|_| DoorstepError::Other { reason: "store lock poisoned".into() })?;
+            let mut store = match self.store.lock() {
+                Ok(store) => store,
+                // A panic caught while the store was held: undo what it left half done and go on.
+                Err(poisoned) => {
+                    self.store.clear_poison();
+                    let mut store = poisoned.into_inner();
+                    store.recover_after_panic();
+                    store
+                }
+            };
             f(&mut store).map_err(DoorstepError::from)
         })
     }
@@ -460,6 +468,25 @@ mod tests {
     #[test]
     fn a_panic_comes_out_as_an_error() {
         assert!(matches!(internal_panic_probe(), Err(DoorstepError::Other { reason }) if reason.contains("probe")));
+    }
+
+    #[test]
+    fn a_panic_while_the_store_is_held_does_not_disable_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DoorstepStore::open_for_tests(dir.path().join("s.db").to_str().unwrap().into()).unwrap();
+        store.create_profile("officer".into(), ProfileRole::Officer, "246810".into(), None).unwrap();
+        store.unlock("officer".into(), "246810".into(), None).unwrap();
+        // A panic in the middle of a write transaction, caught at the boundary.
+        let outcome: Result<(), DoorstepError> = store.with(|s| {
+            s.raw_connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+            panic!("in the middle of a write")
+        });
+        assert!(matches!(outcome, Err(DoorstepError::Other { reason }) if reason.contains("middle")));
+        assert!(store.store.is_poisoned());
+        // The next calls work, and the half-done transaction was rolled back.
+        assert!(store.list_households(0, 10).unwrap().is_empty());
+        assert!(!store.store.is_poisoned());
+        assert!(store.with(|s| Ok(s.raw_connection().is_autocommit())).unwrap());
     }
 
     #[test]

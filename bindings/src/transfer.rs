@@ -186,8 +186,11 @@ fn progress(p: FrameProgress, complete: bool) -> FrameProgressRecord {
 impl BundleReceiver {
     fn with<T>(&self, f: impl FnOnce(&mut FrameReceiver) -> doorstep_core::Result<T>) -> Result<T, DoorstepError> {
         guard(|| {
-            let mut rx =
-                self.frames.lock().map_err(|_| DoorstepError::Other { reason: "receiver lock poisoned".into() })?;
+            // A receiver holds no transaction: after a caught panic it is used as it is.
+            let mut rx = self.frames.lock().unwrap_or_else(|poisoned| {
+                self.frames.clear_poison();
+                poisoned.into_inner()
+            });
             f(&mut rx).map_err(DoorstepError::from)
         })
     }

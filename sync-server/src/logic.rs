@@ -196,7 +196,7 @@ pub async fn store_merged(
         .map(|m| DocWrite {
             doc_id: m.household.household_id.clone(),
             area: m.household.area_code.clone(),
-            snapshot: m.doc.save(),
+            snapshot: m.doc.save_nocompress(),
             heads: m.heads.join(","),
             changes: m.new_changes.clone(),
             stats: household_stats(&m.household, day_of(now)),

@@ -204,6 +204,15 @@ impl Store {
         Ok(Editor { user: self.session()?.profile.label.clone(), device: self.device_id.clone() })
     }
 
+    /// After a panic caught while this store was in use (at the FFI boundary): rolls back a
+    /// transaction the panic left open, so that the next call starts clean. Nothing that was
+    /// committed is touched.
+    pub fn recover_after_panic(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
     /// Runs SQL directly. For tests that tamper with the file.
     #[doc(hidden)]
     pub fn raw_connection(&self) -> &Connection {

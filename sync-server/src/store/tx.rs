@@ -98,6 +98,14 @@ pub struct DocWrite {
     pub stats: HouseholdStats,
 }
 
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// zstd level for saved documents at rest.
+const DOC_ZSTD_LEVEL: i32 = 3;
+/// Largest saved document the store opens (a pushed document's changes are capped at 1 MiB
+/// a request; this leaves room for a long history).
+const MAX_SAVED_DOC_BYTES: usize = 64 * 1024 * 1024;
+
 impl<'a> Tx<'a> {
     pub(super) fn new(
         tx: Transaction<'static, Any>,
@@ -142,6 +150,25 @@ impl<'a> Tx<'a> {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
+    /// Seals a saved document for the `doc` table, zstd-compressed first: saves are kept
+    /// without Automerge's own column compression (so that a page of them compresses well on
+    /// the wire), and zstd keeps them small at rest.
+    fn seal_doc(&self, doc_id: &str, saved: &[u8]) -> Result<Vec<u8>> {
+        let packed = zstd::bulk::compress(saved, DOC_ZSTD_LEVEL).map_err(|e| StorageError::internal(e.to_string()))?;
+        self.keys.seal("doc", doc_id, "", &packed)
+    }
+
+    /// Opens a sealed `doc` row: a zstd frame or, as older versions wrote them, the saved
+    /// bytes themselves (an Automerge chunk begins with other magic bytes).
+    fn open_doc(&self, doc_id: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let plain = self.keys.open("doc", doc_id, "", sealed)?;
+        if plain.starts_with(&ZSTD_MAGIC) {
+            return zstd::bulk::decompress(&plain, MAX_SAVED_DOC_BYTES)
+                .map_err(|e| StorageError::internal(format!("document {doc_id} does not decompress: {e}")));
+        }
+        Ok(plain)
+    }
+
     fn open_person_row(&self, mut row: PersonRow) -> Result<PersonRow> {
         row.key_json = self.keys.open_text("person", &row.doc_id, &row.member_id, &row.key_json)?;
         Ok(row)
@@ -158,7 +185,7 @@ impl<'a> Tx<'a> {
         match row {
             Some(r) => {
                 let sealed: Vec<u8> = r.try_get(0)?;
-                Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, r.try_get(1)?)))
+                Ok(Some((self.open_doc(doc_id, &sealed)?, r.try_get(1)?)))
             }
             None => Ok(None),
         }
@@ -173,7 +200,7 @@ impl<'a> Tx<'a> {
         let Some(r) = row else { return Ok(None) };
         let sealed: Vec<u8> = r.try_get(0)?;
         let heads: String = r.try_get(1)?;
-        Ok(Some((self.keys.open("doc", doc_id, "", &sealed)?, split_heads(&heads))))
+        Ok(Some((self.open_doc(doc_id, &sealed)?, split_heads(&heads))))
     }
 
     /// The server's copies of several documents, opened: id → (saved bytes, area).
@@ -191,7 +218,7 @@ impl<'a> Tx<'a> {
             for r in query.fetch_all(&mut *self.tx).await? {
                 let doc_id: String = r.try_get(0)?;
                 let sealed: Vec<u8> = r.try_get(1)?;
-                let plain = self.keys.open("doc", &doc_id, "", &sealed)?;
+                let plain = self.open_doc(&doc_id, &sealed)?;
                 out.insert(doc_id, (plain, r.try_get(2)?));
             }
         }
@@ -221,7 +248,7 @@ impl<'a> Tx<'a> {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
-                let sealed = self.keys.seal("doc", &d.doc_id, "", &d.snapshot)?;
+                let sealed = self.seal_doc(&d.doc_id, &d.snapshot)?;
                 query = query.bind(d.doc_id.clone()).bind(d.area.clone()).bind(sealed).bind(d.heads.clone()).bind(now);
             }
             query.execute(&mut *self.tx).await?;
@@ -350,7 +377,7 @@ impl<'a> Tx<'a> {
             .map(|r| {
                 let doc_id: String = r.try_get(1)?;
                 let sealed: Vec<u8> = r.try_get(2)?;
-                let plain = self.keys.open("doc", &doc_id, "", &sealed)?;
+                let plain = self.open_doc(&doc_id, &sealed)?;
                 Ok((r.try_get(0)?, doc_id, plain))
             })
             .collect()

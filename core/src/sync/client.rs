@@ -163,16 +163,15 @@ pub fn sync(
                 .and_then(|s| serde_json::from_str::<SnapshotPosition>(&s).ok())
                 .unwrap_or_default()
         });
-        // Documents the server refused in this sync are not offered again until the next one.
-        let held = report.refused.len();
         let in_first_sync = snapshot.is_some();
         let held_back = in_first_sync && !store.pending_pushes(1)?.is_empty();
-        let pending: Vec<_> =
-            if snapshot.is_some() { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? }
-                .into_iter()
-                .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
-                .take(MAX_PUSH_DOCS)
-                .collect();
+        // Documents the server refused in this sync are not offered again until the next one.
+        let held = report.refused.len();
+        let pending: Vec<_> = if in_first_sync { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? }
+            .into_iter()
+            .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
+            .take(MAX_PUSH_DOCS)
+            .collect();
         let more_to_push = pending.len() == MAX_PUSH_DOCS;
         let user = store.editor()?.user;
         let mut push = Vec::new();

@@ -36,15 +36,7 @@ impl Raw {
 type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, ErrorCode);
 
 fn sync_body(push: Vec<DocPush>) -> Vec<u8> {
-    encode(&SyncRequest {
-        protocol: PROTOCOL_VERSION,
-        cursor: 0,
-        user: "x".into(),
-        push,
-        transfer_key: None,
-        snapshot: None,
-        resend: vec![],
-    })
+    encode(&SyncRequest::new(0, "x", push))
 }
 
 #[test]
@@ -123,15 +115,7 @@ fn refusals_are_typed_and_change_nothing() {
         (
             "wrong version",
             "/v1/sync",
-            encode(&SyncRequest {
-                protocol: 99,
-                cursor: 0,
-                user: "x".into(),
-                push: vec![],
-                transfer_key: None,
-                snapshot: None,
-                resend: vec![],
-            }),
+            encode(&SyncRequest { protocol: 99, ..SyncRequest::new(0, "x", vec![]) }),
             Some(&credential),
             400,
             ErrorCode::UnsupportedVersion,

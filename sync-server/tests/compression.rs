@@ -6,20 +6,10 @@ mod common;
 
 use common::{AREA, Device, TestServer, household};
 use doorstep_core::sync::Transport;
-use doorstep_core::sync::protocol::{
-    ErrorBody, ErrorCode, MAX_BODY_BYTES, PROTOCOL_VERSION, SyncRequest, SyncResponse, decode, encode,
-};
+use doorstep_core::sync::protocol::{ErrorBody, ErrorCode, MAX_BODY_BYTES, SyncRequest, SyncResponse, decode, encode};
 
 fn empty_sync() -> Vec<u8> {
-    encode(&SyncRequest {
-        protocol: PROTOCOL_VERSION,
-        cursor: 0,
-        user: "x".into(),
-        push: vec![],
-        transfer_key: None,
-        snapshot: None,
-        resend: vec![],
-    })
+    encode(&SyncRequest::new(0, "x", vec![]))
 }
 
 /// A raw `POST /v1/sync` with these extra headers: status, headers, body as received.

@@ -6,7 +6,7 @@ mod common;
 
 use common::{Device, TestServer, household};
 use doorstep_core::store::{Role, Store};
-use doorstep_core::sync::protocol::{PROTOCOL_VERSION, SnapshotPosition, SyncRequest, SyncResponse, decode, encode};
+use doorstep_core::sync::protocol::{SnapshotPosition, SyncRequest, SyncResponse, decode, encode};
 
 const DISTRICT: &str = "01.001";
 const COMMUNES: [&str; 2] = ["01.001.00001", "01.001.00002"];
@@ -31,15 +31,7 @@ fn post(server: &TestServer, credential: &str, req: &SyncRequest) -> SyncRespons
 }
 
 fn request(cursor: u64, snapshot: Option<SnapshotPosition>) -> SyncRequest {
-    SyncRequest {
-        protocol: PROTOCOL_VERSION,
-        cursor,
-        user: "x".into(),
-        push: vec![],
-        transfer_key: None,
-        snapshot,
-        resend: vec![],
-    }
+    SyncRequest { snapshot, ..SyncRequest::new(cursor, "x", vec![]) }
 }
 
 /// An Automerge chunk's type byte: 0 for a whole saved document, 1 or 2 for changes.

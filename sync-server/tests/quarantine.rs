@@ -122,13 +122,8 @@ fn the_server_resends_whole_documents_of_the_devices_areas_only() {
     let credential = b.store.sync_secret("credential").unwrap().unwrap();
     let a_cursor: u64 = a.store.sync_value("cursor").unwrap().unwrap().parse().unwrap();
     let req = SyncRequest {
-        protocol: PROTOCOL_VERSION,
-        cursor: a_cursor,
-        user: "x".into(),
-        push: vec![],
-        transfer_key: None,
-        snapshot: None,
         resend: vec!["hh-1".into(), "hh-9".into(), "hh-none".into()],
+        ..SyncRequest::new(a_cursor, "x", vec![])
     };
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/v1/sync", server.url))

@@ -136,6 +136,22 @@ pub struct SyncRequest {
     pub resend: Vec<String>,
 }
 
+impl SyncRequest {
+    /// A request of this protocol version with the optional fields left out: no transfer
+    /// key, no first-sync position, nothing to resend.
+    pub fn new(cursor: u64, user: impl Into<String>, push: Vec<DocPush>) -> SyncRequest {
+        SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            cursor,
+            user: user.into(),
+            push,
+            transfer_key: None,
+            snapshot: None,
+            resend: Vec::new(),
+        }
+    }
+}
+
 /// Most households one request may ask to be sent again whole.
 pub const MAX_RESEND_DOCS: usize = 100;
 

@@ -688,6 +688,12 @@ impl HouseholdDoc {
         Ok(())
     }
 
+    /// The household as it read when the document's heads were `heads` (a past version).
+    pub fn read_at(&mut self, heads: &[ChangeHash]) -> Result<Household> {
+        let past = self.doc.fork_at(heads)?;
+        Ok(HouseholdDoc { doc: past, id: self.id.clone(), saved_heads: Vec::new() }.read())
+    }
+
     /// A copy that edits as a new actor (another device, in tests and transfers).
     pub fn fork(&mut self) -> HouseholdDoc {
         HouseholdDoc { doc: self.doc.fork(), id: self.id.clone(), saved_heads: Vec::new() }

@@ -15,9 +15,11 @@ pub mod calibration;
 pub mod console;
 pub mod demo;
 pub mod error;
+pub mod export_api;
 pub mod limits;
 pub mod logic;
 pub mod merge;
+pub mod registry;
 pub mod service;
 pub mod state;
 pub mod storage;
@@ -41,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     let max_body = doorstep_core::sync::protocol::MAX_BODY_BYTES + 64 * 1024;
     api::routes()
         .merge(console::routes())
+        .merge(export_api::routes())
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))

@@ -56,6 +56,7 @@ pub struct Limits {
     device: DefaultKeyedRateLimiter<String>,
     attachment: DefaultKeyedRateLimiter<String>,
     login: DefaultKeyedRateLimiter<IpAddr>,
+    export: DefaultKeyedRateLimiter<IpAddr>,
     hashing: tokio::sync::Semaphore,
     /// One Argon2 working memory per hashing slot, reused from login to login.
     memory: Mutex<Vec<Vec<argon2::Block>>>,
@@ -110,6 +111,8 @@ impl Limits {
             attachment: RateLimiter::keyed(quota(200, 6000)),
             // People log in a few times a day (an office may share an address): 20 at once, then one every 6 seconds.
             login: RateLimiter::keyed(quota(20, 10)),
+            // An integration job pages through an export: a burst of 30, then 10 pages a second.
+            export: RateLimiter::keyed(quota(30, 600)),
             hashing: tokio::sync::Semaphore::new(hashing_permits()),
             memory: Mutex::new(Vec::new()),
             waiting: std::sync::atomic::AtomicUsize::new(0),
@@ -123,6 +126,11 @@ impl Limits {
     /// A device's sync request.
     pub fn device(&self, device_id: &str) -> Result<(), ApiError> {
         if check(&self.device, &device_id.to_string()) { Ok(()) } else { Err(too_many("too many requests: slow down")) }
+    }
+
+    /// A call of the export API, by address (before its token is checked).
+    pub fn export(&self, client: IpAddr) -> Result<(), ApiError> {
+        if check(&self.export, &client) { Ok(()) } else { Err(too_many("too many export requests: slow down")) }
     }
 
     /// A device's attachment request.

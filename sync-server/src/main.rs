@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use doorstep_sync_server::console::{check_account, check_scope, hash_password, scope_suffix};
-use doorstep_sync_server::state::{AppState, create_enrolment};
+use doorstep_sync_server::registry::command::{export_to, import_file, rate};
+use doorstep_sync_server::registry::formats::Format;
+use doorstep_sync_server::state::{AppState, create_enrolment, create_export_token};
 use doorstep_sync_server::storage::{Operator, Role, Storage};
 use doorstep_sync_server::store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
@@ -115,6 +117,42 @@ enum Command {
         #[command(subcommand)]
         action: LinkageCommand,
     },
+    /// Preload an area's residents from the registry's file (docs/REGISTRY.md): JSON Lines
+    /// (one household a line) or CSV (one resident a row). Idempotent; refused rows go to a report.
+    Import {
+        /// The area the households lie in (with its sub-areas).
+        #[arg(long)]
+        area: String,
+        /// jsonl or csv (default: from the file's extension).
+        #[arg(long)]
+        format: Option<String>,
+        /// Where to write the refused rows (default: <file>.report.csv).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The registry's file.
+        file: PathBuf,
+    },
+    /// Export the households of an area changed since a cursor (docs/REGISTRY.md), then print
+    /// the next cursor.
+    Export {
+        /// The area to export (with its sub-areas).
+        #[arg(long)]
+        area: String,
+        /// The cursor a previous export printed (default: everything).
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Where to write (default: standard output; the cursor then goes to standard error).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Tokens of the export API (GET /v1/export/households): read-only, bound to an area.
+    ExportToken {
+        #[command(subcommand)]
+        action: ExportTokenCommand,
+    },
     /// Write a household's signed verification slip QR code as a PNG (the console prints the whole slip).
     Slip {
         /// Household id.
@@ -124,6 +162,26 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ExportTokenCommand {
+    /// Create a token; its secret is printed once and stored hashed.
+    Create {
+        /// The area it may export (with its sub-areas).
+        #[arg(long)]
+        area: String,
+        /// What it is for (the integration job's name).
+        #[arg(long)]
+        label: String,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The token's id (not its secret).
+        id: String,
+    },
+    /// List tokens.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -403,6 +461,88 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
         Command::Linkage { action: LinkageCommand::Calibrate { .. } | LinkageCommand::Evaluate { .. } } => {
             return Err("calibration runs without a store".into());
         }
+        Command::Import { area, format, report, file } => {
+            let area = doorstep_core::area::Area::parse(&area)?;
+            let format = match format {
+                Some(f) => Format::parse(&f).ok_or("the format is jsonl or csv")?,
+                None => Format::of_path(&file),
+            };
+            let report = report.unwrap_or_else(|| {
+                let mut p = file.clone().into_os_string();
+                p.push(".report.csv");
+                PathBuf::from(p)
+            });
+            let started = std::time::Instant::now();
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let s = import_file(storage.as_ref(), &area, &file, format, &report, now, progress)
+                .await
+                .map_err(|e| e as Box<dyn std::error::Error>)?;
+            println!(
+                "imported {} households into {area}: {} new, {} changed, {} unchanged, {} refused ({})",
+                s.read,
+                s.created,
+                s.updated,
+                s.unchanged,
+                s.refused,
+                rate(s.read, started)
+            );
+            if s.refused > 0 {
+                println!("refused rows, with their line and reason: {}", report.display());
+            }
+        }
+        Command::Export { area, since, format, out } => {
+            let area = doorstep_core::area::Area::parse(&area)?;
+            let format = Format::parse(&format).ok_or("the format is jsonl or csv")?;
+            let started = std::time::Instant::now();
+            match out {
+                Some(path) => {
+                    let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    let (next, n) = export_to(storage.as_ref(), &area, since, format, file)
+                        .await
+                        .map_err(|e| e as Box<dyn std::error::Error>)?;
+                    eprintln!("exported {n} households of {area} to {} ({})", path.display(), rate(n, started));
+                    println!("{next}");
+                }
+                None => {
+                    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    let (next, n) = export_to(storage.as_ref(), &area, since, format, stdout)
+                        .await
+                        .map_err(|e| e as Box<dyn std::error::Error>)?;
+                    eprintln!("exported {n} households of {area} ({}); next cursor: {next}", rate(n, started));
+                }
+            }
+        }
+        Command::ExportToken { action } => match action {
+            ExportTokenCommand::Create { area, label } => {
+                let state = AppState::new(storage.clone(), String::new(), String::new());
+                let (token, secret) = create_export_token(&state, &area, &label, "cli").await?;
+                println!("export token {} for area {} ({}): {secret}", token.id, token.area, token.label);
+                println!("It is shown once: keep it in the integration job's secrets.");
+            }
+            ExportTokenCommand::Revoke { id } => {
+                if storage.revoke_export_token(id.clone(), now()).await? {
+                    storage.log_event(now(), "cli".into(), format!("revoked export token {id}")).await?;
+                    println!("revoked export token {id}");
+                } else {
+                    return Err(format!("no live export token {id}").into());
+                }
+            }
+            ExportTokenCommand::List => {
+                for t in storage.export_tokens().await? {
+                    println!(
+                        "{}  area {}  {}  by {}  created {}{}",
+                        t.id,
+                        t.area,
+                        t.label,
+                        t.created_by,
+                        doorstep_core::vn_time::rfc3339(t.created_at),
+                        t.revoked_at
+                            .map(|r| format!("  revoked {}", doorstep_core::vn_time::rfc3339(r)))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        },
         Command::Devices => {
             for d in storage.devices(String::new()).await? {
                 println!(

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use doorstep_core::identity::LinkageModel;
 use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, SyncRequest, SyncResponse};
 
-use crate::logic;
 use crate::storage::{
-    AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, Operator, ProgressQuery,
-    RescoreReport, ResidentLink, Session, Storage, Turning14,
+    AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, ExportPage, ExportToken,
+    ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, Session, Storage, Turning14,
 };
 use crate::store::{StorageError, Store, Tx};
+use crate::{logic, registry};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -186,6 +186,35 @@ impl Storage for Store {
             all.truncate(usize::try_from(limit).unwrap_or(0));
             all
         })
+    }
+
+    async fn import_households(
+        &self,
+        area: String,
+        households: Vec<doorstep_core::record::Household>,
+        now: i64,
+    ) -> Result<Vec<ImportOutcome>> {
+        in_write!(self, |tx| registry::import::import_batch(&mut tx, &area, &households, now).await?)
+    }
+
+    async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage> {
+        in_read!(self, |tx| registry::export::export_page(&mut tx, &area, since, limit).await?)
+    }
+
+    async fn create_export_token(&self, token: ExportToken, token_hash: String) -> Result<()> {
+        in_write!(self, |tx| tx.create_export_token(&token, &token_hash).await?)
+    }
+
+    async fn export_token(&self, token_hash: String) -> Result<Option<ExportToken>> {
+        in_read!(self, |tx| tx.export_token_by_hash(&token_hash).await?)
+    }
+
+    async fn export_tokens(&self) -> Result<Vec<ExportToken>> {
+        in_read!(self, |tx| tx.export_tokens().await?)
+    }
+
+    async fn revoke_export_token(&self, id: String, now: i64) -> Result<bool> {
+        in_write!(self, |tx| tx.revoke_export_token(&id, now).await?)
     }
 
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck> {

@@ -9,7 +9,7 @@ use doorstep_core::sync::protocol::{EnrolmentCode, PROTOCOL_VERSION};
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::storage::Storage;
+use crate::storage::{ExportToken, Storage};
 
 /// Where the server reads the time: the system clock, or a fixed one in tests.
 #[derive(Clone)]
@@ -129,4 +129,40 @@ pub async fn create_enrolment(state: &AppState, area: &str) -> Result<EnrolmentC
     let token = make_secret()?;
     state.storage.create_enrolment(hash_secret(&token), area.to_string(), state.now()).await?;
     Ok(EnrolmentCode { v: PROTOCOL_VERSION, url: state.public_url.clone(), area: area.into(), token })
+}
+
+/// Creates an export token for an area (audited as `by`): returns the token and its secret,
+/// which is shown once and stored only hashed.
+pub async fn create_export_token(
+    state: &AppState,
+    area: &str,
+    label: &str,
+    by: &str,
+) -> Result<(ExportToken, String), ApiError> {
+    let area = Area::parse(area).map_err(|e| ApiError::malformed(e.to_string()))?;
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(ApiError::malformed("an export token needs a label of 1-100 characters"));
+    }
+    let secret = format!("dx_{}", make_secret()?);
+    let id = format!("xt-{}", &make_secret()?[..12]);
+    let now = state.now();
+    let token = ExportToken {
+        id,
+        area: area.to_string(),
+        label: label.to_string(),
+        created_by: by.to_string(),
+        created_at: now,
+        revoked_at: None,
+    };
+    state.storage.create_export_token(token.clone(), hash_secret(&secret)).await?;
+    state
+        .storage
+        .log_event(
+            now,
+            by.to_string(),
+            format!("created export token {} for area {} ({})", token.id, token.area, label),
+        )
+        .await?;
+    Ok((token, secret))
 }

@@ -93,6 +93,24 @@ pub trait Storage: Send + Sync + 'static {
     async fn area_counts(&self, query: ProgressQuery) -> Result<Vec<AreaCounts>, StorageError>;
     /// Residents turning 14 in the query's window, within its area, youngest last, at most `limit`.
     async fn turning_14(&self, query: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, StorageError>;
+    /// Imports a batch of checked households of the registry into `area` in one transaction
+    /// (docs/REGISTRY.md): what happened to each, in order.
+    async fn import_households(
+        &self,
+        area: String,
+        households: Vec<doorstep_core::record::Household>,
+        now: i64,
+    ) -> Result<Vec<ImportOutcome>, StorageError>;
+    /// The households of `area` changed after the cursor `since`, at most `limit`, and the next cursor.
+    async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage, StorageError>;
+    /// Stores a new export token, by the hash of its secret.
+    async fn create_export_token(&self, token: ExportToken, token_hash: String) -> Result<(), StorageError>;
+    /// The export token whose secret hashes to `token_hash`, revoked or not.
+    async fn export_token(&self, token_hash: String) -> Result<Option<ExportToken>, StorageError>;
+    /// Every export token, newest first.
+    async fn export_tokens(&self) -> Result<Vec<ExportToken>, StorageError>;
+    /// Revokes an export token. Returns whether a live one was revoked.
+    async fn revoke_export_token(&self, id: String, now: i64) -> Result<bool, StorageError>;
     /// Takes one chunk of an attachment blob from a device, within its quota (bytes).
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, StorageError>;
     /// A range of a complete attachment blob, for a device of a related area.

@@ -41,6 +41,9 @@ pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) 
                                     a href="/console/operators" class=[("operators" == active).then_some("active")] {
                                         "Tài khoản" span.en { "Accounts" }
                                     }
+                                    a href="/console/export-tokens" class=[("export-tokens" == active).then_some("active")] {
+                                        "Xuất dữ liệu" span.en { "Export tokens" }
+                                    }
                                 }
                             }
                             form.logout method="post" action="/console/logout" {

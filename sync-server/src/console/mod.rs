@@ -10,6 +10,7 @@ mod auth;
 mod conflicts;
 mod devices;
 mod duplicates;
+mod export_tokens;
 mod households;
 mod layout;
 mod operators;
@@ -51,6 +52,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/households/{id}/slip", get(households::slip))
         .route("/console/households/{id}/photo/{size}", get(households::photo))
         .route("/console/operators", get(operators::list).post(operators::create))
+        .route("/console/export-tokens", get(export_tokens::list).post(export_tokens::create))
+        .route("/console/export-tokens/{id}/revoke", post(export_tokens::revoke))
         .layer(middleware::from_fn(security_headers))
 }
 

@@ -354,3 +354,67 @@ pub struct DuplicateRow {
     /// The other.
     pub b: (String, String),
 }
+
+/// What an import did with one household of the registry's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImportOutcome {
+    /// A new household document, written by the registry import.
+    Created,
+    /// The registry changed fields: one change, to those fields.
+    Updated,
+    /// Nothing the registry changed since its last import (or it already reads so).
+    Unchanged,
+    /// The household is stored in an area outside the import's (it holds that area).
+    HeldElsewhere(String),
+}
+
+/// One household as an export gives it: its current state and where it stands in the
+/// export's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportedHousehold {
+    /// The position of its latest change: an export after it no longer includes it.
+    pub cursor: i64,
+    /// When it last changed, Unix seconds.
+    pub updated_at: i64,
+    /// The household as its document reads now.
+    pub household: doorstep_core::record::Household,
+}
+
+/// A page of an export: households changed after a cursor, and the cursor after them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ExportPage {
+    /// Households in the order of their latest change.
+    pub households: Vec<ExportedHousehold>,
+    /// Where the next page starts (the last household's cursor, or the cursor asked with).
+    pub next: i64,
+}
+
+/// A read-only token of the export API, bound to an area. The secret is stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportToken {
+    /// A public id, to name and revoke it.
+    pub id: String,
+    /// The area it may export, with its sub-areas.
+    pub area: String,
+    /// What it is for (the integration job's name).
+    pub label: String,
+    /// Who made it.
+    pub created_by: String,
+    /// When, Unix seconds.
+    pub created_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored document read in export order (the store's row, opened).
+#[derive(Debug, Clone)]
+pub struct DocRow {
+    /// Its latest feed position.
+    pub seq: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+    /// Household id.
+    pub doc_id: String,
+    /// The saved document.
+    pub snapshot: Vec<u8>,
+}

@@ -8,8 +8,9 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use super::dialect::{Dialect, province_lock_key, province_of, within, within_or_all};
 use super::model::{
-    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DuplicateItem, DuplicateRow, FeedRow, HouseholdStats,
-    Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, Role, Session, Turning14, add_counts,
+    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocRow, DuplicateItem, DuplicateRow, ExportToken, FeedRow,
+    HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, Role, Session, Turning14,
+    add_counts,
 };
 use super::{ErrorKind, StorageError};
 use crate::at_rest::{AtRest, count_by_area};
@@ -58,6 +59,17 @@ fn duplicate_row(r: &AnyRow) -> Result<DuplicateRow> {
         status: r.try_get(1)?,
         a: (r.try_get(2)?, r.try_get(3)?),
         b: (r.try_get(4)?, r.try_get(5)?),
+    })
+}
+
+fn export_token_row(r: &AnyRow) -> Result<ExportToken> {
+    Ok(ExportToken {
+        id: r.try_get(0)?,
+        area: r.try_get(1)?,
+        label: r.try_get(2)?,
+        created_by: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        revoked_at: r.try_get(5)?,
     })
 }
 
@@ -240,21 +252,9 @@ impl<'a> Tx<'a> {
             return Err(StorageError::internal(format!("a feed row of {} without its province's write lock", d.area)));
         }
         for chunk in docs.chunks(rows_per_statement(5)) {
+            // The feed rows first: their positions become each document's `seq`.
             let sql = format!(
-                "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at) VALUES {}
-                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
-                     heads = excluded.heads, updated_at = excluded.updated_at",
-                value_rows(self.dialect, chunk.len(), 5)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for d in chunk {
-                let sealed = self.seal_doc(&d.doc_id, &d.snapshot)?;
-                query = query.bind(d.doc_id.clone()).bind(d.area.clone()).bind(sealed).bind(d.heads.clone()).bind(now);
-            }
-            query.execute(&mut *self.tx).await?;
-
-            let sql = format!(
-                "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES {}",
+                "INSERT INTO feed (area, doc_id, origin, changes, created_at) VALUES {} RETURNING doc_id, seq",
                 value_rows(self.dialect, chunk.len(), 5)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -262,6 +262,31 @@ impl<'a> Tx<'a> {
                 let sealed = self.keys.seal("feed", &d.doc_id, origin, &d.changes)?;
                 query =
                     query.bind(d.area.clone()).bind(d.doc_id.clone()).bind(origin.to_string()).bind(sealed).bind(now);
+            }
+            let mut positions = std::collections::HashMap::new();
+            for row in query.fetch_all(&mut *self.tx).await? {
+                let (doc_id, seq): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+                let at = positions.entry(doc_id).or_insert(seq);
+                *at = (*at).max(seq);
+            }
+
+            let sql = format!(
+                "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at, seq) VALUES {}
+                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
+                     heads = excluded.heads, updated_at = excluded.updated_at, seq = excluded.seq",
+                value_rows(self.dialect, chunk.len(), 6)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for d in chunk {
+                let sealed = self.seal_doc(&d.doc_id, &d.snapshot)?;
+                let seq = positions.get(&d.doc_id).copied().unwrap_or_default();
+                query = query
+                    .bind(d.doc_id.clone())
+                    .bind(d.area.clone())
+                    .bind(sealed)
+                    .bind(d.heads.clone())
+                    .bind(now)
+                    .bind(seq);
             }
             query.execute(&mut *self.tx).await?;
 
@@ -304,6 +329,107 @@ impl<'a> Tx<'a> {
             query.execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+
+    /// The documents of `area` (and its sub-areas) whose latest change is after `since`, in
+    /// the order of that change, at most `limit`, opened.
+    pub async fn docs_changed_after(&mut self, area: &str, since: i64, limit: i64) -> Result<Vec<DocRow>> {
+        let sql = format!(
+            "SELECT seq, updated_at, doc_id, snapshot FROM doc WHERE seq > $1 AND {} ORDER BY seq LIMIT $3",
+            within("area", "$2")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(since).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| {
+                let doc_id: String = r.try_get(2)?;
+                let sealed: Vec<u8> = r.try_get(3)?;
+                let snapshot = self.open_doc(&doc_id, &sealed)?;
+                Ok(DocRow { seq: r.try_get(0)?, updated_at: r.try_get(1)?, doc_id, snapshot })
+            })
+            .collect()
+    }
+
+    /// The heads each of these documents had when the registry's import last wrote it.
+    pub async fn import_bases(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, String>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT doc_id, heads FROM import_base WHERE doc_id IN ({})",
+                placeholders(self.dialect, 1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&mut *self.tx).await? {
+                out.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the heads the registry's import left documents at: (doc_id, heads).
+    pub async fn put_import_bases(&mut self, bases: &[(String, String)]) -> Result<()> {
+        for chunk in bases.chunks(rows_per_statement(2)) {
+            let sql = format!(
+                "INSERT INTO import_base (doc_id, heads) VALUES {}
+                 ON CONFLICT (doc_id) DO UPDATE SET heads = excluded.heads",
+                value_rows(self.dialect, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (doc_id, heads) in chunk {
+                query = query.bind(doc_id.clone()).bind(heads.clone());
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new export token (by the hash of its secret).
+    pub async fn create_export_token(&mut self, token: &ExportToken, token_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO export_token (id, token_hash, area, label, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token.id.clone())
+        .bind(token_hash.to_string())
+        .bind(token.area.clone())
+        .bind(token.label.clone())
+        .bind(token.created_by.clone())
+        .bind(token.created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The export token whose secret hashes to `token_hash`, revoked or not.
+    pub async fn export_token_by_hash(&mut self, token_hash: &str) -> Result<Option<ExportToken>> {
+        let row = sqlx::query(
+            "SELECT id, area, label, created_by, created_at, revoked_at FROM export_token WHERE token_hash = $1",
+        )
+        .bind(token_hash.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(export_token_row).transpose()
+    }
+
+    /// Every export token, newest first.
+    pub async fn export_tokens(&mut self) -> Result<Vec<ExportToken>> {
+        let rows = sqlx::query(
+            "SELECT id, area, label, created_by, created_at, revoked_at FROM export_token ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(export_token_row).collect()
+    }
+
+    /// Revokes an export token. Returns whether a live one was revoked.
+    pub async fn revoke_export_token(&mut self, id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE export_token SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Feed rows after `cursor` within `area` (and its sub-areas), oldest first, at most `limit`.

@@ -101,6 +101,8 @@ pub fn fingerprint(db: &str) -> String {
         ("blob", "id, device_id, total, received"),
         ("blob_chunk", "id, start_at, data"),
         ("device_key", "device_id, transfer_key"),
+        ("import_base", "doc_id, heads"),
+        ("export_token", "id, area, revoked_at"),
     ];
     let mut h = blake3::Hasher::new();
     if db.starts_with("postgres") {

@@ -1,0 +1,13 @@
+-- The registry in and out (docs/REGISTRY.md).
+-- Each document's latest feed position: an export pages through an area's households by it.
+ALTER TABLE doc ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+UPDATE doc SET seq = latest.seq FROM (SELECT doc_id, MAX(seq) AS seq FROM feed GROUP BY doc_id) AS latest
+    WHERE latest.doc_id = doc.doc_id;
+CREATE INDEX IF NOT EXISTS doc_by_seq ON doc (seq);
+-- The heads a household's document had when the registry's last import wrote it: the base a
+-- re-import is compared with, so that the registry changes only what it changed.
+CREATE TABLE IF NOT EXISTS import_base (doc_id TEXT PRIMARY KEY, heads TEXT NOT NULL);
+-- Read-only tokens of the export API, each bound to an area (hashed, revocable).
+CREATE TABLE IF NOT EXISTS export_token (
+    id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, area {area} NOT NULL, label TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT, last_used_at BIGINT);

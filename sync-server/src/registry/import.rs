@@ -1,0 +1,96 @@
+//! Writing a batch of the registry's households into the store, as documents the
+//! server writes under the "registry import" editor (docs/REGISTRY.md).
+
+use automerge::ChangeHash;
+use doorstep_core::reconcile::registry_update;
+use doorstep_core::record::{Household, HouseholdDoc};
+use doorstep_core::sync::protocol::area_within;
+
+use crate::logic::store_merged;
+use crate::merge::{Merged, server_editor};
+use crate::store::model::ImportOutcome;
+use crate::store::{StorageError, Tx};
+
+/// The editor (Automerge author, audit user) of every change an import writes.
+pub const IMPORT_EDITOR: &str = "registry import";
+
+fn heads_of(text: &str) -> Vec<ChangeHash> {
+    text.split(',').filter_map(|h| h.parse().ok()).collect()
+}
+
+fn merged(mut doc: HouseholdDoc, before: &[ChangeHash]) -> Result<Merged, StorageError> {
+    let heads = doc.heads();
+    let new_changes = doc.save_after(before);
+    let household = doc.read();
+    let conflicts = doc.conflicts().map_err(StorageError::internal)?;
+    Ok(Merged {
+        doc,
+        changed: true,
+        new_changes,
+        heads: heads.iter().map(ToString::to_string).collect(),
+        household,
+        conflicts,
+    })
+}
+
+/// Imports checked households (each within `area`, ids unique in the batch) in this
+/// transaction: a new household becomes a document; a known one takes the fields the
+/// registry changed since its last import ([`registry_update`]), as one change. Returns
+/// what happened to each, in order.
+pub async fn import_batch(
+    tx: &mut Tx<'_>,
+    area: &str,
+    rows: &[Household],
+    now: i64,
+) -> Result<Vec<ImportOutcome>, StorageError> {
+    let ids: Vec<&str> = rows.iter().map(|h| h.household_id.as_str()).collect();
+    // Every household written lies within `area`, so within its province: one lock, taken
+    // before any read. (A stored household outside `area` is refused, not written.)
+    tx.lock_areas(&[area]).await?;
+    let existing = tx.docs(&ids).await?;
+    let bases = tx.import_bases(&ids).await?;
+    let editor = server_editor(IMPORT_EDITOR);
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut writes = Vec::new();
+    let mut new_bases = Vec::new();
+    for incoming in rows {
+        let id = incoming.household_id.as_str();
+        let Some((snapshot, stored_area)) = existing.get(id) else {
+            let doc = HouseholdDoc::create(incoming, &editor).map_err(StorageError::internal)?;
+            let m = merged(doc, &[])?;
+            new_bases.push((id.to_string(), m.heads.join(",")));
+            writes.push(m);
+            outcomes.push(ImportOutcome::Created);
+            continue;
+        };
+        if !area_within(stored_area, area) {
+            outcomes.push(ImportOutcome::HeldElsewhere(stored_area.clone()));
+            continue;
+        }
+        let mut doc = HouseholdDoc::load(id, snapshot, &editor).map_err(StorageError::internal)?;
+        let before = doc.heads();
+        let base = match bases.get(id) {
+            Some(heads) => Some(doc.read_at(&heads_of(heads)).map_err(StorageError::internal)?),
+            None => None,
+        };
+        if base.as_ref() == Some(incoming) {
+            outcomes.push(ImportOutcome::Unchanged);
+            continue;
+        }
+        let current = doc.read();
+        let next = registry_update(&current, base.as_ref(), incoming);
+        if next == current || !doc.update(&next, &editor).map_err(StorageError::internal)? {
+            // It already reads as the registry says: only the base moves on.
+            new_bases.push((id.to_string(), before.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
+            outcomes.push(ImportOutcome::Unchanged);
+            continue;
+        }
+        let m = merged(doc, &before)?;
+        new_bases.push((id.to_string(), m.heads.join(",")));
+        writes.push(m);
+        outcomes.push(ImportOutcome::Updated);
+    }
+    store_merged(tx, &mut writes, "registry", IMPORT_EDITOR, "import", now).await?;
+    tx.put_import_bases(&new_bases).await?;
+    Ok(outcomes)
+}

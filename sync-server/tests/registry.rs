@@ -1,0 +1,255 @@
+//! The registry in and out (docs/REGISTRY.md), through the real commands and the export API:
+//! preload a commune from the generator's file, re-import it (nothing changes), refuse bad
+//! rows into a report, export since a cursor after a phone's edits, and the export tokens'
+//! rules. Both backends.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Device, TestServer, fingerprint, key_file};
+use doorstep_core::record::Household;
+
+const DISTRICT: &str = "01.001";
+
+/// Runs `doorstep-sync-server` on the test's store; returns its standard output.
+fn server_cmd(db: &str, args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
+    if let Some(key) = key_file(db) {
+        command.arg("--key-file").arg(key);
+    }
+    let out = command.arg("--db").arg(db).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A synthetic commune from the project's generator (bench/gen_households.py).
+fn generated(dir: &Path, n: usize, seed: u32) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/gen_households.py");
+    let out = Command::new("python3").arg(script).arg(n.to_string()).arg(seed.to_string()).output().unwrap();
+    assert!(out.status.success());
+    let path = dir.join(format!("commune-{n}-{seed}.jsonl"));
+    std::fs::write(&path, out.stdout).unwrap();
+    path
+}
+
+fn households_of(jsonl: &str) -> Vec<Household> {
+    jsonl.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn by_id(mut v: Vec<Household>) -> Vec<Household> {
+    v.sort_by(|a, b| a.household_id.cmp(&b.household_id));
+    v
+}
+
+fn import(db: &str, file: &Path) -> String {
+    server_cmd(db, &["import", "--area", DISTRICT, file.to_str().unwrap()])
+}
+
+/// Exports into a file; returns (households, next cursor).
+fn export(db: &str, since: i64, dir: &Path) -> (Vec<Household>, i64) {
+    let out = dir.join(format!("export-{since}.jsonl"));
+    let next =
+        server_cmd(db, &["export", "--area", DISTRICT, "--since", &since.to_string(), "--out", out.to_str().unwrap()]);
+    (households_of(&std::fs::read_to_string(out).unwrap()), next.trim().parse().unwrap())
+}
+
+#[test]
+fn an_import_exports_back_equal_and_a_second_import_changes_nothing() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = generated(dir.path(), 150, 11);
+    let said = import(&server.db, &file);
+    assert!(said.contains("150 new"), "{said}");
+    let (exported, next) = export(&server.db, 0, dir.path());
+    assert_eq!(by_id(exported), by_id(households_of(&std::fs::read_to_string(&file).unwrap())));
+    assert!(next > 0);
+
+    let before = fingerprint(&server.db);
+    let said = import(&server.db, &file);
+    assert!(said.contains("150 unchanged"), "{said}");
+    assert_eq!(fingerprint(&server.db), before, "a second import wrote something");
+    // The CSV export, imported back, changes nothing either.
+    let csv = dir.path().join("export.csv");
+    server_cmd(&server.db, &["export", "--area", DISTRICT, "--format", "csv", "--out", csv.to_str().unwrap()]);
+    let said = import(&server.db, &csv);
+    assert!(said.contains("150 unchanged"), "{said}");
+    assert_eq!(fingerprint(&server.db), before);
+    // Nothing changed since the cursor: an export from it is empty and keeps it.
+    assert_eq!(export(&server.db, next, dir.path()), (vec![], next));
+}
+
+#[test]
+fn a_changed_registry_row_is_one_change_and_keeps_an_officers_correction() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = generated(dir.path(), 20, 12);
+    import(&server.db, &file);
+    let mut households = households_of(&std::fs::read_to_string(&file).unwrap());
+    let id = households[3].household_id.clone();
+    let area = households[3].area_code.clone();
+
+    // An officer corrects the head's phone on the doorstep.
+    let mut phone = Device::enrolled(&server, "officer-a", &area);
+    phone.sync().unwrap();
+    phone.edit(&id, |h| h.members[0].phone = Some("0912000111".into()));
+    phone.sync().unwrap();
+    let (_, cursor) = export(&server.db, 0, dir.path());
+
+    // The registry then changes the address of that household.
+    households[3].address = "Số 99, Thôn Mới".into();
+    let changed = dir.path().join("changed.jsonl");
+    let text: Vec<String> = households.iter().map(|h| serde_json::to_string(h).unwrap()).collect();
+    std::fs::write(&changed, text.join("\n")).unwrap();
+    let said = import(&server.db, &changed);
+    assert!(said.contains("1 changed") && said.contains("19 unchanged"), "{said}");
+
+    let (since, _) = export(&server.db, cursor, dir.path());
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].address, "Số 99, Thôn Mới");
+    assert_eq!(since[0].members[0].phone.as_deref(), Some("0912000111"), "the officer's correction was undone");
+    // The phone receives the registry's change.
+    phone.sync().unwrap();
+    assert_eq!(phone.store.open_household(&id).unwrap().read().address, "Số 99, Thôn Mới");
+}
+
+#[test]
+fn bad_rows_are_reported_with_their_line_and_the_good_rows_are_stored() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let good = households_of(&std::fs::read_to_string(generated(dir.path(), 6, 13)).unwrap());
+    let mut lines: Vec<String> = Vec::new();
+    let mut bad_cccd = good[0].clone();
+    bad_cccd.members[0].cccd = Some("12345".into());
+    lines.push(serde_json::to_string(&bad_cccd).unwrap());
+    lines.push(serde_json::to_string(&good[1]).unwrap());
+    let mut bad_date = good[2].clone();
+    bad_date.members[0].dob = Some("1990-13-45".into());
+    lines.push(serde_json::to_string(&bad_date).unwrap());
+    let mut no_id = serde_json::to_value(&good[3]).unwrap();
+    no_id.as_object_mut().unwrap().remove("household_id");
+    lines.push(no_id.to_string());
+    lines.push("{\"household_id\": \"01.001.00001-x\", ".into());
+    let mut outside = good[4].clone();
+    outside.area_code = "02.001.00001".into();
+    lines.push(serde_json::to_string(&outside).unwrap());
+    lines.push(serde_json::to_string(&good[5]).unwrap());
+    let file = dir.path().join("mixed.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+
+    let said = import(&server.db, &file);
+    assert!(said.contains("2 new") && said.contains("5 refused"), "{said}");
+    let report = std::fs::read_to_string(dir.path().join("mixed.jsonl.report.csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(report.as_bytes());
+    let found: Vec<(String, String)> =
+        rows.records().map(|r| r.unwrap()).map(|r| (r[0].to_string(), r[2].to_string())).collect();
+    let want = [
+        ("1", "bad_cccd"),
+        ("3", "bad_date"),
+        ("4", "missing_household_id"),
+        ("5", "malformed"),
+        ("6", "outside_area"),
+    ];
+    assert_eq!(found, want.map(|(l, c)| (l.to_string(), c.to_string())));
+    assert!(report.contains("không hợp lệ") && report.contains("is not valid"), "reasons in vi and en: {report}");
+    let (stored, _) = export(&server.db, 0, dir.path());
+    assert_eq!(by_id(stored), by_id(vec![good[1].clone(), good[5].clone()]));
+
+    // CSV: a resident row with a bad sex refuses its household only.
+    let csv_file = dir.path().join("residents.csv");
+    std::fs::write(
+        &csv_file,
+        "household_id,area_code,address,head_member_id,member_id,full_name,dob,sex,cccd\n\
+         01.001.00002-a,01.001.00002,Số 1,m0,m0,Lê Văn An,1980-01-02,M,\n\
+         01.001.00002-a,01.001.00002,Số 1,m0,m1,Lê Thị Bé,2015-03-04,X,\n\
+         01.001.00002-b,01.001.00002,Số 2,m0,m0,Trần Văn Cả,1975-05-06,M,\n",
+    )
+    .unwrap();
+    let said = import(&server.db, &csv_file);
+    assert!(said.contains("1 new") && said.contains("1 refused"), "{said}");
+    let report = std::fs::read_to_string(dir.path().join("residents.csv.report.csv")).unwrap();
+    assert!(report.contains("2,01.001.00002-a,bad_sex"), "{report}");
+}
+
+#[test]
+fn an_export_since_a_cursor_holds_exactly_what_phones_changed() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = generated(dir.path(), 60, 14);
+    import(&server.db, &file);
+    let (all, cursor) = export(&server.db, 0, dir.path());
+    assert_eq!(all.len(), 60);
+    let area = all[0].area_code.clone();
+    let mine: Vec<&Household> = all.iter().filter(|h| h.area_code == area).collect();
+
+    // A phone of that commune takes the preloaded households and edits two.
+    let mut phone = Device::enrolled(&server, "officer-b", &area);
+    phone.sync().unwrap();
+    assert_eq!(phone.store.list_households(0, 1000).unwrap().len(), mine.len());
+    let (a, b) = (mine[0].household_id.clone(), mine[1].household_id.clone());
+    phone.edit(&a, |h| h.members[0].occupation = Some("Giáo viên".into()));
+    phone.edit(&b, |h| h.address = format!("{} (đã xác minh)", h.address));
+    phone.sync().unwrap();
+
+    let (since, next) = export(&server.db, cursor, dir.path());
+    let mut ids: Vec<String> = since.iter().map(|h| h.household_id.clone()).collect();
+    ids.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(next > cursor);
+}
+
+fn get(url: &str, token: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::new().get(url).bearer_auth(token).send().unwrap()
+}
+
+#[test]
+fn export_tokens_open_their_own_area_only_and_an_export_writes_nothing() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    import(&server.db, &generated(dir.path(), 40, 15));
+    let created = server_cmd(&server.db, &["export-token", "create", "--area", DISTRICT, "--label", "registry sync"]);
+    let secret = created.split_whitespace().find(|w| w.starts_with("dx_")).unwrap().to_string();
+    let id = created.split_whitespace().find(|w| w.starts_with("xt-")).unwrap().to_string();
+    let other = server_cmd(&server.db, &["export-token", "create", "--area", "01.002", "--label", "other district"]);
+    let other = other.split_whitespace().find(|w| w.starts_with("dx_")).unwrap().to_string();
+    let phone = Device::enrolled(&server, "officer-c", "01.001.00001");
+    let credential = phone.store.sync_secret("credential").unwrap().unwrap();
+    let before = fingerprint(&server.db);
+
+    // Pages through the API, as an integration job does.
+    let url = |since: i64| format!("{}/v1/export/households?area={DISTRICT}&since={since}&limit=15", server.url);
+    let (mut since, mut got) = (0, Vec::new());
+    loop {
+        let resp = get(&url(since), &secret);
+        assert_eq!(resp.status().as_u16(), 200);
+        let next: i64 = resp.headers()["doorstep-next-since"].to_str().unwrap().parse().unwrap();
+        let page = households_of(&resp.text().unwrap());
+        if page.is_empty() {
+            assert_eq!(next, since);
+            break;
+        }
+        assert!(page.len() <= 15);
+        got.extend(page);
+        since = next;
+    }
+    let (all, _) = export(&server.db, 0, dir.path());
+    assert_eq!(by_id(got), by_id(all));
+
+    assert_eq!(get(&url(0), &other).status().as_u16(), 403, "a token of another area");
+    assert_eq!(get(&url(0), &credential).status().as_u16(), 401, "a device credential");
+    assert_eq!(get(&url(0), "dx_not-a-token").status().as_u16(), 401);
+    let no_auth = reqwest::blocking::get(url(0)).unwrap();
+    assert_eq!(no_auth.status().as_u16(), 401);
+    let sub = format!("{}/v1/export/households?area=01.001.00002", server.url);
+    assert_eq!(get(&sub, &secret).status().as_u16(), 200, "a sub-area of the token's");
+    assert_eq!(fingerprint(&server.db), before, "an export call wrote something");
+
+    server_cmd(&server.db, &["export-token", "revoke", &id]);
+    assert_eq!(get(&url(0), &secret).status().as_u16(), 401, "a revoked token");
+    let listed = server_cmd(&server.db, &["export-token", "list"]);
+    assert!(listed.contains(&id) && listed.contains("revoked"), "{listed}");
+    assert!(!listed.contains(&secret), "the secret is shown once");
+}

@@ -55,8 +55,9 @@ impl doorstep_core::sync::SyncObserver for ObserverBridge {
     }
 }
 
+/// Today in Vietnam (the one clock of days: `doorstep_core::vn_time`).
 fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
+    doorstep_core::vn_time::date(chrono::Utc::now().timestamp())
 }
 
 /// One device's encrypted household store.

@@ -741,12 +741,11 @@ fn chrono_date(s: &str) -> Option<chrono::NaiveDate> {
 }
 
 fn chrono_today() -> chrono::NaiveDate {
-    chrono::Local::now().date_naive()
+    doorstep_core::vn_time::date(chrono::Utc::now().timestamp())
 }
 
 fn chrono_time(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    doorstep_core::vn_time::local(secs).format("%Y-%m-%d %H:%M:%S (UTC+7)").to_string()
 }
 
 fn main() -> std::process::ExitCode {

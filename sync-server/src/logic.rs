@@ -215,9 +215,9 @@ pub async fn store_merged(
     queue_reviews(tx, merged, now).await
 }
 
-/// The day (UTC) of a Unix time: the clock is the caller's `now`, never read here.
+/// The day in Vietnam of a Unix time: the clock is the caller's `now`, never read here.
 fn day_of(now: i64) -> chrono::NaiveDate {
-    chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().date_naive()
+    doorstep_core::vn_time::date(now)
 }
 
 /// A household's progress figures: completeness by the residence survey's

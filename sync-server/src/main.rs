@@ -444,7 +444,8 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
             let editor = doorstep_sync_server::merge::server_editor("cli");
             let doc = doorstep_core::record::HouseholdDoc::load(&household, &snapshot, &editor)?;
             let state = AppState::new(storage.clone(), String::new(), String::new());
-            let slip = doorstep_core::slip::Slip::for_household(&doc.read(), &heads, chrono::Utc::now().date_naive());
+            let slip =
+                doorstep_core::slip::Slip::for_household(&doc.read(), &heads, doorstep_core::vn_time::date(now()));
             std::fs::write(&out, doorstep_core::qr::encode_png(&slip.sign(state.slip_key().await?), 4)?)?;
             println!("verification slip of {household} written to {}", out.display());
         }

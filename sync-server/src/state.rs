@@ -105,9 +105,9 @@ impl AppState {
         self.clock.now()
     }
 
-    /// Today's date (UTC), by the state's clock.
+    /// Today's date in Vietnam, by the state's clock.
     pub fn today(&self) -> chrono::NaiveDate {
-        chrono::DateTime::from_timestamp(self.now(), 0).unwrap_or_default().date_naive()
+        doorstep_core::vn_time::date(self.now())
     }
 }
 

@@ -446,7 +446,7 @@ fn progress_counts_completeness_validity_and_residents_turning_14() {
             (cells[0].clone(), cells)
         })
         .collect();
-    // area,households,residents,complete,complete_pct,cccd_present,cccd_valid,cccd_valid_pct,new_1d,new_7d,new_30d,turning_14,conflicts,duplicates
+    // area,households,residents,complete,complete_pct,cccd_present,cccd_valid,cccd_valid_pct,new_today,new_this_week,new_this_month,turning_14,conflicts,duplicates
     assert_eq!(rows["01.001.00001"][1..12], ["1", "2", "1", "100.0", "1", "1", "100.0", "1", "1", "1", "1"]);
     assert_eq!(rows["01.001.00004"][1..12], ["2", "2", "1", "50.0", "2", "1", "50.0", "2", "2", "2", "0"]);
     assert_eq!(rows["01.001"][1..4], ["3", "4", "2"], "the total row");

@@ -89,7 +89,7 @@ struct Meta {
 
 impl Store {
     fn today(&self) -> NaiveDate {
-        chrono::DateTime::from_timestamp(self.clock.now(), 0).map_or(NaiveDate::MIN, |d| d.date_naive())
+        crate::vn_time::date(self.clock.now())
     }
 
     pub(crate) fn meta_heads(&self, id: &str) -> Result<Option<(String, String, bool)>> {

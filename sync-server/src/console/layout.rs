@@ -7,9 +7,6 @@ use maud::{DOCTYPE, Markup, html};
 use crate::error::ApiError;
 use crate::storage::{Role, Session};
 
-/// The console shows times in Vietnam's time zone (UTC+7, no daylight saving).
-const VIETNAM_OFFSET_SECS: i32 = 7 * 3600;
-
 /// A page with the navigation bar (when logged in) around `body`.
 pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) -> Html<String> {
     let nav = [
@@ -96,9 +93,7 @@ pub fn csrf_field(token: &str) -> Markup {
 
 /// Unix seconds as a Vietnam local time.
 pub fn time(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts + i64::from(VIETNAM_OFFSET_SECS), 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|| "?".into())
+    doorstep_core::vn_time::local(ts).format("%Y-%m-%d %H:%M").to_string()
 }
 
 /// How long ago, roughly.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{Months, NaiveDate};
+use chrono::{Datelike, Months, NaiveDate};
+use doorstep_core::vn_time;
 use maud::html;
 use serde::Deserialize;
 
@@ -29,17 +30,18 @@ pub struct AreaQuery {
     area: String,
 }
 
-/// The query for an area as of `today` (and `now`, Unix seconds).
-pub fn progress_query(area: &str, today: NaiveDate, now: i64) -> ProgressQuery {
+/// The query for an area as of `today` (in Vietnam).
+pub fn progress_query(area: &str, today: NaiveDate) -> ProgressQuery {
     let years = Months::new(12 * ID_CARD_AGE);
     // Turning 14 in (today, today + 90 days]: born in (today - 14y, today + 90d - 14y].
     let born_after = today.checked_sub_months(years).unwrap_or(today);
     let born_until = (today + chrono::Days::new(LOOKAHEAD_DAYS)).checked_sub_months(years).unwrap_or(today);
     ProgressQuery {
         area: area.to_string(),
-        since_day: now - 86_400,
-        since_week: now - 7 * 86_400,
-        since_month: now - 30 * 86_400,
+        // Calendar boundaries in Vietnam time: today, this week (from Monday), this month.
+        since_day: vn_time::start_of(today),
+        since_week: vn_time::start_of(today - chrono::Days::new(u64::from(today.weekday().num_days_from_monday()))),
+        since_month: vn_time::start_of(today.with_day(1).unwrap_or(today)),
         born_after: born_after.format("%Y-%m-%d").to_string(),
         born_until: born_until.format("%Y-%m-%d").to_string(),
     }
@@ -89,7 +91,7 @@ pub fn roll_up(area: &str, rows: &[AreaCounts]) -> (Vec<AreaCounts>, AreaCounts)
 /// The progress page for an area.
 async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<String>, PageError> {
     let today = state.today();
-    let q = progress_query(area, today, state.now());
+    let q = progress_query(area, today);
     let rows = state.storage.area_counts(q.clone()).await?;
     let (children, total) = roll_up(area, &rows);
     let soon = state.storage.turning_14(q.clone(), 50).await?;
@@ -113,7 +115,7 @@ async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<
                 th { "Khu vực · Area" }
                 th.num { "Hộ · Households" } th.num { "Nhân khẩu · Residents" }
                 th.num { "Đủ thông tin · Complete" } th.num { "CCCD hợp lệ · Valid CCCD" }
-                th.num { "Mới hôm nay · New today" } th.num { "7 ngày · 7 days" } th.num { "30 ngày · 30 days" }
+                th.num { "Mới hôm nay · New today" } th.num { "Tuần này · This week" } th.num { "Tháng này · This month" }
                 th.num { "Sắp 14 tuổi · Turning 14 (90 d)" }
                 th.num { "Xung đột · Conflicts" } th.num { "Trùng lặp · Duplicates" }
             } }
@@ -179,7 +181,7 @@ fn csv_cell(s: &str) -> String {
 pub fn to_csv(children: &[AreaCounts], total: &AreaCounts) -> String {
     let mut out = String::from(
         "area,households,residents,complete,complete_pct,cccd_present,cccd_valid,cccd_valid_pct,\
-         new_1d,new_7d,new_30d,turning_14_in_90d,open_conflicts,open_duplicates\n",
+         new_today,new_this_week,new_this_month,turning_14_in_90d,open_conflicts,open_duplicates\n",
     );
     for c in children.iter().chain(std::iter::once(total)) {
         let pct = |a: i64, b: i64| if b == 0 { String::new() } else { format!("{:.1}", a as f64 * 100.0 / b as f64) };
@@ -212,7 +214,7 @@ pub async fn csv(
 ) -> Result<Response, PageError> {
     let area = &scoped_area(&current.0, &q.area)?;
     let today = state.today();
-    let rows = state.storage.area_counts(progress_query(area, today, state.now())).await?;
+    let rows = state.storage.area_counts(progress_query(area, today)).await?;
     let (children, total) = roll_up(area, &rows);
     let name: String = area.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
     let disposition =
@@ -230,8 +232,18 @@ mod tests {
 
     #[test]
     fn turning_14_window_is_the_next_90_days() {
-        let q = progress_query("01", NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(), 0);
+        let q = progress_query("01", NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
         assert_eq!((q.born_after.as_str(), q.born_until.as_str()), ("2012-11-25", "2013-02-23"));
+    }
+
+    #[test]
+    fn new_households_count_from_vietnams_midnight_monday_and_first_of_the_month() {
+        // Wednesday 2026-11-25 in Vietnam.
+        let q = progress_query("01", NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
+        assert_eq!(q.since_day, at("2026-11-25T00:00:00+07:00"));
+        assert_eq!(q.since_week, at("2026-11-23T00:00:00+07:00"));
+        assert_eq!(q.since_month, at("2026-11-01T00:00:00+07:00"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use doorstep_core::record::{Household, Member, make_id};
 use doorstep_core::store::Store;
 use doorstep_core::sync::protocol::EnrolmentCode;
 use doorstep_core::sync::{HttpTransport, SyncProgress};
+use doorstep_core::verification::VerificationState;
 
 pub use error::DoorstepError;
 use error::guard;
@@ -203,6 +204,20 @@ impl DoorstepStore {
                 changed: out.changed,
             })
         })
+    }
+
+    /// Marks a household verified at the door after checking it with the family (and each of
+    /// its residents), or — with `needsCorrection` — as needing correction, with a note; with
+    /// `memberId`, one resident only. An edit made later shows as `editedAfterVerification`.
+    pub fn verify_household(
+        &self,
+        household_id: String,
+        needs_correction: bool,
+        note: Option<String>,
+        member_id: Option<String>,
+    ) -> Result<VerificationRecord, DoorstepError> {
+        let state = if needs_correction { VerificationState::NeedsCorrection } else { VerificationState::Verified };
+        self.with(|s| Ok(s.verify_household(&household_id, state, note.as_deref(), member_id.as_deref())?.into()))
     }
 
     /// Reads a household.
@@ -528,6 +543,10 @@ mod tests {
             house_photo: None,
             members: vec![head],
             events: vec![],
+            verification: None,
+            edited_after_verification: false,
+            review_status: "not_submitted".into(),
+            review_comment: None,
         };
         assert!(validate_household(h.clone()).is_empty());
         let saved = store.create_household(h).unwrap();
@@ -537,6 +556,11 @@ mod tests {
         let mut edited = store.household(saved.household_id.clone()).unwrap();
         edited.members[0].phone = Some("0912345678".into());
         assert!(store.update_household(edited).unwrap().changed);
+        let v = store.verify_household(saved.household_id.clone(), false, None, None).unwrap();
+        let verified = store.household(saved.household_id.clone()).unwrap();
+        assert_eq!((v.state.as_str(), verified.review_status.as_str()), ("verified", "waiting"));
+        assert_eq!(verified.members[0].verification.as_ref().map(|m| m.state.as_str()), Some("verified"));
+        assert!(!verified.edited_after_verification);
         assert_eq!(store.list_households(0, 10).unwrap().len(), 1);
         assert!(residence_survey_json().contains("residence_survey"));
     }

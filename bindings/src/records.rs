@@ -76,6 +76,30 @@ pub struct MemberRecord {
     /// `<householdId>/<memberId>` of the other record. Read-only for the apps.
     #[uniffi(default)]
     pub same_person_as: Option<String>,
+    /// Verified at the door, or found to need correction (read-only: set with `verifyHousehold`).
+    #[uniffi(default)]
+    pub verification: Option<VerificationRecord>,
+}
+
+/// A verification at the door: what the officer found, who, on which device, when.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VerificationRecord {
+    /// `verified` or `needs_correction`.
+    pub state: String,
+    /// The officer.
+    pub by: String,
+    /// The device id.
+    pub device: String,
+    /// When, Unix seconds.
+    pub at: i64,
+    /// What needs correcting.
+    pub note: Option<String>,
+}
+
+impl From<doorstep_core::verification::Verification> for VerificationRecord {
+    fn from(v: doorstep_core::verification::Verification) -> Self {
+        VerificationRecord { state: v.state.code().to_string(), by: v.by, device: v.device, at: v.at, note: v.note }
+    }
 }
 
 impl From<Member> for MemberRecord {
@@ -92,6 +116,7 @@ impl From<Member> for MemberRecord {
             occupation: m.occupation,
             document_photo: m.document_photo,
             same_person_as: m.same_person_as,
+            verification: m.verification.map(Into::into),
         }
     }
 }
@@ -110,6 +135,8 @@ impl From<MemberRecord> for Member {
             occupation: m.occupation,
             document_photo: m.document_photo,
             same_person_as: m.same_person_as,
+            // Read-only: a verification is written with `verifyHousehold`, never by an edit.
+            verification: None,
         }
     }
 }
@@ -206,11 +233,30 @@ pub struct HouseholdRecord {
     pub members: Vec<MemberRecord>,
     /// Life events, oldest first.
     pub events: Vec<LifeEventRecord>,
+    /// Verified at the door, or found to need correction (read-only: `verifyHousehold`).
+    #[uniffi(default)]
+    pub verification: Option<VerificationRecord>,
+    /// Whether it was edited after that verification.
+    #[uniffi(default)]
+    pub edited_after_verification: bool,
+    /// Where it stands in the operators' review: `not_submitted`, `waiting`, `returned`
+    /// (for correction: see `reviewComment`) or `approved` (read-only).
+    #[uniffi(default = "not_submitted")]
+    pub review_status: String,
+    /// The operator's comment on the latest review (why it was returned).
+    #[uniffi(default)]
+    pub review_comment: Option<String>,
 }
 
 impl From<Household> for HouseholdRecord {
     fn from(h: Household) -> Self {
+        let edited_after_verification = h.edited_after_verification();
+        let review_status = h.review_status().code().to_string();
         HouseholdRecord {
+            verification: h.verification.map(Into::into),
+            edited_after_verification,
+            review_status,
+            review_comment: h.review.and_then(|r| r.comment),
             household_id: h.household_id,
             area_code: h.area_code,
             address: h.address,
@@ -234,6 +280,10 @@ impl From<HouseholdRecord> for Household {
             house_photo: h.house_photo,
             members: h.members.into_iter().map(Into::into).collect(),
             events: h.events.into_iter().map(Into::into).collect(),
+            // Workflow marks are read-only: the document keeps its own.
+            verification: None,
+            review: None,
+            edited: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use doorstep_core::store::{ListedHousehold, PhotoSize, Role, SearchHit, Store};
 use doorstep_core::sync::protocol::EnrolmentCode;
 use doorstep_core::sync::{HttpTransport, SyncObserver, SyncProgress};
 use doorstep_core::transfer::{BundleSelection, FRAME_PAYLOAD_BYTES, FrameReceiver, to_frames};
+use doorstep_core::verification::{ReviewStatus, VerificationState};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::AtomicBool;
 
@@ -117,6 +118,23 @@ enum Command {
         /// New value.
         value: String,
     },
+    /// Mark a household verified after checking it with the family (and each resident), or
+    /// as needing correction; with --member, one resident only.
+    Verify {
+        /// Household id.
+        id: String,
+        /// Found something wrong that must be corrected (say what with --note).
+        #[arg(long)]
+        needs_correction: bool,
+        /// What needs correcting.
+        #[arg(long)]
+        note: Option<String>,
+        /// One resident's member id.
+        #[arg(long)]
+        member: Option<String>,
+    },
+    /// Households an operator returned for correction, with the operator's comment.
+    Returned,
     /// Validate a household against the residence survey.
     Validate {
         /// Household id.
@@ -460,6 +478,37 @@ fn run(cli: Cli) -> Result<()> {
             doc.resolve(path, Some(value), &store.editor()?)?;
             let out = store.save_household(&mut doc)?;
             println!("saved ({} issue(s))", out.issues.len());
+        }
+        Command::Verify { id, needs_correction, note, member } => {
+            let mut store = open_unlocked(&cli)?;
+            let state =
+                if *needs_correction { VerificationState::NeedsCorrection } else { VerificationState::Verified };
+            let v = store.verify_household(id, state, note.as_deref(), member.as_deref())?;
+            let what = member.as_ref().map(|m| format!("resident {m} of {id}")).unwrap_or_else(|| id.clone());
+            println!("{what}: {} by {} on {} at {}", v.state.code(), v.by, v.device, chrono_time(v.at));
+        }
+        Command::Returned => {
+            let store = open_unlocked(&cli)?;
+            let total = store.count_households()?;
+            let mut found = 0;
+            for listed in store.list_households(0, u32::try_from(total).unwrap_or(u32::MAX))? {
+                let h = store.household(&listed.household_id)?;
+                if h.review_status() != ReviewStatus::Returned {
+                    continue;
+                }
+                found += 1;
+                let r = h.review.as_ref();
+                println!(
+                    "{}  returned for correction by {} at {}: {}",
+                    h.household_id,
+                    r.map_or("?", |r| r.by.as_str()),
+                    r.map_or_else(String::new, |r| chrono_time(r.at)),
+                    r.and_then(|r| r.comment.as_deref()).unwrap_or("(no comment)")
+                );
+            }
+            if found == 0 {
+                println!("no household is returned for correction");
+            }
         }
         Command::Validate { id } => {
             let store = open_unlocked(&cli)?;

@@ -70,6 +70,7 @@ pub fn four_member_household(i: usize) -> Household {
         occupation: Some("Nông dân".into()),
         document_photo: None,
         same_person_as: None,
+        verification: None,
     };
     Household {
         household_id: format!("bench-{i}"),

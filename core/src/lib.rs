@@ -14,6 +14,7 @@
 //! - [`signed`]: Ed25519-signed texts (slips, revocations), one format.
 //! - [`slip`]: household verification slips the server signs (Ed25519) and devices verify offline.
 //! - [`transfer`]: offline bundles between devices, as a file or a sequence of QR codes.
+//! - [`verification`]: door-to-door verification and operators' review of a household.
 //! - [`vn_time`]: Vietnam's civil time, the one clock of days, weeks and months.
 //! - [`error`]: the one internal error type.
 //!
@@ -34,6 +35,7 @@ pub mod slip;
 pub mod store;
 pub mod sync;
 pub mod transfer;
+pub mod verification;
 pub mod vn_time;
 
 pub use error::{Error, Result};

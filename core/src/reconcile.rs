@@ -17,10 +17,13 @@ use crate::record::Household;
 ///   `incoming` is added (or, if officers already added one with that id, takes the registry's
 ///   fields); a member the registry dropped since `base` is removed.
 /// - Events are append-only: the registry's new events are added once.
+///
+/// Workflow marks (verification, review, the latest edit) are never the registry's: they are
+/// left out of `base` and `incoming`, and `current`'s stand.
 pub fn registry_update(current: &Household, base: Option<&Household>, incoming: &Household) -> Household {
     let mut cur = as_object(current);
-    let base = base.map(as_object).unwrap_or_default();
-    let new = as_object(incoming);
+    let base = base.map(|b| as_object(&b.without_workflow())).unwrap_or_default();
+    let new = as_object(&incoming.without_workflow());
     for (key, value) in &new {
         if matches!(key.as_str(), "members" | "events") {
             continue;

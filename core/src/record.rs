@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::identity::ChipCardQr;
+use crate::verification::{EditMark, Review, ReviewDecision, Verification, VerificationState};
 
 const SCHEMA: &str = "doorstep.household/1";
 
@@ -123,6 +124,9 @@ pub struct Member {
     /// their histories stay; an undone merge clears it.
     #[serde(default)]
     pub same_person_as: Option<String>,
+    /// Verified at the door (or found to need correction), by whom and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 impl Member {
@@ -220,7 +224,10 @@ pub struct LifeEvent {
 }
 
 /// The typed, plain view of a household. Serializes to the survey's answers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Two households are equal when their values are: the latest edit's mark (`edited`) is
+/// about the record, not part of it, and equality ignores it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Household {
     /// Document id.
     pub household_id: String,
@@ -244,6 +251,31 @@ pub struct Household {
     /// Life events, oldest first.
     #[serde(default)]
     pub events: Vec<LifeEvent>,
+    /// Verified at the door (or found to need correction), by whom and when
+    /// ([`HouseholdDoc::verify`]; [`HouseholdDoc::update`] leaves it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// An operator's latest decision ([`HouseholdDoc::review`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// The latest edit ([`HouseholdDoc::update`] writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<EditMark>,
+}
+
+impl PartialEq for Household {
+    fn eq(&self, other: &Self) -> bool {
+        self.household_id == other.household_id
+            && self.area_code == other.area_code
+            && self.address == other.address
+            && self.head_member_id == other.head_member_id
+            && self.location == other.location
+            && self.house_photo == other.house_photo
+            && self.members == other.members
+            && self.events == other.events
+            && self.verification == other.verification
+            && self.review == other.review
+    }
 }
 
 impl Household {
@@ -459,6 +491,9 @@ impl HouseholdDoc {
             address: self.string_at(&ROOT, "address").unwrap_or_default(),
             head_member_id: self.string_at(&ROOT, "head_member_id"),
             house_photo: self.string_at(&ROOT, "house_photo"),
+            verification: self.verification_at(&ROOT),
+            review: self.review_at(),
+            edited: self.edit_mark_at(),
             ..Household::default()
         };
         if let Some(loc) = self.map(&ROOT, "location") {
@@ -482,6 +517,7 @@ impl HouseholdDoc {
                 for field in MEMBER_FIELDS {
                     m.set(field, self.string_at(&obj, field));
                 }
+                m.verification = self.verification_at(&obj);
                 let order = match self.doc.get(&obj, "order") {
                     Ok(Some((Value::Scalar(s), _))) => s.as_i64().unwrap_or(i64::MAX),
                     _ => i64::MAX,
@@ -578,7 +614,148 @@ impl HouseholdDoc {
                 self.doc.put(&obj, "note", n.as_str())?;
             }
         }
+        if self.doc.pending_ops() > 0 {
+            self.mark_edit(editor)?;
+        }
         Ok(self.commit())
+    }
+
+    /// Records who edited, when, and on top of which verification and review.
+    fn mark_edit(&mut self, editor: &Editor) -> Result<()> {
+        let after_verification = self.verification_at(&ROOT).map(|v| v.id);
+        let after_review = self.review_at().map(|r| r.id);
+        let obj = self.doc.put_object(ROOT, "edited", ObjType::Map)?;
+        self.doc.put(&obj, "at", chrono::Utc::now().timestamp())?;
+        self.doc.put(&obj, "by", format!("{}@{}", editor.user, editor.device))?;
+        if let Some(v) = after_verification {
+            self.doc.put(&obj, "after_verification", v)?;
+        }
+        if let Some(r) = after_review {
+            self.doc.put(&obj, "after_review", r)?;
+        }
+        Ok(())
+    }
+
+    /// Marks the household — or one resident, by `member` — as verified at the door or as
+    /// needing correction, by `editor`, now. Marking the household verified marks each of
+    /// its residents too. Returns the verification written.
+    pub fn verify(
+        &mut self,
+        editor: &Editor,
+        state: VerificationState,
+        note: Option<&str>,
+        member: Option<&str>,
+    ) -> Result<Verification> {
+        self.doc.set_author(Some(editor.author()));
+        let verification = Verification {
+            id: make_id("vf")?,
+            state,
+            by: editor.user.clone(),
+            device: editor.device.clone(),
+            at: chrono::Utc::now().timestamp(),
+            note: note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_string),
+        };
+        let members = self.map(&ROOT, "members");
+        let mut targets: Vec<ObjId> = Vec::new();
+        match member {
+            Some(id) => {
+                let obj = members
+                    .as_ref()
+                    .and_then(|m| self.map(m, id))
+                    .ok_or_else(|| Error::NotFound(format!("member {id} of household {}", self.id)))?;
+                targets.push(obj);
+            }
+            None => {
+                targets.push(ROOT);
+                if state == VerificationState::Verified
+                    && let Some(m) = &members
+                {
+                    let ids: Vec<String> = self.doc.keys(m).collect();
+                    targets.extend(ids.iter().filter_map(|id| self.map(m, id)));
+                }
+            }
+        }
+        for target in targets {
+            let obj = self.doc.put_object(&target, "verification", ObjType::Map)?;
+            self.doc.put(&obj, "id", verification.id.as_str())?;
+            self.doc.put(&obj, "state", state.code())?;
+            self.doc.put(&obj, "by", verification.by.as_str())?;
+            self.doc.put(&obj, "device", verification.device.as_str())?;
+            self.doc.put(&obj, "at", verification.at)?;
+            if let Some(n) = &verification.note {
+                self.doc.put(&obj, "note", n.as_str())?;
+            }
+        }
+        self.commit();
+        Ok(verification)
+    }
+
+    /// Records an operator's decision on the household, at `at` (Unix seconds). Returns it.
+    pub fn review(
+        &mut self,
+        editor: &Editor,
+        decision: ReviewDecision,
+        comment: Option<&str>,
+        at: i64,
+    ) -> Result<Review> {
+        self.doc.set_author(Some(editor.author()));
+        let review = Review {
+            id: make_id("rv")?,
+            decision,
+            by: editor.user.clone(),
+            at,
+            comment: comment.map(str::trim).filter(|c| !c.is_empty()).map(str::to_string),
+        };
+        let obj = self.doc.put_object(ROOT, "review", ObjType::Map)?;
+        self.doc.put(&obj, "id", review.id.as_str())?;
+        self.doc.put(&obj, "decision", decision.code())?;
+        self.doc.put(&obj, "by", review.by.as_str())?;
+        self.doc.put(&obj, "at", at)?;
+        if let Some(c) = &review.comment {
+            self.doc.put(&obj, "comment", c.as_str())?;
+        }
+        self.commit();
+        Ok(review)
+    }
+
+    fn int_at(&self, obj: &ObjId, key: &str) -> Option<i64> {
+        match self.doc.get(obj, key) {
+            Ok(Some((Value::Scalar(s), _))) => s.as_i64(),
+            _ => None,
+        }
+    }
+
+    fn verification_at(&self, parent: &ObjId) -> Option<Verification> {
+        let obj = self.map(parent, "verification")?;
+        Some(Verification {
+            id: self.string_at(&obj, "id")?,
+            state: VerificationState::parse(&self.string_at(&obj, "state")?)?,
+            by: self.string_at(&obj, "by").unwrap_or_default(),
+            device: self.string_at(&obj, "device").unwrap_or_default(),
+            at: self.int_at(&obj, "at").unwrap_or_default(),
+            note: self.string_at(&obj, "note"),
+        })
+    }
+
+    fn review_at(&self) -> Option<Review> {
+        let obj = self.map(&ROOT, "review")?;
+        Some(Review {
+            id: self.string_at(&obj, "id")?,
+            decision: ReviewDecision::parse(&self.string_at(&obj, "decision")?)?,
+            by: self.string_at(&obj, "by").unwrap_or_default(),
+            at: self.int_at(&obj, "at").unwrap_or_default(),
+            comment: self.string_at(&obj, "comment"),
+        })
+    }
+
+    fn edit_mark_at(&self) -> Option<EditMark> {
+        let obj = self.map(&ROOT, "edited")?;
+        Some(EditMark {
+            at: self.int_at(&obj, "at").unwrap_or_default(),
+            by: self.string_at(&obj, "by").unwrap_or_default(),
+            after_verification: self.string_at(&obj, "after_verification"),
+            after_review: self.string_at(&obj, "after_review"),
+        })
     }
 
     fn commit(&mut self) -> bool {
@@ -652,6 +829,7 @@ impl HouseholdDoc {
             Some(v) => self.doc.put(&obj, key, v)?,
             None => self.doc.delete(&obj, key)?,
         }
+        self.mark_edit(editor)?;
         self.commit();
         Ok(())
     }
@@ -823,6 +1001,7 @@ mod tests {
                 place: None,
                 note: None,
             }],
+            ..Household::default()
         }
     }
 

@@ -11,3 +11,8 @@ CREATE TABLE IF NOT EXISTS import_base (doc_id TEXT PRIMARY KEY, heads TEXT NOT 
 CREATE TABLE IF NOT EXISTS export_token (
     id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, area {area} NOT NULL, label TEXT NOT NULL,
     created_by TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT, last_used_at BIGINT);
+-- Verification at the door and the operators' review (doorstep_core::verification), per household.
+ALTER TABLE household_stats ADD COLUMN verified BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE household_stats ADD COLUMN verified_residents BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE household_stats ADD COLUMN review TEXT NOT NULL DEFAULT 'not_submitted';
+CREATE INDEX IF NOT EXISTS household_stats_by_review ON household_stats (review, area);

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod logic;
 pub mod merge;
 pub mod registry;
+pub mod review;
 pub mod service;
 pub mod state;
 pub mod storage;

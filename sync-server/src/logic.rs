@@ -11,6 +11,7 @@ use doorstep_core::sync::protocol::{
     BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, DocRefusal, ErrorCode, MAX_PUSH_DOCS,
     MAX_RESEND_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse, area_within,
 };
+use doorstep_core::verification::VerificationState;
 
 use crate::merge::{Merged, merge_push, people, server_editor};
 use crate::storage::{Device, DuplicateAction, RescoreReport};
@@ -225,7 +226,14 @@ fn day_of(now: i64) -> chrono::NaiveDate {
 pub fn household_stats(h: &Household, today: chrono::NaiveDate) -> HouseholdStats {
     let issues = residence_survey().validate(&h.to_answers(), today);
     let complete = !issues.iter().any(|i| matches!(i.kind, IssueKind::Required | IssueKind::TooFewRows));
-    let mut stats = HouseholdStats { members: h.members.len() as i64, complete, ..HouseholdStats::default() };
+    let mut stats = HouseholdStats {
+        members: h.members.len() as i64,
+        complete,
+        verified: h.verification.as_ref().is_some_and(|v| v.state == VerificationState::Verified),
+        verified_residents: h.verified_residents() as i64,
+        review: h.review_status().code().to_string(),
+        ..HouseholdStats::default()
+    };
     for (_, key) in people(h) {
         let Some(cccd) = key.cccd.as_deref() else { continue };
         stats.cccd_present += 1;
@@ -748,7 +756,7 @@ async fn write_link(
 }
 
 /// Stores a document an operator changed since `before`, as [`store_merged`] stores a push.
-async fn store_operator_change(
+pub async fn store_operator_change(
     tx: &mut Tx<'_>,
     mut doc: HouseholdDoc,
     before: &[automerge::ChangeHash],

@@ -8,7 +8,7 @@ use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, Syn
 
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, ExportPage, ExportToken,
-    ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, Session, Storage, Turning14,
+    ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, ReviewItem, Session, Storage, Turning14,
 };
 use crate::store::{StorageError, Store, Tx};
 use crate::{logic, registry};
@@ -215,6 +215,24 @@ impl Storage for Store {
 
     async fn revoke_export_token(&self, id: String, now: i64) -> Result<bool> {
         in_write!(self, |tx| tx.revoke_export_token(&id, now).await?)
+    }
+
+    async fn review_household(
+        &self,
+        doc_id: String,
+        decision: doorstep_core::verification::ReviewDecision,
+        comment: Option<String>,
+        operator: String,
+        scope: String,
+        now: i64,
+    ) -> Result<()> {
+        in_write!(self, |tx| {
+            crate::review::review(&mut tx, &doc_id, decision, comment.as_deref(), &operator, &scope, now).await?
+        })
+    }
+
+    async fn households_in_review(&self, area: String, status: String, limit: i64) -> Result<Vec<ReviewItem>> {
+        in_read!(self, |tx| tx.households_in_review(&area, &status, limit).await?)
     }
 
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck> {

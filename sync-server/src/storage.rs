@@ -111,6 +111,23 @@ pub trait Storage: Send + Sync + 'static {
     async fn export_tokens(&self) -> Result<Vec<ExportToken>, StorageError>;
     /// Revokes an export token. Returns whether a live one was revoked.
     async fn revoke_export_token(&self, id: String, now: i64) -> Result<bool, StorageError>;
+    /// Records an operator's review of a household within `scope` (empty: every area), audited.
+    async fn review_household(
+        &self,
+        doc_id: String,
+        decision: doorstep_core::verification::ReviewDecision,
+        comment: Option<String>,
+        operator: String,
+        scope: String,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    /// Households of `area` whose review status is `status`, most recently changed first, at most `limit`.
+    async fn households_in_review(
+        &self,
+        area: String,
+        status: String,
+        limit: i64,
+    ) -> Result<Vec<ReviewItem>, StorageError>;
     /// Takes one chunk of an attachment blob from a device, within its quota (bytes).
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, StorageError>;
     /// A range of a complete attachment blob, for a device of a related area.

@@ -10,6 +10,8 @@ use std::process::Command;
 
 use common::{Device, TestServer, fingerprint, key_file};
 use doorstep_core::record::Household;
+use doorstep_core::verification::{ReviewDecision, ReviewStatus, VerificationState};
+use doorstep_sync_server::storage::ProgressQuery;
 
 const DISTRICT: &str = "01.001";
 
@@ -64,6 +66,7 @@ fn an_import_exports_back_equal_and_a_second_import_changes_nothing() {
     assert!(said.contains("150 new"), "{said}");
     let (exported, next) = export(&server.db, 0, dir.path());
     assert_eq!(by_id(exported), by_id(households_of(&std::fs::read_to_string(&file).unwrap())));
+    // (Equality is of values: the export also names the latest edit, by the registry import.)
     assert!(next > 0);
 
     let before = fingerprint(&server.db);
@@ -188,17 +191,110 @@ fn an_export_since_a_cursor_holds_exactly_what_phones_changed() {
     phone.sync().unwrap();
     assert_eq!(phone.store.list_households(0, 1000).unwrap().len(), mine.len());
     let (a, b) = (mine[0].household_id.clone(), mine[1].household_id.clone());
-    phone.edit(&a, |h| h.members[0].occupation = Some("Giáo viên".into()));
-    phone.edit(&b, |h| h.address = format!("{} (đã xác minh)", h.address));
+    // A is checked with the family and verified; B is corrected.
+    phone.store.verify_household(&a, VerificationState::Verified, None, None).unwrap();
+    phone.edit(&b, |h| h.members[0].occupation = Some("Giáo viên".into()));
     phone.sync().unwrap();
 
     let (since, next) = export(&server.db, cursor, dir.path());
     let mut ids: Vec<String> = since.iter().map(|h| h.household_id.clone()).collect();
     ids.sort();
-    let mut want = vec![a, b];
+    let mut want = vec![a.clone(), b.clone()];
     want.sort();
     assert_eq!(ids, want);
     assert!(next > cursor);
+    let verified = since.iter().find(|h| h.household_id == a).unwrap();
+    assert_eq!(
+        verified.verification.as_ref().map(|v| (v.state, v.by.as_str())),
+        Some((VerificationState::Verified, "officer-b"))
+    );
+    assert!(verified.members.iter().all(|m| m.verification.is_some()));
+    // The CSV export carries the states too.
+    let csv_out = dir.path().join("since.csv");
+    server_cmd(
+        &server.db,
+        &[
+            "export",
+            "--area",
+            DISTRICT,
+            "--since",
+            &cursor.to_string(),
+            "--format",
+            "csv",
+            "--out",
+            csv_out.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(csv_out).unwrap();
+    assert!(text.lines().next().unwrap().contains("household_verification"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with(&a) && l.contains(",verified,verified,officer-b@")), "{text}");
+    // Progress counts the verified household and its residents.
+    let counts = server.runtime.block_on(server.storage.area_counts(ProgressQuery {
+        area: area.clone(),
+        since_day: 0,
+        since_week: 0,
+        since_month: 0,
+        born_after: "2100-01-01".into(),
+        born_until: "2100-01-01".into(),
+    }));
+    let counts = counts.unwrap();
+    let c = counts.iter().find(|c| c.area == area).unwrap();
+    assert_eq!((c.verified, c.verified_residents, c.review_waiting), (1, verified.members.len() as i64, 1));
+}
+
+#[test]
+fn an_operator_returns_a_household_the_officer_fixes_it_and_the_operator_approves_it() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    import(&server.db, &generated(dir.path(), 10, 16));
+    let (all, _) = export(&server.db, 0, dir.path());
+    let h = all[0].clone();
+    let mut phone = Device::enrolled(&server, "officer-d", &h.area_code);
+    phone.sync().unwrap();
+    phone.store.verify_household(&h.household_id, VerificationState::Verified, None, None).unwrap();
+    phone.sync().unwrap();
+    let rt = &server.runtime;
+    let storage = &server.storage;
+    let waiting = |status: &str| {
+        let items = rt.block_on(storage.households_in_review(DISTRICT.into(), status.into(), 50)).unwrap();
+        items.into_iter().map(|i| i.doc_id).collect::<Vec<_>>()
+    };
+    assert_eq!(waiting("waiting"), vec![h.household_id.clone()]);
+
+    // An operator of another district may not decide on it; a return needs a comment.
+    let review = |decision, comment: Option<&str>, scope: &str| {
+        rt.block_on(storage.review_household(
+            h.household_id.clone(),
+            decision,
+            comment.map(Into::into),
+            "operator-e".into(),
+            scope.into(),
+            chrono::Utc::now().timestamp(),
+        ))
+    };
+    assert!(review(ReviewDecision::Approved, None, "01.002").is_err());
+    assert!(review(ReviewDecision::Returned, Some("  "), "").is_err());
+    review(ReviewDecision::Returned, Some("Sai năm sinh của chủ hộ"), DISTRICT).unwrap();
+    assert_eq!(waiting("returned"), vec![h.household_id.clone()]);
+
+    // The phone sees it at its next sync, and the officer fixes the household.
+    phone.sync().unwrap();
+    let seen = phone.store.household(&h.household_id).unwrap();
+    assert_eq!(seen.review_status(), ReviewStatus::Returned);
+    assert_eq!(seen.review.as_ref().and_then(|r| r.comment.as_deref()), Some("Sai năm sinh của chủ hộ"));
+    phone.edit(&h.household_id, |x| x.members[0].dob = Some("1960-02-03".into()));
+    phone.sync().unwrap();
+    assert_eq!(waiting("waiting"), vec![h.household_id.clone()], "the fix goes back to the operator");
+
+    review(ReviewDecision::Approved, None, "").unwrap();
+    assert_eq!(waiting("approved"), vec![h.household_id.clone()]);
+    phone.sync().unwrap();
+    assert_eq!(phone.store.household(&h.household_id).unwrap().review_status(), ReviewStatus::Approved);
+    let audit = rt.block_on(storage.audit(Some(h.household_id.clone()))).unwrap();
+    let actions: Vec<(&str, &str)> = audit.iter().map(|e| (e.user.as_str(), e.action.as_str())).collect();
+    let returned = actions.iter().position(|a| *a == ("operator-e", "return for correction")).unwrap();
+    let approved = actions.iter().position(|a| *a == ("operator-e", "approve")).unwrap();
+    assert!(returned < approved, "{actions:?}");
 }
 
 fn get(url: &str, token: &str) -> reqwest::blocking::Response {

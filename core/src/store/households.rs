@@ -160,6 +160,21 @@ impl Store {
         HouseholdDoc::load(id, &bytes, &self.editor()?)
     }
 
+    /// Marks a household — or one resident, by `member` — verified at the door or as needing
+    /// correction, by this profile on this device (see [`HouseholdDoc::verify`]), and saves it.
+    pub fn verify_household(
+        &mut self,
+        id: &str,
+        state: crate::verification::VerificationState,
+        note: Option<&str>,
+        member: Option<&str>,
+    ) -> Result<crate::verification::Verification> {
+        let mut doc = self.open_household(id)?;
+        let verification = doc.verify(&self.editor()?, state, note, member)?;
+        self.save_household(&mut doc)?;
+        Ok(verification)
+    }
+
     /// Reads a household's current values.
     pub fn household(&self, id: &str) -> Result<Household> {
         Ok(self.open_household(id)?.read())

@@ -66,6 +66,7 @@ pub fn commune(n: usize, seed: u64) -> Vec<Household> {
                         occupation: Some("Nông dân".into()),
                         document_photo: None,
                         same_person_as: None,
+                        verification: None,
                     }
                 })
                 .collect();

@@ -937,6 +937,13 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     func updateHousehold(household: HouseholdRecord) throws  -> SaveResult
     
     /**
+     * Marks a household verified at the door after checking it with the family (and each of
+     * its residents), or — with `needsCorrection` — as needing correction, with a note; with
+     * `memberId`, one resident only. An edit made later shows as `editedAfterVerification`.
+     */
+    func verifyHousehold(householdId: String, needsCorrection: Bool, note: String?, memberId: String?) throws  -> VerificationRecord
+    
+    /**
      * Verifies a household verification slip from a photo of its QR code, offline, with the
      * server key received at enrolment. A forged or altered slip gives `InvalidInput`.
      */
@@ -1346,6 +1353,24 @@ open func updateHousehold(household: HouseholdRecord)throws  -> SaveResult  {
     uniffi_doorstep_ffi_fn_method_doorstepstore_update_household(
             self.uniffiCloneHandle(),
         FfiConverterTypeHouseholdRecord_lower(household),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Marks a household verified at the door after checking it with the family (and each of
+     * its residents), or — with `needsCorrection` — as needing correction, with a note; with
+     * `memberId`, one resident only. An edit made later shows as `editedAfterVerification`.
+     */
+open func verifyHousehold(householdId: String, needsCorrection: Bool, note: String?, memberId: String?)throws  -> VerificationRecord  {
+    return try  FfiConverterTypeVerificationRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_verify_household(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterBool.lower(needsCorrection),
+        FfiConverterOptionString.lower(note),
+        FfiConverterOptionString.lower(memberId),uniffiCallStatus
     )
 })
 }
@@ -2464,6 +2489,23 @@ public struct HouseholdRecord: Equatable, Hashable {
      * Life events, oldest first.
      */
     public var events: [LifeEventRecord]
+    /**
+     * Verified at the door, or found to need correction (read-only: `verifyHousehold`).
+     */
+    public var verification: VerificationRecord?
+    /**
+     * Whether it was edited after that verification.
+     */
+    public var editedAfterVerification: Bool
+    /**
+     * Where it stands in the operators' review: `not_submitted`, `waiting`, `returned`
+     * (for correction: see `reviewComment`) or `approved` (read-only).
+     */
+    public var reviewStatus: String
+    /**
+     * The operator's comment on the latest review (why it was returned).
+     */
+    public var reviewComment: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2491,7 +2533,20 @@ public struct HouseholdRecord: Equatable, Hashable {
          */members: [MemberRecord], 
         /**
          * Life events, oldest first.
-         */events: [LifeEventRecord]) {
+         */events: [LifeEventRecord], 
+        /**
+         * Verified at the door, or found to need correction (read-only: `verifyHousehold`).
+         */verification: VerificationRecord? = nil, 
+        /**
+         * Whether it was edited after that verification.
+         */editedAfterVerification: Bool = false, 
+        /**
+         * Where it stands in the operators' review: `not_submitted`, `waiting`, `returned`
+         * (for correction: see `reviewComment`) or `approved` (read-only).
+         */reviewStatus: String = "not_submitted", 
+        /**
+         * The operator's comment on the latest review (why it was returned).
+         */reviewComment: String? = nil) {
         self.householdId = householdId
         self.areaCode = areaCode
         self.address = address
@@ -2500,6 +2555,10 @@ public struct HouseholdRecord: Equatable, Hashable {
         self.housePhoto = housePhoto
         self.members = members
         self.events = events
+        self.verification = verification
+        self.editedAfterVerification = editedAfterVerification
+        self.reviewStatus = reviewStatus
+        self.reviewComment = reviewComment
     }
 
     
@@ -2525,7 +2584,11 @@ public struct FfiConverterTypeHouseholdRecord: FfiConverterRustBuffer {
                 location: FfiConverterOptionTypeLocation.read(from: &buf), 
                 housePhoto: FfiConverterOptionString.read(from: &buf), 
                 members: FfiConverterSequenceTypeMemberRecord.read(from: &buf), 
-                events: FfiConverterSequenceTypeLifeEventRecord.read(from: &buf)
+                events: FfiConverterSequenceTypeLifeEventRecord.read(from: &buf), 
+                verification: FfiConverterOptionTypeVerificationRecord.read(from: &buf), 
+                editedAfterVerification: FfiConverterBool.read(from: &buf), 
+                reviewStatus: FfiConverterString.read(from: &buf), 
+                reviewComment: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2538,6 +2601,10 @@ public struct FfiConverterTypeHouseholdRecord: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.housePhoto, into: &buf)
         FfiConverterSequenceTypeMemberRecord.write(value.members, into: &buf)
         FfiConverterSequenceTypeLifeEventRecord.write(value.events, into: &buf)
+        FfiConverterOptionTypeVerificationRecord.write(value.verification, into: &buf)
+        FfiConverterBool.write(value.editedAfterVerification, into: &buf)
+        FfiConverterString.write(value.reviewStatus, into: &buf)
+        FfiConverterOptionString.write(value.reviewComment, into: &buf)
     }
 }
 
@@ -3012,6 +3079,10 @@ public struct MemberRecord: Equatable, Hashable {
      * `<householdId>/<memberId>` of the other record. Read-only for the apps.
      */
     public var samePersonAs: String?
+    /**
+     * Verified at the door, or found to need correction (read-only: set with `verifyHousehold`).
+     */
+    public var verification: VerificationRecord?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3049,7 +3120,10 @@ public struct MemberRecord: Equatable, Hashable {
         /**
          * Set by the data centre when it merged this record with another as one person:
          * `<householdId>/<memberId>` of the other record. Read-only for the apps.
-         */samePersonAs: String? = nil) {
+         */samePersonAs: String? = nil, 
+        /**
+         * Verified at the door, or found to need correction (read-only: set with `verifyHousehold`).
+         */verification: VerificationRecord? = nil) {
         self.memberId = memberId
         self.fullName = fullName
         self.dob = dob
@@ -3061,6 +3135,7 @@ public struct MemberRecord: Equatable, Hashable {
         self.occupation = occupation
         self.documentPhoto = documentPhoto
         self.samePersonAs = samePersonAs
+        self.verification = verification
     }
 
     
@@ -3089,7 +3164,8 @@ public struct FfiConverterTypeMemberRecord: FfiConverterRustBuffer {
                 residenceStatus: FfiConverterOptionString.read(from: &buf), 
                 occupation: FfiConverterOptionString.read(from: &buf), 
                 documentPhoto: FfiConverterOptionString.read(from: &buf), 
-                samePersonAs: FfiConverterOptionString.read(from: &buf)
+                samePersonAs: FfiConverterOptionString.read(from: &buf), 
+                verification: FfiConverterOptionTypeVerificationRecord.read(from: &buf)
         )
     }
 
@@ -3105,6 +3181,7 @@ public struct FfiConverterTypeMemberRecord: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.occupation, into: &buf)
         FfiConverterOptionString.write(value.documentPhoto, into: &buf)
         FfiConverterOptionString.write(value.samePersonAs, into: &buf)
+        FfiConverterOptionTypeVerificationRecord.write(value.verification, into: &buf)
     }
 }
 
@@ -4096,6 +4173,105 @@ public func FfiConverterTypeValidationIssueRecord_lower(_ value: ValidationIssue
 
 
 /**
+ * A verification at the door: what the officer found, who, on which device, when.
+ */
+public struct VerificationRecord: Equatable, Hashable {
+    /**
+     * `verified` or `needs_correction`.
+     */
+    public var state: String
+    /**
+     * The officer.
+     */
+    public var by: String
+    /**
+     * The device id.
+     */
+    public var device: String
+    /**
+     * When, Unix seconds.
+     */
+    public var at: Int64
+    /**
+     * What needs correcting.
+     */
+    public var note: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `verified` or `needs_correction`.
+         */state: String, 
+        /**
+         * The officer.
+         */by: String, 
+        /**
+         * The device id.
+         */device: String, 
+        /**
+         * When, Unix seconds.
+         */at: Int64, 
+        /**
+         * What needs correcting.
+         */note: String?) {
+        self.state = state
+        self.by = by
+        self.device = device
+        self.at = at
+        self.note = note
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VerificationRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVerificationRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VerificationRecord {
+        return
+            try VerificationRecord(
+                state: FfiConverterString.read(from: &buf), 
+                by: FfiConverterString.read(from: &buf), 
+                device: FfiConverterString.read(from: &buf), 
+                at: FfiConverterInt64.read(from: &buf), 
+                note: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VerificationRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.state, into: &buf)
+        FfiConverterString.write(value.by, into: &buf)
+        FfiConverterString.write(value.device, into: &buf)
+        FfiConverterInt64.write(value.at, into: &buf)
+        FfiConverterOptionString.write(value.note, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerificationRecord_lift(_ buf: RustBuffer) throws -> VerificationRecord {
+    return try FfiConverterTypeVerificationRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVerificationRecord_lower(_ value: VerificationRecord) -> RustBuffer {
+    return FfiConverterTypeVerificationRecord.lower(value)
+}
+
+
+/**
  * What went wrong, by what the app should do about it. Kotlin sees `DoorstepException`.
  */
 public 
@@ -4708,6 +4884,30 @@ fileprivate struct FfiConverterOptionTypeLocation: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeVerificationRecord: FfiConverterRustBuffer {
+    typealias SwiftType = VerificationRecord?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeVerificationRecord.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeVerificationRecord.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
     typealias SwiftType = [UInt32]
 
@@ -5283,6 +5483,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household() != 2812) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_household() != 28809) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image() != 49713) {

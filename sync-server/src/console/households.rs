@@ -183,6 +183,7 @@ pub async fn show(
     State(state): State<Arc<AppState>>,
     current: Current,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<super::layout::Flash>,
 ) -> Result<Html<String>, PageError> {
     let (h, heads) = load_household(&state, &id).await?.ok_or_else(|| PageError::not_found("No such household."))?;
     require_area(&current.0, &h.area_code)?;
@@ -190,6 +191,7 @@ pub async fn show(
     let body = html! {
         p.crumbs { "Khu vực · Area " a href={ "/console/progress?area=" (h.area_code) } { (h.area_code) } }
         h1 { "Hộ · Household " (h.household_id) }
+        (super::layout::flash(q.done.as_deref()))
         dl.facts {
             dt { "Địa chỉ · Address" } dd { (h.address) }
             dt { "Phiên bản · Version" } dd { code { (heads.iter().min().map(|s| &s[..s.len().min(16)]).unwrap_or("–")) } }
@@ -213,6 +215,7 @@ pub async fn show(
                 } }
             }
         }
+        (super::review::section(&h, &current.0))
         h2 { "Nhật ký · Audit trail" }
         table {
             thead { tr { th { "Lúc · When" } th { "Người · User" } th { "Thiết bị · Device" } th { "Việc · Action" } } }

@@ -13,6 +13,7 @@ pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) 
         ("progress", "/console/progress", "Tiến độ", "Progress"),
         ("conflicts", "/console/conflicts", "Xung đột", "Conflicts"),
         ("duplicates", "/console/duplicates", "Trùng lặp", "Duplicates"),
+        ("review", "/console/review", "Duyệt", "Review"),
         ("households", "/console/households", "Hộ", "Households"),
         ("devices", "/console/devices", "Thiết bị", "Devices"),
     ];

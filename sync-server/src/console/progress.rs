@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::auth::{Current, scoped_area};
 use super::households::household_link;
 use super::layout::{PageError, page, percent};
+use crate::registry::formats::formula_safe;
 use crate::state::AppState;
 use crate::storage::{AreaCounts, ProgressQuery};
 
@@ -73,6 +74,11 @@ fn add(into: &mut AreaCounts, c: &AreaCounts) {
     into.turning_14 += c.turning_14;
     into.open_conflicts += c.open_conflicts;
     into.open_duplicates += c.open_duplicates;
+    into.verified += c.verified;
+    into.verified_residents += c.verified_residents;
+    into.review_waiting += c.review_waiting;
+    into.review_returned += c.review_returned;
+    into.review_approved += c.review_approved;
 }
 
 /// Rolls exact-area counts up into the sub-areas of `area`, plus a total.
@@ -118,6 +124,8 @@ async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<
                 th.num { "Mới hôm nay · New today" } th.num { "Tuần này · This week" } th.num { "Tháng này · This month" }
                 th.num { "Sắp 14 tuổi · Turning 14 (90 d)" }
                 th.num { "Xung đột · Conflicts" } th.num { "Trùng lặp · Duplicates" }
+                th.num { "Đã xác minh · Verified" } th.num { "Chờ duyệt · Waiting" }
+                th.num { "Trả lại · Returned" } th.num { "Đã duyệt · Approved" }
             } }
             tbody {
                 @for c in &children {
@@ -158,6 +166,10 @@ fn cells(c: &AreaCounts, link_area: &str) -> maud::Markup {
         td.num { (c.turning_14) }
         td.num { @if c.open_conflicts > 0 { a href={ "/console/conflicts?area=" (link_area) } { (c.open_conflicts) } } @else { "0" } }
         td.num { @if c.open_duplicates > 0 { a href={ "/console/duplicates?area=" (link_area) } { (c.open_duplicates) } } @else { "0" } }
+        td.num { (c.verified) " " span.muted { "(" (percent(c.verified, c.households)) "; " (c.verified_residents) " NK)" } }
+        @for (n, status) in [(c.review_waiting, "waiting"), (c.review_returned, "returned"), (c.review_approved, "approved")] {
+            td.num { @if n > 0 { a href={ "/console/review?status=" (status) "&area=" (link_area) } { (n) } } @else { "0" } }
+        }
     }
 }
 
@@ -171,39 +183,59 @@ pub async fn show(
     render(&state, &current, &area).await
 }
 
-/// A CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
-fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
-}
-
-/// The progress table as CSV.
+/// The progress table as CSV (every cell formula-safe).
 pub fn to_csv(children: &[AreaCounts], total: &AreaCounts) -> String {
-    let mut out = String::from(
-        "area,households,residents,complete,complete_pct,cccd_present,cccd_valid,cccd_valid_pct,\
-         new_today,new_this_week,new_this_month,turning_14_in_90d,open_conflicts,open_duplicates\n",
-    );
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "area",
+        "households",
+        "residents",
+        "complete",
+        "complete_pct",
+        "cccd_present",
+        "cccd_valid",
+        "cccd_valid_pct",
+        "new_today",
+        "new_this_week",
+        "new_this_month",
+        "turning_14_in_90d",
+        "open_conflicts",
+        "open_duplicates",
+        "verified_households",
+        "verified_pct",
+        "verified_residents",
+        "review_waiting",
+        "review_returned",
+        "review_approved",
+    ];
+    let _ = out.write_record(header);
     for c in children.iter().chain(std::iter::once(total)) {
         let pct = |a: i64, b: i64| if b == 0 { String::new() } else { format!("{:.1}", a as f64 * 100.0 / b as f64) };
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            csv_cell(&c.area),
-            c.households,
-            c.residents,
-            c.complete,
+        let row = [
+            formula_safe(&c.area).into_owned(),
+            c.households.to_string(),
+            c.residents.to_string(),
+            c.complete.to_string(),
             pct(c.complete, c.households),
-            c.cccd_present,
-            c.cccd_valid,
+            c.cccd_present.to_string(),
+            c.cccd_valid.to_string(),
             pct(c.cccd_valid, c.cccd_present),
-            c.new_day,
-            c.new_week,
-            c.new_month,
-            c.turning_14,
-            c.open_conflicts,
-            c.open_duplicates
-        ));
+            c.new_day.to_string(),
+            c.new_week.to_string(),
+            c.new_month.to_string(),
+            c.turning_14.to_string(),
+            c.open_conflicts.to_string(),
+            c.open_duplicates.to_string(),
+            c.verified.to_string(),
+            pct(c.verified, c.households),
+            c.verified_residents.to_string(),
+            c.review_waiting.to_string(),
+            c.review_returned.to_string(),
+            c.review_approved.to_string(),
+        ];
+        let _ = out.write_record(&row);
     }
-    out
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
 /// GET /console/progress.csv?area=…
@@ -270,10 +302,17 @@ mod tests {
 
     #[test]
     fn csv_cells_are_quoted_and_never_formulas() {
-        assert_eq!(csv_cell("01.001"), "01.001");
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        let csv = to_csv(&[], &AreaCounts { area: "01".into(), households: 4, complete: 3, ..Default::default() });
-        assert_eq!(csv.lines().nth(1).unwrap(), "01,4,0,3,75.0,0,0,,0,0,0,0,0,0");
+        let row = |area: &str| AreaCounts {
+            area: area.into(),
+            households: 4,
+            complete: 3,
+            verified: 1,
+            ..Default::default()
+        };
+        let csv = to_csv(&[row("=HYPERLINK(\"x\")"), row("a,b")], &row("01"));
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[1], "\"'=HYPERLINK(\"\"x\"\")\",4,0,3,75.0,0,0,,0,0,0,0,0,0,1,25.0,0,0,0,0");
+        assert!(lines[2].starts_with("\"a,b\",4,"));
+        assert_eq!(lines[3], "01,4,0,3,75.0,0,0,,0,0,0,0,0,0,1,25.0,0,0,0,0");
     }
 }

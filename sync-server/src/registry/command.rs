@@ -62,7 +62,8 @@ fn read_batches(path: &Path, format: Format, area: String) -> std::io::Result<to
                 }
             };
             bytes = row.bytes_read;
-            match row.household.and_then(|h| check_household(&h, &area).map(|()| h)) {
+            // Workflow marks in a file (an export read back) are not the registry's to set.
+            match row.household.and_then(|h| check_household(&h, &area).map(|()| h.without_workflow())) {
                 Ok(h) => {
                     if !ids.insert(h.household_id.clone()) {
                         // The same household again: the earlier version goes in first.

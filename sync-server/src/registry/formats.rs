@@ -6,6 +6,8 @@ use std::io::{BufRead, Read, Write};
 
 use doorstep_core::form::residence_survey;
 use doorstep_core::record::{Household, Member};
+use doorstep_core::verification::ReviewStatus;
+use doorstep_core::vn_time;
 use serde::{Deserialize, Serialize};
 
 use super::problem::RowProblem;
@@ -155,6 +157,20 @@ pub const CSV_COLUMNS: &[&str] = &[
     "residence_status",
     "occupation",
     "same_person_as",
+];
+
+/// The columns the CSV export adds to [`CSV_COLUMNS`] (the import ignores them).
+pub const EXPORT_COLUMNS: [&str; 10] = [
+    "resident_verification",
+    "household_verification",
+    "verified_by",
+    "verified_at",
+    "edited_after_verification",
+    "review_status",
+    "review_comment",
+    "form_version",
+    "updated_at",
+    "cursor",
 ];
 
 /// A cell as a spreadsheet must not run it: a leading `= + - @` (or tab, CR) gets a `'`.
@@ -317,6 +333,7 @@ fn household_of(rows: Vec<CsvRow>) -> Result<Household, RowProblem> {
             occupation: unquote(row.occupation),
             document_photo: None,
             same_person_as: unquote(row.same_person_as),
+            verification: None,
         });
     }
     Ok(household)
@@ -328,6 +345,8 @@ fn household_of(rows: Vec<CsvRow>) -> Result<Household, RowProblem> {
 struct ExportLine<'a> {
     #[serde(flatten)]
     household: &'a Household,
+    review_status: ReviewStatus,
+    edited_after_verification: bool,
     form_version: &'a str,
     updated_at: String,
     cursor: i64,
@@ -354,7 +373,7 @@ impl<W: Write> ExportWriter<W> {
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 let mut header: Vec<&str> = CSV_COLUMNS.to_vec();
-                header.extend(["form_version", "updated_at", "cursor"]);
+                header.extend(EXPORT_COLUMNS);
                 w.write_record(&header)?;
                 ExportSink::Csv(Box::new(w))
             }
@@ -364,11 +383,13 @@ impl<W: Write> ExportWriter<W> {
 
     /// Writes one household.
     pub fn write(&mut self, e: &ExportedHousehold) -> std::io::Result<()> {
-        let updated_at = doorstep_core::vn_time::rfc3339(e.updated_at);
+        let updated_at = vn_time::rfc3339(e.updated_at);
         match &mut self.out {
             ExportSink::Jsonl(w) => {
                 let line = ExportLine {
                     household: &e.household,
+                    review_status: e.household.review_status(),
+                    edited_after_verification: e.household.edited_after_verification(),
                     form_version: &self.form_version,
                     updated_at,
                     cursor: e.cursor,
@@ -396,6 +417,13 @@ impl<W: Write> ExportWriter<W> {
                         m.map(|m| opt(&m.residence_status)).unwrap_or_default(),
                         m.map(|m| opt(&m.occupation)).unwrap_or_default(),
                         m.map(|m| opt(&m.same_person_as)).unwrap_or_default(),
+                        m.and_then(|m| m.verification.as_ref()).map(|v| v.state.code().to_string()).unwrap_or_default(),
+                        h.verification.as_ref().map(|v| v.state.code().to_string()).unwrap_or_default(),
+                        h.verification.as_ref().map(|v| format!("{}@{}", v.by, v.device)).unwrap_or_default(),
+                        h.verification.as_ref().map(|v| vn_time::rfc3339(v.at)).unwrap_or_default(),
+                        h.edited_after_verification().to_string(),
+                        h.review_status().code().to_string(),
+                        h.review.as_ref().and_then(|r| r.comment.clone()).unwrap_or_default(),
                         self.form_version.clone(),
                         updated_at.clone(),
                         cursor.clone(),

@@ -70,7 +70,7 @@ pub async fn import_batch(
         let mut doc = HouseholdDoc::load(id, snapshot, &editor).map_err(StorageError::internal)?;
         let before = doc.heads();
         let base = match bases.get(id) {
-            Some(heads) => Some(doc.read_at(&heads_of(heads)).map_err(StorageError::internal)?),
+            Some(heads) => Some(doc.read_at(&heads_of(heads)).map_err(StorageError::internal)?.without_workflow()),
             None => None,
         };
         if base.as_ref() == Some(incoming) {

@@ -235,6 +235,16 @@ pub struct AreaCounts {
     pub open_conflicts: i64,
     /// Open duplicate candidates.
     pub open_duplicates: i64,
+    /// Households verified at the door.
+    pub verified: i64,
+    /// Residents verified at the door.
+    pub verified_residents: i64,
+    /// Households waiting for an operator's review.
+    pub review_waiting: i64,
+    /// Households returned for correction.
+    pub review_returned: i64,
+    /// Households approved.
+    pub review_approved: i64,
 }
 
 /// Adds one kind of per-area count to `out`, creating areas as they appear.
@@ -294,7 +304,7 @@ pub struct BlobState {
 }
 
 /// A household's figures for progress reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HouseholdStats {
     /// Residents.
     pub members: i64,
@@ -304,6 +314,12 @@ pub struct HouseholdStats {
     pub cccd_present: i64,
     /// … that passes every check.
     pub cccd_valid: i64,
+    /// Verified at the door.
+    pub verified: bool,
+    /// Residents verified at the door.
+    pub verified_residents: i64,
+    /// Where it stands in the review (`doorstep_core::verification::ReviewStatus` code).
+    pub review: String,
 }
 
 /// A person's index entry as the store returns it.
@@ -404,6 +420,21 @@ pub struct ExportToken {
     pub created_at: i64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+}
+
+/// A household in the review lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    /// Household id.
+    pub doc_id: String,
+    /// Area.
+    pub area: String,
+    /// Residents.
+    pub members: i64,
+    /// Residents verified at the door.
+    pub verified_residents: i64,
+    /// When it last changed, Unix seconds.
+    pub updated_at: i64,
 }
 
 /// A stored document read in export order (the store's row, opened).

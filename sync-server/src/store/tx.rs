@@ -9,8 +9,8 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 use super::dialect::{Dialect, province_lock_key, province_of, within, within_or_all};
 use super::model::{
     AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocRow, DuplicateItem, DuplicateRow, ExportToken, FeedRow,
-    HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, Role, Session, Turning14,
-    add_counts,
+    HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, ReviewItem, Role, Session,
+    Turning14, add_counts,
 };
 use super::{ErrorKind, StorageError};
 use crate::at_rest::{AtRest, count_by_area};
@@ -308,11 +308,13 @@ impl<'a> Tx<'a> {
 
             let sql = format!(
                 "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
-                     updated_at) VALUES {}
+                     updated_at, verified, verified_residents, review) VALUES {}
                  ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
                      complete = excluded.complete, cccd_present = excluded.cccd_present,
-                     cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
-                value_rows(self.dialect, chunk.len(), 8)
+                     cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at,
+                     verified = excluded.verified, verified_residents = excluded.verified_residents,
+                     review = excluded.review",
+                value_rows(self.dialect, chunk.len(), 11)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
@@ -324,7 +326,10 @@ impl<'a> Tx<'a> {
                     .bind(d.stats.cccd_present)
                     .bind(d.stats.cccd_valid)
                     .bind(now)
-                    .bind(now);
+                    .bind(now)
+                    .bind(i64::from(d.stats.verified))
+                    .bind(d.stats.verified_residents)
+                    .bind(d.stats.review.clone());
             }
             query.execute(&mut *self.tx).await?;
         }
@@ -345,6 +350,33 @@ impl<'a> Tx<'a> {
                 let sealed: Vec<u8> = r.try_get(3)?;
                 let snapshot = self.open_doc(&doc_id, &sealed)?;
                 Ok(DocRow { seq: r.try_get(0)?, updated_at: r.try_get(1)?, doc_id, snapshot })
+            })
+            .collect()
+    }
+
+    /// Households of `area` (every area when empty) in review status `status`, most recently
+    /// changed first, at most `limit`.
+    pub async fn households_in_review(&mut self, area: &str, status: &str, limit: i64) -> Result<Vec<ReviewItem>> {
+        let sql = format!(
+            "SELECT doc_id, area, members, verified_residents, updated_at FROM household_stats
+             WHERE review = $2 AND {} ORDER BY updated_at DESC, doc_id LIMIT $3",
+            within_or_all("area", "$1")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(area.to_string())
+            .bind(status.to_string())
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReviewItem {
+                    doc_id: r.try_get(0)?,
+                    area: r.try_get(1)?,
+                    members: r.try_get(2)?,
+                    verified_residents: r.try_get(3)?,
+                    updated_at: r.try_get(4)?,
+                })
             })
             .collect()
     }
@@ -523,10 +555,11 @@ impl<'a> Tx<'a> {
     pub async fn put_stats(&mut self, doc_id: &str, area: &str, st: &HouseholdStats, now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 updated_at, verified, verified_residents, review) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)
              ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
                  complete = excluded.complete, cccd_present = excluded.cccd_present,
-                 cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at",
+                 cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at, verified = excluded.verified,
+                 verified_residents = excluded.verified_residents, review = excluded.review",
         )
         .bind(doc_id)
         .bind(area)
@@ -535,6 +568,9 @@ impl<'a> Tx<'a> {
         .bind(st.cccd_present)
         .bind(st.cccd_valid)
         .bind(now)
+        .bind(i64::from(st.verified))
+        .bind(st.verified_residents)
+        .bind(st.review.clone())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -1442,9 +1478,13 @@ impl<'a> Tx<'a> {
         let sql = format!(
             "SELECT area, count(*), CAST(sum(members) AS BIGINT), CAST(sum(complete) AS BIGINT),
                  CAST(sum(cccd_present) AS BIGINT), CAST(sum(cccd_valid) AS BIGINT),
-                 CAST(sum(CASE WHEN first_seen_at > $2 THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(CASE WHEN first_seen_at > $3 THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(CASE WHEN first_seen_at > $4 THEN 1 ELSE 0 END) AS BIGINT)
+                 CAST(sum(CASE WHEN first_seen_at >= $2 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN first_seen_at >= $3 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN first_seen_at >= $4 THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(verified) AS BIGINT), CAST(sum(verified_residents) AS BIGINT),
+                 CAST(sum(CASE WHEN review = 'waiting' THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN review = 'returned' THEN 1 ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN review = 'approved' THEN 1 ELSE 0 END) AS BIGINT)
              FROM household_stats WHERE {inside} GROUP BY area"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -1468,6 +1508,11 @@ impl<'a> Tx<'a> {
                     new_day: r.try_get(6)?,
                     new_week: r.try_get(7)?,
                     new_month: r.try_get(8)?,
+                    verified: r.try_get(9)?,
+                    verified_residents: r.try_get(10)?,
+                    review_waiting: r.try_get(11)?,
+                    review_returned: r.try_get(12)?,
+                    review_approved: r.try_get(13)?,
                     ..AreaCounts::default()
                 },
             );

@@ -780,6 +780,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_household(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_wipe(
@@ -891,6 +893,8 @@ internal object UniffiLib {
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_unlock(`ptr`: Long,`label`: RustBuffer.ByValue,`pin`: RustBuffer.ByValue,`keyProvider`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_update_household(`ptr`: Long,`household`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_verify_household(`ptr`: Long,`householdId`: RustBuffer.ByValue,`needsCorrection`: Byte,`note`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_verify_slip_image(`ptr`: Long,`image`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1162,6 +1166,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_update_household() and 0xFFFF) != 2812) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_household() and 0xFFFF) != 28809) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_verify_slip_image() and 0xFFFF) != 49713) {
@@ -2220,6 +2227,13 @@ public interface DoorstepStoreInterface {
     fun `updateHousehold`(`household`: HouseholdRecord): SaveResult
     
     /**
+     * Marks a household verified at the door after checking it with the family (and each of
+     * its residents), or — with `needsCorrection` — as needing correction, with a note; with
+     * `memberId`, one resident only. An edit made later shows as `editedAfterVerification`.
+     */
+    fun `verifyHousehold`(`householdId`: kotlin.String, `needsCorrection`: kotlin.Boolean, `note`: kotlin.String?, `memberId`: kotlin.String?): VerificationRecord
+    
+    /**
      * Verifies a household verification slip from a photo of its QR code, offline, with the
      * server key received at enrolment. A forged or altered slip gives `InvalidInput`.
      */
@@ -2748,6 +2762,29 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
         it,
         
         FfiConverterTypeHouseholdRecord.lower(`household`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Marks a household verified at the door after checking it with the family (and each of
+     * its residents), or — with `needsCorrection` — as needing correction, with a note; with
+     * `memberId`, one resident only. An edit made later shows as `editedAfterVerification`.
+     */
+    @Throws(DoorstepException::class)override fun `verifyHousehold`(`householdId`: kotlin.String, `needsCorrection`: kotlin.Boolean, `note`: kotlin.String?, `memberId`: kotlin.String?): VerificationRecord {
+            return FfiConverterTypeVerificationRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_verify_household(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterBoolean.lower(`needsCorrection`),
+        FfiConverterOptionalString.lower(`note`),
+        FfiConverterOptionalString.lower(`memberId`),_status)
 }
     }
     )
@@ -4063,6 +4100,27 @@ data class HouseholdRecord (
      * Life events, oldest first.
      */
     var `events`: List<LifeEventRecord>
+    , 
+    /**
+     * Verified at the door, or found to need correction (read-only: `verifyHousehold`).
+     */
+    var `verification`: VerificationRecord? = null 
+    , 
+    /**
+     * Whether it was edited after that verification.
+     */
+    var `editedAfterVerification`: kotlin.Boolean = false 
+    , 
+    /**
+     * Where it stands in the operators' review: `not_submitted`, `waiting`, `returned`
+     * (for correction: see `reviewComment`) or `approved` (read-only).
+     */
+    var `reviewStatus`: kotlin.String = "not_submitted" 
+    , 
+    /**
+     * The operator's comment on the latest review (why it was returned).
+     */
+    var `reviewComment`: kotlin.String? = null 
     
 ){
     
@@ -4087,6 +4145,10 @@ public object FfiConverterTypeHouseholdRecord: FfiConverterRustBuffer<HouseholdR
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceTypeMemberRecord.read(buf),
             FfiConverterSequenceTypeLifeEventRecord.read(buf),
+            FfiConverterOptionalTypeVerificationRecord.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -4098,7 +4160,11 @@ public object FfiConverterTypeHouseholdRecord: FfiConverterRustBuffer<HouseholdR
             FfiConverterOptionalTypeLocation.allocationSize(value.`location`) +
             FfiConverterOptionalString.allocationSize(value.`housePhoto`) +
             FfiConverterSequenceTypeMemberRecord.allocationSize(value.`members`) +
-            FfiConverterSequenceTypeLifeEventRecord.allocationSize(value.`events`)
+            FfiConverterSequenceTypeLifeEventRecord.allocationSize(value.`events`) +
+            FfiConverterOptionalTypeVerificationRecord.allocationSize(value.`verification`) +
+            FfiConverterBoolean.allocationSize(value.`editedAfterVerification`) +
+            FfiConverterString.allocationSize(value.`reviewStatus`) +
+            FfiConverterOptionalString.allocationSize(value.`reviewComment`)
     )
 
     override fun write(value: HouseholdRecord, buf: ByteBuffer) {
@@ -4110,6 +4176,10 @@ public object FfiConverterTypeHouseholdRecord: FfiConverterRustBuffer<HouseholdR
             FfiConverterOptionalString.write(value.`housePhoto`, buf)
             FfiConverterSequenceTypeMemberRecord.write(value.`members`, buf)
             FfiConverterSequenceTypeLifeEventRecord.write(value.`events`, buf)
+            FfiConverterOptionalTypeVerificationRecord.write(value.`verification`, buf)
+            FfiConverterBoolean.write(value.`editedAfterVerification`, buf)
+            FfiConverterString.write(value.`reviewStatus`, buf)
+            FfiConverterOptionalString.write(value.`reviewComment`, buf)
     }
 }
 
@@ -4466,6 +4536,11 @@ data class MemberRecord (
      * `<householdId>/<memberId>` of the other record. Read-only for the apps.
      */
     var `samePersonAs`: kotlin.String? = null 
+    , 
+    /**
+     * Verified at the door, or found to need correction (read-only: set with `verifyHousehold`).
+     */
+    var `verification`: VerificationRecord? = null 
     
 ){
     
@@ -4493,6 +4568,7 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeVerificationRecord.read(buf),
         )
     }
 
@@ -4507,7 +4583,8 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.allocationSize(value.`residenceStatus`) +
             FfiConverterOptionalString.allocationSize(value.`occupation`) +
             FfiConverterOptionalString.allocationSize(value.`documentPhoto`) +
-            FfiConverterOptionalString.allocationSize(value.`samePersonAs`)
+            FfiConverterOptionalString.allocationSize(value.`samePersonAs`) +
+            FfiConverterOptionalTypeVerificationRecord.allocationSize(value.`verification`)
     )
 
     override fun write(value: MemberRecord, buf: ByteBuffer) {
@@ -4522,6 +4599,7 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
             FfiConverterOptionalString.write(value.`occupation`, buf)
             FfiConverterOptionalString.write(value.`documentPhoto`, buf)
             FfiConverterOptionalString.write(value.`samePersonAs`, buf)
+            FfiConverterOptionalTypeVerificationRecord.write(value.`verification`, buf)
     }
 }
 
@@ -5208,6 +5286,77 @@ public object FfiConverterTypeValidationIssueRecord: FfiConverterRustBuffer<Vali
             FfiConverterString.write(value.`kind`, buf)
             FfiConverterString.write(value.`messageVi`, buf)
             FfiConverterString.write(value.`messageEn`, buf)
+    }
+}
+
+
+
+/**
+ * A verification at the door: what the officer found, who, on which device, when.
+ */
+data class VerificationRecord (
+    /**
+     * `verified` or `needs_correction`.
+     */
+    var `state`: kotlin.String
+    , 
+    /**
+     * The officer.
+     */
+    var `by`: kotlin.String
+    , 
+    /**
+     * The device id.
+     */
+    var `device`: kotlin.String
+    , 
+    /**
+     * When, Unix seconds.
+     */
+    var `at`: kotlin.Long
+    , 
+    /**
+     * What needs correcting.
+     */
+    var `note`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVerificationRecord: FfiConverterRustBuffer<VerificationRecord> {
+    override fun read(buf: ByteBuffer): VerificationRecord {
+        return VerificationRecord(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VerificationRecord) = (
+            FfiConverterString.allocationSize(value.`state`) +
+            FfiConverterString.allocationSize(value.`by`) +
+            FfiConverterString.allocationSize(value.`device`) +
+            FfiConverterLong.allocationSize(value.`at`) +
+            FfiConverterOptionalString.allocationSize(value.`note`)
+    )
+
+    override fun write(value: VerificationRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`state`, buf)
+            FfiConverterString.write(value.`by`, buf)
+            FfiConverterString.write(value.`device`, buf)
+            FfiConverterLong.write(value.`at`, buf)
+            FfiConverterOptionalString.write(value.`note`, buf)
     }
 }
 
@@ -5922,6 +6071,38 @@ public object FfiConverterOptionalTypeLocation: FfiConverterRustBuffer<Location?
         } else {
             buf.put(1)
             FfiConverterTypeLocation.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeVerificationRecord: FfiConverterRustBuffer<VerificationRecord?> {
+    override fun read(buf: ByteBuffer): VerificationRecord? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeVerificationRecord.read(buf)
+    }
+
+    override fun allocationSize(value: VerificationRecord?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeVerificationRecord.allocationSize(value)
+        }
+    }
+
+    override fun write(value: VerificationRecord?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeVerificationRecord.write(value, buf)
         }
     }
 }

@@ -122,6 +122,18 @@ class DoorstepTest {
             store.updateHousehold(withEvent)
             assertEquals(LifeEventType.MOVED_OUT, store.household(id).events.single().kind)
 
+            // Verified at the door: the household and its residents, by this officer; an edit after it shows.
+            val verification = store.verifyHousehold(id, false, null, null)
+            assertEquals("verified", verification.state)
+            assertEquals("officer", verification.by)
+            val verified = store.household(id)
+            assertEquals("waiting", verified.reviewStatus)
+            assertEquals("verified", verified.members.single().verification?.state)
+            assertFalse(verified.editedAfterVerification)
+            store.updateHousehold(verified.copy(address = "Số 13, Thôn Đông"))
+            assertTrue(store.household(id).editedAfterVerification)
+            assertThrows<DoorstepException.NotFound> { store.verifyHousehold(id, true, "sai tên", "no-such-member") }
+
             val probe = head.copy(memberId = "new", fullName = "Nguyen Thi Hong Nhung", cccd = null)
             val dups = store.findDuplicates(probe, null)
             assertEquals(id, dups.single().householdId)

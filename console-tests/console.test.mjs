@@ -288,6 +288,62 @@ test('households: found by a name typed without diacritics, then its page and sl
   await context.close();
 });
 
+test('review: an officer verifies, an operator returns it with a comment, the phone fixes it, the operator approves', async () => {
+  const reviewer = (...args) =>
+    execFileSync(cliBin, ['--store', join(work, 'review-phone.db'), '--profile', 'officer-r', ...args], {
+      env: { ...process.env, DOORSTEP_PIN: '135790' },
+      encoding: 'utf8',
+    });
+  // An admin enrols the officer's phone for commune 01.002.00004.
+  const admin = await loggedIn(ADMIN);
+  await admin.page.goto(`${base}/console/devices`);
+  await admin.page.fill('input[name=area]', '01.002.00004');
+  await admin.page.click('button:has-text("Create QR code")');
+  const src = await admin.page.locator('.qr img').getAttribute('src');
+  const qr = join(work, 'review-enrol.png');
+  writeFileSync(qr, Buffer.from(src.split(',')[1], 'base64'));
+  await admin.context.close();
+  reviewer('create-profile', 'officer-r');
+  reviewer('enrol', qr);
+  reviewer('sync');
+  const id = reviewer('list').split('\n')[0].split(/\s+/)[0];
+  assert.match(id, /^01\.002\.00004-/);
+  assert.match(reviewer('verify', id), /verified by officer-r/);
+  reviewer('sync');
+
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/review?status=waiting&area=01.002.00004`);
+  await page.locator(`a[href="/console/households/${id}"]`).click();
+  assert.match(await page.innerText('#review-status'), /Waiting for review/);
+  assert.match(await page.innerText('section.review'), /verified — officer-r/);
+  await page.fill('textarea[name=comment]', 'Ngày sinh của chủ hộ chưa đúng · check the head\'s date of birth');
+  await page.click('button:has-text("Return for correction")');
+  await page.waitForURL(/done=/);
+  assert.match(await page.innerText('#review-status'), /Returned for correction/);
+  await page.screenshot({ path: join(shots, 'review-returned.png'), fullPage: true });
+
+  // The phone sees it at its next sync, with the comment; the officer fixes the household.
+  reviewer('sync');
+  assert.match(reviewer('returned'), new RegExp(`${id.replace(/\./g, '\\.')}  returned for correction by operator1 .*check the head's date of birth`));
+  reviewer('set', id, 'address', 'Số 7, Thôn Đông (đã sửa)');
+  reviewer('sync');
+  assert.match(reviewer('returned'), /no household is returned/);
+
+  await page.goto(`${base}/console/review?status=waiting&area=01.002.00004`);
+  await page.locator(`a[href="/console/households/${id}"]`).click();
+  assert.match(await page.innerText('#review-status'), /Waiting for review/);
+  await page.click('button:has-text("Approve")');
+  await page.waitForURL(/done=/);
+  assert.match(await page.innerText('#review-status'), /Approved/);
+  const audit = await page.innerText('table:last-of-type');
+  assert.match(audit, /operator1\s+server\s+return for correction/);
+  assert.match(audit, /operator1\s+server\s+approve/);
+  await page.screenshot({ path: join(shots, 'review-approved.png'), fullPage: true });
+  await page.goto(`${base}/console/review?status=approved&area=01.002.00004`);
+  assert.ok(await page.locator(`a[href="/console/households/${id}"]`).isVisible());
+  await context.close();
+});
+
 test('an operator cannot do what only an admin may', async () => {
   const { context, page } = await loggedIn(OPERATOR);
   await page.goto(`${base}/console/devices`);

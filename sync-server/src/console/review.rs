@@ -128,7 +128,7 @@ pub async fn decide(
 pub fn section(h: &doorstep_core::record::Household, session: &crate::storage::Session) -> maud::Markup {
     let status = h.review_status();
     html! {
-        section.card.review {
+        section.card.review style="margin-top:16px" {
             h2 { "Xác minh và duyệt · Verification and review" }
             dl.facts {
                 dt { "Xác minh tại nhà · Verified at the door" }

@@ -2,8 +2,10 @@
 # Try Doorstep on this machine: build the CLI and the sync server, make a store
 # with an officer profile, import a synthetic commune, list, search, add a
 # household from a CCCD card's QR image, then start the sync server with its
-# operator console and a demo district (phones of three communes, a few
-# conflicts and duplicates), sync two phones and make a conflict between them.
+# operator console and a demo district (preloaded communes, phones, a few
+# conflicts and duplicates), walk the registry lifecycle (preload a commune,
+# verify on a phone, export what changed, by command and by API), sync two
+# phones and make a conflict between them.
 # Outside CI the server keeps running: open the console URL it prints.
 # (No `cmd | head` here: with pipefail, a command still writing when head exits fails the script.)
 set -euo pipefail
@@ -62,6 +64,45 @@ trap 'kill $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 600); do grep -q "^demo " "$DEMO/server.log" && break; sleep 0.2; done
 cat "$DEMO/server.log"
 grep -q "^demo ready" "$DEMO/server.log" || { echo "the demo did not seed"; exit 1; }
+
+echo "== Preload: the registry's residents of commune 01.001.00002, imported by the server (one bad row goes to a report)"
+python3 bench/gen_households.py 200 11 | sed 's/01\.001\.00001/01.001.00002/g' > "$DEMO/registry-00002.jsonl"
+echo '{"household_id": "01.001.00002-bad", "area": "01.001.00002", "address": "x", "members": [{"member_id": "m0", "full_name": "Lê Văn Sai", "cccd": "12345"}]}' >> "$DEMO/registry-00002.jsonl"
+"$server" --db "$DEMO/server.db" import --area 01.001.00002 "$DEMO/registry-00002.jsonl"
+cat "$DEMO/registry-00002.jsonl.report.csv"
+echo "== Importing the same file again changes nothing"
+"$server" --db "$DEMO/server.db" import --area 01.001.00002 "$DEMO/registry-00002.jsonl"
+cursor=$("$server" --db "$DEMO/server.db" export --area 01.001.00002 --out "$DEMO/export-all.jsonl")
+echo "   exported $(wc -l < "$DEMO/export-all.jsonl") households; cursor $cursor"
+
+echo "== Phone C of commune 01.001.00002 receives the preload, verifies one household at the door and corrects another"
+C="--store $DEMO/phone-c.db --profile officer-c"
+$bin $C create-profile officer-c
+"$server" --db "$DEMO/server.db" enrol --area 01.001.00002 --url "$URL" --out "$DEMO/enrol-c.png"
+$bin $C enrol "$DEMO/enrol-c.png"
+$bin $C sync
+$bin $C verify 01.001.00002-000004
+$bin $C set 01.001.00002-000005 members/h000005-m0/phone 0912000555
+$bin $C sync
+
+echo "== Export since cursor $cursor: exactly the two households the phone changed"
+"$server" --db "$DEMO/server.db" export --area 01.001.00002 --since "$cursor" --format csv --out "$DEMO/export-since.csv"
+python3 -c 'import csv,sys; [print("  ", r["household_id"], r["member_id"], r["full_name"], r["resident_verification"] or "-", r["review_status"], sep="  ") for r in csv.DictReader(open(sys.argv[1]))]' "$DEMO/export-since.csv"
+
+echo "== The registry's integration job reads the same through the export API, with an export token"
+"$server" --db "$DEMO/server.db" export-token create --area 01.001 --label "demo registry job" > "$DEMO/export-token.txt"
+token=$(grep -o 'dx_[0-9a-f]*' "$DEMO/export-token.txt")
+python3 - "$URL" "$token" "$cursor" <<'PY'
+import json, sys, urllib.request
+url, token, since = sys.argv[1:4]
+req = urllib.request.Request(f"{url}/v1/export/households?area=01.001.00002&since={since}", headers={"Authorization": "Bearer " + token})
+with urllib.request.urlopen(req) as resp:
+    rows = [json.loads(l) for l in resp.read().decode().splitlines() if l.strip()]
+    print(f"   GET /v1/export/households: {len(rows)} households, next since {resp.headers['Doorstep-Next-Since']}")
+for r in rows:
+    print(f"   {r['household_id']}  review: {r['review_status']}  verified: {(r.get('verification') or {}).get('state', '-')}")
+assert len(rows) == 2, rows
+PY
 
 echo "== Phone A enrols by scanning a one-time QR code, then syncs"
 "$server" --db "$DEMO/server.db" enrol --area 01.001.00001 --url "$URL" --out "$DEMO/enrol-a.png"
@@ -128,6 +169,8 @@ assert csv.startswith("area,households"), csv[:200]
 PY
 
 echo
+echo "== Review: $URL/console/review lists the households waiting for an operator (01.001.00002-000004 among them);"
+echo "   approve one, or return it with a comment; the phone sees it at its next sync (doorstep returned)."
 echo "== Operator console: $URL/console/"
 echo "   admin / $ADMIN_PASSWORD   or   operator1 / $OPERATOR_PASSWORD   (demo accounts: local use only)"
 if [ -z "${DOORSTEP_DEMO_EXIT:-}" ] && [ -z "${CI:-}" ]; then

@@ -1,9 +1,10 @@
 //! A demo registry, so that a new user sees a working console at once.
 //!
-//! It plays real devices against a running server: each phone is a
-//! `doorstep-core` store that enrols with a one-time code, collects
-//! households from the synthetic commune generator (`bench/gen_households.py`)
-//! and syncs over HTTP. Two phones in one commune edit the same fields
+//! It plays the registry lifecycle against a running server: each commune's
+//! residents are preloaded from the synthetic commune generator
+//! (`bench/gen_households.py`) as the registry import writes them, and each
+//! phone is a `doorstep-core` store that enrols with a one-time code, receives
+//! its commune over HTTP, verifies a few households at the door and syncs. Two phones in one commune edit the same fields
 //! offline (conflicts), and a phone in a neighbouring commune registers
 //! people who are already registered (duplicates). Nothing is written
 //! around the sync protocol.
@@ -15,7 +16,9 @@ use doorstep_core::crypto::KdfParams;
 use doorstep_core::record::{Household, Member};
 use doorstep_core::store::{Role, Store};
 use doorstep_core::sync::HttpTransport;
+use doorstep_core::verification::VerificationState;
 
+use crate::registry::problem::check_household;
 use crate::state::{AppState, create_enrolment};
 use crate::storage::Storage;
 
@@ -111,14 +114,26 @@ pub fn seed(state: &AppState, jsonl: &str, communes: usize, rt: &tokio::runtime:
     let mut phones = Vec::new();
     let mut summary = DemoSummary::default();
     for (i, code) in codes.iter().enumerate() {
+        // The registry's residents of the commune are preloaded (as `doorstep-sync-server import`
+        // does), and the commune's phone receives them at its first sync.
+        let preload: Vec<Household> = generated[i * per..(i + 1) * per]
+            .iter()
+            .enumerate()
+            .map(|(n, h)| relocate(h.clone(), code, n))
+            .filter(|h| check_household(h, code).is_ok())
+            .collect();
+        summary.households += preload.len();
+        rt.block_on(state.storage.import_households(code.clone(), preload, state.now()))?;
         let mut phone = Phone::enrol(dir.path(), &format!("{}", i + 1), code, state, rt)?;
-        for (n, h) in generated[i * per..(i + 1) * per].iter().enumerate() {
-            phone.store.create_household(&relocate(h.clone(), code, n))?;
-            summary.households += 1;
-        }
         phone.sync()?;
         phones.push(phone);
     }
+    // The first commune's officer has checked a few households with their families.
+    for n in 10..15 {
+        let id = format!("{}-{n:06}", codes[0]);
+        phones[0].store.verify_household(&id, VerificationState::Verified, None, None)?;
+    }
+    phones[0].sync()?;
 
     // A second phone in the first commune: the two officers correct the same households offline.
     let mut second = Phone::enrol(dir.path(), "1b", &codes[0], state, rt)?;

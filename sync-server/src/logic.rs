@@ -12,6 +12,7 @@ use doorstep_core::sync::protocol::{
     MAX_RESEND_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse, area_within,
 };
 use doorstep_core::verification::VerificationState;
+use rayon::prelude::*;
 
 use crate::merge::{Merged, merge_push, people, server_editor};
 use crate::storage::{Device, DuplicateAction, RescoreReport};
@@ -192,8 +193,9 @@ pub async fn store_merged(
     if merged.is_empty() {
         return Ok(());
     }
+    // Saving each document and computing its figures runs on every core.
     let writes: Vec<DocWrite> = merged
-        .iter_mut()
+        .par_iter_mut()
         .map(|m| DocWrite {
             doc_id: m.household.household_id.clone(),
             area: m.household.area_code.clone(),

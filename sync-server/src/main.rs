@@ -479,7 +479,7 @@ async fn run(cli: Cli, storage: Arc<Store>) -> Result<(), Box<dyn std::error::Er
                 .await
                 .map_err(|e| e as Box<dyn std::error::Error>)?;
             println!(
-                "imported {} households into {area}: {} new, {} changed, {} unchanged, {} refused ({})",
+                "read {} households for {area}: {} new, {} changed, {} unchanged, {} refused ({})",
                 s.read,
                 s.created,
                 s.updated,

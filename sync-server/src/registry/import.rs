@@ -3,8 +3,9 @@
 
 use automerge::ChangeHash;
 use doorstep_core::reconcile::registry_update;
-use doorstep_core::record::{Household, HouseholdDoc};
+use doorstep_core::record::{Editor, Household, HouseholdDoc};
 use doorstep_core::sync::protocol::area_within;
+use rayon::prelude::*;
 
 use crate::logic::store_merged;
 use crate::merge::{Merged, server_editor};
@@ -33,6 +34,58 @@ fn merged(mut doc: HouseholdDoc, before: &[ChangeHash]) -> Result<Merged, Storag
     })
 }
 
+/// What importing one household comes to: its outcome, the document to write, and the
+/// heads to record as the registry's last version.
+struct Prepared {
+    outcome: ImportOutcome,
+    write: Option<Merged>,
+    base: Option<String>,
+}
+
+impl Prepared {
+    fn skip(outcome: ImportOutcome) -> Prepared {
+        Prepared { outcome, write: None, base: None }
+    }
+}
+
+/// Builds what importing `incoming` writes, from the stored copy (`existing`: saved bytes
+/// and area) and the heads of the registry's last import of it (`base`).
+fn prepare(
+    incoming: &Household,
+    existing: Option<&(Vec<u8>, String)>,
+    base: Option<&str>,
+    area: &str,
+    editor: &Editor,
+) -> Result<Prepared, StorageError> {
+    let id = incoming.household_id.as_str();
+    let Some((snapshot, stored_area)) = existing else {
+        let doc = HouseholdDoc::create(incoming, editor).map_err(StorageError::internal)?;
+        let m = merged(doc, &[])?;
+        return Ok(Prepared { outcome: ImportOutcome::Created, base: Some(m.heads.join(",")), write: Some(m) });
+    };
+    if !area_within(stored_area, area) {
+        return Ok(Prepared::skip(ImportOutcome::HeldElsewhere(stored_area.clone())));
+    }
+    let mut doc = HouseholdDoc::load(id, snapshot, editor).map_err(StorageError::internal)?;
+    let before = doc.heads();
+    let base = match base {
+        Some(heads) => Some(doc.read_at(&heads_of(heads)).map_err(StorageError::internal)?.without_workflow()),
+        None => None,
+    };
+    if base.as_ref() == Some(incoming) {
+        return Ok(Prepared::skip(ImportOutcome::Unchanged));
+    }
+    let current = doc.read();
+    let next = registry_update(&current, base.as_ref(), incoming);
+    if next == current || !doc.update(&next, editor).map_err(StorageError::internal)? {
+        // It already reads as the registry says: only the base moves on.
+        let heads = before.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        return Ok(Prepared { outcome: ImportOutcome::Unchanged, write: None, base: Some(heads) });
+    }
+    let m = merged(doc, &before)?;
+    Ok(Prepared { outcome: ImportOutcome::Updated, base: Some(m.heads.join(",")), write: Some(m) })
+}
+
 /// Imports checked households (each within `area`, ids unique in the batch) in this
 /// transaction: a new household becomes a document; a known one takes the fields the
 /// registry changed since its last import ([`registry_update`]), as one change. Returns
@@ -50,45 +103,24 @@ pub async fn import_batch(
     let existing = tx.docs(&ids).await?;
     let bases = tx.import_bases(&ids).await?;
     let editor = server_editor(IMPORT_EDITOR);
+    // The documents are built on every core (Automerge is most of an import's work); the
+    // writes then go in as one batch.
+    let prepared: Vec<Prepared> = rows
+        .par_iter()
+        .map(|incoming| {
+            let id = incoming.household_id.as_str();
+            prepare(incoming, existing.get(id), bases.get(id).map(String::as_str), area, &editor)
+        })
+        .collect::<Result<_, _>>()?;
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut writes = Vec::new();
     let mut new_bases = Vec::new();
-    for incoming in rows {
-        let id = incoming.household_id.as_str();
-        let Some((snapshot, stored_area)) = existing.get(id) else {
-            let doc = HouseholdDoc::create(incoming, &editor).map_err(StorageError::internal)?;
-            let m = merged(doc, &[])?;
-            new_bases.push((id.to_string(), m.heads.join(",")));
-            writes.push(m);
-            outcomes.push(ImportOutcome::Created);
-            continue;
-        };
-        if !area_within(stored_area, area) {
-            outcomes.push(ImportOutcome::HeldElsewhere(stored_area.clone()));
-            continue;
+    for (incoming, p) in rows.iter().zip(prepared) {
+        if let Some(heads) = p.base {
+            new_bases.push((incoming.household_id.clone(), heads));
         }
-        let mut doc = HouseholdDoc::load(id, snapshot, &editor).map_err(StorageError::internal)?;
-        let before = doc.heads();
-        let base = match bases.get(id) {
-            Some(heads) => Some(doc.read_at(&heads_of(heads)).map_err(StorageError::internal)?.without_workflow()),
-            None => None,
-        };
-        if base.as_ref() == Some(incoming) {
-            outcomes.push(ImportOutcome::Unchanged);
-            continue;
-        }
-        let current = doc.read();
-        let next = registry_update(&current, base.as_ref(), incoming);
-        if next == current || !doc.update(&next, &editor).map_err(StorageError::internal)? {
-            // It already reads as the registry says: only the base moves on.
-            new_bases.push((id.to_string(), before.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")));
-            outcomes.push(ImportOutcome::Unchanged);
-            continue;
-        }
-        let m = merged(doc, &before)?;
-        new_bases.push((id.to_string(), m.heads.join(",")));
-        writes.push(m);
-        outcomes.push(ImportOutcome::Updated);
+        writes.extend(p.write);
+        outcomes.push(p.outcome);
     }
     store_merged(tx, &mut writes, "registry", IMPORT_EDITOR, "import", now).await?;
     tx.put_import_bases(&new_bases).await?;

@@ -62,6 +62,14 @@ fn duplicate_row(r: &AnyRow) -> Result<DuplicateRow> {
     })
 }
 
+/// Seals a saved document for the `doc` table, zstd-compressed first: saves are kept
+/// without Automerge's own column compression (so that a page of them compresses well on
+/// the wire), and zstd keeps them small at rest.
+fn seal_doc_with(keys: &AtRest, doc_id: &str, saved: &[u8]) -> Result<Vec<u8>> {
+    let packed = zstd::bulk::compress(saved, DOC_ZSTD_LEVEL).map_err(|e| StorageError::internal(e.to_string()))?;
+    keys.seal("doc", doc_id, "", &packed)
+}
+
 fn export_token_row(r: &AnyRow) -> Result<ExportToken> {
     Ok(ExportToken {
         id: r.try_get(0)?,
@@ -160,14 +168,6 @@ impl<'a> Tx<'a> {
         let row =
             sqlx::query("SELECT area FROM doc WHERE doc_id = $1").bind(doc_id).fetch_optional(&mut *self.tx).await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    /// Seals a saved document for the `doc` table, zstd-compressed first: saves are kept
-    /// without Automerge's own column compression (so that a page of them compresses well on
-    /// the wire), and zstd keeps them small at rest.
-    fn seal_doc(&self, doc_id: &str, saved: &[u8]) -> Result<Vec<u8>> {
-        let packed = zstd::bulk::compress(saved, DOC_ZSTD_LEVEL).map_err(|e| StorageError::internal(e.to_string()))?;
-        self.keys.seal("doc", doc_id, "", &packed)
     }
 
     /// Opens a sealed `doc` row: a zstd frame or, as older versions wrote them, the saved
@@ -277,8 +277,13 @@ impl<'a> Tx<'a> {
                 value_rows(self.dialect, chunk.len(), 6)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for d in chunk {
-                let sealed = self.seal_doc(&d.doc_id, &d.snapshot)?;
+            // Compressing and sealing a batch's documents runs on every core.
+            let keys: &AtRest = self.keys;
+            let sealed: Vec<Vec<u8>> = {
+                use rayon::prelude::*;
+                chunk.par_iter().map(|d| seal_doc_with(keys, &d.doc_id, &d.snapshot)).collect::<Result<_>>()?
+            };
+            for (d, sealed) in chunk.iter().zip(sealed) {
                 let seq = positions.get(&d.doc_id).copied().unwrap_or_default();
                 query = query
                     .bind(d.doc_id.clone())

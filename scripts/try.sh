@@ -146,10 +146,10 @@ $bin $B show 01.001.00001-000002 > "$DEMO/b-household.json"; head -3 "$DEMO/b-ho
 echo "== Storage"
 $bin stats
 echo "== Phone A's store is $DEMO/phone-a.db; try: DOORSTEP_STORE=$DEMO/phone-a.db DOORSTEP_PIN=246810 $bin --help"
-echo "== The console's progress report (CSV), fetched as an operator"
-python3 - "$URL" "$OPERATOR_PASSWORD" <<'PY'
+# A small client of the console (what an operator's browser does): log in, then GET or POST a page.
+cat > "$DEMO/console.py" <<'PY'
 import re, sys, urllib.parse, urllib.request
-url, password = sys.argv[1], sys.argv[2]
+url, password, action = sys.argv[1], sys.argv[2], sys.argv[3]
 class Stay(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args): return None
 web = urllib.request.build_opener(Stay)
@@ -163,14 +163,42 @@ try:
     web.open(urllib.request.Request(url + "/console/login", data, headers={"Cookie": login_cookie}))
 except urllib.error.HTTPError as answer:  # the 303 after a good login
     session = cookie(answer, "doorstep_session")
-csv = web.open(urllib.request.Request(url + "/console/progress.csv", headers={"Cookie": session})).read().decode()
-print(csv)
-assert csv.startswith("area,households"), csv[:200]
+def get(path):
+    return web.open(urllib.request.Request(url + path, headers={"Cookie": session})).read().decode()
+if action == "progress-csv":
+    csv = get("/console/progress.csv")
+    print(csv)
+    assert csv.startswith("area,households"), csv[:200]
+elif action == "review":
+    household, decision, comment = sys.argv[4], sys.argv[5], (sys.argv[6] if len(sys.argv) > 6 else "")
+    page = get("/console/households/" + household)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    body = urllib.parse.urlencode({"csrf": csrf, "decision": decision, "comment": comment}).encode()
+    try:
+        web.open(urllib.request.Request(url + "/console/households/" + household + "/review", body, headers={"Cookie": session}))
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303, answer.code
+    status = re.search(r'id="review-status">([^<]+)<', get("/console/households/" + household)).group(1)
+    print(f"   operator1: {decision} {household} -> {status}")
 PY
 
+echo "== Review: operator1 returns 01.001.00002-000004 for correction with a comment (as the console's Review page does)"
+python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" review 01.001.00002-000004 return "Kiểm tra lại ngày sinh của chủ hộ · check the head's date of birth"
+echo "== Phone C sees it at its next sync, the officer fixes it, and it goes back to the operator, who approves it"
+$bin $C sync
+$bin $C returned
+$bin $C set 01.001.00002-000004 members/h000004-m0/dob 1958-03-04
+$bin $C sync
+python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" review 01.001.00002-000004 approve
+$bin $C sync
+$bin $C returned
+
+echo "== The console's progress report (CSV), fetched as an operator"
+python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" progress-csv
+
 echo
-echo "== Review: $URL/console/review lists the households waiting for an operator (01.001.00002-000004 among them);"
-echo "   approve one, or return it with a comment; the phone sees it at its next sync (doorstep returned)."
+echo "== Review: $URL/console/review lists the households waiting for an operator (the five phone 1 verified in 01.002.00001);"
+echo "   each household's page shows its verification, the decisions and the audit trail."
 echo "== Operator console: $URL/console/"
 echo "   admin / $ADMIN_PASSWORD   or   operator1 / $OPERATOR_PASSWORD   (demo accounts: local use only)"
 if [ -z "${DOORSTEP_DEMO_EXIT:-}" ] && [ -z "${CI:-}" ]; then

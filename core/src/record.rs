@@ -414,10 +414,63 @@ impl HouseholdDoc {
         let mut doc = AutoCommit::new().with_author(Some(editor.author()));
         doc.put(ROOT, "schema", SCHEMA)?;
         doc.put(ROOT, "household_id", household.household_id.as_str())?;
-        doc.put_object(ROOT, "members", ObjType::Map)?;
-        doc.put_object(ROOT, "events", ObjType::List)?;
+        // A new document has nothing to compare with: every field is written as it is,
+        // without the reads an update makes (what `update` would write, in one change).
+        for field in HOUSEHOLD_FIELDS {
+            if let Some(v) = household.root_field(field) {
+                doc.put(ROOT, *field, v)?;
+            }
+        }
+        if let Some(loc) = household.location {
+            let obj = doc.put_object(ROOT, "location", ObjType::Map)?;
+            doc.put(&obj, "lat", loc.lat)?;
+            doc.put(&obj, "lon", loc.lon)?;
+            if let Some(acc) = loc.accuracy {
+                doc.put(&obj, "accuracy", acc)?;
+            }
+        }
+        let members = doc.put_object(ROOT, "members", ObjType::Map)?;
+        let mut seen = std::collections::HashSet::new();
+        for (order, m) in household.members.iter().enumerate() {
+            check_id(&m.member_id)?;
+            if !seen.insert(m.member_id.as_str()) {
+                // A repeated id is one member, as `update` makes it: its last values.
+                let obj = match doc.get(&members, m.member_id.as_str())? {
+                    Some((Value::Object(_), obj)) => obj,
+                    _ => continue,
+                };
+                for field in MEMBER_FIELDS {
+                    match m.get(field) {
+                        Some(v) => doc.put(&obj, *field, v)?,
+                        None => doc.delete(&obj, *field)?,
+                    }
+                }
+                continue;
+            }
+            let obj = doc.put_object(&members, m.member_id.as_str(), ObjType::Map)?;
+            doc.put(&obj, "order", order as i64)?;
+            for field in MEMBER_FIELDS {
+                if let Some(v) = m.get(field) {
+                    doc.put(&obj, *field, v)?;
+                }
+            }
+        }
+        let events = doc.put_object(ROOT, "events", ObjType::List)?;
+        for (i, e) in household.events.iter().enumerate() {
+            let obj = doc.insert_object(&events, i, ObjType::Map)?;
+            doc.put(&obj, "kind", e.kind.code())?;
+            doc.put(&obj, "member_id", e.member_id.as_str())?;
+            doc.put(&obj, "date", e.date.as_str())?;
+            if let Some(p) = &e.place {
+                doc.put(&obj, "place", p.as_str())?;
+            }
+            if let Some(n) = &e.note {
+                doc.put(&obj, "note", n.as_str())?;
+            }
+        }
         let mut this = HouseholdDoc { doc, id: household.household_id.clone(), saved_heads: Vec::new() };
-        this.update(household, editor)?;
+        this.mark_edit(editor)?;
+        this.commit();
         Ok(this)
     }
 

@@ -4,6 +4,9 @@ ALTER TABLE doc ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
 UPDATE doc SET seq = latest.seq FROM (SELECT doc_id, MAX(seq) AS seq FROM feed GROUP BY doc_id) AS latest
     WHERE latest.doc_id = doc.doc_id;
 CREATE INDEX IF NOT EXISTS doc_by_seq ON doc (seq);
+-- The household as its document reads (JSON, sealed like the document): exports read it
+-- without loading Automerge. Written with every document; NULL for rows from before.
+ALTER TABLE doc ADD COLUMN view {blob};
 -- The heads a household's document had when the registry's last import wrote it: the base a
 -- re-import is compared with, so that the registry changes only what it changed.
 CREATE TABLE IF NOT EXISTS import_base (doc_id TEXT PRIMARY KEY, heads TEXT NOT NULL);

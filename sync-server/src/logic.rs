@@ -203,6 +203,7 @@ pub async fn store_merged(
             heads: m.heads.join(","),
             changes: m.new_changes.clone(),
             stats: household_stats(&m.household, day_of(now)),
+            view: serde_json::to_vec(&m.household).unwrap_or_default(),
         })
         .collect();
     tx.store_docs(&writes, origin, user, action, now).await?;

@@ -315,11 +315,16 @@ fn export_tokens_open_their_own_area_only_and_an_export_writes_nothing() {
     let credential = phone.store.sync_secret("credential").unwrap().unwrap();
     let before = fingerprint(&server.db);
 
-    // Pages through the API, as an integration job does.
+    // Pages through the API, as an integration job does, alternating between two server nodes
+    // on the one store: the cursor is valid on every node.
+    let other_node = TestServer::start_on_db(&server.db);
     let url = |since: i64| format!("{}/v1/export/households?area={DISTRICT}&since={since}&limit=15", server.url);
-    let (mut since, mut got) = (0, Vec::new());
+    let url_on_other =
+        |since: i64| format!("{}/v1/export/households?area={DISTRICT}&since={since}&limit=15", other_node.url);
+    let (mut since, mut got, mut page_no) = (0, Vec::new(), 0);
     loop {
-        let resp = get(&url(since), &secret);
+        page_no += 1;
+        let resp = get(&if page_no % 2 == 0 { url_on_other(since) } else { url(since) }, &secret);
         assert_eq!(resp.status().as_u16(), 200);
         let next: i64 = resp.headers()["doorstep-next-since"].to_str().unwrap().parse().unwrap();
         let page = households_of(&resp.text().unwrap());

@@ -23,7 +23,8 @@ fn merged(mut doc: HouseholdDoc, before: &[ChangeHash]) -> Result<Merged, Storag
     let heads = doc.heads();
     let new_changes = doc.save_after(before);
     let household = doc.read();
-    let conflicts = doc.conflicts().map_err(StorageError::internal)?;
+    // A document made here from nothing has one author: it holds no concurrent values.
+    let conflicts = if before.is_empty() { Vec::new() } else { doc.conflicts().map_err(StorageError::internal)? };
     Ok(Merged {
         doc,
         changed: true,

@@ -446,6 +446,15 @@ pub struct DocRow {
     pub updated_at: i64,
     /// Household id.
     pub doc_id: String,
-    /// The saved document.
-    pub snapshot: Vec<u8>,
+    /// What the row holds of it.
+    pub body: DocBody,
+}
+
+/// A stored document's body as an export reads it.
+#[derive(Debug, Clone)]
+pub enum DocBody {
+    /// The household as the document read when it was stored, JSON.
+    View(Vec<u8>),
+    /// The saved document (a row from before views were kept).
+    Saved(Vec<u8>),
 }

@@ -8,8 +8,8 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use super::dialect::{Dialect, province_lock_key, province_of, within, within_or_all};
 use super::model::{
-    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocRow, DuplicateItem, DuplicateRow, ExportToken, FeedRow,
-    HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, ReviewItem, Role, Session,
+    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocBody, DocRow, DuplicateItem, DuplicateRow, ExportToken,
+    FeedRow, HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, ReviewItem, Role, Session,
     Turning14, add_counts,
 };
 use super::{ErrorKind, StorageError};
@@ -70,6 +70,54 @@ fn seal_doc_with(keys: &AtRest, doc_id: &str, saved: &[u8]) -> Result<Vec<u8>> {
     keys.seal("doc", doc_id, "", &packed)
 }
 
+/// A `doc` row as read, still sealed: position, time, id, view, saved document.
+type SealedDocRow = (i64, i64, String, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Opens a sealed `doc` row (see [`Tx::open_doc`]).
+fn open_doc_with(keys: &AtRest, doc_id: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    let plain = keys.open("doc", doc_id, "", sealed)?;
+    if plain.starts_with(&ZSTD_MAGIC) {
+        return unzstd(&plain)
+            .map_err(|e| StorageError::internal(format!("document {doc_id} does not decompress: {e}")));
+    }
+    Ok(plain)
+}
+
+/// Decompresses a zstd frame the store wrote (which names its size), at most
+/// [`MAX_SAVED_DOC_BYTES`], with a decompression context kept per thread.
+fn unzstd(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let size = zstd::zstd_safe::get_frame_content_size(frame).ok().flatten().unwrap_or(MAX_SAVED_DOC_BYTES as u64);
+    if size > MAX_SAVED_DOC_BYTES as u64 {
+        return Err(std::io::Error::other("a frame larger than a saved document may be"));
+    }
+    CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(frame, size as usize),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
+/// Opens a sealed JSON view of a document.
+fn open_view_with(keys: &AtRest, doc_id: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    let packed = keys.open("doc_view", doc_id, "", sealed)?;
+    unzstd(&packed).map_err(|e| StorageError::internal(format!("the view of {doc_id} does not decompress: {e}")))
+}
+
+/// Seals a document's JSON view for the `doc` table's `view` column, zstd-compressed first.
+fn seal_view_with(keys: &AtRest, doc_id: &str, view: &[u8]) -> Result<Vec<u8>> {
+    let packed = zstd::bulk::compress(view, DOC_ZSTD_LEVEL).map_err(|e| StorageError::internal(e.to_string()))?;
+    keys.seal("doc_view", doc_id, "", &packed)
+}
+
 fn export_token_row(r: &AnyRow) -> Result<ExportToken> {
     Ok(ExportToken {
         id: r.try_get(0)?,
@@ -116,6 +164,8 @@ pub struct DocWrite {
     pub changes: Vec<u8>,
     /// Its progress figures.
     pub stats: HouseholdStats,
+    /// The household as the document reads, JSON (for exports).
+    pub view: Vec<u8>,
 }
 
 /// The first bytes of a zstd frame.
@@ -173,12 +223,7 @@ impl<'a> Tx<'a> {
     /// Opens a sealed `doc` row: a zstd frame or, as older versions wrote them, the saved
     /// bytes themselves (an Automerge chunk begins with other magic bytes).
     fn open_doc(&self, doc_id: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        let plain = self.keys.open("doc", doc_id, "", sealed)?;
-        if plain.starts_with(&ZSTD_MAGIC) {
-            return zstd::bulk::decompress(&plain, MAX_SAVED_DOC_BYTES)
-                .map_err(|e| StorageError::internal(format!("document {doc_id} does not decompress: {e}")));
-        }
-        Ok(plain)
+        open_doc_with(self.keys, doc_id, sealed)
     }
 
     fn open_person_row(&self, mut row: PersonRow) -> Result<PersonRow> {
@@ -271,19 +316,25 @@ impl<'a> Tx<'a> {
             }
 
             let sql = format!(
-                "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at, seq) VALUES {}
+                "INSERT INTO doc (doc_id, area, snapshot, heads, updated_at, seq, view) VALUES {}
                  ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, snapshot = excluded.snapshot,
-                     heads = excluded.heads, updated_at = excluded.updated_at, seq = excluded.seq",
-                value_rows(self.dialect, chunk.len(), 6)
+                     heads = excluded.heads, updated_at = excluded.updated_at, seq = excluded.seq,
+                     view = excluded.view",
+                value_rows(self.dialect, chunk.len(), 7)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             // Compressing and sealing a batch's documents runs on every core.
             let keys: &AtRest = self.keys;
-            let sealed: Vec<Vec<u8>> = {
+            let sealed: Vec<(Vec<u8>, Vec<u8>)> = {
                 use rayon::prelude::*;
-                chunk.par_iter().map(|d| seal_doc_with(keys, &d.doc_id, &d.snapshot)).collect::<Result<_>>()?
+                chunk
+                    .par_iter()
+                    .map(|d| {
+                        Ok((seal_doc_with(keys, &d.doc_id, &d.snapshot)?, seal_view_with(keys, &d.doc_id, &d.view)?))
+                    })
+                    .collect::<Result<_>>()?
             };
-            for (d, sealed) in chunk.iter().zip(sealed) {
+            for (d, (sealed, view)) in chunk.iter().zip(sealed) {
                 let seq = positions.get(&d.doc_id).copied().unwrap_or_default();
                 query = query
                     .bind(d.doc_id.clone())
@@ -291,7 +342,8 @@ impl<'a> Tx<'a> {
                     .bind(sealed)
                     .bind(d.heads.clone())
                     .bind(now)
-                    .bind(seq);
+                    .bind(seq)
+                    .bind(view);
             }
             query.execute(&mut *self.tx).await?;
 
@@ -344,17 +396,29 @@ impl<'a> Tx<'a> {
     /// The documents of `area` (and its sub-areas) whose latest change is after `since`, in
     /// the order of that change, at most `limit`, opened.
     pub async fn docs_changed_after(&mut self, area: &str, since: i64, limit: i64) -> Result<Vec<DocRow>> {
+        // The JSON view when the row has one (every row written since it was added), else
+        // the saved document.
         let sql = format!(
-            "SELECT seq, updated_at, doc_id, snapshot FROM doc WHERE seq > $1 AND {} ORDER BY seq LIMIT $3",
+            "SELECT seq, updated_at, doc_id, view, CASE WHEN view IS NULL THEN snapshot END FROM doc
+             WHERE seq > $1 AND {} ORDER BY seq LIMIT $3",
             within("area", "$2")
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(since).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
-        rows.iter()
-            .map(|r| {
-                let doc_id: String = r.try_get(2)?;
-                let sealed: Vec<u8> = r.try_get(3)?;
-                let snapshot = self.open_doc(&doc_id, &sealed)?;
-                Ok(DocRow { seq: r.try_get(0)?, updated_at: r.try_get(1)?, doc_id, snapshot })
+        // Read serially, opened (decrypted, decompressed) on every core.
+        let read: Vec<SealedDocRow> = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)))
+            .collect::<Result<_>>()?;
+        let keys: &AtRest = self.keys;
+        use rayon::prelude::*;
+        read.into_par_iter()
+            .map(|(seq, updated_at, doc_id, view, saved)| {
+                let body = match (view, saved) {
+                    (Some(sealed), _) => DocBody::View(open_view_with(keys, &doc_id, &sealed)?),
+                    (None, Some(sealed)) => DocBody::Saved(open_doc_with(keys, &doc_id, &sealed)?),
+                    (None, None) => return Err(StorageError::internal(format!("document {doc_id} has no body"))),
+                };
+                Ok(DocRow { seq, updated_at, doc_id, body })
             })
             .collect()
     }

@@ -40,26 +40,32 @@ fn commune_file(n: usize) -> PathBuf {
     path
 }
 
-/// Peak RSS (KiB) of the largest child process waited for so far.
-fn children_peak_rss_kib() -> i64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct it is given.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss
-}
-
-/// Runs the server command; returns its standard output, seconds, and the peak RSS (MiB) of
-/// the largest child so far.
+/// Runs the server command; returns its standard output, seconds, and its own peak RSS (MiB).
 fn run(db: &str, args: &[&str]) -> (String, f64, f64) {
+    use std::io::Read;
     let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
     if let Some(key) = key_file(db) {
         command.arg("--key-file").arg(key);
     }
     let t = Instant::now();
-    let out = command.arg("--db").arg(db).args(args).output().unwrap();
+    let mut child = command
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, and writes its status and usage into our variables.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let secs = t.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    (String::from_utf8(out.stdout).unwrap(), secs, children_peak_rss_kib() as f64 / 1024.0)
+    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{args:?}: {err}");
+    (out, secs, usage.ru_maxrss as f64 / 1024.0)
 }
 
 fn main() {

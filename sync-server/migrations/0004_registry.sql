@@ -9,7 +9,9 @@ CREATE INDEX IF NOT EXISTS doc_by_seq ON doc (seq);
 ALTER TABLE doc ADD COLUMN view {blob};
 -- The heads a household's document had when the registry's last import wrote it: the base a
 -- re-import is compared with, so that the registry changes only what it changed.
-CREATE TABLE IF NOT EXISTS import_base (doc_id TEXT PRIMARY KEY, heads TEXT NOT NULL);
+-- `row_tag` is a keyed hash of the row it imported (no residents' data): a row equal to it
+-- is unchanged without opening the document.
+CREATE TABLE IF NOT EXISTS import_base (doc_id TEXT PRIMARY KEY, heads TEXT NOT NULL, row_tag TEXT NOT NULL);
 -- Read-only tokens of the export API, each bound to an area (hashed, revocable).
 CREATE TABLE IF NOT EXISTS export_token (
     id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, area {area} NOT NULL, label TEXT NOT NULL,

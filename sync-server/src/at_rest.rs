@@ -189,6 +189,12 @@ impl AtRest {
         Self::tag(self.index.blocking(key))
     }
 
+    /// A keyed hash of a registry row as an import read it (to know an unchanged row again
+    /// without opening its document; it reveals nothing of the row without the key).
+    pub fn registry_row_tag(&self, row_json: &str) -> String {
+        Self::tag(self.index.blocking(&format!("registry-row:{row_json}")))
+    }
+
     /// Index token of a CCCD number's sorted digits (a transposition keeps them).
     pub fn cccd_digits_tag(&self, sorted_digits: &str) -> String {
         Self::tag(self.index.blocking(&format!("cccd-digits:{sorted_digits}")))

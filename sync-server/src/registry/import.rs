@@ -101,24 +101,38 @@ pub async fn import_batch(
     // Every household written lies within `area`, so within its province: one lock, taken
     // before any read. (A stored household outside `area` is refused, not written.)
     tx.lock_areas(&[area]).await?;
-    let existing = tx.docs(&ids).await?;
     let bases = tx.import_bases(&ids).await?;
+    // A row equal to the one the last import read (by its keyed tag) is unchanged: its
+    // document is not even opened.
+    let tags: Vec<String> =
+        rows.iter().map(|h| tx.registry_row_tag(&serde_json::to_string(h).unwrap_or_default())).collect();
+    let same: Vec<bool> = rows
+        .iter()
+        .zip(&tags)
+        .map(|(h, tag)| bases.get(h.household_id.as_str()).is_some_and(|(_, stored)| stored == tag))
+        .collect();
+    let to_open: Vec<&str> = ids.iter().zip(&same).filter(|(_, same)| !**same).map(|(id, _)| *id).collect();
+    let existing = tx.docs(&to_open).await?;
     let editor = server_editor(IMPORT_EDITOR);
     // The documents are built on every core (Automerge is most of an import's work); the
     // writes then go in as one batch.
     let prepared: Vec<Prepared> = rows
         .par_iter()
-        .map(|incoming| {
+        .zip(&same)
+        .map(|(incoming, same)| {
+            if *same {
+                return Ok(Prepared::skip(ImportOutcome::Unchanged));
+            }
             let id = incoming.household_id.as_str();
-            prepare(incoming, existing.get(id), bases.get(id).map(String::as_str), area, &editor)
+            prepare(incoming, existing.get(id), bases.get(id).map(|(heads, _)| heads.as_str()), area, &editor)
         })
         .collect::<Result<_, _>>()?;
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut writes = Vec::new();
     let mut new_bases = Vec::new();
-    for (incoming, p) in rows.iter().zip(prepared) {
+    for ((incoming, p), tag) in rows.iter().zip(prepared).zip(tags) {
         if let Some(heads) = p.base {
-            new_bases.push((incoming.household_id.clone(), heads));
+            new_bases.push((incoming.household_id.clone(), heads, tag));
         }
         writes.extend(p.write);
         outcomes.push(p.outcome);

@@ -452,12 +452,21 @@ impl<'a> Tx<'a> {
             .collect()
     }
 
-    /// The heads each of these documents had when the registry's import last wrote it.
-    pub async fn import_bases(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, String>> {
+    /// A keyed hash of a registry row ([`AtRest::registry_row_tag`]).
+    pub fn registry_row_tag(&self, row_json: &str) -> String {
+        self.keys.registry_row_tag(row_json)
+    }
+
+    /// The heads each of these documents had when the registry's import last wrote it, and
+    /// the tag of the row it imported.
+    pub async fn import_bases(
+        &mut self,
+        doc_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, (String, String)>> {
         let mut out = std::collections::HashMap::new();
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
             let sql = format!(
-                "SELECT doc_id, heads FROM import_base WHERE doc_id IN ({})",
+                "SELECT doc_id, heads, row_tag FROM import_base WHERE doc_id IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -465,23 +474,24 @@ impl<'a> Tx<'a> {
                 query = query.bind(*id);
             }
             for r in query.fetch_all(&mut *self.tx).await? {
-                out.insert(r.try_get(0)?, r.try_get(1)?);
+                out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
             }
         }
         Ok(out)
     }
 
-    /// Records the heads the registry's import left documents at: (doc_id, heads).
-    pub async fn put_import_bases(&mut self, bases: &[(String, String)]) -> Result<()> {
-        for chunk in bases.chunks(rows_per_statement(2)) {
+    /// Records the heads the registry's import left documents at, and the tag of the row
+    /// it imported: (doc_id, heads, row tag).
+    pub async fn put_import_bases(&mut self, bases: &[(String, String, String)]) -> Result<()> {
+        for chunk in bases.chunks(rows_per_statement(3)) {
             let sql = format!(
-                "INSERT INTO import_base (doc_id, heads) VALUES {}
-                 ON CONFLICT (doc_id) DO UPDATE SET heads = excluded.heads",
-                value_rows(self.dialect, chunk.len(), 2)
+                "INSERT INTO import_base (doc_id, heads, row_tag) VALUES {}
+                 ON CONFLICT (doc_id) DO UPDATE SET heads = excluded.heads, row_tag = excluded.row_tag",
+                value_rows(self.dialect, chunk.len(), 3)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (doc_id, heads) in chunk {
-                query = query.bind(doc_id.clone()).bind(heads.clone());
+            for (doc_id, heads, tag) in chunk {
+                query = query.bind(doc_id.clone()).bind(heads.clone()).bind(tag.clone());
             }
             query.execute(&mut *self.tx).await?;
         }

@@ -41,6 +41,7 @@ fn commune_file(n: usize) -> PathBuf {
 }
 
 /// Runs the server command; returns its standard output, seconds, and its own peak RSS (MiB).
+#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which also gives its peak RSS")]
 fn run(db: &str, args: &[&str]) -> (String, f64, f64) {
     use std::io::Read;
     let mut command = Command::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));

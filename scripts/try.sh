@@ -183,11 +183,11 @@ elif action == "review":
 PY
 
 echo "== Review: operator1 returns 01.001.00002-000004 for correction with a comment (as the console's Review page does)"
-python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" review 01.001.00002-000004 return "Kiểm tra lại ngày sinh của chủ hộ · check the head's date of birth"
+python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" review 01.001.00002-000004 return "Số nhà chưa đúng · the house number is wrong"
 echo "== Phone C sees it at its next sync, the officer fixes it, and it goes back to the operator, who approves it"
 $bin $C sync
 $bin $C returned
-$bin $C set 01.001.00002-000004 members/h000004-m0/dob 1958-03-04
+$bin $C set 01.001.00002-000004 address "Số 18A, Thôn Đông, xã Tân Lập"
 $bin $C sync
 python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" review 01.001.00002-000004 approve
 $bin $C sync

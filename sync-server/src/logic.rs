@@ -761,24 +761,13 @@ async fn write_link(
 /// Stores a document an operator changed since `before`, as [`store_merged`] stores a push.
 pub async fn store_operator_change(
     tx: &mut Tx<'_>,
-    mut doc: HouseholdDoc,
+    doc: HouseholdDoc,
     before: &[automerge::ChangeHash],
     operator: &str,
     action: &str,
     now: i64,
 ) -> Result<(), StorageError> {
-    let heads = doc.heads();
-    let new_changes = doc.save_after(before);
-    let household = doc.read();
-    let conflicts = doc.conflicts().map_err(StorageError::internal)?;
-    let mut merged = Merged {
-        doc,
-        changed: true,
-        new_changes,
-        heads: heads.iter().map(ToString::to_string).collect(),
-        household,
-        conflicts,
-    };
+    let mut merged = Merged::local_change(doc, before)?;
     store_merged(tx, std::slice::from_mut(&mut merged), "server", operator, action, now).await
 }
 

@@ -24,6 +24,26 @@ pub struct Merged {
     pub conflicts: Vec<Conflict>,
 }
 
+impl Merged {
+    /// A document changed here (by an operator or an import) since `before`: its new
+    /// changes, heads, reading and conflicts. A document made here from nothing (`before`
+    /// empty) has one author and holds no concurrent values.
+    pub fn local_change(mut doc: HouseholdDoc, before: &[ChangeHash]) -> Result<Merged, StorageError> {
+        let heads = doc.heads();
+        let new_changes = doc.save_after(before);
+        let household = doc.read();
+        let conflicts = if before.is_empty() { Vec::new() } else { doc.conflicts().map_err(StorageError::internal)? };
+        Ok(Merged {
+            doc,
+            changed: true,
+            new_changes,
+            heads: heads.iter().map(ToString::to_string).collect(),
+            household,
+            conflicts,
+        })
+    }
+}
+
 /// The server's own editor, for changes operators make.
 pub fn server_editor(user: &str) -> Editor {
     Editor { user: user.to_string(), device: "server".to_string() }

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use maud::html;
 use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf, require_admin};
-use super::layout::{Flash, PageError, ago, flash, page, time};
+use super::layout::{Flash, PageError, ago, done, flash, page, time};
 use crate::error::ApiError;
 use crate::state::{AppState, create_enrolment};
 use crate::storage::Role;
@@ -147,6 +147,5 @@ pub async fn revoke(
     let msg = format!(
         "Đã thu hồi {id}; thiết bị sẽ tự xoá dữ liệu ở lần đồng bộ sau. · Revoked {id}: it wipes its data at its next sync."
     );
-    Ok(Redirect::to(&format!("/console/devices?{}", serde_urlencoded::to_string([("done", msg)]).unwrap_or_default()))
-        .into_response())
+    Ok(done("/console/devices", &msg))
 }

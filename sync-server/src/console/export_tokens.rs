@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, Response};
 use maud::html;
 use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf, require_admin};
-use super::layout::{Flash, PageError, flash, page, time};
+use super::layout::{Flash, PageError, done, flash, page, time};
 use crate::state::{AppState, create_export_token};
 
 /// GET /console/export-tokens (admin)
@@ -94,9 +94,5 @@ pub async fn revoke(
     }
     state.storage.log_event(state.now(), posted.session.username.clone(), format!("revoked export token {id}")).await?;
     let msg = format!("Đã thu hồi {id}. · Revoked {id}.");
-    Ok(Redirect::to(&format!(
-        "/console/export-tokens?{}",
-        serde_urlencoded::to_string([("done", msg)]).unwrap_or_default()
-    ))
-    .into_response())
+    Ok(done("/console/export-tokens", &msg))
 }

@@ -72,6 +72,13 @@ pub fn flash(message: Option<&str>) -> Markup {
     html! { @if let Some(m) = message { p.flash role="status" { (m) } } }
 }
 
+/// A redirect after a form to `path` (no query of its own), with a message the page shows.
+pub fn done(path: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let query = serde_urlencoded::to_string([("done", message)]).unwrap_or_default();
+    axum::response::Redirect::to(&format!("{path}?{query}")).into_response()
+}
+
 /// The filter bar of a review list: an area and a status.
 pub fn filter_form(action: &str, area: &str, statuses: &[(&str, &str)], current: &str) -> Markup {
     html! {

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, Response};
 use maud::html;
 use serde::Deserialize;
 
 use super::auth::{Current, MIN_PASSWORD_LEN, Posted, csrf, hash_password, require_admin};
-use super::layout::{Flash, PageError, flash, page, time};
+use super::layout::{Flash, PageError, done, flash, page, time};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{Operator, Role};
@@ -124,9 +124,5 @@ pub async fn create(State(state): State<Arc<AppState>>, posted: Posted<NewOperat
     let action = format!("create account {username} ({}{})", role.as_str(), scope_suffix(&area));
     state.storage.log_event(state.now(), posted.session.username.clone(), action).await?;
     let msg = format!("Đã tạo {username}. · Created {username}.");
-    Ok(Redirect::to(&format!(
-        "/console/operators?{}",
-        serde_urlencoded::to_string([("done", msg)]).unwrap_or_default()
-    ))
-    .into_response())
+    Ok(done("/console/operators", &msg))
 }

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, Response};
 use doorstep_core::verification::{ReviewDecision, ReviewStatus};
 use maud::html;
 use serde::Deserialize;
 
 use super::auth::{Current, Posted, scoped_area};
 use super::households::household_link;
-use super::layout::{Flash, PageError, filter_form, flash, page, time};
+use super::layout::{Flash, PageError, done, filter_form, flash, page, time};
 use crate::review::MAX_COMMENT_CHARS;
 use crate::state::AppState;
 
@@ -117,11 +117,7 @@ pub async fn decide(
         ReviewDecision::Approved => "Đã duyệt. · Approved.",
         ReviewDecision::Returned => "Đã trả lại để sửa. · Returned for correction.",
     };
-    Ok(Redirect::to(&format!(
-        "/console/households/{id}?{}",
-        serde_urlencoded::to_string([("done", msg)]).unwrap_or_default()
-    ))
-    .into_response())
+    Ok(done(&format!("/console/households/{id}"), msg))
 }
 
 /// The household page's review section: its verification, where it stands, and the decision form.

@@ -19,22 +19,6 @@ fn heads_of(text: &str) -> Vec<ChangeHash> {
     text.split(',').filter_map(|h| h.parse().ok()).collect()
 }
 
-fn merged(mut doc: HouseholdDoc, before: &[ChangeHash]) -> Result<Merged, StorageError> {
-    let heads = doc.heads();
-    let new_changes = doc.save_after(before);
-    let household = doc.read();
-    // A document made here from nothing has one author: it holds no concurrent values.
-    let conflicts = if before.is_empty() { Vec::new() } else { doc.conflicts().map_err(StorageError::internal)? };
-    Ok(Merged {
-        doc,
-        changed: true,
-        new_changes,
-        heads: heads.iter().map(ToString::to_string).collect(),
-        household,
-        conflicts,
-    })
-}
-
 /// What importing one household comes to: its outcome, the document to write, and the
 /// heads to record as the registry's last version.
 struct Prepared {
@@ -61,7 +45,7 @@ fn prepare(
     let id = incoming.household_id.as_str();
     let Some((snapshot, stored_area)) = existing else {
         let doc = HouseholdDoc::create(incoming, editor).map_err(StorageError::internal)?;
-        let m = merged(doc, &[])?;
+        let m = Merged::local_change(doc, &[])?;
         return Ok(Prepared { outcome: ImportOutcome::Created, base: Some(m.heads.join(",")), write: Some(m) });
     };
     if !area_within(stored_area, area) {
@@ -83,7 +67,7 @@ fn prepare(
         let heads = before.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         return Ok(Prepared { outcome: ImportOutcome::Unchanged, write: None, base: Some(heads) });
     }
-    let m = merged(doc, &before)?;
+    let m = Merged::local_change(doc, &before)?;
     Ok(Prepared { outcome: ImportOutcome::Updated, base: Some(m.heads.join(",")), write: Some(m) })
 }
 

@@ -453,3 +453,58 @@ impl<W: Write> ExportWriter<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all<I: Iterator<Item = std::io::Result<ReadRow>>>(rows: I) -> Vec<ReadRow> {
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn csv_rows_of_a_household_come_together_and_formula_safe_cells_read_back() {
+        let text = "household_id,area_code,address,head_member_id,member_id,full_name,phone\n\
+                    h1,01.001,\"Số 1, Thôn Đông\",m0,m0,Lê Văn An,'+84912000111\n\
+                    h1,01.001,\"Số 1, Thôn Đông\",m0,m1,Lê Thị Bình,\n\
+                    h2,01.001,Số 2,,,,\n\
+                    h3,01.001,Số 3,m0,m0,\"Trần \"\"Ba\"\"\",\n";
+        let rows = read_all(CsvReader::new(text.as_bytes()));
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 4, 5]);
+        let h1 = rows[0].household.as_ref().unwrap();
+        assert_eq!(h1.address, "Số 1, Thôn Đông");
+        assert_eq!(h1.members.len(), 2);
+        assert_eq!(h1.members[0].phone.as_deref(), Some("+84912000111"));
+        assert_eq!(h1.members[1].phone, None);
+        assert!(rows[1].household.as_ref().unwrap().members.is_empty(), "a row without a member id holds no resident");
+        assert_eq!(rows[2].household.as_ref().unwrap().members[0].full_name, "Trần \"Ba\"");
+    }
+
+    #[test]
+    fn csv_rows_that_disagree_on_the_household_are_one_refusal() {
+        let text = "household_id,area_code,address,member_id,full_name\nh1,01.001,Số 1,m0,A\nh1,01.001,Số 9,m1,B\n";
+        let rows = read_all(CsvReader::new(text.as_bytes()));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].household, Err(RowProblem::InconsistentHousehold("address".into())));
+    }
+
+    #[test]
+    fn json_lines_skip_blank_lines_and_keep_their_numbers() {
+        let text = "\n{\"household_id\": \"h1\", \"area\": \"01.001\", \"address\": \"x\"}\n\nnot json\n{\"area\": \"01.001\"}\n";
+        let rows = read_all(JsonlReader::new(text.as_bytes()));
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 4, 5]);
+        assert_eq!(rows[0].household.as_ref().unwrap().area_code, "01.001");
+        assert!(matches!(rows[1].household, Err(RowProblem::Malformed(_))));
+        assert_eq!(rows[2].household, Err(RowProblem::MissingHouseholdId));
+        assert_eq!(rows[2].bytes_read, text.len() as u64);
+    }
+
+    #[test]
+    fn an_exported_row_is_formula_safe() {
+        assert_eq!(formula_safe("=1+1"), "'=1+1");
+        assert_eq!(formula_safe("-5"), "'-5");
+        assert_eq!(formula_safe("Lê"), "Lê");
+        assert_eq!(unquote(Some("'=1+1".into())).as_deref(), Some("=1+1"));
+        assert_eq!(unquote(Some("'Lê".into())).as_deref(), Some("'Lê"));
+    }
+}

@@ -78,7 +78,8 @@ fn read_batches(path: &Path, format: Format, area: String) -> std::io::Result<to
                 }
                 Err(problem) => bad.push((row.line, row.household_id, problem)),
             }
-            if good.len() >= IMPORT_BATCH {
+            // Refused rows are handed on too, so that a file of bad rows holds no more memory.
+            if good.len() >= IMPORT_BATCH || bad.len() >= IMPORT_BATCH {
                 ids.clear();
                 let full = std::mem::take(&mut good);
                 if send.blocking_send(Batch::Rows(full, std::mem::take(&mut bad), bytes)).is_err() {
@@ -105,7 +106,7 @@ impl Report {
     }
 
     fn refuse(&mut self, line: u64, household_id: Option<&str>, problem: &RowProblem) -> Result<(), BoxError> {
-        let id = super::formats::formula_safe(household_id.unwrap_or_default()).into_owned();
+        let id = household_id.unwrap_or_default().to_string();
         let (vi, en) = (problem.vi(), problem.en());
         let record = [line.to_string(), id, problem.code().to_string(), vi, en];
         self.out.write_record(record.iter().map(|c| super::formats::formula_safe(c).into_owned()))?;

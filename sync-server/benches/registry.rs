@@ -57,9 +57,16 @@ fn run(db: &str, args: &[&str]) -> (String, f64, f64) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut out, mut err) = (String::new(), String::new());
+    // Both pipes drain at once: a child that fills one while the other is read would wait forever.
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let err = errors.join().unwrap_or_default();
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child, and writes its status and usage into our variables.

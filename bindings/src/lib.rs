@@ -72,19 +72,30 @@ pub struct DoorstepStore {
 
 impl DoorstepStore {
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Store) -> doorstep_core::Result<T>) -> Result<T, DoorstepError> {
-        guard(|| {
-            let mut store = match self.store.lock() {
-                Ok(store) => store,
-                // A panic caught while the store was held: undo what it left half done and go on.
-                Err(poisoned) => {
-                    self.store.clear_poison();
-                    let mut store = poisoned.into_inner();
-                    store.recover_after_panic();
-                    store
-                }
-            };
-            f(&mut store).map_err(DoorstepError::from)
-        })
+        guard(|| self.held(f).map_err(DoorstepError::from))
+    }
+
+    /// Runs `f` with the store held. A panic caught while the store was held left its mutex
+    /// poisoned: what it left half done is undone and the store goes on.
+    fn held<T>(&self, f: impl FnOnce(&mut Store) -> doorstep_core::Result<T>) -> doorstep_core::Result<T> {
+        let mut store = match self.store.lock() {
+            Ok(store) => store,
+            Err(poisoned) => {
+                self.store.clear_poison();
+                let mut store = poisoned.into_inner();
+                store.recover_after_panic();
+                store
+            }
+        };
+        f(&mut store)
+    }
+}
+
+/// A sync holds the store only between its network round trips (never while a request is on
+/// the network), so the app's other calls go on meanwhile.
+impl doorstep_core::sync::StoreAccess for DoorstepStore {
+    fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> doorstep_core::Result<R>) -> doorstep_core::Result<R> {
+        self.held(f)
     }
 }
 
@@ -340,13 +351,13 @@ impl DoorstepStore {
     /// Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
     pub fn sync_blocking(&self, observer: Option<Arc<dyn SyncObserver>>) -> Result<SyncReportRecord, DoorstepError> {
         self.cancel.store(false, Ordering::SeqCst);
-        self.with(|s| {
-            let url = s
-                .sync_value("server_url")?
+        guard(|| {
+            let url = self
+                .with(|s| s.sync_value("server_url"))?
                 .ok_or_else(|| doorstep_core::Error::InvalidArgument("not enrolled".into()))?;
             let transport = HttpTransport::new(&url)?;
             let bridge = observer.map(ObserverBridge);
-            let r = doorstep_core::sync::sync(s, &transport, bridge.as_ref().map(|b| b as _), &self.cancel)?;
+            let r = doorstep_core::sync::sync_shared(self, &transport, bridge.as_ref().map(|b| b as _), &self.cancel)?;
             Ok(SyncReportRecord {
                 pushed: r.pushed as u64,
                 pulled: r.pulled as u64,
@@ -364,8 +375,40 @@ impl DoorstepStore {
                     .map(|(household_id, reason)| RefusedHouseholdRecord { household_id, reason })
                     .collect(),
                 released: r.released as u64,
+                departed: r.departed as u64,
+                departing: r
+                    .departing
+                    .into_iter()
+                    .map(|(household_id, to_area)| DepartingRecord { household_id, to_area })
+                    .collect(),
+                transfers_decided: r.transfers_decided.into_iter().map(Into::into).collect(),
             })
         })
+    }
+
+    /// Moves a household to `toArea`. Within this device's areas it moves at once (the next
+    /// sync sends it; the old area's other devices drop it, the new area's receive it whole).
+    /// Outside them it becomes a transfer request, with `reason`, for an operator whose scope
+    /// covers both areas; `transferRequests` shows how it stands after each sync.
+    pub fn move_household(
+        &self,
+        household_id: String,
+        to_area: String,
+        reason: String,
+    ) -> Result<MoveResult, DoorstepError> {
+        self.with(|s| {
+            Ok(match s.move_household(&household_id, &to_area, &reason)? {
+                doorstep_core::store::MoveOutcome::Moved => MoveResult { moved: true, transfer_request_id: None },
+                doorstep_core::store::MoveOutcome::TransferRequested { request_id } => {
+                    MoveResult { moved: false, transfer_request_id: Some(request_id) }
+                }
+            })
+        })
+    }
+
+    /// This device's transfer requests, newest first, as of the last sync.
+    pub fn transfer_requests(&self) -> Result<Vec<TransferRequestRecord>, DoorstepError> {
+        self.with(|s| Ok(s.transfer_requests()?.into_iter().map(Into::into).collect()))
     }
 
     /// Verifies a household verification slip from a photo of its QR code, offline, with the

@@ -440,6 +440,103 @@ pub struct SyncReportRecord {
     pub quarantined: Vec<RefusedHouseholdRecord>,
     /// Quarantined change sets that loaded in this sync and were let in.
     pub released: u64,
+    /// Households removed from this device because they moved out of its areas.
+    pub departed: u64,
+    /// Households that moved out of this device's areas, kept until the server has the edits
+    /// made here.
+    pub departing: Vec<DepartingRecord>,
+    /// Transfer requests an operator decided since the last sync.
+    pub transfers_decided: Vec<TransferOutcomeRecord>,
+}
+
+/// A household that moved out of this device's areas and waits to be removed.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DepartingRecord {
+    /// Household id.
+    pub household_id: String,
+    /// The area it moved to.
+    pub to_area: String,
+}
+
+/// What moving a household did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MoveResult {
+    /// It moved (within this device's areas).
+    pub moved: bool,
+    /// Otherwise: the transfer request made for an operator to decide.
+    pub transfer_request_id: Option<String>,
+}
+
+/// Where a transfer request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum TransferStatusRecord {
+    /// Waiting for an operator.
+    Pending,
+    /// Approved: the household moved.
+    Approved,
+    /// Refused: it stays where it was.
+    Refused,
+}
+
+impl From<doorstep_core::sync::protocol::TransferStatus> for TransferStatusRecord {
+    fn from(s: doorstep_core::sync::protocol::TransferStatus) -> Self {
+        use doorstep_core::sync::protocol::TransferStatus;
+        match s {
+            TransferStatus::Pending => TransferStatusRecord::Pending,
+            TransferStatus::Approved => TransferStatusRecord::Approved,
+            TransferStatus::Refused => TransferStatusRecord::Refused,
+        }
+    }
+}
+
+/// An operator's decision on a transfer request, as a sync brought it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TransferOutcomeRecord {
+    /// The request's id.
+    pub request_id: String,
+    /// Where it stands.
+    pub status: TransferStatusRecord,
+    /// The operator's note.
+    pub note: String,
+}
+
+impl From<doorstep_core::sync::protocol::TransferOutcome> for TransferOutcomeRecord {
+    fn from(o: doorstep_core::sync::protocol::TransferOutcome) -> Self {
+        TransferOutcomeRecord { request_id: o.request_id, status: o.status.into(), note: o.note }
+    }
+}
+
+/// A transfer request this device made.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TransferRequestRecord {
+    /// Its id.
+    pub request_id: String,
+    /// Household id.
+    pub household_id: String,
+    /// The area asked for.
+    pub to_area: String,
+    /// Why.
+    pub reason: String,
+    /// Where it stands.
+    pub status: TransferStatusRecord,
+    /// The operator's note.
+    pub note: String,
+    /// When it was made, Unix seconds.
+    pub created_at: i64,
+}
+
+impl From<doorstep_core::store::TransferRequest> for TransferRequestRecord {
+    fn from(r: doorstep_core::store::TransferRequest) -> Self {
+        TransferRequestRecord {
+            request_id: r.request_id,
+            household_id: r.household_id,
+            to_area: r.to_area,
+            reason: r.reason,
+            status: r.status.into(),
+            note: r.note,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// A household the server did not take in a sync, and why.

@@ -13,7 +13,7 @@ use doorstep_core::form::{FormDefinition, residence_survey};
 use doorstep_core::identity::{Cccd, ChipCardQr, PersonKey, Sex};
 use doorstep_core::qr;
 use doorstep_core::record::{Household, HouseholdDoc, Member, make_id};
-use doorstep_core::store::{ListedHousehold, PhotoSize, Role, SearchHit, Store};
+use doorstep_core::store::{ListedHousehold, MoveOutcome, PhotoSize, Role, SearchHit, Store};
 use doorstep_core::sync::protocol::EnrolmentCode;
 use doorstep_core::sync::{HttpTransport, SyncObserver, SyncProgress};
 use doorstep_core::transfer::{BundleSelection, FRAME_PAYLOAD_BYTES, FrameReceiver, to_frames};
@@ -135,6 +135,20 @@ enum Command {
     },
     /// Households an operator returned for correction, with the operator's comment.
     Returned,
+    /// Move a household to another area. Within this phone's areas it moves at once (sent at
+    /// the next sync); outside them it becomes a transfer request for an operator to decide.
+    Move {
+        /// Household id.
+        id: String,
+        /// The area to move it to, e.g. 01.001.00002.
+        #[arg(long)]
+        to: String,
+        /// Why (shown to the operator who decides a transfer).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// This phone's transfer requests and where they stand (as of the last sync).
+    Transfers,
     /// Validate a household against the residence survey.
     Validate {
         /// Household id.
@@ -487,6 +501,27 @@ fn run(cli: Cli) -> Result<()> {
             let what = member.as_ref().map(|m| format!("resident {m} of {id}")).unwrap_or_else(|| id.clone());
             println!("{what}: {} by {} on {} at {}", v.state.code(), v.by, v.device, chrono_time(v.at));
         }
+        Command::Move { id, to, reason } => {
+            let mut store = open_unlocked(&cli)?;
+            match store.move_household(id, to, reason)? {
+                MoveOutcome::Moved => println!("moved {id} to {to}; the next sync sends it"),
+                MoveOutcome::TransferRequested { request_id } => println!(
+                    "{to} is outside this phone's areas: transfer request {request_id} is sent at the next sync, \
+                     for an operator to decide (see `doorstep transfers`)"
+                ),
+            }
+        }
+        Command::Transfers => {
+            let store = open_unlocked(&cli)?;
+            let requests = store.transfer_requests()?;
+            if requests.is_empty() {
+                println!("no transfer request");
+            }
+            for r in requests {
+                let note = if r.note.is_empty() { String::new() } else { format!(": {}", r.note) };
+                println!("{}  {} → {}  {}{note}", r.request_id, r.household_id, r.to_area, r.status.as_str());
+            }
+        }
         Command::Returned => {
             let store = open_unlocked(&cli)?;
             let total = store.count_households()?;
@@ -767,6 +802,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             if report.released > 0 {
                 println!("released from quarantine: {} change set(s)", report.released);
+            }
+            if report.departed > 0 {
+                println!("removed from this phone: {} household(s) that moved out of its areas", report.departed);
+            }
+            for (doc_id, to) in &report.departing {
+                println!("moved to {to}, kept until the server has this phone's edits: {doc_id}");
+            }
+            for t in &report.transfers_decided {
+                let note = if t.note.is_empty() { String::new() } else { format!(": {}", t.note) };
+                println!("transfer request {} {}{note}", t.request_id, t.status.as_str());
             }
             let waiting = store.quarantined()?;
             if !waiting.is_empty() {

@@ -38,6 +38,7 @@ fn main() {
         transfer_key: None,
         snapshot: None,
         resend: vec![],
+        transfers: vec![],
     };
     write(&dir, "sync_protocol", "sync_request", &encode(&request));
     let response = SyncResponse {
@@ -53,6 +54,8 @@ fn main() {
         refused: vec![],
         snapshot: None,
         directory: vec![],
+        departed: vec![],
+        transfers: vec![],
     };
     write(&dir, "sync_protocol", "sync_response", &encode(&response));
     write(

@@ -152,8 +152,14 @@ pub fn photo(data: &[u8]) {
 /// seed household's own stored copy (when the bytes start from it).
 pub fn server_merge(data: &[u8]) {
     let push = DocPush { doc_id: MERGE_DOC_ID.into(), area: format!("{MERGE_SCOPE}.00001"), changes: data.to_vec() };
-    if let Ok(mut first) = doorstep_sync_server::merge::merge_push(None, &push, MERGE_SCOPE) {
+    if let Ok(mut first) =
+        doorstep_sync_server::merge::merge_push(None, &push, doorstep_sync_server::merge::Bound::Scope(MERGE_SCOPE))
+    {
         let stored = first.doc.save();
-        let _ = doorstep_sync_server::merge::merge_push(Some(&stored), &push, MERGE_SCOPE);
+        let _ = doorstep_sync_server::merge::merge_push(
+            Some(&stored),
+            &push,
+            doorstep_sync_server::merge::Bound::Scope(MERGE_SCOPE),
+        );
     }
 }

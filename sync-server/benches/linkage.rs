@@ -198,6 +198,7 @@ fn province_fixture(residents: usize) -> PathBuf {
             transfer_key: None,
             snapshot: None,
             resend: vec![],
+            transfers: vec![],
         });
         let resp = client.post(format!("{}/v1/sync", server.url)).bearer_auth(credential).body(body).send().unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());

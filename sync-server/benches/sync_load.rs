@@ -189,6 +189,7 @@ fn simulate(
                             transfer_key: None,
                             snapshot: None,
                             resend: vec![],
+                            transfers: vec![],
                         });
                         let start = Instant::now();
                         let resp =

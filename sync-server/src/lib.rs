@@ -19,6 +19,7 @@ pub mod export_api;
 pub mod limits;
 pub mod logic;
 pub mod merge;
+pub mod moves;
 pub mod registry;
 pub mod review;
 pub mod service;

@@ -8,13 +8,14 @@ use doorstep_core::identity::linkage::{NameParts, comparison};
 use doorstep_core::identity::{Cccd, LinkageModel, MatchScore, PersonKey, PersonRecord};
 use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::sync::protocol::{
-    BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocPull, DocRefusal, ErrorCode, MAX_PUSH_DOCS,
-    MAX_RESEND_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse, area_within,
+    BLOB_CHUNK_BYTES, BlobChunk, BlobGet, BlobPut, BlobPutAck, DocAck, DocDeparture, DocPull, DocRefusal, ErrorCode,
+    MAX_PUSH_DOCS, MAX_RESEND_DOCS, PROTOCOL_VERSION, PULL_PAGE_BYTES, SnapshotPosition, SyncRequest, SyncResponse,
+    area_within,
 };
 use doorstep_core::verification::VerificationState;
 use rayon::prelude::*;
 
-use crate::merge::{Merged, merge_push, people, server_editor};
+use crate::merge::{Bound, Merged, merge_push, people, server_editor};
 use crate::storage::{Device, DuplicateAction, RescoreReport};
 use crate::store::DocWrite;
 use crate::store::model::{DuplicateRow, HouseholdStats, PersonIndex};
@@ -196,17 +197,31 @@ pub async fn store_merged(
     // Saving each document and computing its figures runs on every core.
     let writes: Vec<DocWrite> = merged
         .par_iter_mut()
-        .map(|m| DocWrite {
-            doc_id: m.household.household_id.clone(),
-            area: m.household.area_code.clone(),
-            snapshot: m.doc.save_nocompress(),
-            heads: m.heads.join(","),
-            changes: m.new_changes.clone(),
-            stats: household_stats(&m.household, day_of(now)),
-            view: serde_json::to_vec(&m.household).unwrap_or_default(),
+        .map(|m| {
+            let snapshot = m.doc.save_nocompress();
+            // A household new to an area reaches its devices whole: they may hold none of it.
+            let changes = match (&m.moved_from, &m.household.area_code) {
+                (Some(from), to) if from != to => snapshot.clone(),
+                _ => m.new_changes.clone(),
+            };
+            DocWrite {
+                doc_id: m.household.household_id.clone(),
+                area: m.household.area_code.clone(),
+                snapshot,
+                heads: m.heads.join(","),
+                changes,
+                stats: household_stats(&m.household, day_of(now)),
+                view: serde_json::to_vec(&m.household).unwrap_or_default(),
+                moved_from: m.moved_from.clone().filter(|from| *from != m.household.area_code),
+            }
         })
         .collect();
     tx.store_docs(&writes, origin, user, action, now).await?;
+    for w in &writes {
+        if let Some(from) = &w.moved_from {
+            tx.audit(now, origin, user, &w.doc_id, &w.heads, &format!("move {from} → {}", w.area)).await?;
+        }
+    }
     let ids: Vec<&str> = merged.iter().map(|m| m.household.household_id.as_str()).collect();
     let refs: Vec<(String, String, String)> = merged
         .iter()
@@ -369,14 +384,25 @@ pub async fn sync(
     let mut changed: Vec<Merged> = Vec::new();
     let mut refused = Vec::new();
     for push in &req.push {
-        let stored = existing.get(&push.doc_id);
-        let outcome = match stored {
-            Some((_, area)) if !area_within(area, &device.area) => Err(StorageError::new(
-                ErrorKind::Forbidden,
-                ErrorCode::ForbiddenArea,
-                format!("{} belongs to another area", push.doc_id),
-            )),
-            _ => merge_push(stored.map(|(s, _)| s.as_slice()), push, &device.area),
+        let outcome = match existing.get(&push.doc_id) {
+            Some((_, area)) if !area_within(area, &device.area) => {
+                // Moved out of the device's areas: its edits from before it was told are taken.
+                match crate::moves::departed_since(tx, &push.doc_id, &device.area, req.cursor).await? {
+                    Some(to) => {
+                        tx.lock_areas(&[&to]).await?;
+                        let stored = tx.doc(&push.doc_id).await?;
+                        if let Some((saved, area)) = &stored {
+                            existing.insert(push.doc_id.clone(), (saved.clone(), area.clone()));
+                        }
+                        match stored {
+                            Some((saved, area)) => merge_push(Some(&saved), push, Bound::Departed(&area)),
+                            None => Err(StorageError::internal("a departed household without its document")),
+                        }
+                    }
+                    None => Err(crate::moves::refusal_outside(tx, &push.doc_id, &device.area).await?),
+                }
+            }
+            stored => merge_push(stored.map(|(s, _)| s.as_slice()), push, Bound::Scope(&device.area)),
         };
         // One bad household gets its own refusal; the rest of the request is taken.
         let mut merged = match outcome {
@@ -391,6 +417,13 @@ pub async fn sync(
         if !merged.changed {
             continue;
         }
+        // A move within the device's areas: the old area's devices are told, the new area's
+        // get the whole document.
+        if let Some((_, stored_area)) = existing.get(&push.doc_id)
+            && *stored_area != merged.household.area_code
+        {
+            merged.moved_from = Some(stored_area.clone());
+        }
         if ids.iter().filter(|id| **id == push.doc_id).count() > 1 {
             existing.insert(push.doc_id.clone(), (merged.doc.save(), merged.household.area_code.clone()));
         }
@@ -399,6 +432,7 @@ pub async fn sync(
                 let mut earlier = std::mem::take(&mut changed[i].new_changes);
                 earlier.extend_from_slice(&merged.new_changes);
                 merged.new_changes = earlier;
+                merged.moved_from = merged.moved_from.or(changed[i].moved_from.take());
                 changed[i] = merged;
             }
             None => changed.push(merged),
@@ -435,6 +469,7 @@ pub async fn sync(
         }
         tx.set_transfer_key(&device.device_id, &key.to_ascii_lowercase(), now).await?;
     }
+    let transfers = crate::moves::take_transfer_asks(tx, device, &req.user, &req.transfers, now).await?;
     let directory = tx.directory(&device.area).await?;
     tx.touch_device(&device.device_id, now).await?;
     Ok(SyncResponse {
@@ -446,6 +481,8 @@ pub async fn sync(
         refused,
         snapshot: page.snapshot,
         directory,
+        departed: page.departed,
+        transfers,
     })
 }
 
@@ -455,6 +492,8 @@ struct PullPage {
     next_cursor: u64,
     more: bool,
     snapshot: Option<SnapshotPosition>,
+    /// Households that left the device's areas.
+    departed: Vec<DocDeparture>,
 }
 
 /// The area's feed after the cursor, without the device's own changes, one bounded page.
@@ -466,8 +505,22 @@ async fn feed_page(tx: &mut Tx<'_>, device: &Device, cursor: u64) -> Result<Pull
     let mut bytes = 0usize;
     let mut next_cursor = cursor;
     let mut more = scanned == FEED_SCAN;
+    let mut departed: Vec<DocDeparture> = Vec::new();
     for row in rows {
+        if let Some(to) = row.moved_to {
+            // A departure: devices that do not cover the new area drop the household (and
+            // anything of it earlier in this page); the others get it from the new area's row.
+            if !area_within(&to, &device.area) {
+                pull.retain(|p| p.doc_id != row.doc_id);
+                departed.retain(|d| d.doc_id != row.doc_id);
+                departed.push(DocDeparture { doc_id: row.doc_id, moved_to: to });
+            }
+            next_cursor = row.seq as u64;
+            continue;
+        }
         if row.origin != device.device_id {
+            // Back in the device's areas later in the page: it arrives whole.
+            departed.retain(|d| d.doc_id != row.doc_id);
             if bytes > 0 && bytes + row.changes.len() > PULL_PAGE_BYTES {
                 more = true;
                 break;
@@ -483,7 +536,7 @@ async fn feed_page(tx: &mut Tx<'_>, device: &Device, cursor: u64) -> Result<Pull
         }
         next_cursor = row.seq as u64;
     }
-    Ok(PullPage { pull, next_cursor, more, snapshot: None })
+    Ok(PullPage { pull, next_cursor, more, snapshot: None, departed })
 }
 
 /// One page of a compact first sync: the area's saved documents after `position`, whole.
@@ -501,7 +554,7 @@ async fn snapshot_page(
     };
     if mark == 0 {
         // Nothing in the area yet: the feed from the start is all there is.
-        return Ok(PullPage { pull: Vec::new(), next_cursor: 0, more: false, snapshot: None });
+        return Ok(PullPage { pull: Vec::new(), next_cursor: 0, more: false, snapshot: None, departed: Vec::new() });
     }
     let docs = tx.docs_of_area_after(area, (&position.after_area, &position.after_doc), page_docs).await?;
     let mut more = docs.len() as i64 == page_docs;
@@ -519,12 +572,12 @@ async fn snapshot_page(
         Some(last) if more => {
             let snapshot =
                 Some(SnapshotPosition { mark, after_area: last.area.clone(), after_doc: last.doc_id.clone() });
-            Ok(PullPage { pull, next_cursor: 0, more: true, snapshot })
+            Ok(PullPage { pull, next_cursor: 0, more: true, snapshot, departed: Vec::new() })
         }
         // The documents are done: the feed after the mark is next (if it holds anything).
         _ => {
             let more = tx.feed_mark(area).await?.max(0) as u64 > mark;
-            Ok(PullPage { pull, next_cursor: mark, more, snapshot: None })
+            Ok(PullPage { pull, next_cursor: mark, more, snapshot: None, departed: Vec::new() })
         }
     }
 }

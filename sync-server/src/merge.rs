@@ -22,6 +22,8 @@ pub struct Merged {
     pub household: Household,
     /// Fields with concurrent values.
     pub conflicts: Vec<Conflict>,
+    /// The area the household left, when this merge moved it to another one.
+    pub moved_from: Option<String>,
 }
 
 impl Merged {
@@ -40,6 +42,7 @@ impl Merged {
             heads: heads.iter().map(ToString::to_string).collect(),
             household,
             conflicts,
+            moved_from: None,
         })
     }
 }
@@ -53,10 +56,20 @@ fn invalid(message: impl Into<String>) -> StorageError {
     StorageError::new(ErrorKind::Unprocessable, ErrorCode::InvalidDocument, message)
 }
 
+/// Where a pushed household must lie after its merge.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound<'a> {
+    /// Within the device's scope (any area of it: a move inside the scope is allowed).
+    Scope(&'a str),
+    /// Exactly where it is: it moved out of the device's scope after the device last
+    /// synced, and the device's edits from before it knew are still taken.
+    Departed(&'a str),
+}
+
 /// Merges `push` into the server's copy (`existing`, a saved document), checking
-/// that it is a household document for this id and within the device's `scope`.
+/// that it is a household document for this id that stays within `bound`.
 /// Hostile bytes cannot panic the server: loading runs under `catch_unwind`.
-pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Result<Merged, StorageError> {
+pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, bound: Bound<'_>) -> Result<Merged, StorageError> {
     if push.changes.len() > MAX_DOC_CHANGE_BYTES {
         return Err(StorageError::new(
             ErrorKind::TooLarge,
@@ -70,7 +83,9 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
     if let Err(e) = doorstep_core::area::Area::parse(&push.area) {
         return Err(StorageError::invalid(e.to_string()));
     }
-    if !area_within(&push.area, scope) {
+    if let Bound::Scope(scope) = bound
+        && !area_within(&push.area, scope)
+    {
         return Err(StorageError::new(
             ErrorKind::Forbidden,
             ErrorCode::ForbiddenArea,
@@ -98,7 +113,11 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
         if doorstep_core::area::Area::parse(&household.area_code).is_err() {
             return Err(invalid("the household's area code is not digits in dot-separated parts"));
         }
-        if !area_within(&household.area_code, scope) {
+        let stays = match bound {
+            Bound::Scope(scope) => area_within(&household.area_code, scope),
+            Bound::Departed(area) => household.area_code == area,
+        };
+        if !stays {
             return Err(StorageError::new(
                 ErrorKind::Forbidden,
                 ErrorCode::ForbiddenArea,
@@ -116,6 +135,7 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, scope: &str) -> Resul
             heads: heads.iter().map(ToString::to_string).collect(),
             household,
             conflicts,
+            moved_from: None,
         })
     });
     match result {

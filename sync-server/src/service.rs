@@ -8,7 +8,8 @@ use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, Syn
 
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, ExportPage, ExportToken,
-    ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, ReviewItem, Session, Storage, Turning14,
+    ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, ReviewItem, Session, Storage, TransferRow,
+    Turning14,
 };
 use crate::store::{StorageError, Store, Tx};
 use crate::{logic, registry};
@@ -233,6 +234,24 @@ impl Storage for Store {
 
     async fn households_in_review(&self, area: String, status: String, limit: i64) -> Result<Vec<ReviewItem>> {
         in_read!(self, |tx| tx.households_in_review(&area, &status, limit).await?)
+    }
+
+    async fn transfers(&self, status: String, scope: String, limit: i64) -> Result<Vec<TransferRow>> {
+        in_read!(self, |tx| tx.transfers(&status, &scope, limit).await?)
+    }
+
+    async fn decide_transfer(
+        &self,
+        id: i64,
+        approve: bool,
+        note: String,
+        operator: String,
+        scope: String,
+        now: i64,
+    ) -> Result<()> {
+        in_write!(self, |tx| {
+            crate::moves::decide_transfer(&mut tx, id, approve, &note, &operator, &scope, now).await?
+        })
     }
 
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck> {

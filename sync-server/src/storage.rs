@@ -128,6 +128,20 @@ pub trait Storage: Send + Sync + 'static {
         status: String,
         limit: i64,
     ) -> Result<Vec<ReviewItem>, StorageError>;
+    /// Transfer requests in `status` whose both areas lie within `scope` (empty: every
+    /// area), newest first, at most `limit`.
+    async fn transfers(&self, status: String, scope: String, limit: i64) -> Result<Vec<TransferRow>, StorageError>;
+    /// An operator's decision on a pending transfer request; an approval moves the
+    /// household. `scope` (the operator's area, empty for every area) must cover both areas.
+    async fn decide_transfer(
+        &self,
+        id: i64,
+        approve: bool,
+        note: String,
+        operator: String,
+        scope: String,
+        now: i64,
+    ) -> Result<(), StorageError>;
     /// Takes one chunk of an attachment blob from a device, within its quota (bytes).
     async fn put_blob(&self, device: Device, put: BlobPut, quota: u64, now: i64) -> Result<BlobPutAck, StorageError>;
     /// A range of a complete attachment blob, for a device of a related area.

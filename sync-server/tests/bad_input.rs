@@ -223,6 +223,7 @@ fn replaying_a_request_changes_nothing() {
         transfer_key: None,
         snapshot: None,
         resend: vec![],
+        transfers: vec![],
     });
     let raw = Raw { url: server.url.clone(), client: reqwest::blocking::Client::new() };
     assert_eq!(raw.post("/v1/sync", body.clone(), Some(&credential)).0, 200);

@@ -684,6 +684,7 @@ fn areas_that_are_not_digit_codes_are_refused_everywhere() {
             transfer_key: None,
             snapshot: None,
             resend: vec![],
+            transfers: vec![],
         });
         let resp = reqwest::blocking::Client::new()
             .post(format!("{}/v1/sync", server.url))

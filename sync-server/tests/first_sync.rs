@@ -78,7 +78,7 @@ fn a_first_sync_takes_whole_saves_and_ends_equal_to_the_history() {
             assert_eq!(chunk_type(&p.changes), 0, "{} came as changes, not as its saved document", p.doc_id);
         }
         let page: Vec<(&str, &[u8])> = answer.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
-        compact.apply_remote_batch(&page, &[]).unwrap();
+        compact.apply_remote_batch(&page, &[], &[]).unwrap();
         if pages == 1 {
             // One document already sent and one still to come change under the first sync.
             x.edit("hh-00", |h| h.address = "Số 100, Thôn Bắc".into());
@@ -101,7 +101,7 @@ fn a_first_sync_takes_whole_saves_and_ends_equal_to_the_history() {
     loop {
         let answer = post(&server, &credential, &request(cursor, None));
         let page: Vec<(&str, &[u8])> = answer.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
-        compact.apply_remote_batch(&page, &[]).unwrap();
+        compact.apply_remote_batch(&page, &[], &[]).unwrap();
         cursor = answer.next_cursor;
         if !answer.more {
             break;
@@ -118,7 +118,7 @@ fn a_first_sync_takes_whole_saves_and_ends_equal_to_the_history() {
         assert!(answer.snapshot.is_none());
         saw_changes |= answer.pull.iter().any(|p| chunk_type(&p.changes) != 0);
         let page: Vec<(&str, &[u8])> = answer.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
-        replayed.apply_remote_batch(&page, &[]).unwrap();
+        replayed.apply_remote_batch(&page, &[], &[]).unwrap();
         cursor = answer.next_cursor;
         if !answer.more {
             break;

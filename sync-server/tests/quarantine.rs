@@ -51,6 +51,8 @@ fn answer(pull: Vec<DocPull>, next_cursor: u64) -> SyncResponse {
         refused: vec![],
         snapshot: None,
         directory: vec![],
+        departed: vec![],
+        transfers: vec![],
     }
 }
 

@@ -16,7 +16,7 @@ use rusqlite::{Connection, Transaction};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const LATEST_VERSION: u32 = 4;
+pub const LATEST_VERSION: u32 = 5;
 
 const V1: &str = "
 CREATE TABLE device (
@@ -105,6 +105,21 @@ CREATE TABLE quarantine (
 ) WITHOUT ROWID;
 ";
 
+/// v5 keeps the device's transfer requests (a household moving out of its areas), with
+/// the reason and the operator's note sealed.
+const V4_TO_V5: &str = "
+CREATE TABLE transfer_request (
+    request_id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL,
+    to_area TEXT NOT NULL,
+    reason BLOB NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'refused')),
+    note BLOB NOT NULL DEFAULT x'',
+    created_at INTEGER NOT NULL,
+    decided_at INTEGER
+);
+";
+
 fn prepare(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -122,6 +137,7 @@ fn upgrade_from(tx: &Transaction<'_>, version: u32) -> Result<()> {
         1 => tx.execute_batch(V1_TO_V2)?,
         2 => tx.execute_batch(V2_TO_V3)?,
         3 => tx.execute_batch(V3_TO_V4)?,
+        4 => tx.execute_batch(V4_TO_V5)?,
         other => return Err(Error::InvalidArgument(format!("no migration from schema version {other}"))),
     }
     Ok(())

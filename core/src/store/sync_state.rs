@@ -29,6 +29,8 @@ pub struct RemoteBatch {
     pub quarantined: Vec<(String, String)>,
     /// Quarantined changes that now loaded and were released.
     pub released: usize,
+    /// Households removed because they left the device's areas.
+    pub departed: usize,
 }
 
 impl Store {
@@ -104,10 +106,23 @@ impl Store {
     /// committed or none. A document whose changes do not load is quarantined (see
     /// [`Store::quarantined`]) and the rest of the page goes in; changes that arrive for a
     /// quarantined document let its quarantined ones be tried again.
-    pub fn apply_remote_batch(&mut self, pulls: &[(&str, &[u8])], values: &[(&str, &str)]) -> Result<RemoteBatch> {
+    ///
+    /// `departed` names households that left this device's areas (id, the area they went
+    /// to): each is removed in the same transaction, unless it holds edits the server has
+    /// not acknowledged (then once they are, see [`Store::departing`]).
+    pub fn apply_remote_batch(
+        &mut self,
+        pulls: &[(&str, &[u8])],
+        departed: &[(&str, &str)],
+        values: &[(&str, &str)],
+    ) -> Result<RemoteBatch> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let result = (|| -> Result<RemoteBatch> {
             let mut batch = RemoteBatch::default();
+            for (doc_id, moved_to) in departed {
+                crate::record::check_id(doc_id)?;
+                batch.departed += usize::from(self.depart(doc_id, moved_to)?);
+            }
             for (doc_id, changes) in pulls {
                 match self.apply_remote(doc_id, changes) {
                     Ok(changed) => {
@@ -162,6 +177,7 @@ impl Store {
             "BEGIN IMMEDIATE;
              DELETE FROM blind_index; DELETE FROM doc_chunk; DELETE FROM doc_meta;
              DELETE FROM sync_state; DELETE FROM profile; DELETE FROM attachment; DELETE FROM quarantine;
+             DELETE FROM transfer_request;
              COMMIT;
              VACUUM;
              PRAGMA wal_checkpoint(TRUNCATE);",

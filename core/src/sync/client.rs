@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Transport;
 use super::protocol::{
-    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, MAX_RESEND_DOCS, PROTOCOL_VERSION,
-    SnapshotPosition, SyncRequest, SyncResponse, area_within, decode, encode,
+    DocPush, DocRefusal, EnrolRequest, EnrolResponse, EnrolmentCode, MAX_PUSH_DOCS, MAX_RESEND_DOCS, MAX_TRANSFER_ASKS,
+    PROTOCOL_VERSION, SnapshotPosition, SyncRequest, SyncResponse, TransferOutcome, TransferStatus, area_within,
+    decode, encode,
 };
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -61,6 +62,13 @@ pub struct SyncReport {
     pub quarantined: Vec<(String, String)>,
     /// Quarantined changes that loaded in this sync and were let in.
     pub released: usize,
+    /// Households removed from this device because they moved out of its areas.
+    pub departed: usize,
+    /// Households that moved out of this device's areas but are kept until the server has
+    /// their edits made here (id, the area they went to).
+    pub departing: Vec<(String, String)>,
+    /// Transfer requests an operator decided since the last sync.
+    pub transfers_decided: Vec<TransferOutcome>,
 }
 
 pub(crate) const KEY_CREDENTIAL: &str = "credential";
@@ -126,54 +134,92 @@ pub fn sync(
     observer: Option<&dyn SyncObserver>,
     cancel: &AtomicBool,
 ) -> Result<SyncReport> {
-    let credential = store.sync_secret(KEY_CREDENTIAL)?.ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
-    let areas: Vec<String> = store
-        .sync_value(KEY_AREAS)?
-        .and_then(|a| serde_json::from_str(&a).ok())
-        .ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
-    let transfer_key = Some(hex::encode(store.transfer_key()?));
-    // Compressed requests only to a server that said it takes them (an older one would refuse).
-    let zstd = store.sync_value(KEY_REQUEST_ENCODING)?.as_deref() == Some(super::transport::ZSTD);
+    sync_shared(&Exclusive(std::cell::RefCell::new(store)), transport, observer, cancel)
+}
+
+/// How a sync reaches a store that others use meanwhile: each step takes it for a moment,
+/// never across a network round trip, so the app's other calls are not kept waiting.
+pub trait StoreAccess {
+    /// Runs `f` with the store held.
+    fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> Result<R>) -> Result<R>;
+}
+
+/// A store the caller holds alone for the whole sync.
+struct Exclusive<'a>(std::cell::RefCell<&'a mut Store>);
+
+impl StoreAccess for Exclusive<'_> {
+    fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> Result<R>) -> Result<R> {
+        f(&mut self.0.borrow_mut())
+    }
+}
+
+/// [`sync`] over a shared store: the store is held only while local work runs, and let go
+/// while a request is on the network.
+pub fn sync_shared(
+    store: &impl StoreAccess,
+    transport: &dyn Transport,
+    observer: Option<&dyn SyncObserver>,
+    cancel: &AtomicBool,
+) -> Result<SyncReport> {
+    let (credential, areas, transfer_key, zstd, mut resend, mut transfers, user) = store.with_store(|store| {
+        let credential =
+            store.sync_secret(KEY_CREDENTIAL)?.ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
+        let areas: Vec<String> = store
+            .sync_value(KEY_AREAS)?
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .ok_or_else(|| Error::InvalidArgument("not enrolled".into()))?;
+        let transfer_key = Some(hex::encode(store.transfer_key()?));
+        // Compressed requests only to a server that said it takes them (an older one would refuse).
+        let zstd = store.sync_value(KEY_REQUEST_ENCODING)?.as_deref() == Some(super::transport::ZSTD);
+        // Quarantined documents are asked for whole, once a sync, in its first request.
+        let resend: Vec<String> = store
+            .quarantined()?
+            .into_iter()
+            .map(|q| q.doc_id)
+            .filter(|id| crate::record::check_id(id).is_ok())
+            .take(MAX_RESEND_DOCS)
+            .collect();
+        // Transfer requests without an outcome are sent once a sync, in its first request.
+        let transfers = store.transfer_asks(MAX_TRANSFER_ASKS)?;
+        let user = store.editor()?.user;
+        Ok((credential, areas, transfer_key, zstd, resend, transfers, user))
+    })?;
     transport.set_compress_requests(zstd);
     let wire_before = transport.wire_bytes();
     let mut report = SyncReport::default();
     let mut rate_limited = 0;
     // Whether this sync may still ask for a compact first sync (until one answer ends it).
     let mut first_sync_open = true;
-    // Quarantined documents are asked for whole, once a sync, in its first request.
-    let mut resend: Vec<String> = store
-        .quarantined()?
-        .into_iter()
-        .map(|q| q.doc_id)
-        .filter(|id| crate::record::check_id(id).is_ok())
-        .take(MAX_RESEND_DOCS)
-        .collect();
     loop {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::Cancelled);
         }
-        let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
-        // With no cursor yet, a compact first sync: whole saved documents, then the feed.
-        // Nothing is pushed until its documents are in (they would come back whole).
-        let snapshot = (cursor == 0 && first_sync_open).then(|| {
-            store
-                .sync_value(KEY_SNAPSHOT)
-                .ok()
-                .flatten()
-                .and_then(|s| serde_json::from_str::<SnapshotPosition>(&s).ok())
-                .unwrap_or_default()
-        });
-        let in_first_sync = snapshot.is_some();
-        let held_back = in_first_sync && !store.pending_pushes(1)?.is_empty();
-        // Documents the server refused in this sync are not offered again until the next one.
         let held = report.refused.len();
-        let pending: Vec<_> = if in_first_sync { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? }
+        let (cursor, snapshot, held_back, pending) = store.with_store(|store| {
+            let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
+            // With no cursor yet, a compact first sync: whole saved documents, then the feed.
+            // Nothing is pushed until its documents are in (they would come back whole).
+            let snapshot = (cursor == 0 && first_sync_open).then(|| {
+                store
+                    .sync_value(KEY_SNAPSHOT)
+                    .ok()
+                    .flatten()
+                    .and_then(|s| serde_json::from_str::<SnapshotPosition>(&s).ok())
+                    .unwrap_or_default()
+            });
+            let in_first_sync = snapshot.is_some();
+            let held_back = in_first_sync && !store.pending_pushes(1)?.is_empty();
+            // Documents the server refused in this sync are not offered again until the next one.
+            let pending = if in_first_sync { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? };
+            Ok((cursor, snapshot, held_back, pending))
+        })?;
+        let in_first_sync = snapshot.is_some();
+        let pending: Vec<_> = pending
             .into_iter()
             .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
             .take(MAX_PUSH_DOCS)
             .collect();
         let more_to_push = pending.len() == MAX_PUSH_DOCS;
-        let user = store.editor()?.user;
         let mut push = Vec::new();
         let mut bytes = 0;
         for p in pending {
@@ -196,19 +242,22 @@ pub fn sync(
             transfer_key: transfer_key.clone(),
             snapshot,
             resend: std::mem::take(&mut resend),
+            transfers: std::mem::take(&mut transfers),
         });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {
             Err(Error::RevocationClaimed { statement }) => {
                 // Wipe only on the enrolling server's signature over this device's id.
-                let key = store.sync_value(KEY_SLIP)?.and_then(|k| hex::decode(k).ok()).ok_or_else(|| {
-                    Error::UnverifiedRevocation("this device holds no server key to check it against".into())
-                })?;
-                let statement = statement
-                    .ok_or_else(|| Error::UnverifiedRevocation("the answer carries no signed statement".into()))?;
-                super::revocation::Revocation::verify(&statement, &key, store.device_id())?;
-                store.wipe()?;
-                return Err(Error::Revoked);
+                return store.with_store(|store| {
+                    let key = store.sync_value(KEY_SLIP)?.and_then(|k| hex::decode(k).ok()).ok_or_else(|| {
+                        Error::UnverifiedRevocation("this device holds no server key to check it against".into())
+                    })?;
+                    let statement = statement
+                        .ok_or_else(|| Error::UnverifiedRevocation("the answer carries no signed statement".into()))?;
+                    super::revocation::Revocation::verify(&statement, &key, store.device_id())?;
+                    store.wipe()?;
+                    Err(Error::Revoked)
+                });
             }
             // Slowed down by the server: wait a little and try again, a few times.
             Err(Error::Server { status: 429, .. }) if rate_limited < MAX_RATE_LIMIT_RETRIES => {
@@ -227,13 +276,11 @@ pub fn sync(
         if resp.protocol != PROTOCOL_VERSION {
             return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
         }
-        if !resp.directory.is_empty() {
-            store.set_directory(&resp.directory)?;
-        }
         report.refused.extend(resp.refused.iter().cloned());
+        let mut acked = Vec::with_capacity(resp.acked.len());
         for ack in &resp.acked {
             let heads = ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;
-            store.mark_synced(&ack.doc_id, &heads)?;
+            acked.push((ack.doc_id.as_str(), heads));
         }
         if let Some(p) = resp.pull.iter().find(|p| !areas.iter().any(|a| area_within(&p.area, a))) {
             return Err(Error::Protocol(format!("server sent {} outside this device's areas", p.doc_id)));
@@ -244,8 +291,30 @@ pub fn sync(
             Some(p) => serde_json::to_string(p).map_err(|e| Error::Protocol(e.to_string()))?,
             None => String::new(),
         };
-        let batch = store
-            .apply_remote_batch(&page, &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)])?;
+        let departed: Vec<(&str, &str)> =
+            resp.departed.iter().map(|d| (d.doc_id.as_str(), d.moved_to.as_str())).collect();
+        let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
+        let (batch, dirty_left) = store.with_store(|store| {
+            if !resp.directory.is_empty() {
+                store.set_directory(&resp.directory)?;
+            }
+            for (doc_id, heads) in &acked {
+                store.mark_synced(doc_id, heads)?;
+            }
+            let batch = store.apply_remote_batch(
+                &page,
+                &departed,
+                &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)],
+            )?;
+            store.record_transfer_outcomes(&resp.transfers)?;
+            let dirty_left = pushed_now > 0
+                && !more_to_push
+                && bytes > 0
+                && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused);
+            Ok((batch, dirty_left))
+        })?;
+        report.transfers_decided.extend(resp.transfers.iter().filter(|t| t.status != TransferStatus::Pending).cloned());
+        report.departed += batch.departed;
         report.released += batch.released;
         report.quarantined.extend(batch.quarantined);
         report.pushed += pushed_now - resp.refused.len().min(pushed_now);
@@ -259,13 +328,10 @@ pub fn sync(
         if let Some(o) = observer {
             o.progress(&progress);
         }
-        let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
         if in_first_sync && resp.snapshot.is_none() {
             first_sync_open = false;
         }
-        let still_dirty = held_back
-            || pushed_now > 0
-                && (more_to_push || bytes > 0 && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused));
+        let still_dirty = held_back || pushed_now > 0 && more_to_push || dirty_left;
         if !resp.more && !still_dirty {
             break;
         }
@@ -273,7 +339,12 @@ pub fn sync(
             return Err(Error::Protocol("sync did not converge".into()));
         }
     }
-    note_request_encoding(store, transport)?;
+    // Households that left the areas while holding edits: gone once the server has them.
+    store.with_store(|store| {
+        report.departed += store.finish_departures()?;
+        report.departing = store.departing()?;
+        note_request_encoding(store, transport)
+    })?;
     // What crossed the wire, compressed, when the transport counts it.
     let wire_after = transport.wire_bytes();
     if wire_after.0 > wire_before.0 {

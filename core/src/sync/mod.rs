@@ -14,5 +14,5 @@ pub mod revocation;
 mod transport;
 
 pub use attachments::{AttachmentReport, fetch_blob, sync_attachments};
-pub use client::{SyncObserver, SyncProgress, SyncReport, enrol, sync, verify_slip};
+pub use client::{StoreAccess, SyncObserver, SyncProgress, SyncReport, enrol, sync, sync_shared, verify_slip};
 pub use transport::{HttpTransport, Transport};

@@ -134,6 +134,10 @@ pub struct SyncRequest {
     /// device's areas. At most [`MAX_RESEND_DOCS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resend: Vec<String>,
+    /// Transfer requests this device made that have no outcome yet (sent again each sync
+    /// until they have one; the server keeps the first copy). At most [`MAX_TRANSFER_ASKS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<TransferAsk>,
 }
 
 impl SyncRequest {
@@ -148,12 +152,88 @@ impl SyncRequest {
             transfer_key: None,
             snapshot: None,
             resend: Vec::new(),
+            transfers: Vec::new(),
         }
     }
 }
 
 /// Most households one request may ask to be sent again whole.
 pub const MAX_RESEND_DOCS: usize = 100;
+
+/// Most transfer requests one sync request may carry.
+pub const MAX_TRANSFER_ASKS: usize = 100;
+
+/// A device's request to move a household out of its areas, for an operator whose scope
+/// covers both areas to approve or refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferAsk {
+    /// The device's id for the request (a UUID it made).
+    pub request_id: String,
+    /// Household id.
+    pub doc_id: String,
+    /// The area the household would move to.
+    pub to_area: String,
+    /// Why, in the officer's words (at most [`MAX_TRANSFER_REASON_CHARS`]).
+    pub reason: String,
+}
+
+/// Longest reason a transfer request may give.
+pub const MAX_TRANSFER_REASON_CHARS: usize = 500;
+
+/// Where a transfer request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferStatus {
+    /// Waiting for an operator.
+    Pending,
+    /// Approved: the household moved.
+    Approved,
+    /// Refused: the household stays where it was.
+    Refused,
+}
+
+impl TransferStatus {
+    /// Its name on the wire and in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferStatus::Pending => "pending",
+            TransferStatus::Approved => "approved",
+            TransferStatus::Refused => "refused",
+        }
+    }
+
+    /// Reads a name [`TransferStatus::as_str`] wrote.
+    pub fn parse(text: &str) -> Option<TransferStatus> {
+        match text {
+            "pending" => Some(TransferStatus::Pending),
+            "approved" => Some(TransferStatus::Approved),
+            "refused" => Some(TransferStatus::Refused),
+            _ => None,
+        }
+    }
+}
+
+/// The server's answer about one transfer request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOutcome {
+    /// The device's id for the request.
+    pub request_id: String,
+    /// Where it stands.
+    pub status: TransferStatus,
+    /// The operator's note, or why the server refused it outright.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A household that left the device's areas: the device removes its copy (after pushing
+/// its own edits to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocDeparture {
+    /// Household id.
+    pub doc_id: String,
+    /// The area it moved to.
+    pub moved_to: String,
+}
 
 /// How far a compact first sync has come: the device takes its areas' saved documents page
 /// by page in (area, household id) order, then the feed after `mark`.
@@ -242,6 +322,13 @@ pub struct SyncResponse {
     /// Devices of the area tree with their bundle keys, revoked ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directory: Vec<DirectoryEntry>,
+    /// Households of this page that moved out of the device's areas (in feed order with
+    /// `pull`: a household is in one list or the other).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departed: Vec<DocDeparture>,
+    /// Where each transfer request of the request stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<TransferOutcome>,
 }
 
 /// `POST /v1/attachments/put`: one chunk of a sealed blob. A chunk at an
@@ -324,6 +411,9 @@ pub enum ErrorCode {
     InvalidDocument,
     /// A change to a field that never changes (`household_id`, `schema`).
     ImmutableField,
+    /// The household moved out of the device's areas after the device last synced: its
+    /// edits from then on go to the new area's officers by other means (an offline bundle).
+    MovedAway,
     /// Too many requests.
     RateLimited,
     /// The device's attachment storage quota is used up.
@@ -454,6 +544,7 @@ mod tests {
             transfer_key: None,
             snapshot: None,
             resend: vec![],
+            transfers: vec![],
         };
         let bytes = encode(&req);
         assert!(bytes.len() < 180, "byte strings stay bytes (an integer array would be ~250): {}", bytes.len());
@@ -475,6 +566,7 @@ mod tests {
             transfer_key: None,
             snapshot: None,
             resend: vec![],
+            transfers: vec![],
         });
         assert!(matches!(decode::<SyncRequest>(&bytes[..bytes.len() - 1]), Err(Error::Protocol(_))));
         assert!(matches!(decode::<SyncRequest>(&vec![0u8; MAX_BODY_BYTES + 1]), Err(Error::Protocol(_))));

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "photo refs", include_str!("../../migrations/0002_photo_refs.sql")),
     (3, "doc by area", include_str!("../../migrations/0003_doc_by_area.sql")),
     (4, "registry", include_str!("../../migrations/0004_registry.sql")),
+    (5, "moves", include_str!("../../migrations/0005_moves.sql")),
 ];
 
 /// How to open a store.

@@ -286,6 +286,8 @@ pub struct FeedRow {
     pub origin: String,
     /// Automerge changes.
     pub changes: Vec<u8>,
+    /// For a departure (no changes): the area the household moved to.
+    pub moved_to: Option<String>,
 }
 
 /// An attachment blob as the server holds it.
@@ -457,4 +459,35 @@ pub enum DocBody {
     View(Vec<u8>),
     /// The saved document (a row from before views were kept).
     Saved(Vec<u8>),
+}
+
+/// A device's request to move a household out of its areas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRow {
+    /// The server's id for it.
+    pub id: i64,
+    /// The device that asked.
+    pub device_id: String,
+    /// The device's id for it.
+    pub request_id: String,
+    /// Household id.
+    pub doc_id: String,
+    /// Where the household was when asked.
+    pub from_area: String,
+    /// Where it would go.
+    pub to_area: String,
+    /// The officer (profile label) who asked.
+    pub username: String,
+    /// Why, in the officer's words.
+    pub reason: String,
+    /// `pending`, `approved` or `refused`.
+    pub status: String,
+    /// The operator's note.
+    pub note: String,
+    /// When asked, Unix seconds.
+    pub created_at: i64,
+    /// The operator who decided.
+    pub decided_by: Option<String>,
+    /// When decided.
+    pub decided_at: Option<i64>,
 }

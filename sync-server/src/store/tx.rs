@@ -28,6 +28,8 @@ pub struct Tx<'a> {
 
 type Result<T> = std::result::Result<T, StorageError>;
 
+mod transfers;
+
 fn person_row(r: &AnyRow) -> Result<PersonRow> {
     Ok(PersonRow { doc_id: r.try_get(0)?, member_id: r.try_get(1)?, area: r.try_get(2)?, key_json: r.try_get(3)? })
 }
@@ -166,6 +168,10 @@ pub struct DocWrite {
     pub stats: HouseholdStats,
     /// The household as the document reads, JSON (for exports).
     pub view: Vec<u8>,
+    /// The area it left, when this write moves it: the old area's feed gets a departure,
+    /// and `changes` must then hold the whole saved document (the new area's devices may
+    /// hold nothing of it).
+    pub moved_from: Option<String>,
 }
 
 /// The first bytes of a zstd frame.
@@ -293,8 +299,14 @@ impl<'a> Tx<'a> {
         action: &str,
         now: i64,
     ) -> Result<()> {
-        if let Some(d) = docs.iter().find(|d| !self.locked.contains(province_of(&d.area))) {
-            return Err(StorageError::internal(format!("a feed row of {} without its province's write lock", d.area)));
+        let areas = docs.iter().flat_map(|d| std::iter::once(&d.area).chain(d.moved_from.as_ref()));
+        if let Some(area) = areas.into_iter().find(|a| !self.locked.contains(province_of(a))) {
+            return Err(StorageError::internal(format!("a feed row of {area} without its province's write lock")));
+        }
+        for d in docs {
+            if let Some(from) = &d.moved_from {
+                self.record_departure(&d.doc_id, from, &d.area, origin, now).await?;
+            }
         }
         for chunk in docs.chunks(rows_per_statement(5)) {
             // The feed rows first: their positions become each document's `seq`.
@@ -545,15 +557,55 @@ impl<'a> Tx<'a> {
         Ok(done.rows_affected() > 0)
     }
 
+    /// A household left `from` for `to`: a departure on `from`'s feed (no changes), and the
+    /// rows that name its area (people, open conflicts, duplicate candidates, attachments)
+    /// follow it. Its progress figures and photo references follow with its next write.
+    async fn record_departure(&mut self, doc_id: &str, from: &str, to: &str, origin: &str, now: i64) -> Result<()> {
+        let sealed = self.keys.seal("feed", doc_id, origin, &[])?;
+        sqlx::query(
+            "INSERT INTO feed (area, doc_id, origin, changes, created_at, moved_to) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(from.to_string())
+        .bind(doc_id.to_string())
+        .bind(origin.to_string())
+        .bind(sealed)
+        .bind(now)
+        .bind(to.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        for sql in [
+            "UPDATE person SET area = $2 WHERE doc_id = $1",
+            "UPDATE conflict SET area = $2 WHERE doc_id = $1",
+            "UPDATE duplicate SET area = $2 WHERE doc_a = $1 OR doc_b = $1",
+            "UPDATE blob SET area = $2 WHERE id IN (SELECT blob_id FROM photo_ref WHERE doc_id = $1)",
+        ] {
+            sqlx::query(sql).bind(doc_id.to_string()).bind(to.to_string()).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The latest departure of a household from an area within `scope` after feed position
+    /// `after`: (its position, the area it went to).
+    pub async fn departure_after(&mut self, doc_id: &str, scope: &str, after: i64) -> Result<Option<(i64, String)>> {
+        let sql = format!(
+            "SELECT seq, moved_to FROM feed WHERE doc_id = $1 AND moved_to IS NOT NULL AND seq > $2 AND {}
+             ORDER BY seq DESC LIMIT 1",
+            within("area", "$3")
+        );
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(doc_id).bind(after).bind(scope).fetch_optional(&mut *self.tx).await?;
+        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
+    }
+
     /// Feed rows after `cursor` within `area` (and its sub-areas), oldest first, at most `limit`.
     pub async fn feed_after(&mut self, cursor: i64, area: &str, limit: i64) -> Result<Vec<FeedRow>> {
         // The area's own rows, and its sub-areas' rows, each found through `feed_by_area`
         // (`+seq` keeps the planner off a scan of every position after the cursor: a new
         // device's cursor is 0, and the feed holds every area's rows).
         let rows = sqlx::query(
-            "SELECT seq, area, doc_id, origin, changes FROM feed WHERE area = $2 AND seq > $1
+            "SELECT seq, area, doc_id, origin, changes, moved_to FROM feed WHERE area = $2 AND seq > $1
              UNION ALL
-             SELECT seq, area, doc_id, origin, changes FROM feed
+             SELECT seq, area, doc_id, origin, changes, moved_to FROM feed
              WHERE area > $2 || '.' AND area < $2 || '/' AND +seq > $1 AND substr(area, 1, length($2) + 1) = $2 || '.'
              ORDER BY seq LIMIT $3",
         )
@@ -567,7 +619,14 @@ impl<'a> Tx<'a> {
                 let (doc_id, origin): (String, String) = (r.try_get(2)?, r.try_get(3)?);
                 let sealed: Vec<u8> = r.try_get(4)?;
                 let changes = self.keys.open("feed", &doc_id, &origin, &sealed)?;
-                Ok(FeedRow { seq: r.try_get(0)?, area: r.try_get(1)?, doc_id, origin, changes })
+                Ok(FeedRow {
+                    seq: r.try_get(0)?,
+                    area: r.try_get(1)?,
+                    doc_id,
+                    origin,
+                    changes,
+                    moved_to: r.try_get(5)?,
+                })
             })
             .collect()
     }

@@ -1,0 +1,206 @@
+//! Households that move between areas (docs/SYNC-PROTOCOL.md, "Moves and transfers"):
+//! a move inside a district device's areas, a transfer across districts approved or refused
+//! by an operator, and what every device holds afterwards. Real phones syncing with a real
+//! server on 127.0.0.1; both backends (the conformance run sets DOORSTEP_TEST_POSTGRES_URL).
+
+mod common;
+
+use common::{Device, TestServer, household};
+use doorstep_core::Error;
+use doorstep_core::record::{Household, HouseholdDoc};
+use doorstep_core::store::MoveOutcome;
+use doorstep_core::sync::protocol::TransferStatus;
+use doorstep_sync_server::merge::server_editor;
+use doorstep_sync_server::storage::{AreaCounts, ProgressQuery};
+
+const DISTRICT: &str = "01.001";
+const OLD: &str = "01.001.00001";
+const NEW: &str = "01.001.00002";
+const FAR: &str = "01.002.00004";
+
+/// The server's copy of a household.
+fn on_server(server: &TestServer, id: &str) -> Household {
+    let (saved, _) = server.runtime.block_on(server.storage.household(id.into())).unwrap().expect("on the server");
+    HouseholdDoc::load(id, &saved, &server_editor("test")).unwrap().read()
+}
+
+/// The server's figures for one exact area.
+fn counts(server: &TestServer, area: &str) -> AreaCounts {
+    let query = ProgressQuery {
+        area: area.into(),
+        since_day: 0,
+        since_week: 0,
+        since_month: 0,
+        born_after: "2100-01-01".into(),
+        born_until: "2100-01-01".into(),
+    };
+    let all = server.runtime.block_on(server.storage.area_counts(query)).unwrap();
+    all.into_iter().find(|c| c.area == area).unwrap_or_default()
+}
+
+/// Rows of a household left in a phone's database file: summary, chunks, blind index.
+fn rows_left(device: &Device, id: &str) -> i64 {
+    let conn = device.store.raw_connection();
+    ["doc_meta", "doc_chunk", "blind_index", "quarantine"]
+        .iter()
+        .map(|t| {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {t} WHERE doc_id = ?1"), [id], |r| r.get::<_, i64>(0))
+                .unwrap()
+        })
+        .sum()
+}
+
+/// Syncs every device, each one without a refusal or a quarantine.
+fn sync_all(devices: &mut [&mut Device]) {
+    for d in devices.iter_mut() {
+        let report = d.sync().unwrap();
+        assert!(report.refused.is_empty(), "refused: {:?}", report.refused);
+        assert!(report.quarantined.is_empty(), "quarantined: {:?}", report.quarantined);
+    }
+}
+
+fn is_gone(device: &Device, id: &str) -> bool {
+    matches!(device.store.household(id), Err(Error::NotFound(_))) && rows_left(device, id) == 0
+}
+
+#[test]
+fn a_district_device_moves_a_household_between_its_communes() {
+    let server = TestServer::start();
+    let mut x = Device::enrolled(&server, "district", DISTRICT);
+    let mut y = Device::enrolled(&server, "old commune", OLD);
+    let mut z = Device::enrolled(&server, "new commune", NEW);
+    let h = household("hh-move", OLD, "Lò Văn Pọm", "001085012345");
+    x.store.create_household(&h).unwrap();
+    x.store.create_household(&household("hh-stays", OLD, "Quàng Thị Ín", "001185012346")).unwrap();
+    sync_all(&mut [&mut x, &mut y, &mut z]);
+    assert!(y.store.household("hh-move").is_ok());
+    assert!(z.store.household("hh-move").is_err());
+    assert_eq!(counts(&server, OLD).households, 2);
+
+    // Y corrects the address, offline; meanwhile X moves the household to the new commune.
+    y.edit("hh-move", |h| h.address = "Bản Nà Hừ, nhà số 7".into());
+    assert_eq!(x.store.move_household("hh-move", NEW, "").unwrap(), MoveOutcome::Moved);
+    sync_all(&mut [&mut x]);
+    let moved = on_server(&server, "hh-move");
+    assert_eq!(moved.area_code, NEW);
+
+    // Y's edit from before it knew still reaches the server; then Y lets the household go.
+    let report = y.sync().unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(report.departed, 1, "{report:?}");
+    assert!(is_gone(&y, "hh-move"), "Y still holds the household");
+    assert!(y.store.household("hh-stays").is_ok(), "Y keeps its other household");
+    assert!(y.store.search_cccd("001085012345").unwrap().is_empty());
+    let on = on_server(&server, "hh-move");
+    assert_eq!((on.address.as_str(), on.area_code.as_str()), ("Bản Nà Hừ, nhà số 7", NEW));
+
+    // Z, which never held it, receives it whole, Y's edit included.
+    sync_all(&mut [&mut z, &mut x]);
+    let at_z = z.store.household("hh-move").unwrap();
+    assert_eq!(at_z.without_workflow(), on.without_workflow());
+    assert_eq!(x.store.household("hh-move").unwrap().without_workflow(), on.without_workflow());
+    assert_eq!(z.store.search_cccd("001085012345").unwrap().len(), 1);
+
+    // Every later sync of every device works, edits at the new commune flow as before.
+    z.edit("hh-move", |h| h.members[0].phone = Some("0912345678".into()));
+    for _ in 0..2 {
+        sync_all(&mut [&mut x, &mut y, &mut z]);
+    }
+    assert_eq!(x.store.household("hh-move").unwrap().members[0].phone.as_deref(), Some("0912345678"));
+    assert!(is_gone(&y, "hh-move"));
+
+    // The progress figures and the audit trail follow it.
+    assert_eq!(counts(&server, OLD).households, 1);
+    assert_eq!(counts(&server, NEW).households, 1);
+    assert_eq!(counts(&server, NEW).residents, 1);
+    let audit = server.runtime.block_on(server.storage.audit(Some("hh-move".into()))).unwrap();
+    assert!(audit.iter().any(|e| e.action == format!("move {OLD} → {NEW}")), "{audit:?}");
+}
+
+#[test]
+fn a_transfer_out_of_the_district_waits_for_an_operator_and_a_refusal_changes_nothing() {
+    let server = TestServer::start();
+    let mut y = Device::enrolled(&server, "old commune", OLD);
+    let mut w = Device::enrolled(&server, "far commune", FAR);
+    y.store.create_household(&household("hh-go", OLD, "Hà Văn Khiêm", "001085012347")).unwrap();
+    y.store.create_household(&household("hh-no", OLD, "Lường Thị Ón", "001185012348")).unwrap();
+    sync_all(&mut [&mut y, &mut w]);
+
+    let MoveOutcome::TransferRequested { request_id: go } =
+        y.store.move_household("hh-go", FAR, "lấy chồng ở xã Tân Lập").unwrap()
+    else {
+        panic!("a move out of the commune is a transfer request")
+    };
+    let MoveOutcome::TransferRequested { request_id: no } = y.store.move_household("hh-no", FAR, "").unwrap() else {
+        panic!("a move out of the commune is a transfer request")
+    };
+    assert!(matches!(y.store.move_household("hh-go", FAR, ""), Err(Error::AlreadyExists(_))));
+    sync_all(&mut [&mut y]);
+    let pending = server.runtime.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap();
+    assert_eq!(pending.len(), 2);
+    let row = pending.iter().find(|t| t.request_id == go).unwrap();
+    assert_eq!(
+        (row.from_area.as_str(), row.to_area.as_str(), row.reason.as_str()),
+        (OLD, FAR, "lấy chồng ở xã Tân Lập")
+    );
+    let row_no = pending.iter().find(|t| t.request_id == no).unwrap().id;
+
+    // An operator of one district alone may not decide it; one of the province may.
+    let decide = |id: i64, approve: bool, note: &str, scope: &str| {
+        server.runtime.block_on(server.storage.decide_transfer(
+            id,
+            approve,
+            note.into(),
+            "operator".into(),
+            scope.into(),
+            1_800_000_000,
+        ))
+    };
+    assert!(decide(row.id, true, "", DISTRICT).is_err());
+    assert!(
+        server.runtime.block_on(server.storage.transfers("pending".into(), DISTRICT.into(), 10)).unwrap().is_empty()
+    );
+    decide(row.id, true, "đã xác minh", "01").unwrap();
+    decide(row_no, false, "thiếu giấy tờ", "01").unwrap();
+    assert!(decide(row.id, false, "", "01").is_err(), "a decided request is not decided again");
+
+    let report = y.sync().unwrap();
+    let mut decided: Vec<_> = report.transfers_decided.iter().map(|t| (t.request_id.clone(), t.status)).collect();
+    decided.sort();
+    let mut expected = vec![(go.clone(), TransferStatus::Approved), (no.clone(), TransferStatus::Refused)];
+    expected.sort();
+    assert_eq!(decided, expected);
+    assert!(is_gone(&y, "hh-go"));
+    assert_eq!(y.store.household("hh-no").unwrap().area_code, OLD, "a refused request leaves it where it was");
+    let requests = y.store.transfer_requests().unwrap();
+    let refused = requests.iter().find(|r| r.request_id == no).unwrap();
+    assert_eq!((refused.status, refused.note.as_str()), (TransferStatus::Refused, "thiếu giấy tờ"));
+
+    sync_all(&mut [&mut w]);
+    assert_eq!(w.store.household("hh-go").unwrap().area_code, FAR);
+    assert!(w.store.household("hh-no").is_err());
+    assert_eq!(on_server(&server, "hh-no").area_code, OLD);
+    // W works on its new household; nothing goes back to Y.
+    w.edit("hh-go", |h| h.address = "Thôn Mới, xã Tân Lập".into());
+    sync_all(&mut [&mut w, &mut y]);
+    assert!(is_gone(&y, "hh-go"));
+    assert_eq!(counts(&server, FAR).households, 1);
+    assert_eq!(counts(&server, OLD).households, 1);
+    let audit = server.runtime.block_on(server.storage.audit(Some("hh-go".into()))).unwrap();
+    for action in [format!("ask transfer {OLD} → {FAR}"), format!("approve transfer {OLD} → {FAR}")] {
+        assert!(audit.iter().any(|e| e.action == action), "{action} missing from {audit:?}");
+    }
+}
+
+#[test]
+fn a_device_cannot_request_a_transfer_of_a_household_outside_its_areas() {
+    let server = TestServer::start();
+    let mut y = Device::enrolled(&server, "old commune", OLD);
+    let mut z = Device::enrolled(&server, "new commune", NEW);
+    z.store.create_household(&household("hh-z", NEW, "Cầm Văn Ơn", "001085012349")).unwrap();
+    sync_all(&mut [&mut z, &mut y]);
+    // Y never held it: it cannot even ask.
+    assert!(matches!(y.store.move_household("hh-z", FAR, ""), Err(Error::NotFound(_))));
+    let rt = &server.runtime;
+    assert!(rt.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap().is_empty());
+}

@@ -344,6 +344,66 @@ test('review: an officer verifies, an operator returns it with a comment, the ph
   await context.close();
 });
 
+test('transfers: an officer asks to move a household out of the commune; the operator approves one and refuses another', async () => {
+  const cli = (store, profile) => (...args) =>
+    execFileSync(cliBin, ['--store', join(work, store), '--profile', profile, ...args], {
+      env: { ...process.env, DOORSTEP_PIN: '135790' },
+      encoding: 'utf8',
+    });
+  const from = cli('transfer-from.db', 'officer-f');
+  const to = cli('transfer-to.db', 'officer-t');
+  // An admin enrols one phone for commune 01.002.00004 and one for 01.003.00007.
+  const admin = await loggedIn(ADMIN);
+  for (const [area, phone, name] of [['01.002.00004', from, 'officer-f'], ['01.003.00007', to, 'officer-t']]) {
+    await admin.page.goto(`${base}/console/devices`);
+    await admin.page.fill('input[name=area]', area);
+    await admin.page.click('button:has-text("Create QR code")');
+    const src = await admin.page.locator('.qr img').getAttribute('src');
+    const qr = join(work, `transfer-${name}.png`);
+    writeFileSync(qr, Buffer.from(src.split(',')[1], 'base64'));
+    phone('create-profile', name);
+    phone('enrol', qr);
+    phone('sync');
+  }
+  await admin.context.close();
+  const [go, stay] = from('list').split('\n').slice(0, 2).map((l) => l.split(/\s+/)[0]);
+  assert.match(from('move', go, '--to', '01.003.00007', '--reason', 'Cả hộ chuyển đến xã mới'), /transfer request tr-/);
+  assert.match(from('move', stay, '--to', '01.003.00007'), /transfer request tr-/);
+  from('sync');
+  assert.match(from('transfers'), /pending/);
+
+  const { context, page } = await loggedIn(OPERATOR);
+  await page.goto(`${base}/console/transfers`);
+  const rowGo = page.locator('tr', { has: page.locator(`a[href="/console/households/${go}"]`) });
+  const rowStay = page.locator('tr', { has: page.locator(`a[href="/console/households/${stay}"]`) });
+  assert.match(await rowGo.innerText(), /01\.002\.00004\s+01\.003\.00007\s+officer-f\s+Cả hộ chuyển đến xã mới/);
+  await page.screenshot({ path: join(shots, 'transfers-pending.png'), fullPage: true });
+  await rowGo.locator('input[name=note]').fill('Đã xác minh giấy tờ');
+  await rowGo.locator('button:has-text("Approve")').click();
+  await page.waitForURL(/done=/);
+  await rowStay.locator('input[name=note]').fill('Thiếu giấy xác nhận cư trú');
+  await rowStay.locator('button:has-text("Refuse")').click();
+  await page.waitForURL(/done=/);
+  assert.equal(await page.locator('table.transfers').count(), 0, 'nothing waits any more');
+  await page.goto(`${base}/console/transfers?status=approved`);
+  assert.ok(await page.locator(`a[href="/console/households/${go}"]`).isVisible());
+  await page.goto(`${base}/console/households/${go}`);
+  assert.match(await page.innerText('body'), /approve transfer 01\.002\.00004 → 01\.003\.00007/);
+  await page.screenshot({ path: join(shots, 'transfers-approved.png'), fullPage: true });
+  await context.close();
+
+  // The asking phone hears both outcomes and lets the moved household go; the new commune's phone gets it whole.
+  const synced = from('sync');
+  assert.match(synced, /approved: Đã xác minh giấy tờ/);
+  assert.match(synced, /refused: Thiếu giấy xác nhận cư trú/);
+  assert.match(synced, /removed from this phone: 1 household/);
+  assert.throws(() => from('show', go));
+  assert.match(from('show', stay), /"area_code": "01\.002\.00004"/);
+  to('sync');
+  assert.match(to('show', go), /"area_code": "01\.003\.00007"/);
+  assert.throws(() => to('show', stay));
+});
+
 test('an operator cannot do what only an admin may', async () => {
   const { context, page } = await loggedIn(OPERATOR);
   await page.goto(`${base}/console/devices`);

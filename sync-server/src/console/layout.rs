@@ -14,6 +14,7 @@ pub fn page(title: &str, session: Option<&Session>, active: &str, body: Markup) 
         ("conflicts", "/console/conflicts", "Xung đột", "Conflicts"),
         ("duplicates", "/console/duplicates", "Trùng lặp", "Duplicates"),
         ("review", "/console/review", "Duyệt", "Review"),
+        ("transfers", "/console/transfers", "Chuyển hộ", "Transfers"),
         ("households", "/console/households", "Hộ", "Households"),
         ("devices", "/console/devices", "Thiết bị", "Devices"),
     ];

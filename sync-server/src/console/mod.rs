@@ -16,6 +16,7 @@ mod layout;
 mod operators;
 mod progress;
 mod review;
+mod transfers;
 
 pub use auth::{MIN_PASSWORD_LEN, SESSION_COOKIE, SESSION_TTL_SECS, hash_password, verify_password};
 pub use operators::{check_account, check_scope, scope_suffix};
@@ -53,6 +54,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/console/households/{id}/slip", get(households::slip))
         .route("/console/households/{id}/review", post(review::decide))
         .route("/console/review", get(review::list))
+        .route("/console/transfers", get(transfers::list))
+        .route("/console/transfers/{id}", post(transfers::decide))
         .route("/console/households/{id}/photo/{size}", get(households::photo))
         .route("/console/operators", get(operators::list).post(operators::create))
         .route("/console/export-tokens", get(export_tokens::list).post(export_tokens::create))

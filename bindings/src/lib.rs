@@ -406,6 +406,21 @@ impl DoorstepStore {
         })
     }
 
+    /// Moves resident `memberId` of household `fromHousehold` into `toHousehold` (both held on
+    /// this device) on `date` (`YYYY-MM-DD`): "moved out" in the old household, "moved in" in
+    /// the new one with `relation` to its head, each record naming the other. Returns the new
+    /// record's member id.
+    pub fn move_resident(
+        &self,
+        from_household: String,
+        member_id: String,
+        to_household: String,
+        date: String,
+        relation: Option<String>,
+    ) -> Result<String, DoorstepError> {
+        self.with(|s| s.move_resident(&from_household, &member_id, &to_household, &date, relation.as_deref()))
+    }
+
     /// This device's transfer requests, newest first, as of the last sync.
     pub fn transfer_requests(&self) -> Result<Vec<TransferRequestRecord>, DoorstepError> {
         self.with(|s| Ok(s.transfer_requests()?.into_iter().map(Into::into).collect()))

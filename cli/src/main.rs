@@ -149,6 +149,23 @@ enum Command {
     },
     /// This phone's transfer requests and where they stand (as of the last sync).
     Transfers,
+    /// Move one resident into another household held on this phone (same commune or
+    /// another): "moved out" in the old household, "moved in" in the new one, linked.
+    MoveResident {
+        /// The household the resident leaves.
+        from: String,
+        /// The resident's member id.
+        member: String,
+        /// The household the resident joins.
+        #[arg(long)]
+        to: String,
+        /// When, YYYY-MM-DD (default: today).
+        #[arg(long)]
+        date: Option<String>,
+        /// Relation to the new household's head (head, spouse, child, parent, grandchild, sibling, other).
+        #[arg(long)]
+        relation: Option<String>,
+    },
     /// Validate a household against the residence survey.
     Validate {
         /// Household id.
@@ -510,6 +527,13 @@ fn run(cli: Cli) -> Result<()> {
                      for an operator to decide (see `doorstep transfers`)"
                 ),
             }
+        }
+        Command::MoveResident { from, member, to, date, relation } => {
+            let mut store = open_unlocked(&cli)?;
+            let today = doorstep_core::vn_time::date(chrono::Utc::now().timestamp()).format("%Y-%m-%d").to_string();
+            let new_id =
+                store.move_resident(from, member, to, date.as_deref().unwrap_or(&today), relation.as_deref())?;
+            println!("{member} moved out of {from}; now {new_id} in {to}; the next sync sends both");
         }
         Command::Transfers => {
             let store = open_unlocked(&cli)?;

@@ -12,3 +12,10 @@ CREATE TABLE IF NOT EXISTS transfer (
     status TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', created_at BIGINT NOT NULL,
     decided_by TEXT, decided_at BIGINT, UNIQUE (device_id, request_id));
 CREATE INDEX IF NOT EXISTS transfer_by_status ON transfer (status, id);
+-- Residents' life events (born, died, moved in, moved out) for the progress page's counts per
+-- area and period. The day is an index token (like a date of birth), never the date itself;
+-- rows are rewritten with each write of their household, so they follow it when it moves.
+CREATE TABLE IF NOT EXISTS life_event (
+    doc_id TEXT NOT NULL, n BIGINT NOT NULL, area {area} NOT NULL, kind TEXT NOT NULL, day_tag TEXT NOT NULL,
+    PRIMARY KEY (doc_id, n));
+CREATE INDEX IF NOT EXISTS life_event_by_day ON life_event (day_tag, area);

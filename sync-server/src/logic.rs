@@ -47,18 +47,26 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Merged], now: i64) -> Result<(
     let model = LinkageModel::shipped();
     let mut index: Vec<PersonIndex> = Vec::new();
     let mut keys: Vec<PersonKey> = Vec::new();
+    // The record each person is known to be (a resident who moved, a merged duplicate):
+    // never a candidate against it.
+    let mut linked: Vec<Option<&str>> = Vec::new();
     for m in merged {
         for (member_id, key) in people(&m.household) {
             index.push(person_index(&m.household.household_id, &member_id, &m.household.area_code, &key));
             keys.push(key);
+            let member = m.household.members.iter().find(|x| x.member_id == member_id);
+            linked.push(member.and_then(|x| x.same_person_as.as_deref()));
         }
     }
     let limit = CANDIDATE_LIMIT * index.len().max(1) as i64;
     let found = tx.candidates(&index, limit).await?;
-    for ((person, key), candidates) in index.iter().zip(&keys).zip(found) {
+    for (((person, key), candidates), link) in index.iter().zip(&keys).zip(found).zip(linked) {
         let probe = PersonRecord { key, household_id: &person.doc_id, area: &person.area };
         let probe_name = NameParts::new(&key.full_name);
         for row in candidates {
+            if link.and_then(|l| l.split_once('/')) == Some((row.doc_id.as_str(), row.member_id.as_str())) {
+                continue;
+            }
             let Ok(other) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
             let record = PersonRecord { key: &other, household_id: &row.doc_id, area: &row.area };
             let score = model.score_parts(&probe, &probe_name, &record, &NameParts::new(&other.full_name));
@@ -212,6 +220,13 @@ pub async fn store_merged(
                 changes,
                 stats: household_stats(&m.household, day_of(now)),
                 view: serde_json::to_vec(&m.household).unwrap_or_default(),
+                events: m
+                    .household
+                    .events
+                    .iter()
+                    .filter(|e| chrono::NaiveDate::parse_from_str(&e.date, "%Y-%m-%d").is_ok())
+                    .map(|e| (e.kind.code().to_string(), e.date.clone()))
+                    .collect(),
                 moved_from: m.moved_from.clone().filter(|from| *from != m.household.area_code),
             }
         })

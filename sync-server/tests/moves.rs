@@ -11,7 +11,7 @@ use doorstep_core::record::{Household, HouseholdDoc};
 use doorstep_core::store::MoveOutcome;
 use doorstep_core::sync::protocol::TransferStatus;
 use doorstep_sync_server::merge::server_editor;
-use doorstep_sync_server::storage::{AreaCounts, ProgressQuery};
+use doorstep_sync_server::storage::AreaCounts;
 
 const DISTRICT: &str = "01.001";
 const OLD: &str = "01.001.00001";
@@ -24,16 +24,15 @@ fn on_server(server: &TestServer, id: &str) -> Household {
     HouseholdDoc::load(id, &saved, &server_editor("test")).unwrap().read()
 }
 
-/// The server's figures for one exact area.
+/// Today in Vietnam.
+fn today() -> String {
+    doorstep_core::vn_time::date(chrono::Utc::now().timestamp()).format("%Y-%m-%d").to_string()
+}
+
+/// The server's figures for one exact area, as the progress page asks for them today.
 fn counts(server: &TestServer, area: &str) -> AreaCounts {
-    let query = ProgressQuery {
-        area: area.into(),
-        since_day: 0,
-        since_week: 0,
-        since_month: 0,
-        born_after: "2100-01-01".into(),
-        born_until: "2100-01-01".into(),
-    };
+    let today = doorstep_core::vn_time::date(chrono::Utc::now().timestamp());
+    let query = doorstep_sync_server::console::progress_query(area, today);
     let all = server.runtime.block_on(server.storage.area_counts(query)).unwrap();
     all.into_iter().find(|c| c.area == area).unwrap_or_default()
 }
@@ -69,13 +68,21 @@ fn a_district_device_moves_a_household_between_its_communes() {
     let mut x = Device::enrolled(&server, "district", DISTRICT);
     let mut y = Device::enrolled(&server, "old commune", OLD);
     let mut z = Device::enrolled(&server, "new commune", NEW);
-    let h = household("hh-move", OLD, "Lò Văn Pọm", "001085012345");
+    let mut h = household("hh-move", OLD, "Lò Văn Pọm", "001085012345");
+    h.events.push(doorstep_core::record::LifeEvent {
+        kind: doorstep_core::record::LifeEventKind::Born,
+        member_id: "m0".into(),
+        date: today(),
+        place: None,
+        note: None,
+    });
     x.store.create_household(&h).unwrap();
     x.store.create_household(&household("hh-stays", OLD, "Quàng Thị Ín", "001185012346")).unwrap();
     sync_all(&mut [&mut x, &mut y, &mut z]);
     assert!(y.store.household("hh-move").is_ok());
     assert!(z.store.household("hh-move").is_err());
     assert_eq!(counts(&server, OLD).households, 2);
+    assert_eq!(counts(&server, OLD).events.born, [1, 1, 1]);
 
     // Y corrects the address, offline; meanwhile X moves the household to the new commune.
     y.edit("hh-move", |h| h.address = "Bản Nà Hừ, nhà số 7".into());
@@ -113,6 +120,7 @@ fn a_district_device_moves_a_household_between_its_communes() {
     assert_eq!(counts(&server, OLD).households, 1);
     assert_eq!(counts(&server, NEW).households, 1);
     assert_eq!(counts(&server, NEW).residents, 1);
+    assert_eq!((counts(&server, OLD).events.born, counts(&server, NEW).events.born), ([0; 3], [1; 3]));
     let audit = server.runtime.block_on(server.storage.audit(Some("hh-move".into()))).unwrap();
     assert!(audit.iter().any(|e| e.action == format!("move {OLD} → {NEW}")), "{audit:?}");
 }
@@ -203,4 +211,48 @@ fn a_device_cannot_request_a_transfer_of_a_household_outside_its_areas() {
     assert!(matches!(y.store.move_household("hh-z", FAR, ""), Err(Error::NotFound(_))));
     let rt = &server.runtime;
     assert!(rt.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap().is_empty());
+}
+
+#[test]
+fn a_resident_moves_between_households_of_two_communes_and_is_not_a_duplicate() {
+    use doorstep_core::record::LifeEventKind;
+    let server = TestServer::start();
+    let mut x = Device::enrolled(&server, "district", DISTRICT);
+    let mut z = Device::enrolled(&server, "new commune", NEW);
+    x.store.create_household(&household("hh-bride", OLD, "Lò Thị Xuân", "001186012345")).unwrap();
+    let mut groom = household("hh-groom", NEW, "Cầm Văn Đức", "001085012350");
+    groom.members[0].sex = Some("M".into());
+    x.store.create_household(&groom).unwrap();
+    sync_all(&mut [&mut x, &mut z]);
+
+    let new_id = x.store.move_resident("hh-bride", "m0", "hh-groom", &today(), Some("spouse")).unwrap();
+    sync_all(&mut [&mut x, &mut z]);
+    let old = on_server(&server, "hh-bride");
+    let new = on_server(&server, "hh-groom");
+    let out = old.events.iter().find(|e| e.kind == LifeEventKind::MovedOut).expect("moved out");
+    assert_eq!((out.member_id.as_str(), out.place.clone()), ("m0", Some(format!("hh-groom/{new_id}"))));
+    let moved_in = new.events.iter().find(|e| e.kind == LifeEventKind::MovedIn).expect("moved in");
+    assert_eq!((moved_in.member_id.as_str(), moved_in.place.as_deref()), (new_id.as_str(), Some("hh-bride/m0")));
+    assert_eq!(old.members[0].residence_status.as_deref(), Some(doorstep_core::store::MOVED_OUT));
+    assert_eq!(old.members[0].same_person_as, Some(format!("hh-groom/{new_id}")));
+    let record = new.members.iter().find(|m| m.member_id == new_id).unwrap();
+    assert_eq!(
+        (record.full_name.as_str(), record.cccd.as_deref(), record.same_person_as.as_deref()),
+        ("Lò Thị Xuân", Some("001186012345"), Some("hh-bride/m0"))
+    );
+    // The progress page counts the move in both communes.
+    assert_eq!((counts(&server, OLD).events.moved_out, counts(&server, NEW).events.moved_in), ([1; 3], [1; 3]));
+    assert_eq!((counts(&server, OLD).events.moved_in, counts(&server, NEW).events.moved_out), ([0; 3], [0; 3]));
+    // The commune's own phone holds the household with its new resident.
+    assert!(z.store.household("hh-groom").unwrap().members.iter().any(|m| m.member_id == new_id));
+
+    // No candidate for the pair; the same person registered a second time, unlinked, is one.
+    let involves = |d: &doorstep_sync_server::storage::DuplicateItem, id: &str| d.doc_a == id || d.doc_b == id;
+    let queued = server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+    assert!(!queued.iter().any(|d| involves(d, "hh-bride") && involves(d, "hh-groom")), "{queued:?}");
+    x.store.create_household(&household("hh-again", NEW, "Lò Thị Xuân", "001186012345")).unwrap();
+    sync_all(&mut [&mut x]);
+    let queued = server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+    assert!(queued.iter().any(|d| involves(d, "hh-again")), "the unlinked registration is queued: {queued:?}");
+    assert!(!queued.iter().any(|d| involves(d, "hh-bride") && involves(d, "hh-groom")));
 }

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 pub use attachments::{PendingUpload, PhotoSize};
 pub use households::{DuplicateCandidate, SaveOutcome, StorageStats};
-pub use moves::{MoveOutcome, TransferRequest};
+pub use moves::{MOVED_OUT, MoveOutcome, TransferRequest};
 pub use profiles::{FREE_ATTEMPTS, MAX_LOCKOUT_SECS, MIN_PIN_LEN, ProfileInfo, Role, lockout_secs};
 pub use quarantine::QuarantinedDoc;
 pub use schema::LATEST_VERSION;

@@ -47,7 +47,92 @@ pub struct TransferRequest {
     pub created_at: i64,
 }
 
+/// A resident's `residence_status` once moved out of a household (the record stays, with
+/// its history; the new household holds the person's current record).
+pub const MOVED_OUT: &str = "moved_out";
+
 impl Store {
+    /// Moves resident `member_id` of household `from` into household `to` (same commune or
+    /// another one this device holds), as a life event on `date` (`YYYY-MM-DD`): "moved out"
+    /// in `from`, where the record stays with [`MOVED_OUT`] status, and "moved in" in `to`,
+    /// where a new record carries the person's identity (name, date of birth, sex, CCCD,
+    /// phone, occupation) with `relation` to its head. Each record's `same_person_as` and
+    /// each event's place name the other record, so the two are one person's history and
+    /// never a duplicate candidate. Both households are saved in one transaction. Returns
+    /// the new record's member id. Officers only.
+    pub fn move_resident(
+        &mut self,
+        from: &str,
+        member_id: &str,
+        to: &str,
+        date: &str,
+        relation: Option<&str>,
+    ) -> Result<String> {
+        use crate::record::{LifeEvent, LifeEventKind, Member};
+        if self.session()?.profile.role == Role::Helper {
+            return Err(Error::NotPermitted("only an officer moves a resident".into()));
+        }
+        if from == to {
+            return Err(Error::InvalidArgument("a resident moves to another household".into()));
+        }
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|_| Error::InvalidArgument(format!("bad date {date:?}: use YYYY-MM-DD")))?;
+        let editor = self.editor()?;
+        let mut from_doc = self.open_household(from)?;
+        let mut to_doc = self.open_household(to)?;
+        let (mut old, mut new) = (from_doc.read(), to_doc.read());
+        let person = old
+            .members
+            .iter_mut()
+            .find(|m| m.member_id == member_id)
+            .ok_or_else(|| Error::NotFound(format!("resident {member_id} of household {from}")))?;
+        if person.residence_status.as_deref() == Some(MOVED_OUT) {
+            return Err(Error::InvalidArgument(format!("resident {member_id} already moved out of {from}")));
+        }
+        let new_id = crate::record::make_id("m")?;
+        new.members.push(Member {
+            member_id: new_id.clone(),
+            full_name: person.full_name.clone(),
+            dob: person.dob.clone(),
+            sex: person.sex.clone(),
+            cccd: person.cccd.clone(),
+            relation: Some(relation.unwrap_or("other").to_string()),
+            phone: person.phone.clone(),
+            residence_status: Some("permanent".into()),
+            occupation: person.occupation.clone(),
+            same_person_as: Some(format!("{from}/{member_id}")),
+            ..Member::default()
+        });
+        new.events.push(LifeEvent {
+            kind: LifeEventKind::MovedIn,
+            member_id: new_id.clone(),
+            date: date.to_string(),
+            place: Some(format!("{from}/{member_id}")),
+            note: None,
+        });
+        person.residence_status = Some(MOVED_OUT.into());
+        person.same_person_as = Some(format!("{to}/{new_id}"));
+        old.events.push(LifeEvent {
+            kind: LifeEventKind::MovedOut,
+            member_id: member_id.to_string(),
+            date: date.to_string(),
+            place: Some(format!("{to}/{new_id}")),
+            note: None,
+        });
+        from_doc.update(&old, &editor)?;
+        to_doc.update(&new, &editor)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let saved = self.save_household(&mut from_doc).and_then(|_| self.save_household(&mut to_doc));
+        match saved {
+            Ok(_) => self.conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        Ok(new_id)
+    }
+
     /// The areas this device was enrolled for.
     pub(crate) fn enrolled_areas(&self) -> Result<Vec<String>> {
         self.sync_value("areas")?.and_then(|a| serde_json::from_str(&a).ok()).ok_or_else(|| {

@@ -20,6 +20,7 @@ mod transfers;
 
 pub use auth::{MIN_PASSWORD_LEN, SESSION_COOKIE, SESSION_TTL_SECS, hash_password, verify_password};
 pub use operators::{check_account, check_scope, scope_suffix};
+pub use progress::progress_query;
 
 use std::sync::Arc;
 

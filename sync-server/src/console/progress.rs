@@ -79,6 +79,7 @@ fn add(into: &mut AreaCounts, c: &AreaCounts) {
     into.review_waiting += c.review_waiting;
     into.review_returned += c.review_returned;
     into.review_approved += c.review_approved;
+    into.events.add(&c.events);
 }
 
 /// Rolls exact-area counts up into the sub-areas of `area`, plus a total.
@@ -138,6 +139,18 @@ async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<
             }
         }
         @if children.is_empty() { p.muted { "Chưa có dữ liệu cho khu vực này. · No data for this area yet." } }
+        h2 { "Biến động nhân khẩu · Life events" }
+        p.muted { "Theo ngày xảy ra: hôm nay / tuần này / tháng này. · By the day they happened: today / this week / this month." }
+        table.events {
+            thead { tr {
+                th { "Khu vực · Area" } th.num { "Sinh · Births" } th.num { "Tử · Deaths" }
+                th.num { "Chuyển đến · Moved in" } th.num { "Chuyển đi · Moved out" }
+            } }
+            tbody {
+                @for c in &children { tr { td { (c.area) } (event_cells(&c.events)) } }
+                tr.total { td { "Tổng · Total" } (event_cells(&total.events)) }
+            }
+        }
         h2 { "Sắp đến tuổi làm CCCD (14) trong " (LOOKAHEAD_DAYS) " ngày · Reaching ID-card age in the next " (LOOKAHEAD_DAYS) " days" }
         @if soon.is_empty() { p.muted { "Không có. · None." } } @else {
             table {
@@ -154,6 +167,15 @@ async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<
         }
     };
     Ok(page("Progress", Some(&current.0), "progress", body))
+}
+
+/// One row of life events: each kind as today / this week / this month.
+fn event_cells(e: &crate::storage::EventCounts) -> maud::Markup {
+    html! {
+        @for [day, week, month] in [e.born, e.died, e.moved_in, e.moved_out] {
+            td.num { (day) " / " (week) " / " (month) }
+        }
+    }
 }
 
 /// The figures of one row; review counts link to their queues filtered by `link_area`.
@@ -207,6 +229,18 @@ pub fn to_csv(children: &[AreaCounts], total: &AreaCounts) -> String {
         "review_waiting",
         "review_returned",
         "review_approved",
+        "born_today",
+        "born_this_week",
+        "born_this_month",
+        "died_today",
+        "died_this_week",
+        "died_this_month",
+        "moved_in_today",
+        "moved_in_this_week",
+        "moved_in_this_month",
+        "moved_out_today",
+        "moved_out_this_week",
+        "moved_out_this_month",
     ];
     let _ = out.write_record(header);
     for c in children.iter().chain(std::iter::once(total)) {
@@ -233,6 +267,9 @@ pub fn to_csv(children: &[AreaCounts], total: &AreaCounts) -> String {
             c.review_returned.to_string(),
             c.review_approved.to_string(),
         ];
+        let e = &c.events;
+        let events = [e.born, e.died, e.moved_in, e.moved_out].into_iter().flatten().map(|n| n.to_string());
+        let row: Vec<String> = row.into_iter().chain(events).collect();
         let _ = out.write_record(&row);
     }
     String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -307,12 +344,15 @@ mod tests {
             households: 4,
             complete: 3,
             verified: 1,
+            events: crate::storage::EventCounts { born: [1, 2, 3], ..Default::default() },
             ..Default::default()
         };
         let csv = to_csv(&[row("=HYPERLINK(\"x\")"), row("a,b")], &row("01"));
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[1], "\"'=HYPERLINK(\"\"x\"\")\",4,0,3,75.0,0,0,,0,0,0,0,0,0,1,25.0,0,0,0,0");
+        let tail = "1,2,3,0,0,0,0,0,0,0,0,0";
+        assert_eq!(lines[1], format!("\"'=HYPERLINK(\"\"x\"\")\",4,0,3,75.0,0,0,,0,0,0,0,0,0,1,25.0,0,0,0,0,{tail}"));
         assert!(lines[2].starts_with("\"a,b\",4,"));
-        assert_eq!(lines[3], "01,4,0,3,75.0,0,0,,0,0,0,0,0,0,1,25.0,0,0,0,0");
+        assert_eq!(lines[3], format!("01,4,0,3,75.0,0,0,,0,0,0,0,0,0,1,25.0,0,0,0,0,{tail}"));
+        assert_eq!(lines[0].split(',').count(), lines[3].split(',').count(), "a header for every column");
     }
 }

@@ -245,6 +245,49 @@ pub struct AreaCounts {
     pub review_returned: i64,
     /// Households approved.
     pub review_approved: i64,
+    /// Residents' life events by when they happened.
+    pub events: EventCounts,
+}
+
+/// Life events of residents, each counted for today, this week and this month (calendar
+/// periods in Vietnam time), by the day they happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    /// Births.
+    pub born: [i64; 3],
+    /// Deaths.
+    pub died: [i64; 3],
+    /// Residents who moved in.
+    pub moved_in: [i64; 3],
+    /// Residents who moved out.
+    pub moved_out: [i64; 3],
+}
+
+impl EventCounts {
+    /// The counts of one kind (a life event's code), if it is one.
+    pub fn of_kind(&mut self, kind: &str) -> Option<&mut [i64; 3]> {
+        match kind {
+            "born" => Some(&mut self.born),
+            "died" => Some(&mut self.died),
+            "moved_in" => Some(&mut self.moved_in),
+            "moved_out" => Some(&mut self.moved_out),
+            _ => None,
+        }
+    }
+
+    /// Adds another area's counts.
+    pub fn add(&mut self, other: &EventCounts) {
+        for (into, from) in [
+            (&mut self.born, &other.born),
+            (&mut self.died, &other.died),
+            (&mut self.moved_in, &other.moved_in),
+            (&mut self.moved_out, &other.moved_out),
+        ] {
+            for (a, b) in into.iter_mut().zip(from) {
+                *a += b;
+            }
+        }
+    }
 }
 
 /// Adds one kind of per-area count to `out`, creating areas as they appear.

@@ -8,9 +8,9 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use super::dialect::{Dialect, province_lock_key, province_of, within, within_or_all};
 use super::model::{
-    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocBody, DocRow, DuplicateItem, DuplicateRow, ExportToken,
-    FeedRow, HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, ReviewItem, Role, Session,
-    Turning14, add_counts,
+    AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocBody, DocRow, DuplicateItem, DuplicateRow, EventCounts,
+    ExportToken, FeedRow, HouseholdStats, Operator, PersonIndex, PersonRow, ProgressQuery, ResidentLink, ReviewItem,
+    Role, Session, Turning14, add_counts,
 };
 use super::{ErrorKind, StorageError};
 use crate::at_rest::{AtRest, count_by_area};
@@ -168,6 +168,8 @@ pub struct DocWrite {
     pub stats: HouseholdStats,
     /// The household as the document reads, JSON (for exports).
     pub view: Vec<u8>,
+    /// Its residents' life events: (kind code, day `YYYY-MM-DD`).
+    pub events: Vec<(String, String)>,
     /// The area it left, when this write moves it: the old area's feed gets a departure,
     /// and `changes` must then hold the whole saved document (the new area's devices may
     /// hold nothing of it).
@@ -401,8 +403,85 @@ impl<'a> Tx<'a> {
                     .bind(d.stats.review.clone());
             }
             query.execute(&mut *self.tx).await?;
+            self.put_life_events(chunk).await?;
         }
         Ok(())
+    }
+
+    /// Rewrites the life events of a batch of documents, each day as its index token.
+    async fn put_life_events(&mut self, docs: &[DocWrite]) -> Result<()> {
+        let sql = format!("DELETE FROM life_event WHERE doc_id IN ({})", placeholders(self.dialect, 1, docs.len()));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for d in docs {
+            query = query.bind(d.doc_id.clone());
+        }
+        query.execute(&mut *self.tx).await?;
+        let keys: &AtRest = self.keys;
+        let rows: Vec<(&DocWrite, usize, &str, String)> = docs
+            .iter()
+            .flat_map(|d| {
+                d.events.iter().enumerate().map(move |(n, (kind, day))| (d, n, kind.as_str(), keys.dob_tag(day)))
+            })
+            .collect();
+        for chunk in rows.chunks(rows_per_statement(5)) {
+            let sql = format!(
+                "INSERT INTO life_event (doc_id, n, area, kind, day_tag) VALUES {}",
+                value_rows(self.dialect, chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (d, n, kind, tag) in chunk {
+                query = query
+                    .bind(d.doc_id.clone())
+                    .bind(*n as i64)
+                    .bind(d.area.clone())
+                    .bind(kind.to_string())
+                    .bind(tag.clone());
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Life events within the query's area that happened this month or this week (found by
+    /// their days' index tokens), counted per area for today, this week and this month.
+    async fn event_counts(&mut self, q: &ProgressQuery) -> Result<Vec<(String, EventCounts)>> {
+        let today = doorstep_core::vn_time::date(q.since_day);
+        let week = doorstep_core::vn_time::date(q.since_week);
+        let month = doorstep_core::vn_time::date(q.since_month);
+        // A calendar month and week at most (a query from the epoch reads no more).
+        let first = week.min(month).max(today - chrono::Days::new(62));
+        let days: std::collections::BTreeMap<String, chrono::NaiveDate> = first
+            .iter_days()
+            .take_while(|d| *d <= today)
+            .map(|d| (self.keys.dob_tag(&d.format("%Y-%m-%d").to_string()), d))
+            .collect();
+        let mut out: std::collections::BTreeMap<String, EventCounts> = Default::default();
+        let tags: Vec<&String> = days.keys().collect();
+        // By day first (`life_event_by_day`); the area is tested on the few grouped rows.
+        let sql = format!(
+            "SELECT area, kind, day_tag, count(*) FROM life_event WHERE day_tag IN ({}) GROUP BY area, kind, day_tag",
+            placeholders(self.dialect, 1, tags.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for t in &tags {
+            query = query.bind((*t).clone());
+        }
+        for r in query.fetch_all(&mut *self.tx).await? {
+            let (area, kind, tag, n): (String, String, String, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            if !q.area.is_empty() && !doorstep_core::sync::protocol::area_within(&area, &q.area) {
+                continue;
+            }
+            let Some(day) = days.get(&tag) else { continue };
+            let counts = out.entry(area).or_default();
+            let Some(by_period) = counts.of_kind(&kind) else { continue };
+            for (i, from) in [today, week, month].into_iter().enumerate() {
+                if *day >= from {
+                    by_period[i] += n;
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// The documents of `area` (and its sub-areas) whose latest change is after `since`, in
@@ -1668,6 +1747,9 @@ impl<'a> Tx<'a> {
         }
         let turning = self.turning_14(q).await?;
         add_counts(&mut out, count_by_area(&turning), |c| &mut c.turning_14);
+        for (area, events) in self.event_counts(q).await? {
+            out.entry(area.clone()).or_insert_with(|| AreaCounts { area, ..AreaCounts::default() }).events = events;
+        }
         Ok(out.into_values().collect())
     }
 

@@ -34,10 +34,8 @@ done
 
 echo "== Generated bindings are current; Kotlin bindings tested on the JVM against the native library and a real server"
 ./scripts/generate-bindings.sh --check   # builds the workspace's binaries too
+./scripts/jvm-tests.sh                    # the library again, with its test hooks
 target="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)"
-command -v mvn >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null; }
-(cd android/jvm-tests && mvn -q -B test -Ddoorstep.lib.dir="$target/debug" -Ddoorstep.server.bin="$target/debug/doorstep-sync-server")
-cat android/jvm-tests/target/surefire-reports/*.txt | grep -E "Tests run" || true
 
 echo "== Operator console in a real browser (playwright-core + Debian's chromium)"
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -118,19 +118,6 @@ impl DoorstepStore {
         })
     }
 
-    /// Opens a store with cheap key derivation. For tests only: never for real profiles.
-    #[uniffi::constructor]
-    pub fn open_for_tests(path: String) -> Result<Arc<DoorstepStore>, DoorstepError> {
-        guard(|| {
-            let store = Store::open(&path)?;
-            Ok(Arc::new(DoorstepStore {
-                store: Mutex::new(store),
-                cancel: AtomicBool::new(false),
-                kdf: KdfParams::INSECURE_FOR_TESTS,
-            }))
-        })
-    }
-
     /// This device's id.
     pub fn device_id(&self) -> Result<String, DoorstepError> {
         self.with(|s| Ok(s.device_id().to_string()))
@@ -529,11 +516,41 @@ pub fn qr_png(text: String) -> Result<Vec<u8>, DoorstepError> {
     guard(|| Ok(doorstep_core::qr::encode_png(&text, 6)?))
 }
 
-/// Panics inside the boundary guard, to prove a panic comes out as an error. For tests.
-#[uniffi::export]
-pub fn internal_panic_probe() -> Result<(), DoorstepError> {
-    guard(|| panic!("probe"))
+/// Test hooks, built only with the `test-support` feature (the JVM tests' library): never in
+/// the shipped library or its generated bindings.
+#[cfg(any(test, feature = "test-support"))]
+mod test_support {
+    use super::*;
+
+    #[uniffi::export]
+    impl DoorstepStore {
+        /// Opens a store with cheap key derivation. For tests only: never for real profiles.
+        #[uniffi::constructor]
+        pub fn open_for_tests(path: String) -> Result<Arc<DoorstepStore>, DoorstepError> {
+            guard(|| {
+                let store = Store::open(&path)?;
+                Ok(Arc::new(DoorstepStore {
+                    store: Mutex::new(store),
+                    cancel: AtomicBool::new(false),
+                    kdf: KdfParams::INSECURE_FOR_TESTS,
+                }))
+            })
+        }
+
+        /// Panics while holding the store (its mutex is poisoned): the next call must still work.
+        pub fn panic_while_holding_store(&self) -> Result<(), DoorstepError> {
+            self.with(|_| panic!("probe while the store is held"))
+        }
+    }
+
+    /// Panics inside the boundary guard, to prove a panic comes out as an error.
+    #[uniffi::export]
+    pub fn internal_panic_probe() -> Result<(), DoorstepError> {
+        guard(|| panic!("probe"))
+    }
 }
+#[cfg(test)]
+use test_support::internal_panic_probe;
 
 #[cfg(test)]
 mod tests {

@@ -63,7 +63,8 @@ fn check_request_id(id: &str) -> bool {
 
 /// Takes a device's transfer requests (a repeat changes nothing) and answers where each
 /// stands. A request for a household outside the device's areas, or to one of its own
-/// areas, is refused at once, with why.
+/// areas, is refused at once, with why; one for a household the server does not hold yet
+/// stays pending, unrecorded, and is taken when the device asks again.
 pub async fn take_transfer_asks(
     tx: &mut Tx<'_>,
     device: &Device,
@@ -97,8 +98,17 @@ pub async fn take_transfer_asks(
         }
         let from = match tx.doc_area(&ask.doc_id).await? {
             Some(area) if area_within(&area, &device.area) => area,
-            _ => {
-                out.push(refused(ask, "the server holds no such household in this device's areas"));
+            Some(_) => {
+                out.push(refused(ask, "the household is not in this device's areas"));
+                continue;
+            }
+            None => {
+                // Not pushed yet (it may be on its way): asked again at the next sync.
+                out.push(TransferOutcome {
+                    request_id: ask.request_id.clone(),
+                    status: TransferStatus::Pending,
+                    note: String::new(),
+                });
                 continue;
             }
         };

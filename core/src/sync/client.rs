@@ -242,7 +242,8 @@ pub fn sync_shared(
             transfer_key: transfer_key.clone(),
             snapshot,
             resend: std::mem::take(&mut resend),
-            transfers: std::mem::take(&mut transfers),
+            // Once the device's own households can go too (not during a first sync).
+            transfers: if in_first_sync { Vec::new() } else { std::mem::take(&mut transfers) },
         });
         report.bytes_sent += body.len();
         let raw = match transport.post("/v1/sync", body, Some(&credential)) {

@@ -895,6 +895,22 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     func lock() throws 
     
     /**
+     * Moves a household to `toArea`. Within this device's areas it moves at once (the next
+     * sync sends it; the old area's other devices drop it, the new area's receive it whole).
+     * Outside them it becomes a transfer request, with `reason`, for an operator whose scope
+     * covers both areas; `transferRequests` shows how it stands after each sync.
+     */
+    func moveHousehold(householdId: String, toArea: String, reason: String) throws  -> MoveResult
+    
+    /**
+     * Moves resident `memberId` of household `fromHousehold` into `toHousehold` (both held on
+     * this device) on `date` (`YYYY-MM-DD`): "moved out" in the old household, "moved in" in
+     * the new one with `relation` to its head, each record naming the other. Returns the new
+     * record's member id.
+     */
+    func moveResident(fromHousehold: String, memberId: String, toHousehold: String, date: String, relation: String?) throws  -> String
+    
+    /**
      * Profiles on this device.
      */
     func profiles() throws  -> [Profile]
@@ -925,6 +941,11 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
      * Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
      */
     func syncBlocking(observer: SyncObserver?) throws  -> SyncReportRecord
+    
+    /**
+     * This device's transfer requests, newest first, as of the last sync.
+     */
+    func transferRequests() throws  -> [TransferRequestRecord]
     
     /**
      * Unlocks a profile with its PIN (and the platform secret, when it uses one).
@@ -1085,18 +1106,6 @@ public static func `open`(path: String)throws  -> DoorstepStore  {
 })
 }
     
-    /**
-     * Opens a store with cheap key derivation. For tests only: never for real profiles.
-     */
-public static func openForTests(path: String)throws  -> DoorstepStore  {
-    return try  FfiConverterTypeDoorstepStore_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
-        uniffiCallStatus in
-    uniffi_doorstep_ffi_fn_constructor_doorstepstore_open_for_tests(
-        FfiConverterString.lower(path),uniffiCallStatus
-    )
-})
-}
-    
 
     
     /**
@@ -1244,6 +1253,44 @@ open func lock()throws   {try rustCallWithError(FfiConverterTypeDoorstepError_li
 }
     
     /**
+     * Moves a household to `toArea`. Within this device's areas it moves at once (the next
+     * sync sends it; the old area's other devices drop it, the new area's receive it whole).
+     * Outside them it becomes a transfer request, with `reason`, for an operator whose scope
+     * covers both areas; `transferRequests` shows how it stands after each sync.
+     */
+open func moveHousehold(householdId: String, toArea: String, reason: String)throws  -> MoveResult  {
+    return try  FfiConverterTypeMoveResult_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_move_household(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(toArea),
+        FfiConverterString.lower(reason),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Moves resident `memberId` of household `fromHousehold` into `toHousehold` (both held on
+     * this device) on `date` (`YYYY-MM-DD`): "moved out" in the old household, "moved in" in
+     * the new one with `relation` to its head, each record naming the other. Returns the new
+     * record's member id.
+     */
+open func moveResident(fromHousehold: String, memberId: String, toHousehold: String, date: String, relation: String?)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_move_resident(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(fromHousehold),
+        FfiConverterString.lower(memberId),
+        FfiConverterString.lower(toHousehold),
+        FfiConverterString.lower(date),
+        FfiConverterOptionString.lower(relation),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Profiles on this device.
      */
 open func profiles()throws  -> [Profile]  {
@@ -1325,6 +1372,18 @@ open func syncBlocking(observer: SyncObserver?)throws  -> SyncReportRecord  {
     uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(
             self.uniffiCloneHandle(),
         FfiConverterOptionTypeSyncObserver.lower(observer),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * This device's transfer requests, newest first, as of the last sync.
+     */
+open func transferRequests()throws  -> [TransferRequestRecord]  {
+    return try  FfiConverterSequenceTypeTransferRequestRecord.lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
+        uniffiCallStatus in
+    uniffi_doorstep_ffi_fn_method_doorstepstore_transfer_requests(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -2274,6 +2333,75 @@ public func FfiConverterTypeConflictValueRecord_lower(_ value: ConflictValueReco
 
 
 /**
+ * A household that moved out of this device's areas and waits to be removed.
+ */
+public struct DepartingRecord: Equatable, Hashable {
+    /**
+     * Household id.
+     */
+    public var householdId: String
+    /**
+     * The area it moved to.
+     */
+    public var toArea: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Household id.
+         */householdId: String, 
+        /**
+         * The area it moved to.
+         */toArea: String) {
+        self.householdId = householdId
+        self.toArea = toArea
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DepartingRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDepartingRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DepartingRecord {
+        return
+            try DepartingRecord(
+                householdId: FfiConverterString.read(from: &buf), 
+                toArea: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DepartingRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterString.write(value.toArea, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDepartingRecord_lift(_ buf: RustBuffer) throws -> DepartingRecord {
+    return try FfiConverterTypeDepartingRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDepartingRecord_lower(_ value: DepartingRecord) -> RustBuffer {
+    return FfiConverterTypeDepartingRecord.lower(value)
+}
+
+
+/**
  * A possible duplicate found at entry.
  */
 public struct DuplicateRecord: Equatable, Hashable {
@@ -3202,6 +3330,75 @@ public func FfiConverterTypeMemberRecord_lower(_ value: MemberRecord) -> RustBuf
 
 
 /**
+ * What moving a household did.
+ */
+public struct MoveResult: Equatable, Hashable {
+    /**
+     * It moved (within this device's areas).
+     */
+    public var moved: Bool
+    /**
+     * Otherwise: the transfer request made for an operator to decide.
+     */
+    public var transferRequestId: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * It moved (within this device's areas).
+         */moved: Bool, 
+        /**
+         * Otherwise: the transfer request made for an operator to decide.
+         */transferRequestId: String?) {
+        self.moved = moved
+        self.transferRequestId = transferRequestId
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension MoveResult: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMoveResult: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MoveResult {
+        return
+            try MoveResult(
+                moved: FfiConverterBool.read(from: &buf), 
+                transferRequestId: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MoveResult, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.moved, into: &buf)
+        FfiConverterOptionString.write(value.transferRequestId, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMoveResult_lift(_ buf: RustBuffer) throws -> MoveResult {
+    return try FfiConverterTypeMoveResult.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMoveResult_lower(_ value: MoveResult) -> RustBuffer {
+    return FfiConverterTypeMoveResult.lower(value)
+}
+
+
+/**
  * A device of the area this device can exchange offline bundles with.
  */
 public struct PeerRecord: Equatable, Hashable {
@@ -3989,6 +4186,19 @@ public struct SyncReportRecord: Equatable, Hashable {
      * Quarantined change sets that loaded in this sync and were let in.
      */
     public var released: UInt64
+    /**
+     * Households removed from this device because they moved out of its areas.
+     */
+    public var departed: UInt64
+    /**
+     * Households that moved out of this device's areas, kept until the server has the edits
+     * made here.
+     */
+    public var departing: [DepartingRecord]
+    /**
+     * Transfer requests an operator decided since the last sync.
+     */
+    public var transfersDecided: [TransferOutcomeRecord]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4017,7 +4227,17 @@ public struct SyncReportRecord: Equatable, Hashable {
          */quarantined: [RefusedHouseholdRecord], 
         /**
          * Quarantined change sets that loaded in this sync and were let in.
-         */released: UInt64) {
+         */released: UInt64, 
+        /**
+         * Households removed from this device because they moved out of its areas.
+         */departed: UInt64, 
+        /**
+         * Households that moved out of this device's areas, kept until the server has the edits
+         * made here.
+         */departing: [DepartingRecord], 
+        /**
+         * Transfer requests an operator decided since the last sync.
+         */transfersDecided: [TransferOutcomeRecord]) {
         self.pushed = pushed
         self.pulled = pulled
         self.roundTrips = roundTrips
@@ -4026,6 +4246,9 @@ public struct SyncReportRecord: Equatable, Hashable {
         self.refused = refused
         self.quarantined = quarantined
         self.released = released
+        self.departed = departed
+        self.departing = departing
+        self.transfersDecided = transfersDecided
     }
 
     
@@ -4051,7 +4274,10 @@ public struct FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer {
                 bytesReceived: FfiConverterUInt64.read(from: &buf), 
                 refused: FfiConverterSequenceTypeRefusedHouseholdRecord.read(from: &buf), 
                 quarantined: FfiConverterSequenceTypeRefusedHouseholdRecord.read(from: &buf), 
-                released: FfiConverterUInt64.read(from: &buf)
+                released: FfiConverterUInt64.read(from: &buf), 
+                departed: FfiConverterUInt64.read(from: &buf), 
+                departing: FfiConverterSequenceTypeDepartingRecord.read(from: &buf), 
+                transfersDecided: FfiConverterSequenceTypeTransferOutcomeRecord.read(from: &buf)
         )
     }
 
@@ -4064,6 +4290,9 @@ public struct FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer {
         FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.refused, into: &buf)
         FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.quarantined, into: &buf)
         FfiConverterUInt64.write(value.released, into: &buf)
+        FfiConverterUInt64.write(value.departed, into: &buf)
+        FfiConverterSequenceTypeDepartingRecord.write(value.departing, into: &buf)
+        FfiConverterSequenceTypeTransferOutcomeRecord.write(value.transfersDecided, into: &buf)
     }
 }
 
@@ -4080,6 +4309,204 @@ public func FfiConverterTypeSyncReportRecord_lift(_ buf: RustBuffer) throws -> S
 #endif
 public func FfiConverterTypeSyncReportRecord_lower(_ value: SyncReportRecord) -> RustBuffer {
     return FfiConverterTypeSyncReportRecord.lower(value)
+}
+
+
+/**
+ * An operator's decision on a transfer request, as a sync brought it.
+ */
+public struct TransferOutcomeRecord: Equatable, Hashable {
+    /**
+     * The request's id.
+     */
+    public var requestId: String
+    /**
+     * Where it stands.
+     */
+    public var status: TransferStatusRecord
+    /**
+     * The operator's note.
+     */
+    public var note: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The request's id.
+         */requestId: String, 
+        /**
+         * Where it stands.
+         */status: TransferStatusRecord, 
+        /**
+         * The operator's note.
+         */note: String) {
+        self.requestId = requestId
+        self.status = status
+        self.note = note
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TransferOutcomeRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferOutcomeRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferOutcomeRecord {
+        return
+            try TransferOutcomeRecord(
+                requestId: FfiConverterString.read(from: &buf), 
+                status: FfiConverterTypeTransferStatusRecord.read(from: &buf), 
+                note: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TransferOutcomeRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.requestId, into: &buf)
+        FfiConverterTypeTransferStatusRecord.write(value.status, into: &buf)
+        FfiConverterString.write(value.note, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferOutcomeRecord_lift(_ buf: RustBuffer) throws -> TransferOutcomeRecord {
+    return try FfiConverterTypeTransferOutcomeRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferOutcomeRecord_lower(_ value: TransferOutcomeRecord) -> RustBuffer {
+    return FfiConverterTypeTransferOutcomeRecord.lower(value)
+}
+
+
+/**
+ * A transfer request this device made.
+ */
+public struct TransferRequestRecord: Equatable, Hashable {
+    /**
+     * Its id.
+     */
+    public var requestId: String
+    /**
+     * Household id.
+     */
+    public var householdId: String
+    /**
+     * The area asked for.
+     */
+    public var toArea: String
+    /**
+     * Why.
+     */
+    public var reason: String
+    /**
+     * Where it stands.
+     */
+    public var status: TransferStatusRecord
+    /**
+     * The operator's note.
+     */
+    public var note: String
+    /**
+     * When it was made, Unix seconds.
+     */
+    public var createdAt: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its id.
+         */requestId: String, 
+        /**
+         * Household id.
+         */householdId: String, 
+        /**
+         * The area asked for.
+         */toArea: String, 
+        /**
+         * Why.
+         */reason: String, 
+        /**
+         * Where it stands.
+         */status: TransferStatusRecord, 
+        /**
+         * The operator's note.
+         */note: String, 
+        /**
+         * When it was made, Unix seconds.
+         */createdAt: Int64) {
+        self.requestId = requestId
+        self.householdId = householdId
+        self.toArea = toArea
+        self.reason = reason
+        self.status = status
+        self.note = note
+        self.createdAt = createdAt
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TransferRequestRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferRequestRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferRequestRecord {
+        return
+            try TransferRequestRecord(
+                requestId: FfiConverterString.read(from: &buf), 
+                householdId: FfiConverterString.read(from: &buf), 
+                toArea: FfiConverterString.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf), 
+                status: FfiConverterTypeTransferStatusRecord.read(from: &buf), 
+                note: FfiConverterString.read(from: &buf), 
+                createdAt: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TransferRequestRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.requestId, into: &buf)
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterString.write(value.toArea, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+        FfiConverterTypeTransferStatusRecord.write(value.status, into: &buf)
+        FfiConverterString.write(value.note, into: &buf)
+        FfiConverterInt64.write(value.createdAt, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferRequestRecord_lift(_ buf: RustBuffer) throws -> TransferRequestRecord {
+    return try FfiConverterTypeTransferRequestRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferRequestRecord_lower(_ value: TransferRequestRecord) -> RustBuffer {
+    return FfiConverterTypeTransferRequestRecord.lower(value)
 }
 
 
@@ -4713,6 +5140,91 @@ public func FfiConverterTypeProfileRole_lower(_ value: ProfileRole) -> RustBuffe
 }
 
 
+
+/**
+ * Where a transfer request stands.
+ */
+
+public enum TransferStatusRecord: Equatable, Hashable {
+    
+    /**
+     * Waiting for an operator.
+     */
+    case pending
+    /**
+     * Approved: the household moved.
+     */
+    case approved
+    /**
+     * Refused: it stays where it was.
+     */
+    case refused
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension TransferStatusRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransferStatusRecord: FfiConverterRustBuffer {
+    typealias SwiftType = TransferStatusRecord
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TransferStatusRecord {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .pending
+        
+        case 2: return .approved
+        
+        case 3: return .refused
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: TransferStatusRecord, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .pending:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .approved:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .refused:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferStatusRecord_lift(_ buf: RustBuffer) throws -> TransferStatusRecord {
+    return try FfiConverterTypeTransferStatusRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransferStatusRecord_lower(_ value: TransferStatusRecord) -> RustBuffer {
+    return FfiConverterTypeTransferStatusRecord.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -5008,6 +5520,31 @@ fileprivate struct FfiConverterSequenceTypeConflictValueRecord: FfiConverterRust
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeDepartingRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [DepartingRecord]
+
+    public static func write(_ value: [DepartingRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeDepartingRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [DepartingRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [DepartingRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeDepartingRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeDuplicateRecord: FfiConverterRustBuffer {
     typealias SwiftType = [DuplicateRecord]
 
@@ -5233,6 +5770,56 @@ fileprivate struct FfiConverterSequenceTypeSlipMemberRecord: FfiConverterRustBuf
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeTransferOutcomeRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [TransferOutcomeRecord]
+
+    public static func write(_ value: [TransferOutcomeRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTransferOutcomeRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [TransferOutcomeRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [TransferOutcomeRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTransferOutcomeRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeTransferRequestRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [TransferRequestRecord]
+
+    public static func write(_ value: [TransferRequestRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTransferRequestRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [TransferRequestRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [TransferRequestRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTransferRequestRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRustBuffer {
     typealias SwiftType = [ValidationIssueRecord]
 
@@ -5311,15 +5898,6 @@ public func checkCccd(number: String, dob: String?, sex: String?)throws   {try r
         FfiConverterString.lower(number),
         FfiConverterOptionString.lower(dob),
         FfiConverterOptionString.lower(sex),uniffiCallStatus
-    )
-}
-}
-/**
- * Panics inside the boundary guard, to prove a panic comes out as an error. For tests.
- */
-public func internalPanicProbe()throws   {try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
-        uniffiCallStatus in
-    uniffi_doorstep_ffi_fn_func_internal_panic_probe(uniffiCallStatus
     )
 }
 }
@@ -5407,9 +5985,6 @@ private let initializationResult: InitializationResult = {
     if (uniffi_doorstep_ffi_checksum_func_check_cccd() != 12946) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_doorstep_ffi_checksum_func_internal_panic_probe() != 36768) {
-        return InitializationResult.apiChecksumMismatch
-    }
     if (uniffi_doorstep_ffi_checksum_func_member_from_chip_card_image() != 63143) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5461,6 +6036,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_lock() != 419) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_move_household() != 31863) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_move_resident() != 9155) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_profiles() != 50553) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5477,6 +6058,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking() != 19497) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_transfer_requests() != 50441) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock() != 19671) {
@@ -5546,9 +6130,6 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open() != 38466) {
-        return InitializationResult.apiChecksumMismatch
-    }
-    if (uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests() != 34342) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_constructor_bundlereceiver_new() != 62949) {

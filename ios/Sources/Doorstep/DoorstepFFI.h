@@ -290,11 +290,6 @@ void uniffi_doorstep_ffi_fn_free_doorstepstore(uint64_t handle, RustCallStatus *
 uint64_t uniffi_doorstep_ffi_fn_constructor_doorstepstore_open(RustBuffer path, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_CONSTRUCTOR_DOORSTEPSTORE_OPEN_FOR_TESTS
-#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_CONSTRUCTOR_DOORSTEPSTORE_OPEN_FOR_TESTS
-uint64_t uniffi_doorstep_ffi_fn_constructor_doorstepstore_open_for_tests(RustBuffer path, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_CANCEL_SYNC
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_CANCEL_SYNC
 void uniffi_doorstep_ffi_fn_method_doorstepstore_cancel_sync(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -350,6 +345,16 @@ RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_list_households(uint64_t 
 void uniffi_doorstep_ffi_fn_method_doorstepstore_lock(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_MOVE_HOUSEHOLD
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_MOVE_HOUSEHOLD
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_move_household(uint64_t ptr, RustBuffer household_id, RustBuffer to_area, RustBuffer reason, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_MOVE_RESIDENT
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_MOVE_RESIDENT
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_move_resident(uint64_t ptr, RustBuffer from_household, RustBuffer member_id, RustBuffer to_household, RustBuffer date, RustBuffer relation, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_PROFILES
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_PROFILES
 RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_profiles(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -378,6 +383,11 @@ uint64_t uniffi_doorstep_ffi_fn_method_doorstepstore_sync(uint64_t ptr, RustBuff
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
 RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(uint64_t ptr, RustBuffer observer, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_TRANSFER_REQUESTS
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_TRANSFER_REQUESTS
+RustBuffer uniffi_doorstep_ffi_fn_method_doorstepstore_transfer_requests(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_METHOD_DOORSTEPSTORE_UNLOCK
@@ -539,12 +549,6 @@ RustBuffer uniffi_doorstep_ffi_fn_method_bundlereceiver_missing(uint64_t ptr, Ru
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_FUNC_CHECK_CCCD
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_FUNC_CHECK_CCCD
 void uniffi_doorstep_ffi_fn_func_check_cccd(RustBuffer number, RustBuffer dob, RustBuffer sex, RustCallStatus *_Nonnull out_status
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_FUNC_INTERNAL_PANIC_PROBE
-#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_FUNC_INTERNAL_PANIC_PROBE
-void uniffi_doorstep_ffi_fn_func_internal_panic_probe(RustCallStatus *_Nonnull out_status
-    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_FN_FUNC_MEMBER_FROM_CHIP_CARD_IMAGE
@@ -844,12 +848,6 @@ uint16_t uniffi_doorstep_ffi_checksum_func_check_cccd(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_FUNC_INTERNAL_PANIC_PROBE
-#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_FUNC_INTERNAL_PANIC_PROBE
-uint16_t uniffi_doorstep_ffi_checksum_func_internal_panic_probe(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_FUNC_MEMBER_FROM_CHIP_CARD_IMAGE
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_FUNC_MEMBER_FROM_CHIP_CARD_IMAGE
 uint16_t uniffi_doorstep_ffi_checksum_func_member_from_chip_card_image(void
@@ -952,6 +950,18 @@ uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_lock(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_MOVE_HOUSEHOLD
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_MOVE_HOUSEHOLD
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_move_household(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_MOVE_RESIDENT
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_MOVE_RESIDENT
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_move_resident(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_PROFILES
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_PROFILES
 uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_profiles(void
@@ -985,6 +995,12 @@ uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_sync(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_SYNC_BLOCKING
 uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_TRANSFER_REQUESTS
+#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_METHOD_DOORSTEPSTORE_TRANSFER_REQUESTS
+uint16_t uniffi_doorstep_ffi_checksum_method_doorstepstore_transfer_requests(void
     
 );
 #endif
@@ -1123,12 +1139,6 @@ uint16_t uniffi_doorstep_ffi_checksum_method_bundlereceiver_missing(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_CONSTRUCTOR_DOORSTEPSTORE_OPEN
 #define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_CONSTRUCTOR_DOORSTEPSTORE_OPEN
 uint16_t uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open(void
-    
-);
-#endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_CONSTRUCTOR_DOORSTEPSTORE_OPEN_FOR_TESTS
-#define UNIFFI_FFIDEF_UNIFFI_DOORSTEP_FFI_CHECKSUM_CONSTRUCTOR_DOORSTEPSTORE_OPEN_FOR_TESTS
-uint16_t uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests(void
     
 );
 #endif

@@ -728,8 +728,6 @@ internal object IntegrityCheckingUniffiLib {
     internal fun ensureInitialized() = Unit
     external fun uniffi_doorstep_ffi_checksum_func_check_cccd(
     ): Int
-    external fun uniffi_doorstep_ffi_checksum_func_internal_panic_probe(
-    ): Int
     external fun uniffi_doorstep_ffi_checksum_func_member_from_chip_card_image(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_func_member_from_chip_card_text(
@@ -764,6 +762,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_lock(
     ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_move_household(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_move_resident(
+    ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_profiles(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_resolve_conflict(
@@ -775,6 +777,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_sync(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking(
+    ): Int
+    external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_transfer_requests(
     ): Int
     external fun uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock(
     ): Int
@@ -822,8 +826,6 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open(
     ): Int
-    external fun uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests(
-    ): Int
     external fun uniffi_doorstep_ffi_checksum_constructor_bundlereceiver_new(
     ): Int
     external fun ffi_doorstep_ffi_uniffi_contract_version(
@@ -854,8 +856,6 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_doorstep_ffi_fn_constructor_doorstepstore_open(`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_doorstep_ffi_fn_constructor_doorstepstore_open_for_tests(`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_cancel_sync(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_change_pin(`ptr`: Long,`oldPin`: RustBuffer.ByValue,`newPin`: RustBuffer.ByValue,`keyProvider`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -878,6 +878,10 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_lock(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_move_household(`ptr`: Long,`householdId`: RustBuffer.ByValue,`toArea`: RustBuffer.ByValue,`reason`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_move_resident(`ptr`: Long,`fromHousehold`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,`toHousehold`: RustBuffer.ByValue,`date`: RustBuffer.ByValue,`relation`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_profiles(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_resolve_conflict(`ptr`: Long,`householdId`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,`value`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -889,6 +893,8 @@ internal object UniffiLib {
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync(`ptr`: Long,`observer`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_sync_blocking(`ptr`: Long,`observer`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_doorstep_ffi_fn_method_doorstepstore_transfer_requests(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_method_doorstepstore_unlock(`ptr`: Long,`label`: RustBuffer.ByValue,`pin`: RustBuffer.ByValue,`keyProvider`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -953,8 +959,6 @@ internal object UniffiLib {
     external fun uniffi_doorstep_ffi_fn_method_bundlereceiver_missing(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_doorstep_ffi_fn_func_check_cccd(`number`: RustBuffer.ByValue,`dob`: RustBuffer.ByValue,`sex`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_doorstep_ffi_fn_func_internal_panic_probe(uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_doorstep_ffi_fn_func_member_from_chip_card_image(`image`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1090,9 +1094,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_func_check_cccd() and 0xFFFF) != 12946) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_doorstep_ffi_checksum_func_internal_panic_probe() and 0xFFFF) != 36768) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if ((lib.uniffi_doorstep_ffi_checksum_func_member_from_chip_card_image() and 0xFFFF) != 63143) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1144,6 +1145,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_lock() and 0xFFFF) != 419) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_move_household() and 0xFFFF) != 31863) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_move_resident() and 0xFFFF) != 9155) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_profiles() and 0xFFFF) != 50553) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1160,6 +1167,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_blocking() and 0xFFFF) != 19497) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_transfer_requests() and 0xFFFF) != 50441) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_unlock() and 0xFFFF) != 19671) {
@@ -1229,9 +1239,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open() and 0xFFFF) != 38466) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_doorstep_ffi_checksum_constructor_doorstepstore_open_for_tests() and 0xFFFF) != 34342) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_constructor_bundlereceiver_new() and 0xFFFF) != 62949) {
@@ -2185,6 +2192,22 @@ public interface DoorstepStoreInterface {
     fun `lock`()
     
     /**
+     * Moves a household to `toArea`. Within this device's areas it moves at once (the next
+     * sync sends it; the old area's other devices drop it, the new area's receive it whole).
+     * Outside them it becomes a transfer request, with `reason`, for an operator whose scope
+     * covers both areas; `transferRequests` shows how it stands after each sync.
+     */
+    fun `moveHousehold`(`householdId`: kotlin.String, `toArea`: kotlin.String, `reason`: kotlin.String): MoveResult
+    
+    /**
+     * Moves resident `memberId` of household `fromHousehold` into `toHousehold` (both held on
+     * this device) on `date` (`YYYY-MM-DD`): "moved out" in the old household, "moved in" in
+     * the new one with `relation` to its head, each record naming the other. Returns the new
+     * record's member id.
+     */
+    fun `moveResident`(`fromHousehold`: kotlin.String, `memberId`: kotlin.String, `toHousehold`: kotlin.String, `date`: kotlin.String, `relation`: kotlin.String?): kotlin.String
+    
+    /**
      * Profiles on this device.
      */
     fun `profiles`(): List<Profile>
@@ -2215,6 +2238,11 @@ public interface DoorstepStoreInterface {
      * Syncs with the server, blocking the calling thread. `cancel_sync` stops it between round trips.
      */
     fun `syncBlocking`(`observer`: SyncObserver?): SyncReportRecord
+    
+    /**
+     * This device's transfer requests, newest first, as of the last sync.
+     */
+    fun `transferRequests`(): List<TransferRequestRecord>
     
     /**
      * Unlocks a profile with its PIN (and the platform secret, when it uses one).
@@ -2615,6 +2643,54 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
 
     
     /**
+     * Moves a household to `toArea`. Within this device's areas it moves at once (the next
+     * sync sends it; the old area's other devices drop it, the new area's receive it whole).
+     * Outside them it becomes a transfer request, with `reason`, for an operator whose scope
+     * covers both areas; `transferRequests` shows how it stands after each sync.
+     */
+    @Throws(DoorstepException::class)override fun `moveHousehold`(`householdId`: kotlin.String, `toArea`: kotlin.String, `reason`: kotlin.String): MoveResult {
+            return FfiConverterTypeMoveResult.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_move_household(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`toArea`),
+        FfiConverterString.lower(`reason`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Moves resident `memberId` of household `fromHousehold` into `toHousehold` (both held on
+     * this device) on `date` (`YYYY-MM-DD`): "moved out" in the old household, "moved in" in
+     * the new one with `relation` to its head, each record naming the other. Returns the new
+     * record's member id.
+     */
+    @Throws(DoorstepException::class)override fun `moveResident`(`fromHousehold`: kotlin.String, `memberId`: kotlin.String, `toHousehold`: kotlin.String, `date`: kotlin.String, `relation`: kotlin.String?): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_move_resident(
+        it,
+        
+        FfiConverterString.lower(`fromHousehold`),
+        FfiConverterString.lower(`memberId`),
+        FfiConverterString.lower(`toHousehold`),
+        FfiConverterString.lower(`date`),
+        FfiConverterOptionalString.lower(`relation`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Profiles on this device.
      */
     @Throws(DoorstepException::class)override fun `profiles`(): List<Profile> {
@@ -2724,6 +2800,23 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
         it,
         
         FfiConverterOptionalTypeSyncObserver.lower(`observer`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * This device's transfer requests, newest first, as of the last sync.
+     */
+    @Throws(DoorstepException::class)override fun `transferRequests`(): List<TransferRequestRecord> {
+            return FfiConverterSequenceTypeTransferRequestRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DoorstepException) { _status ->
+    UniffiLib.uniffi_doorstep_ffi_fn_method_doorstepstore_transfer_requests(
+        it,
+        _status)
 }
     }
     )
@@ -3063,22 +3156,6 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
             return FfiConverterTypeDoorstepStore.lift(
     uniffiRustCallWithError(DoorstepException) { _status ->
     UniffiLib.uniffi_doorstep_ffi_fn_constructor_doorstepstore_open(
-    
-        
-        FfiConverterString.lower(`path`),_status)
-}
-    )
-    }
-    
-
-        
-    /**
-     * Opens a store with cheap key derivation. For tests only: never for real profiles.
-     */
-    @Throws(DoorstepException::class) fun `openForTests`(`path`: kotlin.String): DoorstepStore {
-            return FfiConverterTypeDoorstepStore.lift(
-    uniffiRustCallWithError(DoorstepException) { _status ->
-    UniffiLib.uniffi_doorstep_ffi_fn_constructor_doorstepstore_open_for_tests(
     
         
         FfiConverterString.lower(`path`),_status)
@@ -3931,6 +4008,53 @@ public object FfiConverterTypeConflictValueRecord: FfiConverterRustBuffer<Confli
 
 
 /**
+ * A household that moved out of this device's areas and waits to be removed.
+ */
+data class DepartingRecord (
+    /**
+     * Household id.
+     */
+    var `householdId`: kotlin.String
+    , 
+    /**
+     * The area it moved to.
+     */
+    var `toArea`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDepartingRecord: FfiConverterRustBuffer<DepartingRecord> {
+    override fun read(buf: ByteBuffer): DepartingRecord {
+        return DepartingRecord(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DepartingRecord) = (
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterString.allocationSize(value.`toArea`)
+    )
+
+    override fun write(value: DepartingRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterString.write(value.`toArea`, buf)
+    }
+}
+
+
+
+/**
  * A possible duplicate found at entry.
  */
 data class DuplicateRecord (
@@ -4606,6 +4730,53 @@ public object FfiConverterTypeMemberRecord: FfiConverterRustBuffer<MemberRecord>
 
 
 /**
+ * What moving a household did.
+ */
+data class MoveResult (
+    /**
+     * It moved (within this device's areas).
+     */
+    var `moved`: kotlin.Boolean
+    , 
+    /**
+     * Otherwise: the transfer request made for an operator to decide.
+     */
+    var `transferRequestId`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMoveResult: FfiConverterRustBuffer<MoveResult> {
+    override fun read(buf: ByteBuffer): MoveResult {
+        return MoveResult(
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: MoveResult) = (
+            FfiConverterBoolean.allocationSize(value.`moved`) +
+            FfiConverterOptionalString.allocationSize(value.`transferRequestId`)
+    )
+
+    override fun write(value: MoveResult, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`moved`, buf)
+            FfiConverterOptionalString.write(value.`transferRequestId`, buf)
+    }
+}
+
+
+
+/**
  * A device of the area this device can exchange offline bundles with.
  */
 data class PeerRecord (
@@ -5176,6 +5347,22 @@ data class SyncReportRecord (
      * Quarantined change sets that loaded in this sync and were let in.
      */
     var `released`: kotlin.ULong
+    , 
+    /**
+     * Households removed from this device because they moved out of its areas.
+     */
+    var `departed`: kotlin.ULong
+    , 
+    /**
+     * Households that moved out of this device's areas, kept until the server has the edits
+     * made here.
+     */
+    var `departing`: List<DepartingRecord>
+    , 
+    /**
+     * Transfer requests an operator decided since the last sync.
+     */
+    var `transfersDecided`: List<TransferOutcomeRecord>
     
 ){
     
@@ -5200,6 +5387,9 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterSequenceTypeRefusedHouseholdRecord.read(buf),
             FfiConverterSequenceTypeRefusedHouseholdRecord.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeDepartingRecord.read(buf),
+            FfiConverterSequenceTypeTransferOutcomeRecord.read(buf),
         )
     }
 
@@ -5211,7 +5401,10 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterULong.allocationSize(value.`bytesReceived`) +
             FfiConverterSequenceTypeRefusedHouseholdRecord.allocationSize(value.`refused`) +
             FfiConverterSequenceTypeRefusedHouseholdRecord.allocationSize(value.`quarantined`) +
-            FfiConverterULong.allocationSize(value.`released`)
+            FfiConverterULong.allocationSize(value.`released`) +
+            FfiConverterULong.allocationSize(value.`departed`) +
+            FfiConverterSequenceTypeDepartingRecord.allocationSize(value.`departing`) +
+            FfiConverterSequenceTypeTransferOutcomeRecord.allocationSize(value.`transfersDecided`)
     )
 
     override fun write(value: SyncReportRecord, buf: ByteBuffer) {
@@ -5223,6 +5416,151 @@ public object FfiConverterTypeSyncReportRecord: FfiConverterRustBuffer<SyncRepor
             FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.`refused`, buf)
             FfiConverterSequenceTypeRefusedHouseholdRecord.write(value.`quarantined`, buf)
             FfiConverterULong.write(value.`released`, buf)
+            FfiConverterULong.write(value.`departed`, buf)
+            FfiConverterSequenceTypeDepartingRecord.write(value.`departing`, buf)
+            FfiConverterSequenceTypeTransferOutcomeRecord.write(value.`transfersDecided`, buf)
+    }
+}
+
+
+
+/**
+ * An operator's decision on a transfer request, as a sync brought it.
+ */
+data class TransferOutcomeRecord (
+    /**
+     * The request's id.
+     */
+    var `requestId`: kotlin.String
+    , 
+    /**
+     * Where it stands.
+     */
+    var `status`: TransferStatusRecord
+    , 
+    /**
+     * The operator's note.
+     */
+    var `note`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferOutcomeRecord: FfiConverterRustBuffer<TransferOutcomeRecord> {
+    override fun read(buf: ByteBuffer): TransferOutcomeRecord {
+        return TransferOutcomeRecord(
+            FfiConverterString.read(buf),
+            FfiConverterTypeTransferStatusRecord.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TransferOutcomeRecord) = (
+            FfiConverterString.allocationSize(value.`requestId`) +
+            FfiConverterTypeTransferStatusRecord.allocationSize(value.`status`) +
+            FfiConverterString.allocationSize(value.`note`)
+    )
+
+    override fun write(value: TransferOutcomeRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`requestId`, buf)
+            FfiConverterTypeTransferStatusRecord.write(value.`status`, buf)
+            FfiConverterString.write(value.`note`, buf)
+    }
+}
+
+
+
+/**
+ * A transfer request this device made.
+ */
+data class TransferRequestRecord (
+    /**
+     * Its id.
+     */
+    var `requestId`: kotlin.String
+    , 
+    /**
+     * Household id.
+     */
+    var `householdId`: kotlin.String
+    , 
+    /**
+     * The area asked for.
+     */
+    var `toArea`: kotlin.String
+    , 
+    /**
+     * Why.
+     */
+    var `reason`: kotlin.String
+    , 
+    /**
+     * Where it stands.
+     */
+    var `status`: TransferStatusRecord
+    , 
+    /**
+     * The operator's note.
+     */
+    var `note`: kotlin.String
+    , 
+    /**
+     * When it was made, Unix seconds.
+     */
+    var `createdAt`: kotlin.Long
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferRequestRecord: FfiConverterRustBuffer<TransferRequestRecord> {
+    override fun read(buf: ByteBuffer): TransferRequestRecord {
+        return TransferRequestRecord(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterTypeTransferStatusRecord.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TransferRequestRecord) = (
+            FfiConverterString.allocationSize(value.`requestId`) +
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterString.allocationSize(value.`toArea`) +
+            FfiConverterString.allocationSize(value.`reason`) +
+            FfiConverterTypeTransferStatusRecord.allocationSize(value.`status`) +
+            FfiConverterString.allocationSize(value.`note`) +
+            FfiConverterLong.allocationSize(value.`createdAt`)
+    )
+
+    override fun write(value: TransferRequestRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`requestId`, buf)
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterString.write(value.`toArea`, buf)
+            FfiConverterString.write(value.`reason`, buf)
+            FfiConverterTypeTransferStatusRecord.write(value.`status`, buf)
+            FfiConverterString.write(value.`note`, buf)
+            FfiConverterLong.write(value.`createdAt`, buf)
     }
 }
 
@@ -5853,6 +6191,53 @@ public object FfiConverterTypeProfileRole: FfiConverterRustBuffer<ProfileRole> {
 
 
 
+/**
+ * Where a transfer request stands.
+ */
+
+enum class TransferStatusRecord {
+    
+    /**
+     * Waiting for an operator.
+     */
+    PENDING,
+    /**
+     * Approved: the household moved.
+     */
+    APPROVED,
+    /**
+     * Refused: it stays where it was.
+     */
+    REFUSED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTransferStatusRecord: FfiConverterRustBuffer<TransferStatusRecord> {
+    override fun read(buf: ByteBuffer) = try {
+        TransferStatusRecord.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: TransferStatusRecord) = 4UL
+
+    override fun write(value: TransferStatusRecord, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
 
 /**
  * @suppress
@@ -6225,6 +6610,34 @@ public object FfiConverterSequenceTypeConflictValueRecord: FfiConverterRustBuffe
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeDepartingRecord: FfiConverterRustBuffer<List<DepartingRecord>> {
+    override fun read(buf: ByteBuffer): List<DepartingRecord> {
+        val len = buf.getInt()
+        return List<DepartingRecord>(len) {
+            FfiConverterTypeDepartingRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<DepartingRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeDepartingRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<DepartingRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeDepartingRecord.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeDuplicateRecord: FfiConverterRustBuffer<List<DuplicateRecord>> {
     override fun read(buf: ByteBuffer): List<DuplicateRecord> {
         val len = buf.getInt()
@@ -6477,6 +6890,62 @@ public object FfiConverterSequenceTypeSlipMemberRecord: FfiConverterRustBuffer<L
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeTransferOutcomeRecord: FfiConverterRustBuffer<List<TransferOutcomeRecord>> {
+    override fun read(buf: ByteBuffer): List<TransferOutcomeRecord> {
+        val len = buf.getInt()
+        return List<TransferOutcomeRecord>(len) {
+            FfiConverterTypeTransferOutcomeRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<TransferOutcomeRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeTransferOutcomeRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<TransferOutcomeRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeTransferOutcomeRecord.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeTransferRequestRecord: FfiConverterRustBuffer<List<TransferRequestRecord>> {
+    override fun read(buf: ByteBuffer): List<TransferRequestRecord> {
+        val len = buf.getInt()
+        return List<TransferRequestRecord>(len) {
+            FfiConverterTypeTransferRequestRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<TransferRequestRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeTransferRequestRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<TransferRequestRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeTransferRequestRecord.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRustBuffer<List<ValidationIssueRecord>> {
     override fun read(buf: ByteBuffer): List<ValidationIssueRecord> {
         val len = buf.getInt()
@@ -6518,19 +6987,6 @@ public object FfiConverterSequenceTypeValidationIssueRecord: FfiConverterRustBuf
         FfiConverterString.lower(`number`),
         FfiConverterOptionalString.lower(`dob`),
         FfiConverterOptionalString.lower(`sex`),_status)
-}
-    
-    
-
-        /**
-         * Panics inside the boundary guard, to prove a panic comes out as an error. For tests.
-         */
-    @Throws(DoorstepException::class) fun `internalPanicProbe`()
-        = 
-    uniffiRustCallWithError(DoorstepException) { _status ->
-    UniffiLib.uniffi_doorstep_ffi_fn_func_internal_panic_probe(
-    
-        _status)
 }
     
     

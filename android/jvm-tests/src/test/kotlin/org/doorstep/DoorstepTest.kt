@@ -5,6 +5,8 @@ import java.io.File
 import java.io.InputStreamReader
 import java.nio.file.Files
 import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.Executors
+import java.util.concurrent.TimeUnit
 import org.junit.jupiter.api.AfterAll
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
@@ -42,10 +44,10 @@ class DoorstepTest {
 
     private lateinit var url: String
 
-    private fun enrolmentPng(name: String): ByteArray {
+    private fun enrolmentPng(name: String, enrolArea: String = area, serverUrl: String = url): ByteArray {
         val out = File(dir, "$name.png")
         val bin = System.getProperty("doorstep.server.bin")
-        val p = ProcessBuilder(bin, "--db", serverDb.path, "enrol", "--area", area, "--url", url, "--out", out.path)
+        val p = ProcessBuilder(bin, "--db", serverDb.path, "enrol", "--area", enrolArea, "--url", serverUrl, "--out", out.path)
             .redirectErrorStream(true).start()
         assertEquals(0, p.waitFor())
         return out.readBytes()
@@ -253,6 +255,81 @@ class DoorstepTest {
                 assertEquals(1uL, b.sync(null).pushed)
                 assertEquals(4uL, b.syncAttachments().uploaded)
             }
+        }
+    }
+
+    @Test
+    fun `a UI call made while a sync waits on the network does not wait for it`() {
+        val upstream = url.removePrefix("http://").split(":")
+        HeldProxy(upstream[0], upstream[1].toInt()).use { proxy ->
+            officerStore("held").use { store ->
+                // A commune of its own, so that the other tests' commune sees none of this.
+                val commune = "01.007.00001"
+                store.enrolFromQrImage(
+                    enrolmentPng("enrol-held", enrolArea = commune, serverUrl = "http://127.0.0.1:${proxy.port}"),
+                )
+                val head = memberFromChipCardText("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+                store.createHousehold(household(head).copy(areaCode = commune))
+                proxy.hold()
+                val pool = Executors.newFixedThreadPool(2)
+                try {
+                    val sync = pool.submit<SyncReportRecord> { store.syncBlocking(null) }
+                    // The sync's request is on its way and its answer held back: the sync is waiting.
+                    assertTrue(proxy.requestSeen.await(20, TimeUnit.SECONDS), "the sync reached the network")
+                    val listed = pool.submit<Int> { store.listHouseholds(0u, 10u).size }
+                    assertEquals(1, listed.get(10, TimeUnit.SECONDS)) // would time out if the sync held the store
+                    assertFalse(sync.isDone, "the sync was still waiting when the UI call returned")
+                    proxy.release()
+                    assertEquals(1uL, sync.get(30, TimeUnit.SECONDS).pushed)
+                } finally {
+                    proxy.release()
+                    pool.shutdownNow()
+                }
+            }
+        }
+    }
+
+    @Test
+    fun `after a panic caught while the store was held, the next call works`() {
+        officerStore("panic").use { store ->
+            val head = memberFromChipCardText("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+            val id = store.createHousehold(household(head)).householdId
+            val e = assertThrows<DoorstepException.Other> { store.panicWhileHoldingStore() }
+            assertTrue(e.reason.contains("internal error"))
+            assertEquals(id, store.listHouseholds(0u, 10u).single().householdId)
+            assertEquals("Nguyễn Thị Hồng Nhung", store.household(id).members[0].fullName)
+        }
+    }
+
+    @Test
+    fun `a district officer moves a household, asks for a transfer, and moves a resident`() = runBlocking<Unit> {
+        officerStore("district").use { store ->
+            // A district of its own, so that the other tests' commune sees none of this.
+            store.enrolFromQrImage(enrolmentPng("enrol-district", enrolArea = "01.005"))
+            val head = memberFromChipCardText("001190012345||Nguyễn Thị Hồng Nhung|15031990|Nữ|Hà Nội|20042021")
+            val a = store.createHousehold(household(head).copy(areaCode = "01.005.00001")).householdId
+            val other = head.copy(memberId = "m-b", fullName = "Trần Văn Bình", cccd = null)
+            val b = store.createHousehold(household(other).copy(areaCode = "01.005.00001")).householdId
+            val moved = store.moveHousehold(a, "01.005.00002", "")
+            assertTrue(moved.moved)
+            assertEquals("01.005.00002", store.household(a).areaCode)
+            val asked = store.moveHousehold(b, "01.006.00004", "chuyển hộ khẩu")
+            assertFalse(asked.moved)
+            val request = store.transferRequests().single()
+            assertEquals(asked.transferRequestId, request.requestId)
+            assertEquals(TransferStatusRecord.PENDING, request.status)
+            assertEquals("chuyển hộ khẩu", request.reason)
+            assertThrows<DoorstepException.InvalidInput> { store.moveHousehold(b, "not an area", "") }
+
+            val memberId = store.household(a).members[0].memberId
+            val newId = store.moveResident(a, memberId, b, "2026-11-20", "spouse")
+            assertEquals("moved_out", store.household(a).members[0].residenceStatus)
+            assertEquals("$a/$memberId", store.household(b).members.single { it.memberId == newId }.samePersonAs)
+
+            val report = store.sync(null)
+            assertEquals(2uL, report.pushed)
+            assertTrue(report.transfersDecided.isEmpty()) // no operator has decided yet
+            assertEquals(TransferStatusRecord.PENDING, store.transferRequests().single().status)
         }
     }
 }

@@ -4,6 +4,7 @@
 -- saved document.
 ALTER TABLE feed ADD COLUMN moved_to {area};
 CREATE INDEX IF NOT EXISTS feed_departures ON feed (doc_id, seq) WHERE moved_to IS NOT NULL;
+CREATE INDEX IF NOT EXISTS feed_departures_by_area ON feed (area, seq) WHERE moved_to IS NOT NULL;
 -- Devices' requests to move a household out of their areas, decided by an operator whose
 -- scope covers both areas. `reason` is sealed like residents' data.
 CREATE TABLE IF NOT EXISTS transfer (
@@ -12,6 +13,7 @@ CREATE TABLE IF NOT EXISTS transfer (
     status TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', created_at BIGINT NOT NULL,
     decided_by TEXT, decided_at BIGINT, UNIQUE (device_id, request_id));
 CREATE INDEX IF NOT EXISTS transfer_by_status ON transfer (status, id);
+CREATE INDEX IF NOT EXISTS transfer_by_doc ON transfer (doc_id, status);
 -- Residents' life events (born, died, moved in, moved out) for the progress page's counts per
 -- area and period. The day is an index token (like a date of birth), never the date itself;
 -- rows are rewritten with each write of their household, so they follow it when it moves.

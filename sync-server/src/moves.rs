@@ -116,6 +116,10 @@ pub async fn take_transfer_asks(
             out.push(refused(ask, "the area lies within this device's own: move the household there directly"));
             continue;
         }
+        if tx.transfer_pending_for(&ask.doc_id).await? {
+            out.push(refused(ask, "a transfer of this household already waits for an operator"));
+            continue;
+        }
         tx.insert_transfer(
             &device.device_id,
             &ask.request_id,

@@ -123,6 +123,21 @@ fn a_district_device_moves_a_household_between_its_communes() {
     assert_eq!((counts(&server, OLD).events.born, counts(&server, NEW).events.born), ([0; 3], [1; 3]));
     let audit = server.runtime.block_on(server.storage.audit(Some("hh-move".into()))).unwrap();
     assert!(audit.iter().any(|e| e.action == format!("move {OLD} → {NEW}")), "{audit:?}");
+
+    // The registry's export of the old commune says it moved out; the new one's holds it.
+    let export = |area: &str| server.runtime.block_on(server.storage.export_page(area.into(), 0, 100)).unwrap();
+    let old = export(OLD);
+    let row = old.households.iter().find(|h| h.household.household_id == "hh-move").expect("a removal row");
+    assert!(row.moved_out);
+    assert_eq!(row.household.area_code, NEW);
+    assert!(old.households.iter().any(|h| h.household.household_id == "hh-stays" && !h.moved_out));
+    let new = export(NEW);
+    let row = new.households.iter().find(|h| h.household.household_id == "hh-move").unwrap();
+    assert!(!row.moved_out && row.household.address == "Bản Nà Hừ, nhà số 7");
+    // A cursor after the move leaves the removal out.
+    assert!(
+        server.runtime.block_on(server.storage.export_page(OLD.into(), old.next, 100)).unwrap().households.is_empty()
+    );
 }
 
 #[test]

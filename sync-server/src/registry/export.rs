@@ -1,6 +1,6 @@
 //! Reading an area's households in the order of their latest change, for exports.
 
-use doorstep_core::record::HouseholdDoc;
+use doorstep_core::record::{Household, HouseholdDoc};
 use rayon::prelude::*;
 
 use crate::merge::server_editor;
@@ -30,8 +30,25 @@ pub async fn export_page(tx: &mut Tx<'_>, area: &str, since: i64, limit: i64) ->
                     HouseholdDoc::load(&row.doc_id, saved, &editor).map_err(StorageError::internal)?.read()
                 }
             };
-            Ok(ExportedHousehold { cursor: row.seq, updated_at: row.updated_at, household })
+            Ok(ExportedHousehold { cursor: row.seq, updated_at: row.updated_at, household, moved_out: false })
         })
-        .collect::<Result<Vec<_>, StorageError>>()?;
-    Ok(ExportPage { households, next })
+        .collect::<Result<Vec<ExportedHousehold>, StorageError>>()?;
+    // Households that moved out of the area meanwhile, in position order with the others:
+    // the first `limit` of both lists are the page.
+    let limit = limit.clamp(1, MAX_EXPORT_PAGE);
+    let departures = tx.departures_after(area, since, limit).await?;
+    if departures.is_empty() {
+        return Ok(ExportPage { households, next });
+    }
+    let moved = departures.into_iter().map(|(seq, doc_id, moved_to, at)| ExportedHousehold {
+        cursor: seq,
+        updated_at: at,
+        household: Household { household_id: doc_id, area_code: moved_to, ..Household::default() },
+        moved_out: true,
+    });
+    let mut all: Vec<ExportedHousehold> = households.into_iter().chain(moved).collect();
+    all.sort_by_key(|h| h.cursor);
+    all.truncate(limit as usize);
+    let next = all.last().map_or(since, |h| h.cursor);
+    Ok(ExportPage { households: all, next })
 }

@@ -160,7 +160,7 @@ pub const CSV_COLUMNS: &[&str] = &[
 ];
 
 /// The columns the CSV export adds to [`CSV_COLUMNS`] (the import ignores them).
-pub const EXPORT_COLUMNS: [&str; 10] = [
+pub const EXPORT_COLUMNS: [&str; 11] = [
     "resident_verification",
     "household_verification",
     "verified_by",
@@ -171,6 +171,7 @@ pub const EXPORT_COLUMNS: [&str; 10] = [
     "form_version",
     "updated_at",
     "cursor",
+    "moved_out",
 ];
 
 /// A cell as a spreadsheet must not run it: a leading `= + - @` (or tab, CR) gets a `'`.
@@ -350,6 +351,7 @@ struct ExportLine<'a> {
     form_version: &'a str,
     updated_at: String,
     cursor: i64,
+    moved_out: bool,
 }
 
 /// Writes exported households in a format: a CSV header first, then a line (JSON) or a row
@@ -381,9 +383,13 @@ impl<W: Write> ExportWriter<W> {
         Ok(ExportWriter { out, form_version })
     }
 
-    /// Writes one household.
+    /// Writes one household (or, for a household that moved out of the area, its id, the
+    /// area it went to and `moved_out`).
     pub fn write(&mut self, e: &ExportedHousehold) -> std::io::Result<()> {
         let updated_at = vn_time::rfc3339(e.updated_at);
+        if e.moved_out {
+            return self.write_departure(e, updated_at);
+        }
         match &mut self.out {
             ExportSink::Jsonl(w) => {
                 let line = ExportLine {
@@ -393,6 +399,7 @@ impl<W: Write> ExportWriter<W> {
                     form_version: &self.form_version,
                     updated_at,
                     cursor: e.cursor,
+                    moved_out: false,
                 };
                 serde_json::to_writer(&mut *w, &line)?;
                 w.write_all(b"\n")
@@ -427,6 +434,7 @@ impl<W: Write> ExportWriter<W> {
                         self.form_version.clone(),
                         updated_at.clone(),
                         cursor.clone(),
+                        "false".into(),
                     ];
                     w.write_record(cells.iter().map(|c| formula_safe(c).into_owned()))?;
                     Ok(())
@@ -438,6 +446,33 @@ impl<W: Write> ExportWriter<W> {
                     row(Some(m))?;
                 }
                 Ok(())
+            }
+        }
+    }
+
+    fn write_departure(&mut self, e: &ExportedHousehold, updated_at: String) -> std::io::Result<()> {
+        let h = &e.household;
+        match &mut self.out {
+            ExportSink::Jsonl(w) => {
+                let line = serde_json::json!({
+                    "household_id": h.household_id,
+                    "area_code": h.area_code,
+                    "moved_out": true,
+                    "updated_at": updated_at,
+                    "cursor": e.cursor,
+                });
+                serde_json::to_writer(&mut *w, &line)?;
+                w.write_all(b"\n")
+            }
+            ExportSink::Csv(w) => {
+                let width = CSV_COLUMNS.len() + EXPORT_COLUMNS.len();
+                let mut cells = vec![String::new(); width];
+                cells[0] = h.household_id.clone();
+                cells[1] = h.area_code.clone();
+                cells[width - 3] = updated_at;
+                cells[width - 2] = e.cursor.to_string();
+                cells[width - 1] = "true".into();
+                w.write_record(cells.iter().map(|c| formula_safe(c).into_owned())).map_err(std::io::Error::other)
             }
         }
     }

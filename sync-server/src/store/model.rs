@@ -437,8 +437,12 @@ pub struct ExportedHousehold {
     pub cursor: i64,
     /// When it last changed, Unix seconds.
     pub updated_at: i64,
-    /// The household as its document reads now.
+    /// The household as its document reads now (for a departure: its id and new area only).
     pub household: doorstep_core::record::Household,
+    /// Set when this row says the household moved out of the exported area (to the area
+    /// `household.area_code` names): the registry's copy for the area drops it.
+    #[serde(default)]
+    pub moved_out: bool,
 }
 
 /// A page of an export: households changed after a cursor, and the cursor after them.

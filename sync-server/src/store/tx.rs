@@ -484,6 +484,23 @@ impl<'a> Tx<'a> {
         Ok(out.into_iter().collect())
     }
 
+    /// Departures from `area` (and its sub-areas) after feed position `since`, oldest first, at
+    /// most `limit`: (position, household id, the area it went to, when).
+    pub async fn departures_after(
+        &mut self,
+        area: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, i64)>> {
+        let sql = format!(
+            "SELECT seq, doc_id, moved_to, created_at FROM feed WHERE moved_to IS NOT NULL AND {} AND seq > $2
+             ORDER BY seq LIMIT $3",
+            within("area", "$1")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).bind(since).bind(limit).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+    }
+
     /// The documents of `area` (and its sub-areas) whose latest change is after `since`, in
     /// the order of that change, at most `limit`, opened.
     pub async fn docs_changed_after(&mut self, area: &str, since: i64, limit: i64) -> Result<Vec<DocRow>> {

@@ -42,6 +42,15 @@ impl Tx<'_> {
         row.map(|r| self.transfer_row(&r)).transpose()
     }
 
+    /// Whether a transfer of this household waits for an operator.
+    pub async fn transfer_pending_for(&mut self, doc_id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT id FROM transfer WHERE doc_id = $1 AND status = 'pending' LIMIT 1")
+            .bind(doc_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// A transfer request, by the server's id for it.
     pub async fn transfer(&mut self, id: i64) -> Result<Option<TransferRow>> {
         let sql = format!("SELECT {COLUMNS} FROM transfer WHERE id = $1");

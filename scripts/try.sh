@@ -4,8 +4,9 @@
 # household from a CCCD card's QR image, then start the sync server with its
 # operator console and a demo district (preloaded communes, phones, a few
 # conflicts and duplicates), walk the registry lifecycle (preload a commune,
-# verify on a phone, export what changed, by command and by API), sync two
-# phones and make a conflict between them.
+# verify on a phone, export what changed, by command and by API, review, move a
+# resident and transfer a household to another commune), sync two phones and make a
+# conflict between them.
 # Outside CI the server keeps running: open the console URL it prints.
 # (No `cmd | head` here: with pipefail, a command still writing when head exits fails the script.)
 set -euo pipefail
@@ -180,6 +181,16 @@ elif action == "review":
         assert answer.code == 303, answer.code
     status = re.search(r'id="review-status">([^<]+)<', get("/console/households/" + household)).group(1)
     print(f"   operator1: {decision} {household} -> {status}")
+elif action == "transfer":
+    household, decision, note = sys.argv[4], sys.argv[5], sys.argv[6]
+    page = get("/console/transfers")
+    row = re.search(r'<tr data-request="[^"]+">(?:(?!</tr>).)*?/console/households/' + re.escape(household) + r'"(?:(?!</tr>).)*?action="(/console/transfers/\d+)"(?:(?!</tr>).)*?name="csrf" value="([^"]+)"', page, re.S)
+    body = urllib.parse.urlencode({"csrf": row.group(2), "decision": decision, "note": note}).encode()
+    try:
+        web.open(urllib.request.Request(url + row.group(1), body, headers={"Cookie": session}))
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303, answer.code
+    print(f"   operator1: {decision} the transfer of {household}")
 PY
 
 echo "== Review: operator1 returns 01.001.00002-000004 for correction with a comment (as the console's Review page does)"
@@ -192,6 +203,19 @@ $bin $C sync
 python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" review 01.001.00002-000004 approve
 $bin $C sync
 $bin $C returned
+
+echo "== Moves: phone C records a resident who moved into another household of its commune,"
+echo "   and asks to transfer a household to commune 01.001.00001 (outside its own area)"
+$bin $C move-resident 01.001.00002-000007 h000007-m1 --to 01.001.00002-000008 --relation other
+$bin $C move 01.001.00002-000006 --to 01.001.00001 --reason "Cả hộ chuyển về xã Tân Lập"
+$bin $C sync
+$bin $C transfers
+echo "== operator1 approves the transfer on the console's Transfers page; phone C lets the household go, phone A receives it whole"
+python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" transfer 01.001.00002-000006 approve "Đã xác minh giấy tờ"
+$bin $C sync
+$bin $C show 01.001.00002-000006 2>/dev/null && { echo "phone C still holds the household"; exit 1; }
+$bin sync
+$bin show 01.001.00002-000006 | grep '"area_code"'
 
 echo "== The console's progress report (CSV), fetched as an operator"
 python3 "$DEMO/console.py" "$URL" "$OPERATOR_PASSWORD" progress-csv

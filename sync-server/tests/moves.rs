@@ -78,10 +78,17 @@ fn a_district_device_moves_a_household_between_its_communes() {
     });
     x.store.create_household(&h).unwrap();
     x.store.create_household(&household("hh-stays", OLD, "Quàng Thị Ín", "001185012346")).unwrap();
+    // The same man registered twice: a duplicate candidate of the old commune.
+    x.store.create_household(&household("hh-twice", OLD, "Lò Văn Pọm", "001085012345")).unwrap();
     sync_all(&mut [&mut x, &mut y, &mut z]);
+    let candidate_areas = || -> Vec<String> {
+        let queued = server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+        queued.into_iter().filter(|d| d.doc_a == "hh-move" || d.doc_b == "hh-move").map(|d| d.area).collect()
+    };
+    assert_eq!(candidate_areas(), vec![OLD.to_string()]);
     assert!(y.store.household("hh-move").is_ok());
     assert!(z.store.household("hh-move").is_err());
-    assert_eq!(counts(&server, OLD).households, 2);
+    assert_eq!(counts(&server, OLD).households, 3);
     assert_eq!(counts(&server, OLD).events.born, [1, 1, 1]);
 
     // Y corrects the address, offline; meanwhile X moves the household to the new commune.
@@ -97,7 +104,7 @@ fn a_district_device_moves_a_household_between_its_communes() {
     assert_eq!(report.departed, 1, "{report:?}");
     assert!(is_gone(&y, "hh-move"), "Y still holds the household");
     assert!(y.store.household("hh-stays").is_ok(), "Y keeps its other household");
-    assert!(y.store.search_cccd("001085012345").unwrap().is_empty());
+    assert_eq!(y.store.search_cccd("001085012345").unwrap().len(), 1, "only the other registration is left on Y");
     let on = on_server(&server, "hh-move");
     assert_eq!((on.address.as_str(), on.area_code.as_str()), ("Bản Nà Hừ, nhà số 7", NEW));
 
@@ -116,8 +123,9 @@ fn a_district_device_moves_a_household_between_its_communes() {
     assert_eq!(x.store.household("hh-move").unwrap().members[0].phone.as_deref(), Some("0912345678"));
     assert!(is_gone(&y, "hh-move"));
 
-    // The progress figures and the audit trail follow it.
-    assert_eq!(counts(&server, OLD).households, 1);
+    // The progress figures, the duplicate queue and the audit trail follow it.
+    assert_eq!(candidate_areas(), vec![NEW.to_string()]);
+    assert_eq!(counts(&server, OLD).households, 2);
     assert_eq!(counts(&server, NEW).households, 1);
     assert_eq!(counts(&server, NEW).residents, 1);
     assert_eq!((counts(&server, OLD).events.born, counts(&server, NEW).events.born), ([0; 3], [1; 3]));

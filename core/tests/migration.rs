@@ -1,5 +1,5 @@
 //! Migration check: a store in the version-1 layout (no `synced_heads`, no
-//! `sync_state`, no `attachment`) opens, migrates to the latest version, and keeps its data.
+//! `sync_state`, no `attachment`, no `quarantine`, no `transfer_request`) opens, migrates to the latest version, and keeps its data.
 
 mod common;
 
@@ -24,6 +24,7 @@ fn v1_store_migrates_and_keeps_households() {
              DROP TABLE sync_state;
              DROP TABLE attachment;
              DROP TABLE quarantine;
+             DROP TABLE transfer_request;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -38,6 +39,9 @@ fn v1_store_migrates_and_keeps_households() {
     let attachments: i64 =
         store.raw_connection().query_row("SELECT COUNT(*) FROM attachment", [], |r| r.get(0)).unwrap();
     assert_eq!(attachments, 0, "v3 added the attachment table");
+    let transfers: i64 =
+        store.raw_connection().query_row("SELECT COUNT(*) FROM transfer_request", [], |r| r.get(0)).unwrap();
+    assert_eq!(transfers, 0, "v5 added the transfer requests");
     for h in &households {
         assert_eq!(&store.household(&h.household_id).unwrap(), h);
     }

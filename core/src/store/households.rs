@@ -26,6 +26,18 @@ pub struct SaveOutcome {
     pub compacted: bool,
 }
 
+/// A pulled document new to this store, prepared off the connection
+/// ([`Store::prepare_remote_new`]): what its first save writes, sealed.
+pub(crate) struct PreparedNew {
+    household: Household,
+    heads: String,
+    sealed_summary: Vec<u8>,
+    sealed_chunk: Vec<u8>,
+    snapshot_bytes: i64,
+    tokens: Vec<crate::crypto::IndexToken>,
+    updated_at: i64,
+}
+
 /// Sizes on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageStats {
@@ -95,27 +107,25 @@ impl Store {
     pub(crate) fn meta_heads(&self, id: &str) -> Result<Option<(String, String, bool)>> {
         Ok(self
             .conn
-            .query_row("SELECT area, synced_heads, dirty FROM doc_meta WHERE doc_id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .prepare_cached("SELECT area, synced_heads, dirty FROM doc_meta WHERE doc_id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?)
     }
 
     fn meta(&self, id: &str) -> Result<Option<Meta>> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT created_by, local_heads, snapshot_bytes, incremental_bytes FROM doc_meta WHERE doc_id = ?1",
-                [id],
-                |r| {
-                    Ok(Meta {
-                        created_by: r.get(0)?,
-                        local_heads: r.get(1)?,
-                        snapshot_bytes: r.get(2)?,
-                        incremental_bytes: r.get(3)?,
-                    })
-                },
-            )
+            )?
+            .query_row([id], |r| {
+                Ok(Meta {
+                    created_by: r.get(0)?,
+                    local_heads: r.get(1)?,
+                    snapshot_bytes: r.get(2)?,
+                    incremental_bytes: r.get(3)?,
+                })
+            })
             .optional()?)
     }
 
@@ -190,6 +200,18 @@ impl Store {
     }
 
     pub(crate) fn persist(&mut self, doc: &mut HouseholdDoc, origin: Origin) -> Result<SaveOutcome> {
+        self.persist_saved(doc, origin, None)
+    }
+
+    /// [`Store::persist`], given for a document new to this store the bytes it was just
+    /// loaded from (`saved`: a save, or changes, that load as exactly this document): they are
+    /// kept as its first chunk instead of saving it again.
+    pub(crate) fn persist_saved(
+        &mut self,
+        doc: &mut HouseholdDoc,
+        origin: Origin,
+        saved: Option<&[u8]>,
+    ) -> Result<SaveOutcome> {
         let profile_id = self.session()?.profile.profile_id.clone();
         let id = doc.id().to_string();
         let meta = self.meta(&id)?;
@@ -214,9 +236,10 @@ impl Store {
         }
         let issues = residence_survey().validate(&household.to_answers(), self.today());
         let conflicts = doc.conflicts()?.len();
-        let (kind, bytes) = match &meta {
-            None => ("snapshot", doc.save()),
-            Some(_) => ("incremental", doc.save_incremental()),
+        let (kind, bytes) = match (&meta, saved) {
+            (None, Some(saved)) => ("snapshot", saved.to_vec()),
+            (None, None) => ("snapshot", doc.save()),
+            (Some(_), _) => ("incremental", doc.save_incremental()),
         };
         if bytes.is_empty() {
             return Ok(SaveOutcome { issues, changed: false, compacted: false });
@@ -247,7 +270,7 @@ impl Store {
 
         // A savepoint: its own transaction normally, or part of a batch (see `apply_remote_batch`).
         let tx = self.conn.savepoint()?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO doc_meta (doc_id, area, created_by, summary, local_heads, dirty, snapshot_bytes,
                                    incremental_bytes, updated_at, synced_heads)
              VALUES (?1, ?2, ?3, ?4, ?5, ?9, ?6, ?7, ?8, CASE WHEN ?9 THEN '' ELSE ?5 END)
@@ -257,7 +280,8 @@ impl Store {
                  synced_heads = CASE WHEN ?9 OR doc_meta.dirty THEN doc_meta.synced_heads ELSE excluded.local_heads END,
                  snapshot_bytes = excluded.snapshot_bytes,
                  incremental_bytes = excluded.incremental_bytes, updated_at = excluded.updated_at",
-            params![
+        )?
+        .execute(params![
                 id,
                 household.area_code,
                 creator,
@@ -267,10 +291,10 @@ impl Store {
                 incremental_bytes,
                 now,
                 local
-            ],
-        )?;
-        let next_seq: i64 =
-            tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_chunk WHERE doc_id = ?1", [&id], |r| r.get(0))?;
+        ])?;
+        let next_seq: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM doc_chunk WHERE doc_id = ?1")?
+            .query_row([&id], |r| r.get(0))?;
         let (seq, kind, bytes) = match full {
             Some(full) => {
                 tx.execute("DELETE FROM doc_chunk WHERE doc_id = ?1", [&id])?;
@@ -284,11 +308,9 @@ impl Store {
         };
         let seq_text = seq.to_string();
         let sealed = s.sealer.seal(Aad { table: CHUNK_TABLE, doc_id: &id, chunk: &seq_text }, &bytes)?;
-        tx.execute(
-            "INSERT INTO doc_chunk (doc_id, seq, kind, sealed) VALUES (?1, ?2, ?3, ?4)",
-            params![id, seq, kind, sealed],
-        )?;
-        tx.execute("DELETE FROM blind_index WHERE doc_id = ?1", [&id])?;
+        tx.prepare_cached("INSERT INTO doc_chunk (doc_id, seq, kind, sealed) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![id, seq, kind, sealed])?;
+        tx.prepare_cached("DELETE FROM blind_index WHERE doc_id = ?1")?.execute([&id])?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO blind_index (token, doc_id) VALUES (?1, ?2)")?;
             for t in &tokens {
@@ -297,6 +319,93 @@ impl Store {
         }
         tx.commit()?;
         Ok(SaveOutcome { issues, changed: true, compacted: compact })
+    }
+
+    /// Prepares documents new to this store, as received from the server, on every core:
+    /// each is loaded (strictly), read, validated, summarised, sealed and indexed off the
+    /// database connection. The results come back in order, for [`Store::insert_prepared`].
+    pub(crate) fn prepare_remote_new(&self, pulls: &[(&str, &[u8])]) -> Result<Vec<Result<PreparedNew>>> {
+        let s = self.session()?;
+        let editor = self.editor()?;
+        let now = self.clock.now();
+        let today = self.today();
+        let prepare = |(id, saved): &(&str, &[u8])| -> Result<PreparedNew> {
+            check_id(id)?;
+            let mut doc = HouseholdDoc::load(id, saved, &editor)?;
+            let household = doc.read();
+            let issues = residence_survey().validate(&household.to_answers(), today).len();
+            let conflicts = doc.conflicts()?.len();
+            let summary = HouseholdSummary::of(&household, issues, conflicts, now);
+            let summary_json = serde_json::to_vec(&summary).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let sealed_summary =
+                s.sealer.seal(Aad { table: SUMMARY_TABLE, doc_id: id, chunk: "summary" }, &summary_json)?;
+            let sealed_chunk = s.sealer.seal(Aad { table: CHUNK_TABLE, doc_id: id, chunk: "1" }, saved)?;
+            let tokens = HouseholdDoc::index_tokens(&household, &s.indexer);
+            Ok(PreparedNew {
+                heads: heads_to_text(&doc.heads()),
+                household,
+                sealed_summary,
+                sealed_chunk,
+                snapshot_bytes: saved.len() as i64,
+                tokens,
+                updated_at: now,
+            })
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        if threads == 1 || pulls.len() < 16 {
+            return Ok(pulls.iter().map(prepare).collect());
+        }
+        let per = pulls.len().div_ceil(threads);
+        let prepare = &prepare;
+        let parts: Vec<Vec<Result<PreparedNew>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pulls
+                .chunks(per)
+                .map(|chunk| scope.spawn(move || chunk.iter().map(prepare).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![Err(Error::InvalidArgument("a document could not be read".into()))])
+                })
+                .collect()
+        });
+        let out: Vec<Result<PreparedNew>> = parts.into_iter().flatten().collect();
+        if out.len() != pulls.len() {
+            return Err(Error::InvalidArgument("a page of documents could not be read".into()));
+        }
+        Ok(out)
+    }
+
+    /// Stores a document [`Store::prepare_remote_new`] prepared, as a save of a pulled
+    /// document new to this store does (not dirty; the server holds it).
+    pub(crate) fn insert_prepared(&mut self, p: &PreparedNew) -> Result<()> {
+        let id = p.household.household_id.as_str();
+        self.register_photo_refs(&p.household)?;
+        let tx = self.conn.savepoint()?;
+        tx.prepare_cached(
+            "INSERT INTO doc_meta (doc_id, area, created_by, summary, local_heads, dirty, snapshot_bytes,
+                                   incremental_bytes, updated_at, synced_heads)
+             VALUES (?1, ?2, 'remote', ?3, ?4, 0, ?5, 0, ?6, ?4)",
+        )?
+        .execute(params![
+            id,
+            p.household.area_code,
+            p.sealed_summary,
+            p.heads,
+            p.snapshot_bytes,
+            p.updated_at
+        ])?;
+        tx.prepare_cached("INSERT INTO doc_chunk (doc_id, seq, kind, sealed) VALUES (?1, 1, 'snapshot', ?2)")?
+            .execute(params![id, p.sealed_chunk])?;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO blind_index (token, doc_id) VALUES (?1, ?2)")?;
+            for t in &p.tokens {
+                ins.execute(params![t.as_slice(), id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn open_summary(&self, id: &str, sealed: &[u8]) -> Result<HouseholdSummary> {

@@ -123,7 +123,39 @@ impl Store {
                 crate::record::check_id(doc_id)?;
                 batch.departed += usize::from(self.depart(doc_id, moved_to)?);
             }
-            for (doc_id, changes) in pulls {
+            // Households new here (a first sync's pages) are prepared on every core first.
+            let mut new_here = Vec::new();
+            for (i, (doc_id, _)) in pulls.iter().enumerate() {
+                if crate::record::check_id(doc_id).is_ok() && self.meta_heads(doc_id)?.is_none() {
+                    new_here.push(i);
+                }
+            }
+            let fresh: Vec<(&str, &[u8])> = new_here.iter().map(|&i| pulls[i]).collect();
+            let mut prepared = self.prepare_remote_new(&fresh)?.into_iter();
+            let mut next_new = new_here.iter().peekable();
+            for (i, (doc_id, changes)) in pulls.iter().enumerate() {
+                if next_new.peek() == Some(&&i) {
+                    next_new.next();
+                    let outcome = match prepared.next() {
+                        Some(Ok(p)) if self.meta_heads(doc_id)?.is_none() => self.insert_prepared(&p).map(|()| true),
+                        // Named twice in the page: the first copy is in; merge this one.
+                        Some(Ok(_)) => self.apply_remote(doc_id, changes),
+                        Some(Err(e)) => Err(e),
+                        None => Err(Error::InvalidArgument("a page of documents could not be read".into())),
+                    };
+                    match outcome {
+                        Ok(changed) => {
+                            batch.changed += usize::from(changed);
+                            batch.released += self.retry_quarantined(doc_id)?;
+                        }
+                        Err(e) if e.is_per_document() => {
+                            self.quarantine(doc_id, changes, &e)?;
+                            batch.quarantined.push(((*doc_id).to_string(), e.to_string()));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
                 match self.apply_remote(doc_id, changes) {
                     Ok(changed) => {
                         batch.changed += usize::from(changed);
@@ -157,16 +189,19 @@ impl Store {
     pub fn apply_remote(&mut self, doc_id: &str, changes: &[u8]) -> Result<bool> {
         crate::record::check_id(doc_id)?;
         let editor = self.editor()?;
-        let mut doc = match self.meta_heads(doc_id)? {
+        match self.meta_heads(doc_id)? {
             Some(_) => {
                 let bytes = self.read_chunks(doc_id)?;
                 let mut doc = HouseholdDoc::load(doc_id, &bytes, &editor)?;
                 doc.load_incremental(changes)?;
-                doc
+                Ok(self.persist(&mut doc, Origin::Remote)?.changed)
             }
-            None => HouseholdDoc::load(doc_id, changes, &editor)?,
-        };
-        Ok(self.persist(&mut doc, Origin::Remote)?.changed)
+            // New here (a first sync's whole documents): kept as received, not saved again.
+            None => {
+                let mut doc = HouseholdDoc::load(doc_id, changes, &editor)?;
+                Ok(self.persist_saved(&mut doc, Origin::Remote, Some(changes))?.changed)
+            }
+        }
     }
 
     /// Deletes every household, profile and sync secret, then compacts the file.

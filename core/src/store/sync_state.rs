@@ -134,29 +134,19 @@ impl Store {
             let mut prepared = self.prepare_remote_new(&fresh)?.into_iter();
             let mut next_new = new_here.iter().peekable();
             for (i, (doc_id, changes)) in pulls.iter().enumerate() {
-                if next_new.peek() == Some(&&i) {
+                let outcome = if next_new.peek() == Some(&&i) {
                     next_new.next();
-                    let outcome = match prepared.next() {
+                    match prepared.next() {
                         Some(Ok(p)) if self.meta_heads(doc_id)?.is_none() => self.insert_prepared(&p).map(|()| true),
                         // Named twice in the page: the first copy is in; merge this one.
                         Some(Ok(_)) => self.apply_remote(doc_id, changes),
                         Some(Err(e)) => Err(e),
                         None => Err(Error::InvalidArgument("a page of documents could not be read".into())),
-                    };
-                    match outcome {
-                        Ok(changed) => {
-                            batch.changed += usize::from(changed);
-                            batch.released += self.retry_quarantined(doc_id)?;
-                        }
-                        Err(e) if e.is_per_document() => {
-                            self.quarantine(doc_id, changes, &e)?;
-                            batch.quarantined.push(((*doc_id).to_string(), e.to_string()));
-                        }
-                        Err(e) => return Err(e),
                     }
-                    continue;
-                }
-                match self.apply_remote(doc_id, changes) {
+                } else {
+                    self.apply_remote(doc_id, changes)
+                };
+                match outcome {
                     Ok(changed) => {
                         batch.changed += usize::from(changed);
                         batch.released += self.retry_quarantined(doc_id)?;

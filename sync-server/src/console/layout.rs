@@ -68,6 +68,20 @@ pub struct Flash {
     pub done: Option<String>,
 }
 
+/// The query of a list filtered by area and status (review, transfers), with the flash.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    /// The area (empty: the operator's own).
+    #[serde(default)]
+    pub area: String,
+    /// The status shown.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The message after an action.
+    #[serde(flatten)]
+    pub flash: Flash,
+}
+
 /// The message, when there is one.
 pub fn flash(message: Option<&str>) -> Markup {
     html! { @if let Some(m) = message { p.flash role="status" { (m) } } }

@@ -11,22 +11,12 @@ use serde::Deserialize;
 
 use super::auth::{Current, Posted, scoped_area};
 use super::households::household_link;
-use super::layout::{Flash, PageError, done, filter_form, flash, page, time};
+use super::layout::{ListQuery, PageError, done, filter_form, flash, page, time};
 use crate::review::MAX_COMMENT_CHARS;
 use crate::state::AppState;
 
 /// Households a review list shows at most.
 const LIST_LIMIT: i64 = 200;
-
-#[derive(Deserialize)]
-pub struct ReviewQuery {
-    #[serde(default)]
-    area: String,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(flatten)]
-    flash: Flash,
-}
 
 /// A status's bilingual name.
 pub fn status_label(status: ReviewStatus) -> &'static str {
@@ -42,7 +32,7 @@ pub fn status_label(status: ReviewStatus) -> &'static str {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     current: Current,
-    Query(q): Query<ReviewQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let area = scoped_area(&current.0, &q.area)?;
     let status = q

@@ -13,21 +13,11 @@ use serde::Deserialize;
 
 use super::auth::{Current, Posted, csrf, scoped_area};
 use super::households::household_link;
-use super::layout::{Flash, PageError, done, filter_form, flash, page, time};
+use super::layout::{ListQuery, PageError, done, filter_form, flash, page, time};
 use crate::state::AppState;
 
 /// Requests a list shows at most.
 const LIST_LIMIT: i64 = 200;
-
-#[derive(Deserialize)]
-pub struct TransferQuery {
-    #[serde(default)]
-    area: String,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(flatten)]
-    flash: Flash,
-}
 
 /// A status's bilingual name.
 fn status_label(status: TransferStatus) -> &'static str {
@@ -43,7 +33,7 @@ fn status_label(status: TransferStatus) -> &'static str {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     current: Current,
-    Query(q): Query<TransferQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let area = scoped_area(&current.0, &q.area)?;
     let status = q.status.as_deref().and_then(TransferStatus::parse).unwrap_or(TransferStatus::Pending);

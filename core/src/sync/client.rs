@@ -292,8 +292,13 @@ pub fn sync_shared(
             Some(p) => serde_json::to_string(p).map_err(|e| Error::Protocol(e.to_string()))?,
             None => String::new(),
         };
-        let departed: Vec<(&str, &str)> =
-            resp.departed.iter().map(|d| (d.doc_id.as_str(), d.moved_to.as_str())).collect();
+        // A household that moved within this device's areas stays (its new area's row brings it).
+        let departed: Vec<(&str, &str)> = resp
+            .departed
+            .iter()
+            .filter(|d| !areas.iter().any(|a| area_within(&d.moved_to, a)))
+            .map(|d| (d.doc_id.as_str(), d.moved_to.as_str()))
+            .collect();
         let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
         let (batch, dirty_left) = store.with_store(|store| {
             if !resp.directory.is_empty() {

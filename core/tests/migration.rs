@@ -21,6 +21,7 @@ fn v1_store_migrates_and_keeps_households() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE doc_meta DROP COLUMN synced_heads;
+             ALTER TABLE doc_meta DROP COLUMN pushed_heads;
              DROP TABLE sync_state;
              DROP TABLE attachment;
              DROP TABLE quarantine;

@@ -109,7 +109,16 @@ pub fn merge_push(existing: Option<&[u8]>, push: &DocPush, bound: Bound<'_>) -> 
         };
         doc.check_immutable_fields()
             .map_err(|e| StorageError::new(ErrorKind::Unprocessable, ErrorCode::ImmutableField, e.to_string()))?;
-        let household = doc.read();
+        let mut household = doc.read();
+        if let Bound::Departed(area) = bound
+            && household.area_code != area
+        {
+            // The device moved the household too, not knowing it had left: the move the
+            // server made stands, as a change of the server's on top of both.
+            household.area_code = area.to_string();
+            doc.update(&household, &editor).map_err(StorageError::internal)?;
+            household = doc.read();
+        }
         if doorstep_core::area::Area::parse(&household.area_code).is_err() {
             return Err(invalid("the household's area code is not digits in dot-separated parts"));
         }

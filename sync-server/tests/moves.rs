@@ -279,3 +279,39 @@ fn a_resident_moves_between_households_of_two_communes_and_is_not_a_duplicate() 
     assert!(queued.iter().any(|d| involves(d, "hh-again")), "the unlinked registration is queued: {queued:?}");
     assert!(!queued.iter().any(|d| involves(d, "hh-bride") && involves(d, "hh-groom")));
 }
+
+#[test]
+fn a_transfer_approved_while_a_district_device_moves_the_household_stands_and_the_device_lets_it_go() {
+    let server = TestServer::start();
+    let mut x = Device::enrolled(&server, "district", DISTRICT);
+    let mut w = Device::enrolled(&server, "far commune", FAR);
+    x.store.create_household(&household("hh-both", OLD, "Lò Văn Pọm", "001085012345")).unwrap();
+    let MoveOutcome::TransferRequested { .. } = x.store.move_household("hh-both", FAR, "").unwrap() else {
+        panic!("a move out of the district is a transfer request")
+    };
+    sync_all(&mut [&mut x, &mut w]);
+    let request = server.runtime.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap();
+    server
+        .runtime
+        .block_on(server.storage.decide_transfer(
+            request[0].id,
+            true,
+            String::new(),
+            "operator".into(),
+            String::new(),
+            1_800_000_000,
+        ))
+        .unwrap();
+    // Not knowing yet, the district officer moves it between two of the district's communes
+    // and corrects its address.
+    assert_eq!(x.store.move_household("hh-both", NEW, "").unwrap(), MoveOutcome::Moved);
+    x.edit("hh-both", |h| h.address = "Bản Mới, nhà số 3".into());
+    let report = x.sync().unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert!(report.departing.is_empty(), "{:?}", report.departing);
+    assert!(is_gone(&x, "hh-both"), "the district device lets the household go");
+    let on = on_server(&server, "hh-both");
+    assert_eq!((on.area_code.as_str(), on.address.as_str()), (FAR, "Bản Mới, nhà số 3"));
+    sync_all(&mut [&mut w, &mut x]);
+    assert_eq!(w.store.household("hh-both").unwrap().without_workflow(), on.without_workflow());
+}

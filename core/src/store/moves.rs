@@ -258,13 +258,16 @@ impl Store {
     pub(crate) fn depart(&mut self, doc_id: &str, moved_to: &str) -> Result<bool> {
         let meta: Option<(bool, String)> = self
             .conn
-            .query_row("SELECT dirty, synced_heads FROM doc_meta WHERE doc_id = ?1", [doc_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT dirty, synced_heads || ',' || pushed_heads FROM doc_meta WHERE doc_id = ?1",
+                [doc_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         let key = format!("{DEPARTED_PREFIX}{doc_id}");
         // Dirty also means "the server holds changes this copy lacks" (the move itself, which
-        // never comes here): what counts is whether this copy holds changes the server lacks.
+        // never comes here): what counts is whether this copy holds changes the server lacks —
+        // past both the server's heads it knows and its own heads at its acknowledged push.
         let unsent = match &meta {
             Some((true, synced)) => {
                 let mut doc = crate::record::HouseholdDoc::load(doc_id, &self.read_chunks(doc_id)?, &self.editor()?)?;

@@ -106,8 +106,10 @@ CREATE TABLE quarantine (
 ";
 
 /// v5 keeps the device's transfer requests (a household moving out of its areas), with
-/// the reason and the operator's note sealed.
+/// the reason and the operator's note sealed, and each document's heads when the server last
+/// acknowledged a push of it (`pushed_heads`: every change up to them is the server's).
 const V4_TO_V5: &str = "
+ALTER TABLE doc_meta ADD COLUMN pushed_heads TEXT NOT NULL DEFAULT '';
 CREATE TABLE transfer_request (
     request_id TEXT PRIMARY KEY,
     doc_id TEXT NOT NULL,

@@ -18,6 +18,9 @@ pub struct PendingPush {
     pub area: String,
     /// Changes since the heads the server acknowledged.
     pub changes: Vec<u8>,
+    /// The document's heads these changes reach: once the server acknowledges them, every
+    /// change up to them is the server's (see [`Store::mark_synced`]).
+    pub heads: Vec<automerge::ChangeHash>,
 }
 
 /// What applying a page of pulled documents did.
@@ -86,17 +89,24 @@ impl Store {
             let mut doc = HouseholdDoc::load(&doc_id, &bytes, &editor)?;
             let known: Vec<_> = heads_from_text(&synced).into_iter().filter(|h| doc.has_change(h)).collect();
             let changes = doc.save_after(&known);
-            out.push(PendingPush { doc_id, area, changes });
+            out.push(PendingPush { doc_id, area, changes, heads: doc.heads() });
         }
         Ok(out)
     }
 
-    /// Records that the server holds `heads` of a document; it stays dirty only if it changed since.
-    pub fn mark_synced(&self, doc_id: &str, heads: &[automerge::ChangeHash]) -> Result<()> {
+    /// Records that the server holds `heads` of a document, and every change up to `pushed`
+    /// (this device's heads when it built the push the server acknowledged); it stays dirty
+    /// only if it changed since.
+    pub fn mark_synced(
+        &self,
+        doc_id: &str,
+        heads: &[automerge::ChangeHash],
+        pushed: &[automerge::ChangeHash],
+    ) -> Result<()> {
         let text = heads_to_text(heads);
         self.conn.execute(
-            "UPDATE doc_meta SET synced_heads = ?2, dirty = (local_heads != ?2) WHERE doc_id = ?1",
-            params![doc_id, text],
+            "UPDATE doc_meta SET synced_heads = ?2, pushed_heads = ?3, dirty = (local_heads != ?2) WHERE doc_id = ?1",
+            params![doc_id, text, heads_to_text(pushed)],
         )?;
         Ok(())
     }

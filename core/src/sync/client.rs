@@ -221,6 +221,7 @@ pub fn sync_shared(
             .collect();
         let more_to_push = pending.len() == MAX_PUSH_DOCS;
         let mut push = Vec::new();
+        let mut pushed_heads: Vec<(String, Vec<automerge::ChangeHash>)> = Vec::new();
         let mut bytes = 0;
         for p in pending {
             if !areas.iter().any(|a| area_within(&p.area, a)) {
@@ -231,6 +232,7 @@ pub fn sync_shared(
                 break;
             }
             bytes += p.changes.len();
+            pushed_heads.push((p.doc_id.clone(), p.heads));
             push.push(DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes });
         }
         let pushed_now = push.len();
@@ -305,7 +307,8 @@ pub fn sync_shared(
                 store.set_directory(&resp.directory)?;
             }
             for (doc_id, heads) in &acked {
-                store.mark_synced(doc_id, heads)?;
+                let pushed = pushed_heads.iter().find(|(id, _)| id == doc_id).map_or(&[][..], |(_, h)| h.as_slice());
+                store.mark_synced(doc_id, heads, pushed)?;
             }
             let batch = store.apply_remote_batch(
                 &page,

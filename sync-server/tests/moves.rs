@@ -24,6 +24,29 @@ fn on_server(server: &TestServer, id: &str) -> Household {
     HouseholdDoc::load(id, &saved, &server_editor("test")).unwrap().read()
 }
 
+/// Transfer requests waiting for an operator whose area is `scope` (empty: every area).
+fn pending_transfers(server: &TestServer, scope: &str) -> Vec<doorstep_sync_server::storage::TransferRow> {
+    server.runtime.block_on(server.storage.transfers("pending".into(), scope.into(), 10)).unwrap()
+}
+
+/// An operator of `scope` decides a transfer request.
+fn decide(
+    server: &TestServer,
+    id: i64,
+    approve: bool,
+    note: &str,
+    scope: &str,
+) -> Result<(), doorstep_sync_server::store::StorageError> {
+    server.runtime.block_on(server.storage.decide_transfer(
+        id,
+        approve,
+        note.into(),
+        "operator".into(),
+        scope.into(),
+        1_800_000_000,
+    ))
+}
+
 /// Today in Vietnam.
 fn today() -> String {
     doorstep_core::vn_time::date(chrono::Utc::now().timestamp()).format("%Y-%m-%d").to_string()
@@ -167,7 +190,7 @@ fn a_transfer_out_of_the_district_waits_for_an_operator_and_a_refusal_changes_no
     };
     assert!(matches!(y.store.move_household("hh-go", FAR, ""), Err(Error::AlreadyExists(_))));
     sync_all(&mut [&mut y]);
-    let pending = server.runtime.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap();
+    let pending = pending_transfers(&server, "");
     assert_eq!(pending.len(), 2);
     let row = pending.iter().find(|t| t.request_id == go).unwrap();
     assert_eq!(
@@ -177,23 +200,11 @@ fn a_transfer_out_of_the_district_waits_for_an_operator_and_a_refusal_changes_no
     let row_no = pending.iter().find(|t| t.request_id == no).unwrap().id;
 
     // An operator of one district alone may not decide it; one of the province may.
-    let decide = |id: i64, approve: bool, note: &str, scope: &str| {
-        server.runtime.block_on(server.storage.decide_transfer(
-            id,
-            approve,
-            note.into(),
-            "operator".into(),
-            scope.into(),
-            1_800_000_000,
-        ))
-    };
-    assert!(decide(row.id, true, "", DISTRICT).is_err());
-    assert!(
-        server.runtime.block_on(server.storage.transfers("pending".into(), DISTRICT.into(), 10)).unwrap().is_empty()
-    );
-    decide(row.id, true, "đã xác minh", "01").unwrap();
-    decide(row_no, false, "thiếu giấy tờ", "01").unwrap();
-    assert!(decide(row.id, false, "", "01").is_err(), "a decided request is not decided again");
+    assert!(decide(&server, row.id, true, "", DISTRICT).is_err());
+    assert!(pending_transfers(&server, DISTRICT).is_empty());
+    decide(&server, row.id, true, "đã xác minh", "01").unwrap();
+    decide(&server, row_no, false, "thiếu giấy tờ", "01").unwrap();
+    assert!(decide(&server, row.id, false, "", "01").is_err(), "a decided request is not decided again");
 
     let report = y.sync().unwrap();
     let mut decided: Vec<_> = report.transfers_decided.iter().map(|t| (t.request_id.clone(), t.status)).collect();
@@ -232,8 +243,7 @@ fn a_device_cannot_request_a_transfer_of_a_household_outside_its_areas() {
     sync_all(&mut [&mut z, &mut y]);
     // Y never held it: it cannot even ask.
     assert!(matches!(y.store.move_household("hh-z", FAR, ""), Err(Error::NotFound(_))));
-    let rt = &server.runtime;
-    assert!(rt.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap().is_empty());
+    assert!(pending_transfers(&server, "").is_empty());
 }
 
 #[test]
@@ -290,18 +300,8 @@ fn a_transfer_approved_while_a_district_device_moves_the_household_stands_and_th
         panic!("a move out of the district is a transfer request")
     };
     sync_all(&mut [&mut x, &mut w]);
-    let request = server.runtime.block_on(server.storage.transfers("pending".into(), String::new(), 10)).unwrap();
-    server
-        .runtime
-        .block_on(server.storage.decide_transfer(
-            request[0].id,
-            true,
-            String::new(),
-            "operator".into(),
-            String::new(),
-            1_800_000_000,
-        ))
-        .unwrap();
+    let request = pending_transfers(&server, "");
+    decide(&server, request[0].id, true, "", "").unwrap();
     // Not knowing yet, the district officer moves it between two of the district's communes
     // and corrects its address.
     assert_eq!(x.store.move_household("hh-both", NEW, "").unwrap(), MoveOutcome::Moved);

@@ -13,10 +13,12 @@
 //! [`Household`] is the plain, typed view; [`HouseholdDoc`] owns the document.
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Author, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{ActorId, Author, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
+
+mod hydrated;
 use crate::error::{Error, Result};
 use crate::identity::ChipCardQr;
 use crate::verification::{EditMark, Review, ReviewDecision, Verification, VerificationState};
@@ -411,63 +413,13 @@ impl HouseholdDoc {
     /// Starts a new document holding `household`, written by `editor`.
     pub fn create(household: &Household, editor: &Editor) -> Result<HouseholdDoc> {
         check_id(&household.household_id)?;
-        let mut doc = AutoCommit::new().with_author(Some(editor.author()));
-        doc.put(ROOT, "schema", SCHEMA)?;
-        doc.put(ROOT, "household_id", household.household_id.as_str())?;
-        // A new document has nothing to compare with: every field is written as it is,
-        // without the reads an update makes (what `update` would write, in one change).
-        for field in HOUSEHOLD_FIELDS {
-            if let Some(v) = household.root_field(field) {
-                doc.put(ROOT, *field, v)?;
-            }
-        }
-        if let Some(loc) = household.location {
-            let obj = doc.put_object(ROOT, "location", ObjType::Map)?;
-            doc.put(&obj, "lat", loc.lat)?;
-            doc.put(&obj, "lon", loc.lon)?;
-            if let Some(acc) = loc.accuracy {
-                doc.put(&obj, "accuracy", acc)?;
-            }
-        }
-        let members = doc.put_object(ROOT, "members", ObjType::Map)?;
-        let mut seen = std::collections::HashSet::new();
-        for (order, m) in household.members.iter().enumerate() {
+        for m in &household.members {
             check_id(&m.member_id)?;
-            if !seen.insert(m.member_id.as_str()) {
-                // A repeated id is one member, as `update` makes it: its last values.
-                let obj = match doc.get(&members, m.member_id.as_str())? {
-                    Some((Value::Object(_), obj)) => obj,
-                    _ => continue,
-                };
-                for field in MEMBER_FIELDS {
-                    match m.get(field) {
-                        Some(v) => doc.put(&obj, *field, v)?,
-                        None => doc.delete(&obj, *field)?,
-                    }
-                }
-                continue;
-            }
-            let obj = doc.put_object(&members, m.member_id.as_str(), ObjType::Map)?;
-            doc.put(&obj, "order", order as i64)?;
-            for field in MEMBER_FIELDS {
-                if let Some(v) = m.get(field) {
-                    doc.put(&obj, *field, v)?;
-                }
-            }
         }
-        let events = doc.put_object(ROOT, "events", ObjType::List)?;
-        for (i, e) in household.events.iter().enumerate() {
-            let obj = doc.insert_object(&events, i, ObjType::Map)?;
-            doc.put(&obj, "kind", e.kind.code())?;
-            doc.put(&obj, "member_id", e.member_id.as_str())?;
-            doc.put(&obj, "date", e.date.as_str())?;
-            if let Some(p) = &e.place {
-                doc.put(&obj, "place", p.as_str())?;
-            }
-            if let Some(n) = &e.note {
-                doc.put(&obj, "note", n.as_str())?;
-            }
-        }
+        let mut doc = AutoCommit::new().with_author(Some(editor.author()));
+        // A new document has nothing to compare with: the whole tree is written in one
+        // batch, without the reads an update makes (what `update` would write, in one change).
+        doc.init_root_from_hydrate(&hydrated::new_root(household, SCHEMA, HOUSEHOLD_FIELDS))?;
         let mut this = HouseholdDoc { doc, id: household.household_id.clone(), saved_heads: Vec::new() };
         this.mark_edit(editor)?;
         this.commit();
@@ -538,64 +490,10 @@ impl HouseholdDoc {
 
     /// Reads the household, taking the winning value of any conflict.
     pub fn read(&self) -> Household {
-        let mut h = Household {
-            household_id: self.id.clone(),
-            area_code: self.string_at(&ROOT, "area_code").unwrap_or_default(),
-            address: self.string_at(&ROOT, "address").unwrap_or_default(),
-            head_member_id: self.string_at(&ROOT, "head_member_id"),
-            house_photo: self.string_at(&ROOT, "house_photo"),
-            verification: self.verification_at(&ROOT),
-            review: self.review_at(),
-            edited: self.edit_mark_at(),
-            ..Household::default()
-        };
-        if let Some(loc) = self.map(&ROOT, "location") {
-            let num = |k: &str| match self.doc.get(&loc, k) {
-                Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
-                    ScalarValue::F64(f) => Some(*f),
-                    ScalarValue::Int(i) => Some(*i as f64),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let (Some(lat), Some(lon)) = (num("lat"), num("lon")) {
-                h.location = Some(GeoPoint { lat, lon, accuracy: num("accuracy") });
-            }
+        match self.doc.hydrate(ROOT, None) {
+            Ok(automerge::hydrate::Value::Map(root)) => hydrated::household(&self.id, &root),
+            _ => Household { household_id: self.id.clone(), ..Household::default() },
         }
-        if let Some(members) = self.map(&ROOT, "members") {
-            let mut rows: Vec<(i64, Member)> = Vec::new();
-            for id in self.doc.keys(&members) {
-                let Some(obj) = self.map(&members, &id) else { continue };
-                let mut m = Member { member_id: id.clone(), ..Member::default() };
-                for field in MEMBER_FIELDS {
-                    m.set(field, self.string_at(&obj, field));
-                }
-                m.verification = self.verification_at(&obj);
-                let order = match self.doc.get(&obj, "order") {
-                    Ok(Some((Value::Scalar(s), _))) => s.as_i64().unwrap_or(i64::MAX),
-                    _ => i64::MAX,
-                };
-                rows.push((order, m));
-            }
-            rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.member_id.cmp(&b.1.member_id)));
-            h.members = rows.into_iter().map(|(_, m)| m).collect();
-        }
-        if let Some(events) = self.map(&ROOT, "events") {
-            for i in 0..self.doc.length(&events) {
-                let Ok(Some((Value::Object(_), obj))) = self.doc.get(&events, i) else { continue };
-                let Some(kind) = self.string_at(&obj, "kind").as_deref().and_then(LifeEventKind::parse) else {
-                    continue;
-                };
-                h.events.push(LifeEvent {
-                    kind,
-                    member_id: self.string_at(&obj, "member_id").unwrap_or_default(),
-                    date: self.string_at(&obj, "date").unwrap_or_default(),
-                    place: self.string_at(&obj, "place"),
-                    note: self.string_at(&obj, "note"),
-                });
-            }
-        }
-        h
     }
 
     /// Makes the document say what `household` says, writing only the fields that changed,
@@ -771,44 +669,21 @@ impl HouseholdDoc {
         Ok(review)
     }
 
-    fn int_at(&self, obj: &ObjId, key: &str) -> Option<i64> {
-        match self.doc.get(obj, key) {
-            Ok(Some((Value::Scalar(s), _))) => s.as_i64(),
+    /// The hydrated map at `key` of `parent`.
+    fn hydrated_map(&self, parent: &ObjId, key: &str) -> Option<automerge::hydrate::Map> {
+        let obj = self.map(parent, key)?;
+        match self.doc.hydrate(&obj, None) {
+            Ok(automerge::hydrate::Value::Map(m)) => Some(m),
             _ => None,
         }
     }
 
     fn verification_at(&self, parent: &ObjId) -> Option<Verification> {
-        let obj = self.map(parent, "verification")?;
-        Some(Verification {
-            id: self.string_at(&obj, "id")?,
-            state: VerificationState::parse(&self.string_at(&obj, "state")?)?,
-            by: self.string_at(&obj, "by").unwrap_or_default(),
-            device: self.string_at(&obj, "device").unwrap_or_default(),
-            at: self.int_at(&obj, "at").unwrap_or_default(),
-            note: self.string_at(&obj, "note"),
-        })
+        hydrated::verification(&self.hydrated_map(parent, "verification")?)
     }
 
     fn review_at(&self) -> Option<Review> {
-        let obj = self.map(&ROOT, "review")?;
-        Some(Review {
-            id: self.string_at(&obj, "id")?,
-            decision: ReviewDecision::parse(&self.string_at(&obj, "decision")?)?,
-            by: self.string_at(&obj, "by").unwrap_or_default(),
-            at: self.int_at(&obj, "at").unwrap_or_default(),
-            comment: self.string_at(&obj, "comment"),
-        })
-    }
-
-    fn edit_mark_at(&self) -> Option<EditMark> {
-        let obj = self.map(&ROOT, "edited")?;
-        Some(EditMark {
-            at: self.int_at(&obj, "at").unwrap_or_default(),
-            by: self.string_at(&obj, "by").unwrap_or_default(),
-            after_verification: self.string_at(&obj, "after_verification"),
-            after_review: self.string_at(&obj, "after_review"),
-        })
+        hydrated::review(&self.hydrated_map(&ROOT, "review")?)
     }
 
     fn commit(&mut self) -> bool {

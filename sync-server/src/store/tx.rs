@@ -68,8 +68,28 @@ fn duplicate_row(r: &AnyRow) -> Result<DuplicateRow> {
 /// without Automerge's own column compression (so that a page of them compresses well on
 /// the wire), and zstd keeps them small at rest.
 fn seal_doc_with(keys: &AtRest, doc_id: &str, saved: &[u8]) -> Result<Vec<u8>> {
-    let packed = zstd::bulk::compress(saved, DOC_ZSTD_LEVEL).map_err(|e| StorageError::internal(e.to_string()))?;
-    keys.seal("doc", doc_id, "", &packed)
+    keys.seal("doc", doc_id, "", &zstd_at_rest(saved)?)
+}
+
+/// Compresses what the store keeps at [`DOC_ZSTD_LEVEL`], with a compression context kept
+/// per thread (making one costs more than compressing a household).
+fn zstd_at_rest(plain: &[u8]) -> Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT
+        .with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Compressor::new(DOC_ZSTD_LEVEL)?);
+            }
+            match slot.as_mut() {
+                Some(c) => c.compress(plain),
+                None => Err(std::io::Error::other("no zstd context")),
+            }
+        })
+        .map_err(|e| StorageError::internal(e.to_string()))
 }
 
 /// A `doc` row as read, still sealed: position, time, id, view, saved document.
@@ -116,8 +136,7 @@ fn open_view_with(keys: &AtRest, doc_id: &str, sealed: &[u8]) -> Result<Vec<u8>>
 
 /// Seals a document's JSON view for the `doc` table's `view` column, zstd-compressed first.
 fn seal_view_with(keys: &AtRest, doc_id: &str, view: &[u8]) -> Result<Vec<u8>> {
-    let packed = zstd::bulk::compress(view, DOC_ZSTD_LEVEL).map_err(|e| StorageError::internal(e.to_string()))?;
-    keys.seal("doc_view", doc_id, "", &packed)
+    keys.seal("doc_view", doc_id, "", &zstd_at_rest(view)?)
 }
 
 fn export_token_row(r: &AnyRow) -> Result<ExportToken> {

@@ -202,8 +202,14 @@ pub async fn store_merged(
     if merged.is_empty() {
         return Ok(());
     }
-    // Saving each document and computing its figures runs on every core.
-    let writes: Vec<DocWrite> = merged
+    let writes = doc_writes(merged, now);
+    store_written(tx, merged, &writes, origin, user, action, now).await
+}
+
+/// What storing merged documents writes for each (saved bytes, feed changes, figures, view),
+/// computed on every core — outside any transaction when a caller prepares a batch ahead.
+pub fn doc_writes(merged: &mut [Merged], now: i64) -> Vec<DocWrite> {
+    merged
         .par_iter_mut()
         .map(|m| {
             let snapshot = m.doc.save_nocompress();
@@ -230,9 +236,25 @@ pub async fn store_merged(
                 moved_from: m.moved_from.clone().filter(|from| *from != m.household.area_code),
             }
         })
-        .collect();
-    tx.store_docs(&writes, origin, user, action, now).await?;
-    for w in &writes {
+        .collect()
+}
+
+/// Stores merged documents whose writes ([`doc_writes`]) are made: the writes, the audit of
+/// moves, photo references, then the reviews they queue.
+pub async fn store_written(
+    tx: &mut Tx<'_>,
+    merged: &[Merged],
+    writes: &[DocWrite],
+    origin: &str,
+    user: &str,
+    action: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    if merged.is_empty() {
+        return Ok(());
+    }
+    tx.store_docs(writes, origin, user, action, now).await?;
+    for w in writes {
         if let Some(from) = &w.moved_from {
             tx.audit(now, origin, user, &w.doc_id, &w.heads, &format!("move {from} → {}", w.area)).await?;
         }

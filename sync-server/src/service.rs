@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use doorstep_core::identity::LinkageModel;
 use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, SyncRequest, SyncResponse};
 
+use crate::registry::import::ImportPlan;
 use crate::storage::{
     AreaCounts, AuditEntry, ConflictItem, Device, DuplicateAction, DuplicateItem, ExportPage, ExportToken,
     ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, ReviewItem, Session, Storage, TransferRow,
@@ -196,6 +197,20 @@ impl Storage for Store {
         now: i64,
     ) -> Result<Vec<ImportOutcome>> {
         in_write!(self, |tx| registry::import::import_batch(&mut tx, &area, &households, now).await?)
+    }
+
+    async fn plan_import(
+        &self,
+        area: String,
+        households: Vec<doorstep_core::record::Household>,
+        now: i64,
+    ) -> Result<ImportPlan> {
+        let seen: Result<_> = in_read!(self, |tx| registry::import::observe(&mut tx, &households).await?);
+        registry::import::plan(area, households, seen?, now).await
+    }
+
+    async fn apply_import(&self, plan: ImportPlan, now: i64) -> Result<Vec<ImportOutcome>> {
+        in_write!(self, |tx| registry::import::apply(&mut tx, &plan, now).await?)
     }
 
     async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage> {

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, SyncRequest, SyncResponse};
 
+use crate::registry::import::ImportPlan;
 use crate::store::StorageError;
 
 pub use crate::store::model::*;
@@ -101,6 +102,18 @@ pub trait Storage: Send + Sync + 'static {
         households: Vec<doorstep_core::record::Household>,
         now: i64,
     ) -> Result<Vec<ImportOutcome>, StorageError>;
+    /// Prepares a batch of checked households of the registry for `area` outside any write
+    /// transaction (documents built on every core from what the store holds now), so that an
+    /// import prepares one batch while it writes the last.
+    async fn plan_import(
+        &self,
+        area: String,
+        households: Vec<doorstep_core::record::Household>,
+        now: i64,
+    ) -> Result<ImportPlan, StorageError>;
+    /// Writes a prepared batch in one transaction ([`Storage::import_households`] if what it
+    /// read has changed since): what happened to each household, in order.
+    async fn apply_import(&self, plan: ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError>;
     /// The households of `area` changed after the cursor `since`, at most `limit`, and the next cursor.
     async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage, StorageError>;
     /// Stores a new export token, by the hash of its secret.

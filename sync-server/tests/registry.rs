@@ -83,6 +83,30 @@ fn an_import_exports_back_equal_and_a_second_import_changes_nothing() {
     assert_eq!(export(&server.db, next, dir.path()), (vec![], next));
 }
 
+/// An import writes one batch while it prepares the next from what the store held before:
+/// a household a later batch repeats must still come out as that later row says.
+#[test]
+fn a_household_repeated_in_a_later_batch_of_one_file_takes_the_later_row() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = generated(dir.path(), 700, 13);
+    let mut households = households_of(&std::fs::read_to_string(&file).unwrap());
+    let mut again = households[2].clone();
+    again.address = "Số 7, Thôn Sau".into();
+    // Well past the first batch (doorstep_sync_server::registry::command::IMPORT_BATCH).
+    households.insert(650, again.clone());
+    let repeated = dir.path().join("repeated.jsonl");
+    let text: Vec<String> = households.iter().map(|h| serde_json::to_string(h).unwrap()).collect();
+    std::fs::write(&repeated, text.join("\n")).unwrap();
+    let said = import(&server.db, &repeated);
+    assert!(said.contains("700 new") && said.contains("1 changed"), "{said}");
+    let (exported, _) = export(&server.db, 0, dir.path());
+    assert_eq!(exported.len(), 700);
+    let stored = exported.iter().find(|h| h.household_id == again.household_id).unwrap();
+    assert_eq!(stored.address, "Số 7, Thôn Sau");
+    assert_eq!(stored.members, again.members);
+}
+
 #[test]
 fn a_changed_registry_row_is_one_change_and_keeps_an_officers_correction() {
     let server = TestServer::start();

@@ -9,6 +9,7 @@ use doorstep_core::area::Area;
 use doorstep_core::record::Household;
 
 use super::formats::{CsvReader, ExportWriter, Format, JsonlReader, ReadRow};
+use super::import::ImportPlan;
 use super::problem::{RowProblem, check_household};
 use crate::storage::{ImportOutcome, Storage};
 
@@ -114,6 +115,10 @@ impl Report {
     }
 }
 
+/// A prepared batch waiting to be written: the plan, its rows with their lines, and how far
+/// into the file it reaches.
+type InFlight = (ImportPlan, Vec<(u64, Household)>, u64);
+
 /// Imports the registry's file `path` into `area`: good rows are written, a refused row goes
 /// to the report at `report` with its line and reason. `progress` draws a bar on stderr.
 pub async fn import_file(
@@ -134,19 +139,46 @@ pub async fn import_file(
     let mut report = Report::create(report)?;
     let mut batches = read_batches(path, format, area.to_string())?;
     let mut summary = ImportSummary::default();
-    while let Some(batch) = batches.recv().await {
-        let (good, bad, bytes) = match batch {
-            Batch::Rows(good, bad, bytes) => (good, bad, bytes),
-            Batch::Failed(e) => return Err(format!("reading {} failed: {e}", path.display()).into()),
+    // One batch is written while the next is read and prepared (the store checks, as it
+    // writes, that a prepared batch still matches what it holds).
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        let received = batches.recv().await;
+        let end = received.is_none();
+        let next = match received {
+            Some(Batch::Rows(good, bad, bytes)) => {
+                summary.read += (good.len() + bad.len()) as u64;
+                for (line, id, problem) in &bad {
+                    report.refuse(*line, id.as_deref(), problem)?;
+                }
+                summary.refused += bad.len() as u64;
+                Some((good, bytes))
+            }
+            Some(Batch::Failed(e)) => return Err(format!("reading {} failed: {e}", path.display()).into()),
+            None => None,
         };
-        summary.read += (good.len() + bad.len()) as u64;
-        for (line, id, problem) in &bad {
-            report.refuse(*line, id.as_deref(), problem)?;
-        }
-        summary.refused += bad.len() as u64;
-        if !good.is_empty() {
-            let households: Vec<Household> = good.iter().map(|(_, h)| h.clone()).collect();
-            let outcomes = storage.import_households(area.to_string(), households, now()).await?;
+        let plan_next = async {
+            match next {
+                Some((good, bytes)) if !good.is_empty() => {
+                    let households: Vec<Household> = good.iter().map(|(_, h)| h.clone()).collect();
+                    let plan = storage.plan_import(area.to_string(), households, now()).await?;
+                    Ok::<_, BoxError>(Some((plan, good, bytes)))
+                }
+                Some((_, bytes)) => {
+                    bar.set_position(bytes);
+                    Ok(None)
+                }
+                None => Ok(None),
+            }
+        };
+        let (applied, planned) = match in_flight.take() {
+            Some((plan, good, bytes)) => {
+                let (applied, planned) = tokio::join!(storage.apply_import(plan, now()), plan_next);
+                (Some((applied?, good, bytes)), planned?)
+            }
+            None => (None, plan_next.await?),
+        };
+        if let Some((outcomes, good, bytes)) = applied {
             for ((line, h), outcome) in good.iter().zip(outcomes) {
                 match outcome {
                     ImportOutcome::Created => summary.created += 1,
@@ -158,9 +190,13 @@ pub async fn import_file(
                     }
                 }
             }
+            bar.set_position(bytes);
+            bar.set_message(format!("{} households", summary.created + summary.updated + summary.unchanged));
         }
-        bar.set_position(bytes);
-        bar.set_message(format!("{} households", summary.read));
+        in_flight = planned;
+        if end {
+            break;
+        }
     }
     bar.finish_and_clear();
     report.out.flush()?;

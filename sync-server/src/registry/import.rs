@@ -7,10 +7,12 @@ use doorstep_core::record::{Editor, Household, HouseholdDoc};
 use doorstep_core::sync::protocol::area_within;
 use rayon::prelude::*;
 
-use crate::logic::store_merged;
+use std::collections::HashMap;
+
+use crate::logic::{doc_writes, store_written};
 use crate::merge::{Merged, server_editor};
 use crate::store::model::ImportOutcome;
-use crate::store::{StorageError, Tx};
+use crate::store::{DocWrite, StorageError, Tx};
 
 /// The editor (Automerge author, audit user) of every change an import writes.
 pub const IMPORT_EDITOR: &str = "registry import";
@@ -71,6 +73,90 @@ fn prepare(
     Ok(Prepared { outcome: ImportOutcome::Updated, base: Some(m.heads.join(",")), write: Some(m) })
 }
 
+/// What the store held of a batch's households when it was read: each one's last import
+/// (heads, row tag) and its stored heads and area, by id; the saved bytes of those whose row
+/// changed; the keyed tag of each row, in order.
+pub struct Observed {
+    bases: HashMap<String, (String, String)>,
+    heads: HashMap<String, (String, String)>,
+    snapshots: HashMap<String, (Vec<u8>, String)>,
+    tags: Vec<String>,
+}
+
+/// Reads what importing `rows` depends on (in a read transaction, or the write one).
+pub async fn observe(tx: &mut Tx<'_>, rows: &[Household]) -> Result<Observed, StorageError> {
+    let ids: Vec<&str> = rows.iter().map(|h| h.household_id.as_str()).collect();
+    let bases = tx.import_bases(&ids).await?;
+    let heads = tx.doc_heads(&ids).await?;
+    // A row equal to the one the last import read (by its keyed tag) is unchanged: its
+    // document is not even opened.
+    let tags: Vec<String> =
+        rows.iter().map(|h| tx.registry_row_tag(&serde_json::to_string(h).unwrap_or_default())).collect();
+    let to_open: Vec<&str> = rows
+        .iter()
+        .zip(&tags)
+        .filter(|(h, tag)| !same_row(&bases, h, tag) && heads.contains_key(h.household_id.as_str()))
+        .map(|(h, _)| h.household_id.as_str())
+        .collect();
+    let snapshots = tx.docs(&to_open).await?;
+    Ok(Observed { bases, heads, snapshots, tags })
+}
+
+fn same_row(bases: &HashMap<String, (String, String)>, h: &Household, tag: &str) -> bool {
+    bases.get(h.household_id.as_str()).is_some_and(|(_, stored)| stored == tag)
+}
+
+/// A batch of the registry's rows made ready to write: documents built, saved and summarised
+/// on every core from what the store held ([`Observed`]). [`apply`] writes it if the store
+/// still holds that, and imports the batch afresh otherwise.
+pub struct ImportPlan {
+    area: String,
+    rows: Vec<Household>,
+    bases: HashMap<String, (String, String)>,
+    heads: HashMap<String, (String, String)>,
+    outcomes: Vec<ImportOutcome>,
+    merged: Vec<Merged>,
+    writes: Vec<DocWrite>,
+    new_bases: Vec<(String, String, String)>,
+}
+
+/// Builds what importing `rows` into `area` writes (Automerge is most of an import's work:
+/// it runs on every core, and needs no transaction).
+fn prepare_plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) -> Result<ImportPlan, StorageError> {
+    let editor = server_editor(IMPORT_EDITOR);
+    let prepared: Vec<Prepared> = rows
+        .par_iter()
+        .zip(&seen.tags)
+        .map(|(incoming, tag)| {
+            if same_row(&seen.bases, incoming, tag) {
+                return Ok(Prepared::skip(ImportOutcome::Unchanged));
+            }
+            let id = incoming.household_id.as_str();
+            let base = seen.bases.get(id).map(|(heads, _)| heads.as_str());
+            prepare(incoming, seen.snapshots.get(id), base, &area, &editor)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut merged = Vec::new();
+    let mut new_bases = Vec::new();
+    for ((incoming, p), tag) in rows.iter().zip(prepared).zip(seen.tags) {
+        if let Some(heads) = p.base {
+            new_bases.push((incoming.household_id.clone(), heads, tag));
+        }
+        merged.extend(p.write);
+        outcomes.push(p.outcome);
+    }
+    let writes = doc_writes(&mut merged, now);
+    Ok(ImportPlan { area, rows, bases: seen.bases, heads: seen.heads, outcomes, merged, writes, new_bases })
+}
+
+/// Writes a plan in this transaction (which holds the area's province lock).
+async fn write_plan(tx: &mut Tx<'_>, plan: &ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError> {
+    store_written(tx, &plan.merged, &plan.writes, "registry", IMPORT_EDITOR, "import", now).await?;
+    tx.put_import_bases(&plan.new_bases).await?;
+    Ok(plan.outcomes.clone())
+}
+
 /// Imports checked households (each within `area`, ids unique in the batch) in this
 /// transaction: a new household becomes a document; a known one takes the fields the
 /// registry changed since its last import ([`registry_update`]), as one change. Returns
@@ -81,47 +167,32 @@ pub async fn import_batch(
     rows: &[Household],
     now: i64,
 ) -> Result<Vec<ImportOutcome>, StorageError> {
-    let ids: Vec<&str> = rows.iter().map(|h| h.household_id.as_str()).collect();
     // Every household written lies within `area`, so within its province: one lock, taken
     // before any read. (A stored household outside `area` is refused, not written.)
     tx.lock_areas(&[area]).await?;
-    let bases = tx.import_bases(&ids).await?;
-    // A row equal to the one the last import read (by its keyed tag) is unchanged: its
-    // document is not even opened.
-    let tags: Vec<String> =
-        rows.iter().map(|h| tx.registry_row_tag(&serde_json::to_string(h).unwrap_or_default())).collect();
-    let same: Vec<bool> = rows
-        .iter()
-        .zip(&tags)
-        .map(|(h, tag)| bases.get(h.household_id.as_str()).is_some_and(|(_, stored)| stored == tag))
-        .collect();
-    let to_open: Vec<&str> = ids.iter().zip(&same).filter(|(_, same)| !**same).map(|(id, _)| *id).collect();
-    let existing = tx.docs(&to_open).await?;
-    let editor = server_editor(IMPORT_EDITOR);
-    // The documents are built on every core (Automerge is most of an import's work); the
-    // writes then go in as one batch.
-    let prepared: Vec<Prepared> = rows
-        .par_iter()
-        .zip(&same)
-        .map(|(incoming, same)| {
-            if *same {
-                return Ok(Prepared::skip(ImportOutcome::Unchanged));
-            }
-            let id = incoming.household_id.as_str();
-            prepare(incoming, existing.get(id), bases.get(id).map(|(heads, _)| heads.as_str()), area, &editor)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut writes = Vec::new();
-    let mut new_bases = Vec::new();
-    for ((incoming, p), tag) in rows.iter().zip(prepared).zip(tags) {
-        if let Some(heads) = p.base {
-            new_bases.push((incoming.household_id.clone(), heads, tag));
-        }
-        writes.extend(p.write);
-        outcomes.push(p.outcome);
+    let seen = observe(tx, rows).await?;
+    let plan = prepare_plan(area.to_string(), rows.to_vec(), seen, now)?;
+    write_plan(tx, &plan, now).await
+}
+
+/// Prepares a batch from what was observed, on the CPU pool, without blocking the caller's
+/// task: an import reads and prepares its next batch while the last one is written.
+pub async fn plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) -> Result<ImportPlan, StorageError> {
+    let (send, receive) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = send.send(prepare_plan(area, rows, seen, now));
+    });
+    receive.await.map_err(|_| StorageError::internal("the import's preparation stopped"))?
+}
+
+/// Writes a prepared batch in this transaction if the store still holds what the plan read
+/// (each household's last import and heads); imports the batch afresh otherwise (another
+/// writer, or an earlier batch of the same file, changed one of them).
+pub async fn apply(tx: &mut Tx<'_>, plan: &ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError> {
+    tx.lock_areas(&[plan.area.as_str()]).await?;
+    let ids: Vec<&str> = plan.rows.iter().map(|h| h.household_id.as_str()).collect();
+    if tx.import_bases(&ids).await? != plan.bases || tx.doc_heads(&ids).await? != plan.heads {
+        return import_batch(tx, &plan.area, &plan.rows, now).await;
     }
-    store_merged(tx, &mut writes, "registry", IMPORT_EDITOR, "import", now).await?;
-    tx.put_import_bases(&new_bases).await?;
-    Ok(outcomes)
+    write_plan(tx, plan, now).await
 }

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "doc by area", include_str!("../../migrations/0003_doc_by_area.sql")),
     (4, "registry", include_str!("../../migrations/0004_registry.sql")),
     (5, "moves", include_str!("../../migrations/0005_moves.sql")),
+    (6, "unused person indexes", include_str!("../../migrations/0006_unused_person_indexes.sql")),
 ];
 
 /// How to open a store.

@@ -309,6 +309,25 @@ impl<'a> Tx<'a> {
         Ok(out)
     }
 
+    /// Heads and area of each of these documents the store holds, by id (no document is opened).
+    pub async fn doc_heads(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, (String, String)>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT doc_id, heads, area FROM doc WHERE doc_id IN ({})",
+                placeholders(self.dialect, 1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&mut *self.tx).await? {
+                out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores a batch of merged documents written by `origin` for `user`: each saved copy
     /// (sealed), its new changes on the feed (sealed; the transaction holds each area's
     /// province lock), an audit row and its progress figures — four statements for the batch.

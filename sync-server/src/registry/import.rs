@@ -74,8 +74,9 @@ fn prepare(
 }
 
 /// What the store held of a batch's households when it was read: each one's last import
-/// (heads, row tag) and its stored heads and area, by id; the saved bytes of those whose row
-/// changed; the keyed tag of each row, in order.
+/// (heads, row tag) by id; the stored heads and area of those whose row changed since (a row
+/// equal to the last one imported is unchanged whatever its document holds now); their saved
+/// bytes; the keyed tag of each row, in order.
 pub struct Observed {
     bases: HashMap<String, (String, String)>,
     heads: HashMap<String, (String, String)>,
@@ -83,21 +84,22 @@ pub struct Observed {
     tags: Vec<String>,
 }
 
+/// The ids of `rows` whose row differs from the last one imported (by keyed tag).
+fn changed_ids<'a>(rows: &'a [Household], tags: &[String], bases: &HashMap<String, (String, String)>) -> Vec<&'a str> {
+    rows.iter().zip(tags).filter(|(h, tag)| !same_row(bases, h, tag)).map(|(h, _)| h.household_id.as_str()).collect()
+}
+
 /// Reads what importing `rows` depends on (in a read transaction, or the write one).
 pub async fn observe(tx: &mut Tx<'_>, rows: &[Household]) -> Result<Observed, StorageError> {
     let ids: Vec<&str> = rows.iter().map(|h| h.household_id.as_str()).collect();
     let bases = tx.import_bases(&ids).await?;
-    let heads = tx.doc_heads(&ids).await?;
     // A row equal to the one the last import read (by its keyed tag) is unchanged: its
-    // document is not even opened.
+    // document is not even looked at.
     let tags: Vec<String> =
         rows.iter().map(|h| tx.registry_row_tag(&serde_json::to_string(h).unwrap_or_default())).collect();
-    let to_open: Vec<&str> = rows
-        .iter()
-        .zip(&tags)
-        .filter(|(h, tag)| !same_row(&bases, h, tag) && heads.contains_key(h.household_id.as_str()))
-        .map(|(h, _)| h.household_id.as_str())
-        .collect();
+    let changed = changed_ids(rows, &tags, &bases);
+    let heads = tx.doc_heads(&changed).await?;
+    let to_open: Vec<&str> = changed.into_iter().filter(|id| heads.contains_key(*id)).collect();
     let snapshots = tx.docs(&to_open).await?;
     Ok(Observed { bases, heads, snapshots, tags })
 }
@@ -112,6 +114,7 @@ fn same_row(bases: &HashMap<String, (String, String)>, h: &Household, tag: &str)
 pub struct ImportPlan {
     area: String,
     rows: Vec<Household>,
+    tags: Vec<String>,
     bases: HashMap<String, (String, String)>,
     heads: HashMap<String, (String, String)>,
     outcomes: Vec<ImportOutcome>,
@@ -139,15 +142,25 @@ fn prepare_plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) ->
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut merged = Vec::new();
     let mut new_bases = Vec::new();
-    for ((incoming, p), tag) in rows.iter().zip(prepared).zip(seen.tags) {
+    for ((incoming, p), tag) in rows.iter().zip(prepared).zip(&seen.tags) {
         if let Some(heads) = p.base {
-            new_bases.push((incoming.household_id.clone(), heads, tag));
+            new_bases.push((incoming.household_id.clone(), heads, tag.clone()));
         }
         merged.extend(p.write);
         outcomes.push(p.outcome);
     }
     let writes = doc_writes(&mut merged, now);
-    Ok(ImportPlan { area, rows, bases: seen.bases, heads: seen.heads, outcomes, merged, writes, new_bases })
+    Ok(ImportPlan {
+        area,
+        rows,
+        tags: seen.tags,
+        bases: seen.bases,
+        heads: seen.heads,
+        outcomes,
+        merged,
+        writes,
+        new_bases,
+    })
 }
 
 /// Writes a plan in this transaction (which holds the area's province lock).
@@ -191,7 +204,9 @@ pub async fn plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) 
 pub async fn apply(tx: &mut Tx<'_>, plan: &ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError> {
     tx.lock_areas(&[plan.area.as_str()]).await?;
     let ids: Vec<&str> = plan.rows.iter().map(|h| h.household_id.as_str()).collect();
-    if tx.import_bases(&ids).await? != plan.bases || tx.doc_heads(&ids).await? != plan.heads {
+    if tx.import_bases(&ids).await? != plan.bases
+        || tx.doc_heads(&changed_ids(&plan.rows, &plan.tags, &plan.bases)).await? != plan.heads
+    {
         return import_batch(tx, &plan.area, &plan.rows, now).await;
     }
     write_plan(tx, plan, now).await

@@ -199,9 +199,6 @@ pub async fn store_merged(
     action: &str,
     now: i64,
 ) -> Result<(), StorageError> {
-    if merged.is_empty() {
-        return Ok(());
-    }
     let writes = doc_writes(merged, now);
     store_written(tx, merged, &writes, origin, user, action, now).await
 }

@@ -311,10 +311,21 @@ impl<'a> Tx<'a> {
 
     /// Heads and area of each of these documents the store holds, by id (no document is opened).
     pub async fn doc_heads(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, (String, String)>> {
+        self.two_columns_by_doc("doc", "heads, area", doc_ids).await
+    }
+
+    /// Two text columns (`columns`, a fixed list in the code) of each row of `table` whose
+    /// `doc_id` is one of `doc_ids`, by id.
+    async fn two_columns_by_doc(
+        &mut self,
+        table: &str,
+        columns: &str,
+        doc_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, (String, String)>> {
         let mut out = std::collections::HashMap::new();
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
             let sql = format!(
-                "SELECT doc_id, heads, area FROM doc WHERE doc_id IN ({})",
+                "SELECT doc_id, {columns} FROM {table} WHERE doc_id IN ({})",
                 placeholders(self.dialect, 1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -609,21 +620,7 @@ impl<'a> Tx<'a> {
         &mut self,
         doc_ids: &[&str],
     ) -> Result<std::collections::HashMap<String, (String, String)>> {
-        let mut out = std::collections::HashMap::new();
-        for chunk in doc_ids.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT doc_id, heads, row_tag FROM import_base WHERE doc_id IN ({})",
-                placeholders(self.dialect, 1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for r in query.fetch_all(&mut *self.tx).await? {
-                out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
-            }
-        }
-        Ok(out)
+        self.two_columns_by_doc("import_base", "heads, row_tag", doc_ids).await
     }
 
     /// Records the heads the registry's import left documents at, and the tag of the row

@@ -414,12 +414,28 @@ pub async fn sync(
     // named twice merges into its first merge); stored as one batch.
     let ids: Vec<&str> = req.push.iter().map(|p| p.doc_id.as_str()).collect();
     let mut existing = tx.docs(&ids).await?;
+    // Merging is most of a push's work: a document named once, stored within the device's
+    // areas or new, merges on every core first; the rest (moved away, named twice) in order.
+    let mut named: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for id in &ids {
+        *named.entry(id).or_default() += 1;
+    }
+    let mut merged_first: Vec<Option<Result<Merged, StorageError>>> = req
+        .push
+        .par_iter()
+        .map(|push| match existing.get(&push.doc_id) {
+            Some((_, area)) if !area_within(area, &device.area) => None,
+            _ if named.get(push.doc_id.as_str()).is_some_and(|n| *n > 1) => None,
+            stored => Some(merge_push(stored.map(|(s, _)| s.as_slice()), push, Bound::Scope(&device.area))),
+        })
+        .collect();
     let mut acked = Vec::with_capacity(req.push.len());
     let mut changed: Vec<Merged> = Vec::new();
     let mut refused = Vec::new();
-    for push in &req.push {
-        let outcome = match existing.get(&push.doc_id) {
-            Some((_, area)) if !area_within(area, &device.area) => {
+    for (n, push) in req.push.iter().enumerate() {
+        let outcome = match (merged_first[n].take(), existing.get(&push.doc_id)) {
+            (Some(first), _) => first,
+            (None, Some((_, area))) if !area_within(area, &device.area) => {
                 // Moved out of the device's areas: its edits from before it was told are taken.
                 match crate::moves::departed_since(tx, &push.doc_id, &device.area, req.cursor).await? {
                     Some(to) => {
@@ -436,7 +452,7 @@ pub async fn sync(
                     None => Err(crate::moves::refusal_outside(tx, &push.doc_id, &device.area).await?),
                 }
             }
-            stored => merge_push(stored.map(|(s, _)| s.as_slice()), push, Bound::Scope(&device.area)),
+            (None, stored) => merge_push(stored.map(|(s, _)| s.as_slice()), push, Bound::Scope(&device.area)),
         };
         // One bad household gets its own refusal; the rest of the request is taken.
         let mut merged = match outcome {

@@ -193,7 +193,10 @@ pub async fn import_batch(
 pub async fn plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) -> Result<ImportPlan, StorageError> {
     let (send, receive) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
-        let _ = send.send(prepare_plan(area, rows, seen, now));
+        // A panic in a spawned job would abort the process: it becomes this batch's error.
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_plan(area, rows, seen, now)))
+            .unwrap_or_else(|_| Err(StorageError::internal("preparing an import batch failed")));
+        let _ = send.send(prepared);
     });
     receive.await.map_err(|_| StorageError::internal("the import's preparation stopped"))?
 }

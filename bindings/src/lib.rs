@@ -480,7 +480,7 @@ pub fn residence_survey_json() -> String {
 #[uniffi::export]
 pub fn validate_household(household: HouseholdRecord) -> Vec<ValidationIssueRecord> {
     let h: Household = household.into();
-    residence_survey().validate(&h.to_answers(), today()).into_iter().map(Into::into).collect()
+    residence_survey().validate_owned(h.to_answers(), today()).into_iter().map(Into::into).collect()
 }
 
 /// Checks a CCCD number, and its agreement with a date of birth and sex when given.

@@ -572,7 +572,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Validate { id } => {
             let store = open_unlocked(&cli)?;
             let h = store.household(id)?;
-            let issues = residence_survey().validate(&h.to_answers(), chrono_today());
+            let issues = residence_survey().validate_owned(h.to_answers(), chrono_today());
             if issues.is_empty() {
                 println!("valid");
             }

@@ -717,24 +717,34 @@ impl HouseholdDoc {
     }
 
     /// Every field that holds concurrent values, with each value's author and time.
+    /// One pass over each map finds the conflicted keys; only those are read in full.
     pub fn conflicts(&mut self) -> Result<Vec<Conflict>> {
+        let conflicted = |doc: &AutoCommit, obj: &ObjId, fields: &[&str]| -> Vec<String> {
+            doc.map_range(obj, ..)
+                .filter(|item| item.conflict && fields.contains(&item.key.as_ref()))
+                .map(|item| item.key.into_owned())
+                .collect()
+        };
         let mut out = Vec::new();
-        for field in HOUSEHOLD_FIELDS {
-            if self.doc.get_all(ROOT, *field)?.len() > 1 {
-                out.push(Conflict { path: (*field).to_string(), values: self.conflict_values(&ROOT, field)? });
-            }
+        for field in conflicted(&self.doc, &ROOT, HOUSEHOLD_FIELDS) {
+            // Listed in the order of the fields, as a reader expects.
+            let values = self.conflict_values(&ROOT, &field)?;
+            out.push(Conflict { path: field, values });
         }
+        out.sort_by_key(|c| HOUSEHOLD_FIELDS.iter().position(|f| *f == c.path));
         if let Some(members) = self.map(&ROOT, "members") {
-            let ids: Vec<String> = self.doc.keys(&members).collect();
-            for id in ids {
-                let Some(obj) = self.map(&members, &id) else { continue };
-                for field in MEMBER_FIELDS {
-                    if self.doc.get_all(&obj, *field)?.len() > 1 {
-                        out.push(Conflict {
-                            path: format!("members/{id}/{field}"),
-                            values: self.conflict_values(&obj, field)?,
-                        });
-                    }
+            let member_objs: Vec<(String, ObjId)> = self
+                .doc
+                .map_range(&members, ..)
+                .filter(|item| matches!(item.value, automerge::ValueRef::Object(ObjType::Map)))
+                .map(|item| (item.key.to_string(), item.id()))
+                .collect();
+            for (id, obj) in member_objs {
+                let mut fields = conflicted(&self.doc, &obj, MEMBER_FIELDS);
+                fields.sort_by_key(|f| MEMBER_FIELDS.iter().position(|m| m == f));
+                for field in fields {
+                    let values = self.conflict_values(&obj, &field)?;
+                    out.push(Conflict { path: format!("members/{id}/{field}"), values });
                 }
             }
         }

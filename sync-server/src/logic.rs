@@ -276,7 +276,7 @@ fn day_of(now: i64) -> chrono::NaiveDate {
 /// A household's progress figures: completeness by the residence survey's
 /// required rules, validity by the CCCD checks (number, province, sex, century, year of birth).
 pub fn household_stats(h: &Household, today: chrono::NaiveDate) -> HouseholdStats {
-    let issues = residence_survey().validate(&h.to_answers(), today);
+    let issues = residence_survey().validate_owned(h.to_answers(), today);
     let complete = !issues.iter().any(|i| matches!(i.kind, IssueKind::Required | IssueKind::TooFewRows));
     let mut stats = HouseholdStats {
         members: h.members.len() as i64,

@@ -67,13 +67,14 @@ fn to_json(v: Value) -> Json {
 struct FieldScope<'a> {
     top: &'a Map<String, Json>,
     row: Option<&'a Map<String, Json>>,
-    current: Value,
+    /// The current field's answer, converted only when an expression asks for it.
+    current: Option<&'a Json>,
     today: NaiveDate,
 }
 
 impl Scope for FieldScope<'_> {
     fn current(&self) -> Value {
-        self.current.clone()
+        to_value(self.current)
     }
 
     fn field(&self, name: &str) -> Value {
@@ -133,8 +134,9 @@ fn type_problem(field: &Field, v: &Json) -> Option<(IssueKind, Localized)> {
                 wrong("Phải là số", "Must be a number")
             }
         }
-        FieldType::Date => match v.as_str().map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d")) {
-            Some(Ok(_)) if v.as_str().is_some_and(|s| s.len() == 10) => None,
+        // `YYYY-MM-DD` exactly: ten characters that parse as an ISO 8601 date.
+        FieldType::Date => match v.as_str().filter(|s| s.len() == 10).map(str::parse::<NaiveDate>) {
+            Some(Ok(_)) => None,
             _ => wrong("Phải là ngày hợp lệ (YYYY-MM-DD)", "Must be a valid date (YYYY-MM-DD)"),
         },
         FieldType::SelectOne => match v.as_str() {
@@ -186,15 +188,16 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn push(&mut self, path: &str, field: &Field, kind: IssueKind, message: Localized) {
-        self.issues.push(ValidationIssue { path: path.to_string(), field: field.name.clone(), kind, message });
+    fn push(&mut self, path: String, field: &Field, kind: IssueKind, message: Localized) {
+        self.issues.push(ValidationIssue { path, field: field.name.clone(), kind, message });
     }
 
     fn group(&mut self, fields: &[Field], obj: &Map<String, Json>, row: Option<&Map<String, Json>>, prefix: &str) {
         for field in fields {
-            let path = format!("{prefix}{}", field.name);
+            // The path is written only for a field that has a problem.
+            let path = || format!("{prefix}{}", field.name);
             let value = obj.get(&field.name);
-            let scope = FieldScope { top: self.top, row, current: to_value(value), today: self.today };
+            let scope = FieldScope { top: self.top, row, current: value, today: self.today };
             if let Some(rel) = &field.relevant
                 && !rel.eval(&scope).truthy()
             {
@@ -204,20 +207,20 @@ impl Validator<'_> {
             if is_empty(value) {
                 if required {
                     self.push(
-                        &path,
+                        path(),
                         field,
                         IssueKind::Required,
                         Localized::new("Bắt buộc phải nhập", "This field is required"),
                     );
                 }
                 if field.kind == FieldType::Repeat {
-                    self.rows(field, &[], &path);
+                    self.rows(field, &[], &path());
                 }
                 continue;
             }
             let Some(value) = value else { continue };
             if let Some((kind, message)) = type_problem(field, value) {
-                self.push(&path, field, kind, message);
+                self.push(path(), field, kind, message);
                 continue;
             }
             if let Some(c) = &field.constraint
@@ -227,12 +230,12 @@ impl Validator<'_> {
                     .constraint_message
                     .clone()
                     .unwrap_or_else(|| Localized::new("Giá trị không hợp lệ", "Invalid value"));
-                self.push(&path, field, IssueKind::Constraint, msg);
+                self.push(path(), field, IssueKind::Constraint, msg);
             }
             if let Json::Array(rows) = value
                 && field.kind == FieldType::Repeat
             {
-                self.rows(field, rows, &path);
+                self.rows(field, rows, &path());
             }
         }
     }
@@ -243,7 +246,7 @@ impl Validator<'_> {
             && n < min
         {
             self.push(
-                path,
+                path.to_string(),
                 field,
                 IssueKind::TooFewRows,
                 Localized::new(format!("Cần ít nhất {min} dòng"), format!("Needs at least {min} rows")),
@@ -253,7 +256,7 @@ impl Validator<'_> {
             && n > max
         {
             self.push(
-                path,
+                path.to_string(),
                 field,
                 IssueKind::TooManyRows,
                 Localized::new(format!("Tối đa {max} dòng"), format!("At most {max} rows")),
@@ -265,7 +268,7 @@ impl Validator<'_> {
                 Some(obj) => self.group(&field.fields, obj, Some(obj), &format!("{row_path}.")),
                 None => {
                     self.push(
-                        &row_path,
+                        row_path,
                         field,
                         IssueKind::WrongType,
                         Localized::new("Dòng phải là đối tượng", "A row must be an object"),
@@ -279,7 +282,7 @@ impl Validator<'_> {
 fn calculate_group(fields: &[Field], top: &Map<String, Json>, row: &mut Map<String, Json>, today: NaiveDate) {
     for field in fields {
         if let Some(calc) = &field.calculate {
-            let scope = FieldScope { top, row: Some(row), current: to_value(row.get(&field.name)), today };
+            let scope = FieldScope { top, row: Some(row), current: row.get(&field.name), today };
             let v = to_json(calc.eval(&scope));
             row.insert(field.name.clone(), v);
         }
@@ -288,38 +291,48 @@ fn calculate_group(fields: &[Field], top: &Map<String, Json>, row: &mut Map<Stri
 
 impl FormDefinition {
     /// Fills in every calculated field, repeat rows first, then the top level.
+    ///
+    /// A row's calculations see the top level as it was before that repeat group's rows
+    /// were calculated (and the row's earlier calculations); the top level's see the
+    /// answers as they were before any top-level calculation. Only rows are copied.
     pub fn calculate(&self, answers: &mut Json, today: NaiveDate) {
         let Some(top) = answers.as_object_mut() else { return };
         for field in self.fields.iter().filter(|f| f.kind == FieldType::Repeat) {
-            let Some(Json::Array(rows)) = top.get(&field.name).cloned() else { continue };
-            let snapshot = top.clone();
-            let mut new_rows = Vec::with_capacity(rows.len());
-            for row in rows {
-                match row {
-                    Json::Object(mut obj) => {
-                        calculate_group(&field.fields, &snapshot, &mut obj, today);
-                        new_rows.push(Json::Object(obj));
+            let Some(Json::Array(rows)) = top.get(&field.name) else { continue };
+            let new_rows: Vec<Json> = rows
+                .iter()
+                .map(|row| match row {
+                    Json::Object(obj) => {
+                        let mut obj = obj.clone();
+                        calculate_group(&field.fields, top, &mut obj, today);
+                        Json::Object(obj)
                     }
-                    other => new_rows.push(other),
-                }
-            }
+                    other => other.clone(),
+                })
+                .collect();
             top.insert(field.name.clone(), Json::Array(new_rows));
         }
-        let snapshot = top.clone();
-        for field in &self.fields {
-            if let Some(calc) = &field.calculate {
-                let scope =
-                    FieldScope { top: &snapshot, row: None, current: to_value(snapshot.get(&field.name)), today };
-                top.insert(field.name.clone(), to_json(calc.eval(&scope)));
-            }
-        }
+        let values: Vec<(String, Json)> = self
+            .fields
+            .iter()
+            .filter_map(|field| {
+                let calc = field.calculate.as_ref()?;
+                let scope = FieldScope { top, row: None, current: top.get(&field.name), today };
+                Some((field.name.clone(), to_json(calc.eval(&scope))))
+            })
+            .collect();
+        top.extend(values);
     }
 
     /// Validates answers (a JSON object) and returns every problem at once.
     ///
     /// Calculations run first, on a copy, so constraints can use them.
     pub fn validate(&self, answers: &Json, today: NaiveDate) -> Vec<ValidationIssue> {
-        let mut answers = answers.clone();
+        self.validate_owned(answers.clone(), today)
+    }
+
+    /// [`FormDefinition::validate`] on answers the caller gives away (no copy is made).
+    pub fn validate_owned(&self, mut answers: Json, today: NaiveDate) -> Vec<ValidationIssue> {
         self.calculate(&mut answers, today);
         let Some(top) = answers.as_object() else {
             return vec![ValidationIssue {

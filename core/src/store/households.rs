@@ -234,7 +234,7 @@ impl Store {
             // Nor a change to a field that never changes.
             doc.check_immutable_fields()?;
         }
-        let issues = residence_survey().validate(&household.to_answers(), self.today());
+        let issues = residence_survey().validate_owned(household.to_answers(), self.today());
         let conflicts = doc.conflicts()?.len();
         let (kind, bytes) = match (&meta, saved) {
             (None, Some(saved)) => ("snapshot", saved.to_vec()),
@@ -333,7 +333,7 @@ impl Store {
             check_id(id)?;
             let mut doc = HouseholdDoc::load(id, saved, &editor)?;
             let household = doc.read();
-            let issues = residence_survey().validate(&household.to_answers(), today).len();
+            let issues = residence_survey().validate_owned(household.to_answers(), today).len();
             let conflicts = doc.conflicts()?.len();
             let summary = HouseholdSummary::of(&household, issues, conflicts, now);
             let summary_json = serde_json::to_vec(&summary).map_err(|e| Error::InvalidArgument(e.to_string()))?;

@@ -186,179 +186,226 @@ pub fn sync_shared(
     })?;
     transport.set_compress_requests(zstd);
     let wire_before = transport.wire_bytes();
-    let mut report = SyncReport::default();
-    let mut rate_limited = 0;
-    // Whether this sync may still ask for a compact first sync (until one answer ends it).
-    let mut first_sync_open = true;
-    loop {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::Cancelled);
-        }
-        let held = report.refused.len();
-        let (cursor, snapshot, held_back, pending) = store.with_store(|store| {
-            let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
-            // With no cursor yet, a compact first sync: whole saved documents, then the feed.
-            // Nothing is pushed until its documents are in (they would come back whole).
-            let snapshot = (cursor == 0 && first_sync_open).then(|| {
-                store
-                    .sync_value(KEY_SNAPSHOT)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| serde_json::from_str::<SnapshotPosition>(&s).ok())
-                    .unwrap_or_default()
-            });
+    // A first sync's next page is asked for while this one is stored (its request is
+    // known once this one's answer is in); the threads end with this scope.
+    std::thread::scope(|scope| {
+        let mut ahead: Option<Ahead<'_>> = None;
+        let mut report = SyncReport::default();
+        let mut rate_limited = 0;
+        // Whether this sync may still ask for a compact first sync (until one answer ends it).
+        let mut first_sync_open = true;
+        loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(Error::Cancelled);
+            }
+            let held = report.refused.len();
+            let (cursor, snapshot, held_back, pending) = store.with_store(|store| {
+                let cursor: u64 = store.sync_value(KEY_CURSOR)?.and_then(|c| c.parse().ok()).unwrap_or(0);
+                // With no cursor yet, a compact first sync: whole saved documents, then the feed.
+                // Nothing is pushed until its documents are in (they would come back whole).
+                let snapshot = (cursor == 0 && first_sync_open).then(|| {
+                    store
+                        .sync_value(KEY_SNAPSHOT)
+                        .ok()
+                        .flatten()
+                        .and_then(|s| serde_json::from_str::<SnapshotPosition>(&s).ok())
+                        .unwrap_or_default()
+                });
+                let in_first_sync = snapshot.is_some();
+                let held_back = in_first_sync && !store.pending_pushes(1)?.is_empty();
+                // Documents the server refused in this sync are not offered again until the next one.
+                let pending = if in_first_sync { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? };
+                Ok((cursor, snapshot, held_back, pending))
+            })?;
             let in_first_sync = snapshot.is_some();
-            let held_back = in_first_sync && !store.pending_pushes(1)?.is_empty();
-            // Documents the server refused in this sync are not offered again until the next one.
-            let pending = if in_first_sync { Vec::new() } else { store.pending_pushes(MAX_PUSH_DOCS + held)? };
-            Ok((cursor, snapshot, held_back, pending))
-        })?;
-        let in_first_sync = snapshot.is_some();
-        let pending: Vec<_> = pending
-            .into_iter()
-            .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
-            .take(MAX_PUSH_DOCS)
-            .collect();
-        let more_to_push = pending.len() == MAX_PUSH_DOCS;
-        let mut push = Vec::new();
-        let mut pushed_heads: Vec<(String, Vec<automerge::ChangeHash>)> = Vec::new();
-        let mut bytes = 0;
-        for p in pending {
-            if !areas.iter().any(|a| area_within(&p.area, a)) {
-                report.skipped_outside_areas += 1;
-                continue;
+            let pending: Vec<_> = pending
+                .into_iter()
+                .filter(|p| !report.refused.iter().any(|r| r.doc_id == p.doc_id))
+                .take(MAX_PUSH_DOCS)
+                .collect();
+            let more_to_push = pending.len() == MAX_PUSH_DOCS;
+            let mut push = Vec::new();
+            let mut pushed_heads: Vec<(String, Vec<automerge::ChangeHash>)> = Vec::new();
+            let mut bytes = 0;
+            for p in pending {
+                if !areas.iter().any(|a| area_within(&p.area, a)) {
+                    report.skipped_outside_areas += 1;
+                    continue;
+                }
+                if bytes > 0 && bytes + p.changes.len() > PUSH_PAGE_BYTES {
+                    break;
+                }
+                bytes += p.changes.len();
+                pushed_heads.push((p.doc_id.clone(), p.heads));
+                push.push(DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes });
             }
-            if bytes > 0 && bytes + p.changes.len() > PUSH_PAGE_BYTES {
-                break;
+            let pushed_now = push.len();
+            let body = encode(&SyncRequest {
+                protocol: PROTOCOL_VERSION,
+                cursor,
+                user: user.clone(),
+                push,
+                transfer_key: transfer_key.clone(),
+                snapshot,
+                resend: std::mem::take(&mut resend),
+                // Once the device's own households can go too (not during a first sync).
+                transfers: if in_first_sync { Vec::new() } else { std::mem::take(&mut transfers) },
+            });
+            report.bytes_sent += body.len();
+            let answer = match ahead.take() {
+                Some(sent) if sent.body == body => {
+                    sent.answer.join().unwrap_or_else(|_| Err(Error::Network("the request thread failed".into())))
+                }
+                other => {
+                    // Asked ahead for something else (it is not used), or not asked ahead.
+                    if let Some(sent) = other {
+                        let _ = sent.answer.join();
+                    }
+                    transport.post("/v1/sync", body, Some(&credential))
+                }
+            };
+            let raw = match answer {
+                Err(Error::RevocationClaimed { statement }) => {
+                    // Wipe only on the enrolling server's signature over this device's id.
+                    return store.with_store(|store| {
+                        let key = store.sync_value(KEY_SLIP)?.and_then(|k| hex::decode(k).ok()).ok_or_else(|| {
+                            Error::UnverifiedRevocation("this device holds no server key to check it against".into())
+                        })?;
+                        let statement = statement.ok_or_else(|| {
+                            Error::UnverifiedRevocation("the answer carries no signed statement".into())
+                        })?;
+                        super::revocation::Revocation::verify(&statement, &key, store.device_id())?;
+                        store.wipe()?;
+                        Err(Error::Revoked)
+                    });
+                }
+                // Slowed down by the server: wait a little and try again, a few times.
+                Err(Error::Server { status: 429, .. }) if rate_limited < MAX_RATE_LIMIT_RETRIES => {
+                    rate_limited += 1;
+                    std::thread::sleep(RATE_LIMIT_BACKOFF * rate_limited);
+                    continue;
+                }
+                other => other?,
+            };
+            report.bytes_received += raw.len();
+            report.round_trips += 1;
+            if !zstd && transport.server_takes_zstd() {
+                transport.set_compress_requests(true);
             }
-            bytes += p.changes.len();
-            pushed_heads.push((p.doc_id.clone(), p.heads));
-            push.push(DocPush { doc_id: p.doc_id, area: p.area, changes: p.changes });
-        }
-        let pushed_now = push.len();
-        let body = encode(&SyncRequest {
-            protocol: PROTOCOL_VERSION,
-            cursor,
-            user: user.clone(),
-            push,
-            transfer_key: transfer_key.clone(),
-            snapshot,
-            resend: std::mem::take(&mut resend),
-            // Once the device's own households can go too (not during a first sync).
-            transfers: if in_first_sync { Vec::new() } else { std::mem::take(&mut transfers) },
-        });
-        report.bytes_sent += body.len();
-        let raw = match transport.post("/v1/sync", body, Some(&credential)) {
-            Err(Error::RevocationClaimed { statement }) => {
-                // Wipe only on the enrolling server's signature over this device's id.
-                return store.with_store(|store| {
-                    let key = store.sync_value(KEY_SLIP)?.and_then(|k| hex::decode(k).ok()).ok_or_else(|| {
-                        Error::UnverifiedRevocation("this device holds no server key to check it against".into())
-                    })?;
-                    let statement = statement
-                        .ok_or_else(|| Error::UnverifiedRevocation("the answer carries no signed statement".into()))?;
-                    super::revocation::Revocation::verify(&statement, &key, store.device_id())?;
-                    store.wipe()?;
-                    Err(Error::Revoked)
+            let resp: SyncResponse = decode(&raw)?;
+            if resp.protocol != PROTOCOL_VERSION {
+                return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
+            }
+            report.refused.extend(resp.refused.iter().cloned());
+            let mut acked = Vec::with_capacity(resp.acked.len());
+            for ack in &resp.acked {
+                let heads =
+                    ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;
+                acked.push((ack.doc_id.as_str(), heads));
+            }
+            if let Some(p) = resp.pull.iter().find(|p| !areas.iter().any(|a| area_within(&p.area, a))) {
+                return Err(Error::Protocol(format!("server sent {} outside this device's areas", p.doc_id)));
+            }
+            // The pulled changes and the new cursor commit together: the cursor never runs ahead.
+            let page: Vec<(&str, &[u8])> =
+                resp.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
+            let position = match &resp.snapshot {
+                Some(p) => serde_json::to_string(p).map_err(|e| Error::Protocol(e.to_string()))?,
+                None => String::new(),
+            };
+            // A household that moved within this device's areas stays (its new area's row brings it).
+            let departed: Vec<(&str, &str)> = resp
+                .departed
+                .iter()
+                .filter(|d| !areas.iter().any(|a| area_within(&d.moved_to, a)))
+                .map(|d| (d.doc_id.as_str(), d.moved_to.as_str()))
+                .collect();
+            // In a first sync, the next page's request is the same whatever this page holds.
+            if in_first_sync && resp.more && resp.snapshot.is_some() && !cancel.load(Ordering::SeqCst) {
+                let body = encode(&SyncRequest {
+                    protocol: PROTOCOL_VERSION,
+                    cursor: resp.next_cursor,
+                    user: user.clone(),
+                    push: Vec::new(),
+                    transfer_key: transfer_key.clone(),
+                    snapshot: resp.snapshot.clone(),
+                    resend: Vec::new(),
+                    transfers: Vec::new(),
+                });
+                let (sent, credential) = (body.clone(), credential.as_str());
+                ahead = Some(Ahead {
+                    body,
+                    answer: scope.spawn(move || transport.post("/v1/sync", sent, Some(credential))),
                 });
             }
-            // Slowed down by the server: wait a little and try again, a few times.
-            Err(Error::Server { status: 429, .. }) if rate_limited < MAX_RATE_LIMIT_RETRIES => {
-                rate_limited += 1;
-                std::thread::sleep(RATE_LIMIT_BACKOFF * rate_limited);
-                continue;
+            let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
+            let (batch, dirty_left) = store.with_store(|store| {
+                if !resp.directory.is_empty() {
+                    store.set_directory(&resp.directory)?;
+                }
+                for (doc_id, heads) in &acked {
+                    let pushed =
+                        pushed_heads.iter().find(|(id, _)| id == doc_id).map_or(&[][..], |(_, h)| h.as_slice());
+                    store.mark_synced(doc_id, heads, pushed)?;
+                }
+                let batch = store.apply_remote_batch(
+                    &page,
+                    &departed,
+                    &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)],
+                )?;
+                store.record_transfer_outcomes(&resp.transfers)?;
+                let dirty_left = pushed_now > 0
+                    && !more_to_push
+                    && bytes > 0
+                    && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused);
+                Ok((batch, dirty_left))
+            })?;
+            report
+                .transfers_decided
+                .extend(resp.transfers.iter().filter(|t| t.status != TransferStatus::Pending).cloned());
+            report.departed += batch.departed;
+            report.released += batch.released;
+            report.quarantined.extend(batch.quarantined);
+            report.pushed += pushed_now - resp.refused.len().min(pushed_now);
+            report.pulled += resp.pull.len();
+            let progress = SyncProgress {
+                pushed: report.pushed,
+                pulled: report.pulled,
+                round_trips: report.round_trips,
+                quarantined: report.quarantined.len(),
+            };
+            if let Some(o) = observer {
+                o.progress(&progress);
             }
-            other => other?,
-        };
-        report.bytes_received += raw.len();
-        report.round_trips += 1;
-        if !zstd && transport.server_takes_zstd() {
-            transport.set_compress_requests(true);
-        }
-        let resp: SyncResponse = decode(&raw)?;
-        if resp.protocol != PROTOCOL_VERSION {
-            return Err(Error::Protocol(format!("server answered with protocol {}", resp.protocol)));
-        }
-        report.refused.extend(resp.refused.iter().cloned());
-        let mut acked = Vec::with_capacity(resp.acked.len());
-        for ack in &resp.acked {
-            let heads = ack.hashes().ok_or_else(|| Error::Protocol("malformed heads in an acknowledgement".into()))?;
-            acked.push((ack.doc_id.as_str(), heads));
-        }
-        if let Some(p) = resp.pull.iter().find(|p| !areas.iter().any(|a| area_within(&p.area, a))) {
-            return Err(Error::Protocol(format!("server sent {} outside this device's areas", p.doc_id)));
-        }
-        // The pulled changes and the new cursor commit together: the cursor never runs ahead.
-        let page: Vec<(&str, &[u8])> = resp.pull.iter().map(|p| (p.doc_id.as_str(), p.changes.as_slice())).collect();
-        let position = match &resp.snapshot {
-            Some(p) => serde_json::to_string(p).map_err(|e| Error::Protocol(e.to_string()))?,
-            None => String::new(),
-        };
-        // A household that moved within this device's areas stays (its new area's row brings it).
-        let departed: Vec<(&str, &str)> = resp
-            .departed
-            .iter()
-            .filter(|d| !areas.iter().any(|a| area_within(&d.moved_to, a)))
-            .map(|d| (d.doc_id.as_str(), d.moved_to.as_str()))
-            .collect();
-        let unrefused = |p: &crate::store::PendingPush| !report.refused.iter().any(|r| r.doc_id == p.doc_id);
-        let (batch, dirty_left) = store.with_store(|store| {
-            if !resp.directory.is_empty() {
-                store.set_directory(&resp.directory)?;
+            if in_first_sync && resp.snapshot.is_none() {
+                first_sync_open = false;
             }
-            for (doc_id, heads) in &acked {
-                let pushed = pushed_heads.iter().find(|(id, _)| id == doc_id).map_or(&[][..], |(_, h)| h.as_slice());
-                store.mark_synced(doc_id, heads, pushed)?;
+            let still_dirty = held_back || pushed_now > 0 && more_to_push || dirty_left;
+            if !resp.more && !still_dirty {
+                break;
             }
-            let batch = store.apply_remote_batch(
-                &page,
-                &departed,
-                &[(KEY_CURSOR, &resp.next_cursor.to_string()), (KEY_SNAPSHOT, &position)],
-            )?;
-            store.record_transfer_outcomes(&resp.transfers)?;
-            let dirty_left = pushed_now > 0
-                && !more_to_push
-                && bytes > 0
-                && store.pending_pushes(report.refused.len() + 1)?.iter().any(unrefused);
-            Ok((batch, dirty_left))
+            if report.round_trips > 100_000 {
+                return Err(Error::Protocol("sync did not converge".into()));
+            }
+        }
+        // Households that left the areas while holding edits: gone once the server has them.
+        store.with_store(|store| {
+            report.departed += store.finish_departures()?;
+            report.departing = store.departing()?;
+            note_request_encoding(store, transport)
         })?;
-        report.transfers_decided.extend(resp.transfers.iter().filter(|t| t.status != TransferStatus::Pending).cloned());
-        report.departed += batch.departed;
-        report.released += batch.released;
-        report.quarantined.extend(batch.quarantined);
-        report.pushed += pushed_now - resp.refused.len().min(pushed_now);
-        report.pulled += resp.pull.len();
-        let progress = SyncProgress {
-            pushed: report.pushed,
-            pulled: report.pulled,
-            round_trips: report.round_trips,
-            quarantined: report.quarantined.len(),
-        };
-        if let Some(o) = observer {
-            o.progress(&progress);
+        // What crossed the wire, compressed, when the transport counts it.
+        let wire_after = transport.wire_bytes();
+        if wire_after.0 > wire_before.0 {
+            report.bytes_sent = wire_after.0 - wire_before.0;
+            report.bytes_received = wire_after.1 - wire_before.1;
         }
-        if in_first_sync && resp.snapshot.is_none() {
-            first_sync_open = false;
-        }
-        let still_dirty = held_back || pushed_now > 0 && more_to_push || dirty_left;
-        if !resp.more && !still_dirty {
-            break;
-        }
-        if report.round_trips > 100_000 {
-            return Err(Error::Protocol("sync did not converge".into()));
-        }
-    }
-    // Households that left the areas while holding edits: gone once the server has them.
-    store.with_store(|store| {
-        report.departed += store.finish_departures()?;
-        report.departing = store.departing()?;
-        note_request_encoding(store, transport)
-    })?;
-    // What crossed the wire, compressed, when the transport counts it.
-    let wire_after = transport.wire_bytes();
-    if wire_after.0 > wire_before.0 {
-        report.bytes_sent = wire_after.0 - wire_before.0;
-        report.bytes_received = wire_after.1 - wire_before.1;
-    }
-    Ok(report)
+        Ok(report)
+    })
+}
+
+/// A request sent before its turn, and the thread that waits for its answer.
+struct Ahead<'scope> {
+    body: Vec<u8>,
+    answer: std::thread::ScopedJoinHandle<'scope, Result<Vec<u8>>>,
 }

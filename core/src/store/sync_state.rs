@@ -111,6 +111,29 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::mark_synced`] for every acknowledgement of one answer, in one transaction
+    /// (one write to disk, not one a document): `(doc_id, heads, pushed)`.
+    pub fn mark_synced_all(
+        &mut self,
+        acks: &[(&str, &[automerge::ChangeHash], &[automerge::ChangeHash])],
+    ) -> Result<()> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE doc_meta SET synced_heads = ?2, pushed_heads = ?3, dirty = (local_heads != ?2) WHERE doc_id = ?1",
+            )?;
+            for (doc_id, heads, pushed) in acks {
+                let text = heads_to_text(heads);
+                update.execute(params![doc_id, text, heads_to_text(pushed)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Merges a page of documents received from the server and records the new
     /// cursor (sync values, key and value), all in one transaction: either all of it is
     /// committed or none. A document whose changes do not load is quarantined (see

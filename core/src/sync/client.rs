@@ -343,11 +343,13 @@ pub fn sync_shared(
                 if !resp.directory.is_empty() {
                     store.set_directory(&resp.directory)?;
                 }
-                for (doc_id, heads) in &acked {
-                    let pushed =
-                        pushed_heads.iter().find(|(id, _)| id == doc_id).map_or(&[][..], |(_, h)| h.as_slice());
-                    store.mark_synced(doc_id, heads, pushed)?;
-                }
+                let pushed: std::collections::HashMap<&str, &[automerge::ChangeHash]> =
+                    pushed_heads.iter().map(|(id, h)| (id.as_str(), h.as_slice())).collect();
+                let acks: Vec<(&str, &[automerge::ChangeHash], &[automerge::ChangeHash])> = acked
+                    .iter()
+                    .map(|(doc_id, heads)| (*doc_id, heads.as_slice(), pushed.get(doc_id).copied().unwrap_or(&[])))
+                    .collect();
+                store.mark_synced_all(&acks)?;
                 let batch = store.apply_remote_batch(
                     &page,
                     &departed,

@@ -88,6 +88,9 @@ fn main() {
         r.round_trips, r.bytes_sent, r.bytes_received
     );
 
+    // The store grew from empty in a few seconds: its planner statistics are brought up to it,
+    // as PostgreSQL's autovacuum does a minute or so after a bulk load (and `import` at its end).
+    server.runtime.block_on(server.storage.refresh_statistics()).unwrap();
     // N simulated devices, two per commune, each pushing 5 new households per sync, two syncs each.
     let backend = if common::using_postgres() { "PostgreSQL" } else { "SQLite" };
     let run = simulate(&server, std::slice::from_ref(&server.url), n_devices, &households, |d| {

@@ -65,6 +65,10 @@ impl Store {
 
 #[async_trait]
 impl Storage for Store {
+    async fn refresh_statistics(&self) -> Result<()> {
+        Store::refresh_statistics(self).await
+    }
+
     async fn create_enrolment(&self, token_hash: String, area: String, now: i64) -> Result<()> {
         in_write!(self, |tx| tx.create_enrolment(&token_hash, &area, now).await?)
     }

@@ -114,6 +114,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Writes a prepared batch in one transaction ([`Storage::import_households`] if what it
     /// read has changed since): what happened to each household, in order.
     async fn apply_import(&self, plan: ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError>;
+    /// Refreshes the query planner's statistics (`ANALYZE` on PostgreSQL, `PRAGMA optimize`
+    /// on SQLite): after a bulk load, and now and then, so that lookups keep their index plans.
+    async fn refresh_statistics(&self) -> Result<(), StorageError>;
     /// The households of `area` changed after the cursor `since`, at most `limit`, and the next cursor.
     async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage, StorageError>;
     /// Stores a new export token, by the hash of its secret.

@@ -200,6 +200,10 @@ pub async fn import_file(
     }
     bar.finish_and_clear();
     report.out.flush()?;
+    // A bulk load: the planner's statistics are brought up to it before devices sync.
+    if summary.created + summary.updated > 0 {
+        storage.refresh_statistics().await?;
+    }
     Ok(summary)
 }
 

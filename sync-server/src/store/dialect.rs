@@ -96,6 +96,19 @@ impl Dialect {
         }
     }
 
+    /// The statement that refreshes the planner's statistics, if the backend needs one.
+    /// PostgreSQL's planner costs a lookup by its statistics: until `ANALYZE` has sampled a
+    /// table that grew from empty (autovacuum does, a minute or more after a bulk load), it
+    /// may scan where an index would do. SQLite keeps none (no `sqlite_stat1`): its planner
+    /// prefers the indexes by rule, the plans every figure in docs/PERFORMANCE.md was
+    /// measured with.
+    pub fn refresh_statistics(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("ANALYZE"),
+        }
+    }
+
     /// Connections the pool opens at most. SQLite reads in parallel under WAL; its
     /// writes queue in the process ([`super::Store`]).
     pub fn max_connections(self, configured: Option<u32>) -> u32 {

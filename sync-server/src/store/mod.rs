@@ -90,6 +90,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Refreshes the query planner's statistics ([`Dialect::refresh_statistics`]), outside
+    /// any transaction.
+    pub async fn refresh_statistics(&self) -> Result<(), StorageError> {
+        if let Some(statement) = self.dialect.refresh_statistics() {
+            self.pool.acquire().await?.execute(statement).await?;
+        }
+        Ok(())
+    }
+
     /// Begins a transaction that only reads.
     pub async fn read(&self) -> Result<Tx<'_>, StorageError> {
         Ok(Tx::new(self.pool.begin().await?, &self.keys, self.dialect, None))

@@ -13,6 +13,11 @@ use doorstep_sync_server::storage::{Operator, Role, Storage};
 use doorstep_sync_server::store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
+/// The server's allocator: Automerge builds and drops many small objects for every household
+/// it loads, merges and saves (docs/adr/0009-server-allocator.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Unix seconds now: the command line's clock.
 fn now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -114,8 +114,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Writes a prepared batch in one transaction ([`Storage::import_households`] if what it
     /// read has changed since): what happened to each household, in order.
     async fn apply_import(&self, plan: ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError>;
-    /// Refreshes the query planner's statistics (`ANALYZE` on PostgreSQL, `PRAGMA optimize`
-    /// on SQLite): after a bulk load, and now and then, so that lookups keep their index plans.
+    /// Refreshes the query planner's statistics after a bulk load, so that lookups keep their
+    /// index plans: `ANALYZE` on PostgreSQL; nothing on SQLite, which plans by rule.
     async fn refresh_statistics(&self) -> Result<(), StorageError>;
     /// The households of `area` changed after the cursor `since`, at most `limit`, and the next cursor.
     async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage, StorageError>;

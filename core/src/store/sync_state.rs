@@ -19,7 +19,7 @@ pub struct PendingPush {
     /// Changes since the heads the server acknowledged.
     pub changes: Vec<u8>,
     /// The document's heads these changes reach: once the server acknowledges them, every
-    /// change up to them is the server's (see [`Store::mark_synced`]).
+    /// change up to them is the server's (see [`Store::mark_synced_all`]).
     pub heads: Vec<automerge::ChangeHash>,
 }
 
@@ -94,25 +94,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Records that the server holds `heads` of a document, and every change up to `pushed`
-    /// (this device's heads when it built the push the server acknowledged); it stays dirty
-    /// only if it changed since.
-    pub fn mark_synced(
-        &self,
-        doc_id: &str,
-        heads: &[automerge::ChangeHash],
-        pushed: &[automerge::ChangeHash],
-    ) -> Result<()> {
-        let text = heads_to_text(heads);
-        self.conn.execute(
-            "UPDATE doc_meta SET synced_heads = ?2, pushed_heads = ?3, dirty = (local_heads != ?2) WHERE doc_id = ?1",
-            params![doc_id, text, heads_to_text(pushed)],
-        )?;
-        Ok(())
-    }
-
-    /// [`Store::mark_synced`] for every acknowledgement of one answer, in one transaction
-    /// (one write to disk, not one a document): `(doc_id, heads, pushed)`.
+    /// Records, for every acknowledgement of one answer (`(doc_id, heads, pushed)`), that the
+    /// server holds `heads` of a document and every change up to `pushed` (this device's heads
+    /// when it built the push the server acknowledged); a document stays dirty only if it
+    /// changed since. One transaction: one write to disk, not one a document.
     pub fn mark_synced_all(
         &mut self,
         acks: &[(&str, &[automerge::ChangeHash], &[automerge::ChangeHash])],

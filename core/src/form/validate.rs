@@ -134,8 +134,9 @@ fn type_problem(field: &Field, v: &Json) -> Option<(IssueKind, Localized)> {
                 wrong("Phải là số", "Must be a number")
             }
         }
-        // `YYYY-MM-DD` exactly: ten characters that parse as an ISO 8601 date.
-        FieldType::Date => match v.as_str().filter(|s| s.len() == 10).map(str::parse::<NaiveDate>) {
+        // `YYYY-MM-DD` exactly: ten characters in that format.
+        FieldType::Date => match v.as_str().filter(|s| s.len() == 10).map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d"))
+        {
             Some(Ok(_)) => None,
             _ => wrong("Phải là ngày hợp lệ (YYYY-MM-DD)", "Must be a valid date (YYYY-MM-DD)"),
         },

@@ -106,6 +106,7 @@ fn block_text(k: &BlockingKey) -> String {
 fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> PersonIndex {
     let cccd = comparison::cccd_digits(key.cccd.as_deref());
     let cccd_digits = cccd.as_deref().map(comparison::sorted_digits);
+    let indexed = blocking::index_keys(key);
     PersonIndex {
         doc_id: doc_id.to_string(),
         member_id: member_id.to_string(),
@@ -115,7 +116,8 @@ fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> P
         cccd_digits,
         dob: key.dob.map(|d| d.format("%Y-%m-%d").to_string()),
         birth_year: key.dob.map(|d| d.year().to_string()),
-        blocks: blocking::keys(key).iter().map(block_text).collect(),
+        blocks: indexed.stored.iter().map(block_text).collect(),
+        probes: indexed.probes.iter().map(block_text).collect(),
     }
 }
 
@@ -136,7 +138,7 @@ pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Re
             after = (last.doc_id.clone(), last.member_id.clone());
             for row in &rows {
                 let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
-                let blocks: Vec<String> = blocking::keys(&key).iter().map(block_text).collect();
+                let blocks: Vec<String> = blocking::index_keys(&key).stored.iter().map(block_text).collect();
                 tx.put_person_blocks(&row.doc_id, &row.member_id, &blocks).await?;
                 report.reindexed += 1;
             }

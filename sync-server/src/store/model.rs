@@ -399,8 +399,10 @@ pub struct PersonIndex {
     pub dob: Option<String>,
     /// Year of birth.
     pub birth_year: Option<String>,
-    /// Blocking keys, `rule:value` (tokens once sealed).
+    /// Blocking keys the person is indexed under, `rule:value` (tokens once sealed).
     pub blocks: Vec<String>,
+    /// Blocking keys the person's candidate lookup reads (`blocking::index_keys`).
+    pub probes: Vec<String>,
 }
 
 /// A duplicate candidate as a decision needs it.

@@ -1026,9 +1026,11 @@ impl<'a> Tx<'a> {
     }
 
     /// For each probe — a person about to be indexed, of a household whose old entries are
-    /// already deleted — the people it may be: those stored that share one of its blocking
-    /// keys (one query for the whole batch, at most `limit` rows read, each opened once),
-    /// and the earlier probes of other households of the batch that share one. A person
+    /// already deleted — the people it may be: those stored under one of the keys its lookup
+    /// reads (`probes`; one query for the whole batch, at most `limit` rows read, each opened
+    /// once), and the earlier probes of other households of the batch stored under one. The
+    /// keys keep a card holder's lookup away from other card holders' names and dates
+    /// (`blocking::index_keys`); beyond that, a person
     /// whose CCCD differs from the probe's (and whose sorted digits differ too, so no
     /// transposition) is a hard non-duplicate: left out by its index tokens, before it is opened.
     pub async fn candidates(&mut self, probes: &[PersonIndex], limit: i64) -> Result<Vec<Vec<PersonRow>>> {
@@ -1047,7 +1049,7 @@ impl<'a> Tx<'a> {
         let tagged: Vec<Probe> = probes
             .iter()
             .map(|p| Probe {
-                tokens: p.blocks.iter().map(|b| k.block_tag(b)).collect(),
+                tokens: p.probes.iter().map(|b| k.block_tag(b)).collect(),
                 cccd: p.cccd.as_deref().map(|c| k.cccd_tag(c)),
                 digits: p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)),
             })
@@ -1128,7 +1130,7 @@ impl<'a> Tx<'a> {
                 candidates.push(opened[&n].clone());
             }
             let mut earlier: Vec<usize> =
-                person.blocks.iter().flat_map(|b| by_block.get(b.as_str())).flatten().copied().collect();
+                person.probes.iter().flat_map(|b| by_block.get(b.as_str())).flatten().copied().collect();
             earlier.sort_unstable();
             earlier.dedup();
             for j in earlier {

@@ -3,10 +3,14 @@
 //! every record it holds.
 //!
 //! The rules, each a key built from folded values:
-//! - `cccd-digits`: the CCCD number's digits sorted, which finds the same
-//!   number and a number with two digits transposed (a key of the number itself
-//!   would find a subset of these pairs, at the cost of one more index entry a
-//!   resident: `blocking-1` had one);
+//! - `cccd-pairs-even` and `cccd-pairs-odd`: the CCCD number with each pair of
+//!   digits sorted, the pairs taken from the first digit and from the second.
+//!   The same number shares both keys; a number with two adjacent digits
+//!   transposed shares the key whose pairing holds that pair. Each key is
+//!   nearly as narrow as the number (`blocking-2` keyed the number's digits all
+//!   sorted, which found the same pairs in blocks that grew with the store:
+//!   numbers share a province code, a century and sex digit and a year, and
+//!   random digits sorted collide by the thousand);
 //! - `phone`: the phone number;
 //! - `family+dob`: family name and date of birth;
 //! - `family+given+year`: family and given name and the year of birth (a
@@ -25,15 +29,36 @@
 //! queue is the same pair for pair as with the broader rules, from a twelfth of
 //! the comparisons (docs/adr/0003-record-linkage.md).
 //!
-//! A store keeps the keys as keyed tokens (blind indexes), never in clear.
+//! A store keeps the keys as keyed tokens (blind indexes), never in clear, and
+//! splits them by who holds a CCCD ([`index_keys`]): two people with different
+//! CCCD numbers are never one person (unless the digits are the same, a
+//! transposition, which the CCCD's keys find), so a person with a CCCD is looked
+//! up by its names and dates only among people without one. In a country where
+//! nearly every adult holds a card, that keeps a lookup's rows to the few who
+//! may be the same person, instead of every namesake born the same year.
 
 use chrono::Datelike;
 
 use super::{NameParts, PersonKey};
-use crate::identity::linkage::comparison::{cccd_digits, phone_digits, sorted_digits};
+use crate::identity::linkage::comparison::{cccd_digits, phone_digits};
 
 /// Names this set of rules; a store whose keys were made by other rules rebuilds them.
-pub const RULES_VERSION: &str = "blocking-2";
+pub const RULES_VERSION: &str = "blocking-3";
+
+/// The CCCD's key with its digits paired from the first.
+const CCCD_EVEN: &str = "cccd-pairs-even";
+/// The CCCD's key with its digits paired from the second.
+const CCCD_ODD: &str = "cccd-pairs-odd";
+
+/// `digits` with each pair sorted, pairs starting at `start` (a digit before it, or left
+/// alone at the end, stays): an adjacent transposition within a pair leaves it unchanged.
+fn pairs_sorted(digits: &str, start: usize) -> String {
+    let mut v = digits.as_bytes().to_vec();
+    for pair in v.get_mut(start..).unwrap_or_default().chunks_exact_mut(2) {
+        pair.sort_unstable();
+    }
+    String::from_utf8(v).unwrap_or_default()
+}
 
 /// One blocking key: the rule that made it and its value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,7 +77,8 @@ fn key(rule: &'static str, value: String) -> BlockingKey {
 pub fn keys(person: &PersonKey) -> Vec<BlockingKey> {
     let mut out = Vec::new();
     if let Some(digits) = cccd_digits(person.cccd.as_deref()) {
-        out.push(key("cccd-digits", sorted_digits(&digits)));
+        out.push(key(CCCD_EVEN, pairs_sorted(&digits, 0)));
+        out.push(key(CCCD_ODD, pairs_sorted(&digits, 1)));
     }
     if let Some(phone) = phone_digits(person.phone.as_deref()) {
         out.push(key("phone", phone));
@@ -70,6 +96,49 @@ pub fn keys(person: &PersonKey) -> Vec<BlockingKey> {
             let mut words = name.tokens.clone();
             words.sort_unstable();
             out.push(key("names+year", format!("{}|{year}", words.join(" "))));
+        }
+    }
+    out
+}
+
+/// Whether a key is one of the CCCD's: the keys a person with a CCCD is looked up by among
+/// people who have one too.
+fn is_cccd_rule(rule: &str) -> bool {
+    rule == CCCD_EVEN || rule == CCCD_ODD
+}
+
+/// A person's keys as a store indexes them (`stored`) and looks them up (`probes`).
+/// Every key but the CCCD's is split by whether its holder has a CCCD: a person with one
+/// is stored under `…#with-cccd` and looks up `…#without-cccd`; a person without one is
+/// stored under `…#without-cccd` and looks up both. Two people share a probe and a stored
+/// key exactly when they share a key of [`keys`] and are not a pair of different CCCDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKeys {
+    /// The keys the person is indexed under.
+    pub stored: Vec<BlockingKey>,
+    /// The keys the person's lookup reads.
+    pub probes: Vec<BlockingKey>,
+}
+
+fn flavoured(k: &BlockingKey, with_cccd: bool) -> BlockingKey {
+    let holder = if with_cccd { "with-cccd" } else { "without-cccd" };
+    key(k.rule, format!("{}#{holder}", k.value))
+}
+
+/// The keys of `person` as a store indexes and looks them up ([`IndexKeys`]).
+pub fn index_keys(person: &PersonKey) -> IndexKeys {
+    let has_cccd = cccd_digits(person.cccd.as_deref()).is_some();
+    let mut out = IndexKeys { stored: Vec::new(), probes: Vec::new() };
+    for k in keys(person) {
+        if is_cccd_rule(k.rule) {
+            out.stored.push(k.clone());
+            out.probes.push(k);
+            continue;
+        }
+        out.stored.push(flavoured(&k, has_cccd));
+        out.probes.push(flavoured(&k, false));
+        if !has_cccd {
+            out.probes.push(flavoured(&k, true));
         }
     }
     out
@@ -110,5 +179,48 @@ mod tests {
             assert!(shares(&base, &other), "{why}, the other way");
         }
         assert!(!shares(&p("Lê Thị Mai", "1970-06-01", None), &base));
+    }
+
+    /// Whether a lookup of `a` reads `b` from a store.
+    fn finds(a: &PersonKey, b: &PersonKey) -> bool {
+        let stored = index_keys(b).stored;
+        index_keys(a).probes.iter().any(|k| stored.contains(k))
+    }
+
+    #[test]
+    fn a_lookup_reads_what_shares_a_key_except_pairs_of_different_cccds() {
+        let with = p("Nguyễn Văn Hùng", "1990-03-15", Some("001090000123"));
+        let without = p("Nguyễn Văn Hùng", "1990-03-15", None);
+        let other_card = p("Nguyễn Văn Hùng", "1990-03-15", Some("001090555555"));
+        let transposed = p("Nguyễn Văn Hùng", "1990-03-15", Some("001090000213"));
+        for (a, b, expected, why) in [
+            (&with, &without, true, "one card, one without"),
+            (&without, &with, true, "the other way"),
+            (&without, &without, true, "neither has a card"),
+            (&with, &with, true, "the same card"),
+            (&with, &transposed, true, "a transposition"),
+            (&with, &other_card, false, "two different cards"),
+            (&other_card, &with, false, "two different cards, the other way"),
+        ] {
+            assert_eq!(finds(a, b), expected, "{why}");
+        }
+        // Stored keys of a card holder and of a person without one never collide.
+        let (s1, s2) = (index_keys(&with).stored, index_keys(&without).stored);
+        assert!(s1.iter().all(|k| is_cccd_rule(k.rule) || !s2.contains(k)));
+    }
+
+    #[test]
+    fn every_adjacent_transposition_shares_a_cccd_key() {
+        let number = "001090456123";
+        let card = |n: &str| p("Lê Văn Minh", "1990-03-15", Some(n));
+        for i in 0..number.len() - 1 {
+            let mut swapped = number.as_bytes().to_vec();
+            swapped.swap(i, i + 1);
+            let swapped = String::from_utf8(swapped).unwrap();
+            assert!(finds(&card(number), &card(&swapped)), "digits {i} and {} swapped", i + 1);
+        }
+        // Two digits apart, or two numbers with the same digits in another order: no key shared.
+        assert!(!finds(&card(number), &card("001090654123")));
+        assert!(!finds(&card(number), &card("100090456123")));
     }
 }

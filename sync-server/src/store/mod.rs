@@ -43,6 +43,27 @@ pub struct StoreOptions {
     pub max_connections: Option<u32>,
 }
 
+/// SQLite's process-wide settings, made once before its first connection. Memory statistics
+/// off: with them on (SQLite's default), every allocation and free of every connection takes
+/// one global mutex, and the writer's thread and the threads that read its rows wait on each
+/// other there (a third of the writer's time in a 100,000-household import, docs/PERFORMANCE.md).
+/// The server reads none of these statistics. Too late (SQLite already initialized by another
+/// user in this process), it changes nothing, and that is only slower.
+fn sqlite_process_setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config takes this option with one int argument; it is called once,
+        // before this process opens a connection, and returns SQLITE_MISUSE (ignored) if
+        // SQLite is already initialized.
+        let code = unsafe {
+            libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, std::ffi::c_int::from(0u8))
+        };
+        if code != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(code, "SQLite was initialized before its memory statistics could be turned off");
+        }
+    });
+}
+
 /// An open store: a connection pool, its dialect and the server's at-rest keys.
 pub struct Store {
     pool: AnyPool,
@@ -65,6 +86,9 @@ impl Store {
     pub async fn open(db: &str, keys: Arc<AtRest>, options: StoreOptions) -> Result<Store, StorageError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of(db);
+        if dialect == Dialect::Sqlite {
+            sqlite_process_setup();
+        }
         let url = dialect.url(db)?;
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StorageError::startup(format!("the database URL is not usable: {e}")))?;

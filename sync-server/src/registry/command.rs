@@ -14,7 +14,7 @@ use super::problem::{RowProblem, check_household};
 use crate::storage::{ImportOutcome, Storage};
 
 /// Households written in one transaction.
-pub const IMPORT_BATCH: usize = 500;
+pub const IMPORT_BATCH: usize = 2000;
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use doorstep_core::sync::protocol::{
 use doorstep_core::verification::VerificationState;
 use rayon::prelude::*;
 
-use crate::merge::{Bound, Merged, merge_push, people, server_editor};
+use crate::merge::{Bound, Merged, Settled, merge_push, people, server_editor};
 use crate::storage::{Device, DuplicateAction, RescoreReport};
 use crate::store::DocWrite;
 use crate::store::model::{DuplicateRow, HouseholdStats, PersonIndex};
@@ -25,7 +25,7 @@ use crate::store::{ErrorKind, StorageError, Tx};
 const FEED_SCAN: i64 = 5000;
 
 /// Records conflicts and duplicate candidates of merged documents.
-async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Merged], now: i64) -> Result<(), StorageError> {
+async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Result<(), StorageError> {
     let ids: Vec<&str> = merged.iter().map(|m| m.household.household_id.as_str()).collect();
     // Open conflicts that no longer hold were settled by a later edit.
     for (id, doc_id, path) in tx.open_conflicts_of(&ids).await? {
@@ -38,7 +38,7 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Merged], now: i64) -> Result<(
         }
     }
     for m in merged {
-        for c in &m.conflicts {
+        for c in m.conflicts {
             let values = serde_json::to_string(&c.values).unwrap_or_default();
             tx.upsert_conflict(&m.household.household_id, &m.household.area_code, &c.path, &values, now).await?;
         }
@@ -51,7 +51,7 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Merged], now: i64) -> Result<(
     // never a candidate against it.
     let mut linked: Vec<Option<&str>> = Vec::new();
     for m in merged {
-        for (member_id, key) in people(&m.household) {
+        for (member_id, key) in people(m.household) {
             index.push(person_index(&m.household.household_id, &member_id, &m.household.area_code, &key));
             keys.push(key);
             let member = m.household.members.iter().find(|x| x.member_id == member_id);
@@ -202,7 +202,8 @@ pub async fn store_merged(
     now: i64,
 ) -> Result<(), StorageError> {
     let writes = doc_writes(merged, now);
-    store_written(tx, merged, &writes, origin, user, action, now).await
+    let settled: Vec<Settled<'_>> = merged.iter().map(Merged::settled).collect();
+    store_written(tx, &settled, &writes, origin, user, action, now).await
 }
 
 /// What storing merged documents writes for each (saved bytes, feed changes, figures, view),
@@ -242,7 +243,7 @@ pub fn doc_writes(merged: &mut [Merged], now: i64) -> Vec<DocWrite> {
 /// moves, photo references, then the reviews they queue.
 pub async fn store_written(
     tx: &mut Tx<'_>,
-    merged: &[Merged],
+    merged: &[Settled<'_>],
     writes: &[DocWrite],
     origin: &str,
     user: &str,

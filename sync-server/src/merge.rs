@@ -26,7 +26,23 @@ pub struct Merged {
     pub moved_from: Option<String>,
 }
 
+/// What storing a merged document reads of it once its writes are made ([`crate::logic::doc_writes`]):
+/// how it now reads and its concurrent values. The Automerge document is not needed any more,
+/// so a batch prepared ahead (an import's) keeps only this.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled<'a> {
+    /// The household as it now reads.
+    pub household: &'a Household,
+    /// Fields with concurrent values.
+    pub conflicts: &'a [Conflict],
+}
+
 impl Merged {
+    /// What storing this merge reads of it once its writes are made.
+    pub fn settled(&self) -> Settled<'_> {
+        Settled { household: &self.household, conflicts: &self.conflicts }
+    }
+
     /// A document changed here (by an operator or an import) since `before`: its new
     /// changes, heads, reading and conflicts. A document made here from nothing (`before`
     /// empty) has one author and holds no concurrent values.

@@ -10,9 +10,10 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 
 use crate::logic::{doc_writes, store_written};
-use crate::merge::{Merged, server_editor};
+use crate::merge::{Merged, Settled, server_editor};
 use crate::store::model::ImportOutcome;
 use crate::store::{DocWrite, StorageError, Tx};
+use doorstep_core::record::Conflict;
 
 /// The editor (Automerge author, audit user) of every change an import writes.
 pub const IMPORT_EDITOR: &str = "registry import";
@@ -118,7 +119,9 @@ pub struct ImportPlan {
     bases: HashMap<String, (String, String)>,
     heads: HashMap<String, (String, String)>,
     outcomes: Vec<ImportOutcome>,
-    merged: Vec<Merged>,
+    /// Each written household as it reads, with its concurrent values (its Automerge
+    /// document is dropped once its writes are made: a batch waits in memory).
+    settled: Vec<(Household, Vec<Conflict>)>,
     writes: Vec<DocWrite>,
     new_bases: Vec<(String, String, String)>,
 }
@@ -150,6 +153,7 @@ fn prepare_plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) ->
         outcomes.push(p.outcome);
     }
     let writes = doc_writes(&mut merged, now);
+    let settled = merged.into_iter().map(|m| (m.household, m.conflicts)).collect();
     Ok(ImportPlan {
         area,
         rows,
@@ -157,7 +161,7 @@ fn prepare_plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) ->
         bases: seen.bases,
         heads: seen.heads,
         outcomes,
-        merged,
+        settled,
         writes,
         new_bases,
     })
@@ -165,7 +169,9 @@ fn prepare_plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) ->
 
 /// Writes a plan in this transaction (which holds the area's province lock).
 async fn write_plan(tx: &mut Tx<'_>, plan: &ImportPlan, now: i64) -> Result<Vec<ImportOutcome>, StorageError> {
-    store_written(tx, &plan.merged, &plan.writes, "registry", IMPORT_EDITOR, "import", now).await?;
+    let settled: Vec<Settled<'_>> =
+        plan.settled.iter().map(|(household, conflicts)| Settled { household, conflicts }).collect();
+    store_written(tx, &settled, &plan.writes, "registry", IMPORT_EDITOR, "import", now).await?;
     tx.put_import_bases(&plan.new_bases).await?;
     Ok(plan.outcomes.clone())
 }

@@ -91,7 +91,7 @@ pub const LINKAGE_MODEL_SETTING: &str = "linkage_model";
 
 /// The model version and the blocking rules' version, as [`LINKAGE_MODEL_SETTING`] records them.
 fn linkage_version(model: &LinkageModel) -> String {
-    format!("{} {}", model.version(), blocking::RULES_VERSION)
+    format!("{} {} {SEARCH_INDEX_VERSION}", model.version(), blocking::RULES_VERSION)
 }
 
 fn ordered<'a>(x: (&'a str, &'a str), y: (&'a str, &'a str)) -> ((&'a str, &'a str), (&'a str, &'a str)) {
@@ -100,6 +100,33 @@ fn ordered<'a>(x: (&'a str, &'a str), y: (&'a str, &'a str)) -> ((&'a str, &'a s
 
 fn block_text(k: &BlockingKey) -> String {
     format!("{}:{}", k.rule, k.value)
+}
+
+/// The version of what the server indexes beyond the blocking rules (the console's search
+/// keys): part of the recorded linkage version, so that an upgrade rebuilds the index.
+const SEARCH_INDEX_VERSION: &str = "search-1";
+
+/// The console's search key of a full name: the name folded as the search folds what is
+/// typed (no diacritics, one case, single spaces). `None` for a name that folds to nothing.
+pub fn name_search_key(name: &str) -> Option<String> {
+    let folded = doorstep_core::identity::normalize_name(name);
+    (!folded.is_empty()).then(|| format!("search-name:{folded}"))
+}
+
+/// The console's search key of a CCCD number: the blocking key every holder of that number
+/// is indexed under (the number with its digit pairs sorted; holders of a transposed number
+/// share it too, and are told apart once opened).
+pub fn cccd_search_key(cccd: &str) -> Option<String> {
+    let probe = PersonKey { full_name: String::new(), dob: None, sex: None, cccd: Some(cccd.to_string()), phone: None };
+    blocking::index_keys(&probe).stored.first().map(block_text)
+}
+
+/// The keys one person is indexed under: its blocking keys ([`blocking::index_keys`]) and
+/// its name's search key.
+fn stored_keys(key: &PersonKey) -> Vec<String> {
+    let mut keys: Vec<String> = blocking::index_keys(key).stored.iter().map(block_text).collect();
+    keys.extend(name_search_key(&key.full_name));
+    keys
 }
 
 /// What the store keeps of one person to find it again.
@@ -116,7 +143,7 @@ fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> P
         cccd_digits,
         dob: key.dob.map(|d| d.format("%Y-%m-%d").to_string()),
         birth_year: key.dob.map(|d| d.year().to_string()),
-        blocks: indexed.stored.iter().map(block_text).collect(),
+        blocks: stored_keys(key),
         probes: indexed.probes.iter().map(block_text).collect(),
     }
 }
@@ -138,8 +165,7 @@ pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Re
             after = (last.doc_id.clone(), last.member_id.clone());
             for row in &rows {
                 let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
-                let blocks: Vec<String> = blocking::index_keys(&key).stored.iter().map(block_text).collect();
-                tx.put_person_blocks(&row.doc_id, &row.member_id, &blocks).await?;
+                tx.put_person_blocks(&row.doc_id, &row.member_id, &stored_keys(&key)).await?;
                 report.reindexed += 1;
             }
         }

@@ -138,6 +138,25 @@ impl Storage for Store {
         in_read!(self, |tx| tx.people(&area, limit).await?)
     }
 
+    async fn find_people(
+        &self,
+        area: String,
+        keys: Vec<String>,
+        id_prefix: String,
+        households: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        in_read!(self, |tx| {
+            let mut rows = tx.people_under(&area, &keys, limit).await?;
+            if !id_prefix.is_empty() {
+                rows.extend(tx.people_of_ids(&area, &id_prefix, households).await?);
+            }
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.dedup();
+            rows
+        })
+    }
+
     async fn put_operator(&self, operator: Operator) -> Result<()> {
         in_write!(self, |tx| tx.put_operator(&operator).await?)
     }

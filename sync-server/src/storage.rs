@@ -61,6 +61,18 @@ pub trait Storage: Send + Sync + 'static {
     async fn events(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError>;
     /// Indexed residents within an area (empty: all), for the console's search: (household, area, key JSON).
     async fn people(&self, area: String, limit: i64) -> Result<Vec<(String, String, String)>, StorageError>;
+    /// Residents within an area (empty: all) found by the index: those indexed under one of
+    /// `keys` (the search keys of `logic`), and those of at most `households` households
+    /// whose id starts with `id_prefix` (none when empty): (household, area, key JSON), in
+    /// household order, at most `limit` of the former.
+    async fn find_people(
+        &self,
+        area: String,
+        keys: Vec<String>,
+        id_prefix: String,
+        households: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String)>, StorageError>;
     /// Creates an operator account, or replaces its password and role.
     async fn put_operator(&self, operator: Operator) -> Result<(), StorageError>;
     /// An operator account by name.

@@ -704,3 +704,49 @@ fn areas_that_are_not_digit_codes_are_refused_everywhere() {
     assert_eq!(made.status, StatusCode::OK);
     assert!(made.body.contains("id=\"expires\"") && made.body.contains("Expires"), "{}", made.body);
 }
+
+#[test]
+fn the_household_search_finds_by_cccd_full_name_id_and_part_of_a_name_within_its_area() {
+    let server = TestServer::start();
+    add_account(&server, "clerk", Role::Operator);
+    let mut a = Device::enrolled(&server, "officer-a", AREA);
+    for (id, name, cccd) in [
+        ("hh-search-1", "Nguyễn Thị Nhung", "001166000111"),
+        ("hh-search-2", "Trần Văn Bình", "001066000222"),
+        // The first one's number with two digits transposed: found by the same index key, not shown.
+        ("hh-search-3", "Lê Văn Cường", "001166001011"),
+    ] {
+        a.store.create_household(&household(id, AREA, name, cccd)).unwrap();
+    }
+    a.sync().unwrap();
+    let clerk = Console::login(&server, "clerk");
+    let shown = |q: &str| {
+        let page = clerk.get(&format!("/console/households?area={AREA}&q={q}"));
+        assert_eq!(page.status, StatusCode::OK, "{q}");
+        ["hh-search-1", "hh-search-2", "hh-search-3"]
+            .into_iter()
+            .filter(|id| page.body.contains(&format!("/console/households/{id}\"")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shown("001166000111"), ["hh-search-1"], "by CCCD");
+    assert_eq!(shown("nguyen%20thi%20nhung"), ["hh-search-1"], "a full name typed without diacritics");
+    assert_eq!(shown("TR%E1%BA%A6N%20V%C4%82N%20B%C3%8CNH"), ["hh-search-2"], "a full name in capitals");
+    assert_eq!(shown("hh-search-"), ["hh-search-1", "hh-search-2", "hh-search-3"], "an id prefix");
+    assert_eq!(shown("cuong"), ["hh-search-3"], "part of a name");
+    assert!(shown("001166000999").is_empty(), "a number nobody holds");
+    // The index itself holds them (the page above would also find them by opening every resident).
+    let find = |keys: Vec<String>, prefix: &str| {
+        let rows = server.runtime.block_on(server.storage.find_people(AREA.into(), keys, prefix.into(), 100, 100));
+        let mut ids: Vec<String> = rows.unwrap().into_iter().map(|(doc, _, _)| doc).collect();
+        ids.dedup();
+        ids
+    };
+    let cccd = doorstep_sync_server::logic::cccd_search_key("001166000111").unwrap();
+    assert_eq!(find(vec![cccd], ""), ["hh-search-1", "hh-search-3"], "the number and its transposition");
+    let name = doorstep_sync_server::logic::name_search_key("NGUYEN thi  nhung").unwrap();
+    assert_eq!(find(vec![name], ""), ["hh-search-1"]);
+    assert_eq!(find(vec![], "hh-search-2"), ["hh-search-2"]);
+    // Another commune's search sees none of them.
+    let other = clerk.get("/console/households?area=01.001.00002&q=001166000111");
+    assert!(!other.body.contains("hh-search-1"));
+}

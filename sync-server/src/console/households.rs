@@ -143,6 +143,38 @@ fn search(rows: Vec<(String, String, String)>, query: &str) -> Vec<Found> {
     out
 }
 
+/// Residents read at most through the index for one search.
+const INDEXED_SHOWN: i64 = 2_000;
+
+/// Households of `area` matching `query`: first through the index — a CCCD number by its
+/// blocking key, a full name by its folded search key, a household id by its prefix — at a
+/// cost that does not grow with the store; then, only when that finds nothing (part of a
+/// name, say), by opening the area's residents one by one, at most [`SEARCH_SCAN`]. Returns
+/// the households and whether the scan stopped at its limit.
+async fn find(state: &AppState, area: &str, query: &str) -> Result<(Vec<Found>, bool), PageError> {
+    let q = query.trim();
+    if !q.is_empty() {
+        let digits: String = q.chars().filter(|c| !c.is_whitespace()).collect();
+        let cccd = (digits.len() == 12 && digits.chars().all(|c| c.is_ascii_digit()))
+            .then(|| crate::logic::cccd_search_key(&digits))
+            .flatten();
+        let keys: Vec<String> = cccd.into_iter().chain(crate::logic::name_search_key(q)).collect();
+        let rows = state
+            .storage
+            .find_people(area.to_string(), keys, q.to_string(), SEARCH_SHOWN as i64, INDEXED_SHOWN)
+            .await?;
+        let found = search(rows, q);
+        if !found.is_empty() {
+            return Ok((found, false));
+        }
+    }
+    // An empty query lists the area's first households: only their residents are read.
+    let limit = if q.is_empty() { INDEXED_SHOWN } else { SEARCH_SCAN };
+    let rows = state.storage.people(area.to_string(), limit).await?;
+    let truncated = !q.is_empty() && rows.len() as i64 == SEARCH_SCAN;
+    Ok((search(rows, q), truncated))
+}
+
 /// GET /console/households?area=…&q=…: find a household (to view it or print its slip).
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -150,9 +182,7 @@ pub async fn list(
     axum::extract::Query(q): axum::extract::Query<SearchQuery>,
 ) -> Result<Html<String>, PageError> {
     let area = scoped_area(&current.0, &q.area)?;
-    let rows = state.storage.people(area.clone(), SEARCH_SCAN).await?;
-    let truncated = rows.len() as i64 == SEARCH_SCAN;
-    let found = search(rows, &q.q);
+    let (found, truncated) = find(&state, &area, &q.q).await?;
     let body = html! {
         h1 { "Hộ · Households" }
         form.filter method="get" action="/console/households" {

@@ -399,7 +399,8 @@ pub struct PersonIndex {
     pub dob: Option<String>,
     /// Year of birth.
     pub birth_year: Option<String>,
-    /// Blocking keys the person is indexed under, `rule:value` (tokens once sealed).
+    /// Keys the person is indexed under, `rule:value` (tokens once sealed): its blocking keys
+    /// and the console's search key of its name.
     pub blocks: Vec<String>,
     /// Blocking keys the person's candidate lookup reads (`blocking::index_keys`).
     pub probes: Vec<String>,

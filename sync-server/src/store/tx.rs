@@ -1246,7 +1246,65 @@ impl<'a> Tx<'a> {
         self.keys.open_people(rows)
     }
 
-    /// Replaces one person's blocking keys (given in clear; stored as index tokens).
+    /// Residents within `area` (empty: all) indexed under one of `keys` (given in clear,
+    /// looked up by index token), at most `limit`, opened: (household, area, key JSON).
+    pub async fn people_under(
+        &mut self,
+        area: &str,
+        keys: &[String],
+        limit: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The tokens first (a generated list is anonymous `?` on SQLite, bound in order),
+        // then the area and the limit as numbered parameters after them.
+        let n = keys.len();
+        let sql = format!(
+            "SELECT p.doc_id, p.member_id, p.area, p.key_json
+             FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+             WHERE b.token IN ({}) AND {} ORDER BY p.doc_id, p.member_id LIMIT ${}",
+            placeholders(self.dialect, 1, n),
+            within_or_all("p.area", &format!("${}", n + 1)),
+            n + 2
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in keys {
+            query = query.bind(self.keys.block_tag(key));
+        }
+        let query = query.bind(area).bind(limit);
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.keys.open_people(rows)
+    }
+
+    /// Residents of the households within `area` (empty: all) whose id starts with
+    /// `prefix`, of at most `households` households, opened: (household, area, key JSON).
+    pub async fn people_of_ids(
+        &mut self,
+        area: &str,
+        prefix: &str,
+        households: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let sql = format!(
+            "SELECT p.doc_id, p.member_id, p.area, p.key_json FROM person p WHERE p.doc_id IN (
+                 SELECT doc_id FROM doc WHERE {} AND substr(doc_id, 1, length($2)) = $2 ORDER BY doc_id LIMIT $3)
+             ORDER BY p.doc_id, p.member_id",
+            within_or_all("area", "$1")
+        );
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(area).bind(prefix).bind(households).fetch_all(&mut *self.tx).await?;
+        let rows = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.keys.open_people(rows)
+    }
+
+    /// Replaces one person's index keys (given in clear; stored as index tokens).
     pub async fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<()> {
         sqlx::query("DELETE FROM person_block WHERE doc_id = $1 AND member_id = $2")
             .bind(doc_id)

@@ -6,38 +6,24 @@
 //! `cargo bench -p doorstep-sync-server --bench registry` (N = 100,000; `-- --test` for a smoke
 //! run; DOORSTEP_BENCH_HOUSEHOLDS sets N; DOORSTEP_TEST_POSTGRES_URL for PostgreSQL). The
 //! generated file is cached under target/bench-fixtures/. With DOORSTEP_BENCH_EXPORT_ONLY=1 on
-//! SQLite, the imported store is cached there too (built once), and only the exports run:
-//! the 1,000,000-household export's peak RSS comes from that.
+//! SQLite, only the exports run, of the province store (`support/province.rs`: the N households
+//! in 100 communes, built once and cached there too, as the province bench uses it): the
+//! 1,000,000-household export's peak RSS comes from that.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/province.rs"]
+mod province;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use common::key_file;
+use province::commune_file;
 
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-fixtures");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The generator's commune of `n` households (seed 42), written once.
-fn commune_file(n: usize) -> PathBuf {
-    let path = fixtures().join(format!("commune-{n}.jsonl"));
-    if !path.exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/gen_households.py");
-        let out = Command::new("python3").arg(script).arg(n.to_string()).arg("42").output().expect("python3");
-        assert!(out.status.success());
-        std::fs::write(&path, out.stdout).unwrap();
-    }
-    path
 }
 
 /// Runs the server command; returns its standard output, seconds, and its own peak RSS (MiB).
@@ -82,24 +68,16 @@ fn main() {
     }
     let smoke = std::env::args().any(|a| a == "--test");
     let n = env_usize("DOORSTEP_BENCH_HOUSEHOLDS", if smoke { 200 } else { 100_000 });
-    let area = "01.001";
     let file = commune_file(n);
     let dir = tempfile::tempdir().unwrap();
     let export_only = std::env::var("DOORSTEP_BENCH_EXPORT_ONLY").is_ok() && !common::using_postgres();
     println!("backend: {}", if common::using_postgres() { "PostgreSQL" } else { "SQLite" });
 
+    // The province is exported whole; the commune's district otherwise.
+    let area = if export_only { "01" } else { "01.001" };
     let db = if export_only {
-        let cached = fixtures().join(format!("registry-store-{n}.db"));
-        if !cached.exists() {
-            let building = fixtures().join(format!("registry-store-{n}.building.db"));
-            let _ = std::fs::remove_file(&building);
-            let db = building.to_str().unwrap().to_string();
-            let (said, secs, rss) = run(&db, &["import", "--area", area, file.to_str().unwrap()]);
-            println!("built the cached store once: {} ({secs:.1} s, peak RSS {rss:.0} MiB)", said.trim());
-            std::fs::rename(format!("{db}.key"), format!("{}.key", cached.display())).unwrap();
-            std::fs::rename(&building, &cached).unwrap();
-        }
-        cached.to_str().unwrap().to_string()
+        let province = province::province(Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server")), n);
+        province.db().to_str().unwrap().to_string()
     } else {
         let db = common::fresh_db(dir.path());
         let (said, secs, rss) = run(&db, &["import", "--area", area, file.to_str().unwrap()]);

@@ -1,0 +1,181 @@
+//! One commune's costs on a server that holds a whole province (issue 16): 1,000,000 households
+//! in 100 communes (`support/province.rs`, built once by the real `import` and cached under
+//! target/bench-fixtures/), against a server that holds that commune alone (the same households
+//! imported by the same command into a fresh store). For each: the first sync of the commune to
+//! a new device, a push of 100 edited households and their pull by another device, and the
+//! console's progress page (province and commune) and household search, after login.
+//!
+//! `cargo bench -p doorstep-sync-server --bench province` (SQLite; `-- --test` for a smoke run
+//! on 2,000 households; DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS sets the province's size).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "support/province.rs"]
+mod province;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{Device, TestServer};
+use doorstep_core::record::Household;
+use doorstep_sync_server::console::hash_password;
+use doorstep_sync_server::storage::{Operator, Role};
+use province::{commune_area, copy_store};
+
+const PASSWORD: &str = "password-for-the-bench";
+
+/// What one server measured.
+struct Figures {
+    first_sync_s: f64,
+    first_sync_bytes: usize,
+    push_s: f64,
+    pull_s: f64,
+    pages: Vec<(&'static str, f64)>,
+}
+
+/// A logged-in console session: its cookie.
+fn login(server: &TestServer) -> (reqwest::blocking::Client, String) {
+    let op = Operator {
+        username: "bench-admin".into(),
+        password_hash: hash_password(PASSWORD).unwrap(),
+        role: Role::Admin,
+        area: String::new(),
+        created_at: 0,
+    };
+    server.runtime.block_on(server.storage.put_operator(op)).unwrap();
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = http.get(format!("{}/console/login", server.url)).send().unwrap();
+    let cookie = |resp: &reqwest::blocking::Response, name: &str| -> String {
+        let all = resp.headers().get_all("set-cookie");
+        let value = all.iter().filter_map(|v| v.to_str().ok()).find(|v| v.starts_with(&format!("{name}="))).unwrap();
+        value.split(';').next().unwrap().to_string()
+    };
+    let login_cookie = cookie(&form, "doorstep_login");
+    let html = form.text().unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    let csrf = html[at..].split('"').next().unwrap().to_string();
+    let resp = http
+        .post(format!("{}/console/login", server.url))
+        .header("cookie", login_cookie)
+        .form(&[("username", "bench-admin"), ("password", PASSWORD), ("csrf", &csrf), ("next", "/console/progress")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::SEE_OTHER);
+    let session = cookie(&resp, "doorstep_session");
+    (http, session)
+}
+
+/// The median time of five requests of a console page (after one to warm it).
+fn page_ms(server: &TestServer, session: &(reqwest::blocking::Client, String), path: &str) -> f64 {
+    let (http, cookie) = session;
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let t = Instant::now();
+        let resp = http.get(format!("{}{path}", server.url)).header("cookie", cookie).send().unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "{path}");
+        let _ = resp.text().unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn measure(server: &TestServer, area: &str, commune: &[Household]) -> Figures {
+    let mut a = Device::enrolled(server, "officer-a", area);
+    let t = Instant::now();
+    let r = a.sync().unwrap();
+    let (first_sync_s, first_sync_bytes) = (t.elapsed().as_secs_f64(), r.bytes_received);
+    assert_eq!(r.pulled, commune.len());
+    let mut b = Device::enrolled(server, "officer-b", area);
+    assert_eq!(b.sync().unwrap().pulled, commune.len());
+    for h in commune.iter().take(100) {
+        a.edit(&h.household_id, |x| x.members[0].phone = Some("0987654321".into()));
+    }
+    let t = Instant::now();
+    let pushed = a.sync().unwrap();
+    let push_s = t.elapsed().as_secs_f64();
+    assert_eq!(pushed.pushed, commune.len().min(100));
+    let t = Instant::now();
+    let pulled = b.sync().unwrap();
+    let pull_s = t.elapsed().as_secs_f64();
+    assert_eq!(pulled.pulled, commune.len().min(100));
+
+    let session = login(server);
+    let cccd = commune.iter().flat_map(|h| &h.members).find_map(|m| m.cccd.clone()).unwrap();
+    let name = &commune[commune.len() / 2].members[0].full_name;
+    let pages = vec![
+        ("progress page of the province", page_ms(server, &session, "/console/progress?area=01")),
+        ("progress page of the commune", page_ms(server, &session, &format!("/console/progress?area={area}"))),
+        ("household search by CCCD", page_ms(server, &session, &format!("/console/households?area={area}&q={cccd}"))),
+        (
+            "household search by name",
+            page_ms(server, &session, &format!("/console/households?area={area}&q={}", urlencode(name))),
+        ),
+    ];
+    Figures { first_sync_s, first_sync_bytes, push_s, pull_s, pages }
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("q", text)]).unwrap().trim_start_matches("q=").to_string()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    assert!(!common::using_postgres(), "the province bench runs on SQLite (its store is a cached file)");
+    let smoke = std::env::args().any(|a| a == "--test");
+    let n = if smoke {
+        2_000
+    } else {
+        std::env::var("DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    };
+    let server_bin = Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
+    let province = province::province(server_bin, n);
+    let area = commune_area(0);
+    let lines = province.commune_lines(0);
+    let commune: Vec<Household> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    println!("backend: SQLite; commune {area}: {} households; province: {n} households in 100 communes", commune.len());
+
+    // The commune alone, imported by the same command into a fresh store.
+    let alone = tempfile::tempdir().unwrap();
+    let file = alone.path().join("commune.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let alone_db = alone.path().join("server.db");
+    let status = Command::new(server_bin)
+        .arg("--db")
+        .arg(&alone_db)
+        .args(["import", "--area", &area])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let copy = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let province_db = copy_store(&province, copy.path());
+    println!("copied the province store in {:.0} s", t.elapsed().as_secs_f64());
+
+    let mut results = Vec::new();
+    for (label, db) in [("commune alone", &alone_db), ("province", &province_db)] {
+        let server = TestServer::start_on_db(db.to_str().unwrap());
+        let f = measure(&server, &area, &commune);
+        println!(
+            "[{label}] FIRST SYNC of the commune: {:.2} s, {} bytes; PUSH of 100 edits: {:.3} s; PULL of them: {:.3} s",
+            f.first_sync_s, f.first_sync_bytes, f.push_s, f.pull_s
+        );
+        for (page, ms) in &f.pages {
+            println!("[{label}] {page}: {ms:.1} ms");
+        }
+        results.push(f);
+    }
+    let (alone, full) = (&results[0], &results[1]);
+    println!(
+        "PROVINCE / ALONE: first sync {:.2}x, push {:.2}x, pull {:.2}x",
+        full.first_sync_s / alone.first_sync_s,
+        full.push_s / alone.push_s,
+        full.pull_s / alone.pull_s
+    );
+}

@@ -6,25 +6,27 @@
 //!
 //! `cargo bench -p doorstep-sync-server --bench linkage`
 //! (`-- --test` for a smoke run on a small commune, without the province and Splink).
-//! DOORSTEP_BENCH_HOUSEHOLDS sets the commune (10,000), DOORSTEP_BENCH_PROVINCE_RESIDENTS
-//! the province (1,000,000; 0 skips it), DOORSTEP_BENCH_SPLINK=0 skips Splink.
-//! The province store is built once and cached under target/bench-fixtures/ (SQLite).
+//! DOORSTEP_BENCH_HOUSEHOLDS sets the commune (10,000), DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS
+//! the province (1,000,000 households, about 3.6 million residents; 0 skips it),
+//! DOORSTEP_BENCH_SPLINK=0 skips Splink. The province store is the province bench's, built
+//! once and cached under target/bench-fixtures/ (SQLite).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/province.rs"]
+mod province;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use common::{AREA, Device, TestServer};
 use doorstep_core::identity::linkage::calibrate::true_pairs_closed;
-use doorstep_core::record::{Editor, Household, HouseholdDoc};
-use doorstep_core::sync::protocol::{
-    DocPush, EnrolRequest, EnrolResponse, PROTOCOL_VERSION, SyncRequest, SyncResponse, decode, encode,
-};
+use doorstep_core::record::Household;
+
+/// The commune the labelled set is pushed to on the province server: of another province.
+const OTHER_PROVINCE: &str = "02.001.00001";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -106,15 +108,15 @@ struct Quality {
 }
 
 /// A phone imports the commune and syncs it to `server`; returns the push time and the server's open queue.
-fn push_commune(server: &TestServer, households: &[Household]) -> (f64, HashSet<(String, String)>) {
-    let mut phone = Device::enrolled(server, "officer", AREA);
+fn push_commune(server: &TestServer, households: &[Household], area: &str) -> (f64, HashSet<(String, String)>) {
+    let mut phone = Device::enrolled(server, "officer", area);
     for h in households {
         phone.store.create_household(h).unwrap();
     }
     let t = Instant::now();
     phone.sync().unwrap();
     let push_s = t.elapsed().as_secs_f64();
-    let queue = server.runtime.block_on(server.storage.duplicates(Some(AREA.into()))).unwrap();
+    let queue = server.runtime.block_on(server.storage.duplicates(Some(area.into()))).unwrap();
     let open = queue
         .iter()
         .filter(|d| d.status == "open")
@@ -125,7 +127,7 @@ fn push_commune(server: &TestServer, households: &[Household]) -> (f64, HashSet<
 
 fn quality(set: &Labelled) -> Quality {
     let server = TestServer::start();
-    let (push_s, found) = push_commune(&server, &set.households);
+    let (push_s, found) = push_commune(&server, &set.households, AREA);
     let truth = true_pairs(&set.pairs);
     let tp = found.iter().filter(|p| truth.contains_key(*p)).count();
     let n = set.households.len() as f64;
@@ -159,111 +161,21 @@ fn quality(set: &Labelled) -> Quality {
     Quality { queued: found.len(), true_positives: tp, true_pairs: truth.len(), push_s }
 }
 
-/// A province of `residents` residents in 100 communes of province 01 (districts 01.002…), pushed
-/// by a virtual device per commune through the sync API; built once and cached.
-fn province_fixture(residents: usize) -> PathBuf {
-    let dir = workspace().join(format!("target/bench-fixtures/linkage-province-{residents}"));
-    let done = dir.join("complete");
-    if done.exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("server.db");
-    println!("building the province fixture ({residents} residents) in {} — once", dir.display());
-    let server = TestServer::start_on_db(db.to_str().unwrap());
-    let per_commune = residents.div_ceil(100);
-    let mut child = Command::new("python3")
-        .arg(workspace().join("bench/gen_households.py"))
-        .args([(residents / 2).to_string(), "77".into()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let editor = Editor { user: "registry".into(), device: "bench".into() };
-    let client = reqwest::blocking::Client::new();
-    let t = Instant::now();
-    let (mut commune, mut in_commune, mut total, mut households) = (0usize, 0usize, 0usize, 0usize);
-    let mut credential = String::new();
-    let mut batch: Vec<DocPush> = Vec::new();
-    let flush = |batch: &mut Vec<DocPush>, credential: &str| {
-        if batch.is_empty() {
-            return;
-        }
-        let body = encode(&SyncRequest {
-            protocol: PROTOCOL_VERSION,
-            cursor: i64::MAX as u64,
-            user: "registry".into(),
-            push: std::mem::take(batch),
-            transfer_key: None,
-            snapshot: None,
-            resend: vec![],
-            transfers: vec![],
-        });
-        let resp = client.post(format!("{}/v1/sync", server.url)).bearer_auth(credential).body(body).send().unwrap();
-        assert!(resp.status().is_success(), "{}", resp.status());
-        let _: SyncResponse = decode(&resp.bytes().unwrap()).unwrap();
-    };
-    for line in lines {
-        if total >= residents {
-            break;
-        }
-        let mut h: Household = serde_json::from_str(&line.unwrap()).unwrap();
-        if in_commune == 0 || in_commune >= per_commune {
-            flush(&mut batch, &credential);
-            commune += 1;
-            in_commune = 0;
-            let area = format!("01.{:03}.{:05}", 2 + commune / 10, commune);
-            let code = server.enrolment(&area);
-            let body = encode(&EnrolRequest {
-                protocol: PROTOCOL_VERSION,
-                token: code.token,
-                device_id: format!("province-{commune}"),
-            });
-            let resp = client.post(format!("{}/v1/enrol", server.url)).body(body).send().unwrap();
-            credential = decode::<EnrolResponse>(&resp.bytes().unwrap()).unwrap().credential;
-            println!("  commune {commune}: {total} residents so far, {:.0} s", t.elapsed().as_secs_f64());
-        }
-        let area = format!("01.{:03}.{:05}", 2 + commune / 10, commune);
-        h.household_id = format!("{area}-{households:07}");
-        h.area_code = area.clone();
-        for m in &mut h.members {
-            m.member_id = format!("p{households}-{}", m.member_id);
-        }
-        in_commune += h.members.len();
-        total += h.members.len();
-        households += 1;
-        let mut doc = HouseholdDoc::create(&h, &editor).unwrap();
-        batch.push(DocPush { doc_id: h.household_id, area, changes: doc.save() });
-        if batch.len() >= 250 {
-            flush(&mut batch, &credential);
-        }
-    }
-    flush(&mut batch, &credential);
-    let _ = child.kill();
-    let _ = child.wait();
-    drop(server);
-    println!(
-        "province fixture: {total} residents in {households} households, built in {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
-    std::fs::write(&done, format!("{total} residents, {households} households\n")).unwrap();
-    dir
-}
-
-/// The first push of the commune against a copy of the cached province store.
-fn push_against_province(residents: usize, set: &Labelled, empty_push_s: f64) {
-    let fixture = province_fixture(residents);
+/// The first push of the commune against a copy of the cached province store
+/// (`support/province.rs`: `households` households in the 100 communes of province 01, built
+/// once by the real import), into a commune of another province: the device pulls nothing,
+/// and the duplicate search, which spans the country, reads the province's residents.
+fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
+    let province = province::province(Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server")), households);
     let run = tempfile::tempdir().unwrap();
-    for f in ["server.db", "server.db.key"] {
-        std::fs::copy(fixture.join(f), run.path().join(f)).unwrap();
-    }
-    let db = run.path().join("server.db");
+    let db = province::copy_store(&province, run.path());
     let server = TestServer::start_on_db(db.to_str().unwrap());
-    let (push_s, found) = push_commune(&server, &set.households);
+    let moved: Vec<Household> =
+        set.households.iter().cloned().map(|h| Household { area_code: OTHER_PROVINCE.into(), ..h }).collect();
+    let (push_s, found) = push_commune(&server, &moved, OTHER_PROVINCE);
     println!(
-        "[{}] FIRST PUSH of {} households against a server holding {residents} residents: {push_s:.2} s \
-         (empty server: {empty_push_s:.2} s, {:.2}x); {} queued",
+        "[{}] FIRST PUSH of {} households against a server holding a province of {households} households: \
+         {push_s:.2} s (empty server: {empty_push_s:.2} s, {:.2}x); {} queued",
         set.name,
         set.households.len(),
         push_s / empty_push_s,
@@ -303,7 +215,7 @@ fn main() {
     }
     let smoke = std::env::args().any(|a| a == "--test");
     let n = env_usize("DOORSTEP_BENCH_HOUSEHOLDS", if smoke { 300 } else { 10_000 });
-    let residents = env_usize("DOORSTEP_BENCH_PROVINCE_RESIDENTS", if smoke { 0 } else { 1_000_000 });
+    let province_households = env_usize("DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS", if smoke { 0 } else { 1_000_000 });
     let with_splink = !smoke && std::env::var("DOORSTEP_BENCH_SPLINK").map(|v| v != "0").unwrap_or(true);
     println!("backend: {}", if common::using_postgres() { "PostgreSQL" } else { "SQLite" });
     println!("linkage model: {}", doorstep_core::identity::LinkageModel::shipped().version());
@@ -323,7 +235,7 @@ fn main() {
     }
     assert!(results[0].true_pairs > 0 && results[0].queued > 0, "the labelled commune queued nothing");
     assert!(results[0].true_positives > 0, "the labelled commune's queue holds no true pair");
-    if residents > 0 && !common::using_postgres() {
-        push_against_province(residents, &sets[0], results[0].push_s);
+    if province_households > 0 && !common::using_postgres() {
+        push_against_province(province_households, &sets[0], results[0].push_s);
     }
 }

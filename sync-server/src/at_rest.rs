@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use doorstep_core::crypto::{Aad, BlindIndexer, DataKey, IndexToken, Sealer};
 use doorstep_core::identity::PersonKey;
 use zeroize::Zeroizing;
@@ -31,6 +31,8 @@ use crate::store::StorageError;
 /// The setting that holds the check value.
 pub const CHECK_SETTING: &str = "at_rest_check";
 const CHECK_PLAINTEXT: &[u8] = b"doorstep sync server store v1";
+/// Days a window of dates of birth looks up at most ([`AtRest::dob_tags`]).
+pub const MAX_WINDOW_DAYS: usize = 400;
 
 /// Why the server key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -210,12 +212,18 @@ impl AtRest {
         Self::tag(self.index.birth_year(year))
     }
 
-    /// The tokens of the birth years of the window `(born_after, born_until]`: its first and
-    /// last year, which covers every window shorter than a year (progress uses 90 days).
-    pub fn birth_year_tags(&self, born_after: &str, born_until: &str) -> [String; 2] {
-        let year = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.year()).unwrap_or(0);
-        let (from, to) = (year(born_after), year(born_until));
-        [self.birth_year_tag(from), self.birth_year_tag(to.max(from))]
+    /// The date-of-birth tokens of the days of the window `(born_after, born_until]`, at most
+    /// [`MAX_WINDOW_DAYS`] of them (progress uses 90 days); none for a date that does not parse.
+    pub fn dob_tags(&self, born_after: &str, born_until: &str) -> Vec<String> {
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        let (Some(after), Some(until)) = (day(born_after), day(born_until)) else { return Vec::new() };
+        after
+            .iter_days()
+            .skip(1)
+            .take_while(|d| *d <= until)
+            .take(MAX_WINDOW_DAYS)
+            .map(|d| self.dob_tag(&d.format("%Y-%m-%d").to_string()))
+            .collect()
     }
 
     /// Opens a resident's index entry.
@@ -331,6 +339,9 @@ mod tests {
         let got = k.turning_14(rows, "2012-11-01", "2013-01-31").unwrap();
         let names: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["Lê Văn B", "Phạm D"]);
-        assert_eq!(k.birth_year_tags("2012-11-01", "2013-01-31"), [k.birth_year_tag(2012), k.birth_year_tag(2013)]);
+        let days = k.dob_tags("2012-12-30", "2013-01-02");
+        assert_eq!(days, ["2012-12-31", "2013-01-01", "2013-01-02"].map(|d| k.dob_tag(d)));
+        assert!(k.dob_tags("2013-01-02", "2012-12-30").is_empty());
+        assert_eq!(k.dob_tags("2000-01-01", "2010-01-01").len(), MAX_WINDOW_DAYS);
     }
 }

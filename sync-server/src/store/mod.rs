@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "registry", include_str!("../../migrations/0004_registry.sql")),
     (5, "moves", include_str!("../../migrations/0005_moves.sql")),
     (6, "unused person indexes", include_str!("../../migrations/0006_unused_person_indexes.sql")),
+    (7, "turning 14 by day", include_str!("../../migrations/0007_turning_14_by_day.sql")),
 ];
 
 /// How to open a store.

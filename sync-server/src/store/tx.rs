@@ -1865,16 +1865,24 @@ impl<'a> Tx<'a> {
         Ok(out.into_values().collect())
     }
 
-    /// Residents of the query's area turning 14 in its window: those born in the window's
-    /// years (found by index token), opened and filtered by date.
+    /// Residents of the query's area turning 14 in its window: those born on the window's
+    /// days (found by their index tokens, one a day), opened and checked by date.
     pub async fn turning_14(&mut self, q: &ProgressQuery) -> Result<Vec<Turning14>> {
-        let [first, last] = self.keys.birth_year_tags(&q.born_after, &q.born_until);
+        let days = self.keys.dob_tags(&q.born_after, &q.born_until);
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The days first (anonymous `?` on SQLite, bound in order), then the area after them.
         let sql = format!(
-            "SELECT doc_id, member_id, area, key_json FROM person WHERE {} AND birth_year IN ($2, $3)",
-            within_or_all("area", "$1")
+            "SELECT doc_id, member_id, area, key_json FROM person WHERE dob IN ({}) AND {}",
+            placeholders(self.dialect, 1, days.len()),
+            within_or_all("area", &format!("${}", days.len() + 1))
         );
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(&q.area).bind(first).bind(last).fetch_all(&mut *self.tx).await?;
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for day in &days {
+            query = query.bind(day.as_str());
+        }
+        let rows = query.bind(&q.area).fetch_all(&mut *self.tx).await?;
         let rows = rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))

@@ -34,6 +34,11 @@ fn person_row(r: &AnyRow) -> Result<PersonRow> {
     Ok(PersonRow { doc_id: r.try_get(0)?, member_id: r.try_get(1)?, area: r.try_get(2)?, key_json: r.try_get(3)? })
 }
 
+/// Rows of `(household, member, area, sealed key)`, as the residents' queries select them.
+fn sealed_people(rows: &[AnyRow]) -> Result<Vec<(String, String, String, String)>> {
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+}
+
 fn device_row(r: &AnyRow) -> Result<Device> {
     Ok(Device {
         device_id: r.try_get(0)?,
@@ -1239,10 +1244,7 @@ impl<'a> Tx<'a> {
             within_or_all("area", "$1")
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
-        let rows = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let rows = sealed_people(&rows)?;
         self.keys.open_people(rows)
     }
 
@@ -1274,10 +1276,7 @@ impl<'a> Tx<'a> {
         }
         let query = query.bind(area).bind(limit);
         let rows = query.fetch_all(&mut *self.tx).await?;
-        let rows = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let rows = sealed_people(&rows)?;
         self.keys.open_people(rows)
     }
 
@@ -1297,10 +1296,7 @@ impl<'a> Tx<'a> {
         );
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(area).bind(prefix).bind(households).fetch_all(&mut *self.tx).await?;
-        let rows = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let rows = sealed_people(&rows)?;
         self.keys.open_people(rows)
     }
 
@@ -1883,10 +1879,7 @@ impl<'a> Tx<'a> {
             query = query.bind(day.as_str());
         }
         let rows = query.bind(&q.area).fetch_all(&mut *self.tx).await?;
-        let rows = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let rows = sealed_people(&rows)?;
         self.keys.turning_14(rows, &q.born_after, &q.born_until)
     }
 

@@ -152,6 +152,8 @@ fn a_district_device_moves_a_household_between_its_communes() {
     assert_eq!(counts(&server, NEW).households, 1);
     assert_eq!(counts(&server, NEW).residents, 1);
     assert_eq!((counts(&server, OLD).events.born, counts(&server, NEW).events.born), ([0; 3], [1; 3]));
+    // The sums kept per area followed the household: they equal a recount.
+    common::assert_progress_rollup(&server.db);
     let audit = server.runtime.block_on(server.storage.audit(Some("hh-move".into()))).unwrap();
     assert!(audit.iter().any(|e| e.action == format!("move {OLD} → {NEW}")), "{audit:?}");
 

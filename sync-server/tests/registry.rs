@@ -284,6 +284,7 @@ fn an_operator_returns_a_household_the_officer_fixes_it_and_the_operator_approve
         items.into_iter().map(|i| i.doc_id).collect::<Vec<_>>()
     };
     assert_eq!(waiting("waiting"), vec![h.household_id.clone()]);
+    common::assert_progress_rollup(&server.db);
 
     // An operator of another district may not decide on it; a return needs a comment.
     let review = |decision, comment: Option<&str>, scope: &str| {
@@ -312,6 +313,7 @@ fn an_operator_returns_a_household_the_officer_fixes_it_and_the_operator_approve
 
     review(ReviewDecision::Approved, None, "").unwrap();
     assert_eq!(waiting("approved"), vec![h.household_id.clone()]);
+    common::assert_progress_rollup(&server.db);
     phone.sync().unwrap();
     assert_eq!(phone.store.household(&h.household_id).unwrap().review_status(), ReviewStatus::Approved);
     let audit = rt.block_on(storage.audit(Some(h.household_id.clone()))).unwrap();

@@ -227,9 +227,12 @@ pub fn within(column: &str, param: &str) -> String {
     )
 }
 
-/// [`within`], where an empty `param` means every area.
-pub fn within_or_all(column: &str, param: &str) -> String {
-    format!("({param} = '' OR {})", within(column, param))
+/// [`within`], where an empty `area` (the value bound to `param`) means every area. The
+/// statement differs by case — a test of the parameter alone for every area, the range
+/// otherwise — because a planner cannot use an index's range through `$1 = '' OR …`: it
+/// would read every row of a province's store for one commune's page.
+pub fn within_or_all(column: &str, param: &str, area: &str) -> String {
+    if area.is_empty() { format!("({param} = '')") } else { within(column, param) }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "moves", include_str!("../../migrations/0005_moves.sql")),
     (6, "unused person indexes", include_str!("../../migrations/0006_unused_person_indexes.sql")),
     (7, "turning 14 by day", include_str!("../../migrations/0007_turning_14_by_day.sql")),
+    (8, "area progress", include_str!("../../migrations/0008_area_progress.sql")),
 ];
 
 /// How to open a store.

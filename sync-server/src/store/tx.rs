@@ -28,7 +28,10 @@ pub struct Tx<'a> {
 
 type Result<T> = std::result::Result<T, StorageError>;
 
+mod progress;
 mod transfers;
+
+pub use progress::StatsRow;
 
 fn person_row(r: &AnyRow) -> Result<PersonRow> {
     Ok(PersonRow { doc_id: r.try_get(0)?, member_id: r.try_get(1)?, area: r.try_get(2)?, key_json: r.try_get(3)? })
@@ -431,32 +434,9 @@ impl<'a> Tx<'a> {
             }
             query.execute(&mut *self.tx).await?;
 
-            let sql = format!(
-                "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
-                     updated_at, verified, verified_residents, review) VALUES {}
-                 ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
-                     complete = excluded.complete, cccd_present = excluded.cccd_present,
-                     cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at,
-                     verified = excluded.verified, verified_residents = excluded.verified_residents,
-                     review = excluded.review",
-                value_rows(self.dialect, chunk.len(), 11)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for d in chunk {
-                query = query
-                    .bind(d.doc_id.clone())
-                    .bind(d.area.clone())
-                    .bind(d.stats.members)
-                    .bind(i64::from(d.stats.complete))
-                    .bind(d.stats.cccd_present)
-                    .bind(d.stats.cccd_valid)
-                    .bind(now)
-                    .bind(now)
-                    .bind(i64::from(d.stats.verified))
-                    .bind(d.stats.verified_residents)
-                    .bind(d.stats.review.clone());
-            }
-            query.execute(&mut *self.tx).await?;
+            let stats: Vec<StatsRow<'_>> =
+                chunk.iter().map(|d| StatsRow { doc_id: &d.doc_id, area: &d.area, stats: &d.stats }).collect();
+            self.put_stats_rows(&stats, now).await?;
             self.put_life_events(chunk).await?;
         }
         Ok(())
@@ -593,7 +573,7 @@ impl<'a> Tx<'a> {
         let sql = format!(
             "SELECT doc_id, area, members, verified_residents, updated_at FROM household_stats
              WHERE review = $2 AND {} ORDER BY updated_at DESC, doc_id LIMIT $3",
-            within_or_all("area", "$1")
+            within_or_all("area", "$1", area)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(area.to_string())
@@ -829,27 +809,7 @@ impl<'a> Tx<'a> {
 
     /// Writes a household's progress figures; keeps the time it was first seen.
     pub async fn put_stats(&mut self, doc_id: &str, area: &str, st: &HouseholdStats, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO household_stats (doc_id, area, members, complete, cccd_present, cccd_valid, first_seen_at,
-                 updated_at, verified, verified_residents, review) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)
-             ON CONFLICT (doc_id) DO UPDATE SET area = excluded.area, members = excluded.members,
-                 complete = excluded.complete, cccd_present = excluded.cccd_present,
-                 cccd_valid = excluded.cccd_valid, updated_at = excluded.updated_at, verified = excluded.verified,
-                 verified_residents = excluded.verified_residents, review = excluded.review",
-        )
-        .bind(doc_id)
-        .bind(area)
-        .bind(st.members)
-        .bind(i64::from(st.complete))
-        .bind(st.cccd_present)
-        .bind(st.cccd_valid)
-        .bind(now)
-        .bind(i64::from(st.verified))
-        .bind(st.verified_residents)
-        .bind(st.review.clone())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.put_stats_rows(&[StatsRow { doc_id, area, stats: st }], now).await
     }
 
     // ---- audit ----
@@ -1241,7 +1201,7 @@ impl<'a> Tx<'a> {
     pub async fn people(&mut self, area: &str, limit: i64) -> Result<Vec<(String, String, String)>> {
         let sql = format!(
             "SELECT doc_id, member_id, area, key_json FROM person WHERE {} ORDER BY doc_id, member_id LIMIT $2",
-            within_or_all("area", "$1")
+            within_or_all("area", "$1", area)
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(area).bind(limit).fetch_all(&mut *self.tx).await?;
         let rows = sealed_people(&rows)?;
@@ -1267,7 +1227,7 @@ impl<'a> Tx<'a> {
              FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
              WHERE b.token IN ({}) AND {} ORDER BY p.doc_id, p.member_id LIMIT ${}",
             placeholders(self.dialect, 1, n),
-            within_or_all("p.area", &format!("${}", n + 1)),
+            within_or_all("p.area", &format!("${}", n + 1), area),
             n + 2
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -1290,9 +1250,11 @@ impl<'a> Tx<'a> {
     ) -> Result<Vec<(String, String, String)>> {
         let sql = format!(
             "SELECT p.doc_id, p.member_id, p.area, p.key_json FROM person p WHERE p.doc_id IN (
-                 SELECT doc_id FROM doc WHERE {} AND substr(doc_id, 1, length($2)) = $2 ORDER BY doc_id LIMIT $3)
+                 SELECT doc_id FROM doc WHERE {} AND substr(doc_id, 1, length($2)) = $2 LIMIT $3)
              ORDER BY p.doc_id, p.member_id",
-            within_or_all("area", "$1")
+            // No order in the inner query: the area's index range serves it (an order by id
+            // would walk every household of the store).
+            within_or_all("area", "$1", area)
         );
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(area).bind(prefix).bind(households).fetch_all(&mut *self.tx).await?;
@@ -1641,7 +1603,7 @@ impl<'a> Tx<'a> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT device_id, area, enrolled_at, last_sync_at, revoked_at FROM device WHERE {} \
              ORDER BY enrolled_at, device_id",
-            within_or_all("area", "$1")
+            within_or_all("area", "$1", scope)
         )))
         .bind(scope)
         .fetch_all(&mut *self.tx)
@@ -1801,26 +1763,14 @@ impl<'a> Tx<'a> {
     /// Progress counts for each exact area code within the query's area.
     pub async fn area_counts(&mut self, q: &ProgressQuery) -> Result<Vec<AreaCounts>> {
         let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
-        let inside = within_or_all("area", "$1");
+        let inside = within_or_all("area", "$1", &q.area);
+        // The sums kept per area (`tx/progress.rs`), and the households first seen on each day.
         let sql = format!(
-            "SELECT area, count(*), CAST(sum(members) AS BIGINT), CAST(sum(complete) AS BIGINT),
-                 CAST(sum(cccd_present) AS BIGINT), CAST(sum(cccd_valid) AS BIGINT),
-                 CAST(sum(CASE WHEN first_seen_at >= $2 THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(CASE WHEN first_seen_at >= $3 THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(CASE WHEN first_seen_at >= $4 THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(verified) AS BIGINT), CAST(sum(verified_residents) AS BIGINT),
-                 CAST(sum(CASE WHEN review = 'waiting' THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(CASE WHEN review = 'returned' THEN 1 ELSE 0 END) AS BIGINT),
-                 CAST(sum(CASE WHEN review = 'approved' THEN 1 ELSE 0 END) AS BIGINT)
-             FROM household_stats WHERE {inside} GROUP BY area"
+            "SELECT area, households, residents, complete, cccd_present, cccd_valid, verified, verified_residents,
+                 review_waiting, review_returned, review_approved
+             FROM area_progress WHERE {inside} AND households <> 0"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(&q.area)
-            .bind(q.since_day)
-            .bind(q.since_week)
-            .bind(q.since_month)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&q.area).fetch_all(&mut *self.tx).await?;
         for r in &rows {
             let area: String = r.try_get(0)?;
             out.insert(
@@ -1832,17 +1782,36 @@ impl<'a> Tx<'a> {
                     complete: r.try_get(3)?,
                     cccd_present: r.try_get(4)?,
                     cccd_valid: r.try_get(5)?,
-                    new_day: r.try_get(6)?,
-                    new_week: r.try_get(7)?,
-                    new_month: r.try_get(8)?,
-                    verified: r.try_get(9)?,
-                    verified_residents: r.try_get(10)?,
-                    review_waiting: r.try_get(11)?,
-                    review_returned: r.try_get(12)?,
-                    review_approved: r.try_get(13)?,
+                    verified: r.try_get(6)?,
+                    verified_residents: r.try_get(7)?,
+                    review_waiting: r.try_get(8)?,
+                    review_returned: r.try_get(9)?,
+                    review_approved: r.try_get(10)?,
                     ..AreaCounts::default()
                 },
             );
+        }
+        let sql = format!(
+            "SELECT area, CAST(sum(CASE WHEN day >= $2 THEN households ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN day >= $3 THEN households ELSE 0 END) AS BIGINT),
+                 CAST(sum(CASE WHEN day >= $4 THEN households ELSE 0 END) AS BIGINT)
+             FROM area_new WHERE {inside} AND day >= $5 GROUP BY area"
+        );
+        let earliest = q.since_day.min(q.since_week).min(q.since_month);
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&q.area)
+            .bind(q.since_day)
+            .bind(q.since_week)
+            .bind(q.since_month)
+            .bind(earliest)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        for r in &rows {
+            let area: String = r.try_get(0)?;
+            let c = out.entry(area.clone()).or_insert_with(|| AreaCounts { area, ..AreaCounts::default() });
+            c.new_day = r.try_get(1)?;
+            c.new_week = r.try_get(2)?;
+            c.new_month = r.try_get(3)?;
         }
         for (table, field) in [
             ("conflict", (|c| &mut c.open_conflicts) as fn(&mut AreaCounts) -> &mut i64),
@@ -1872,7 +1841,7 @@ impl<'a> Tx<'a> {
         let sql = format!(
             "SELECT doc_id, member_id, area, key_json FROM person WHERE dob IN ({}) AND {}",
             placeholders(self.dialect, 1, days.len()),
-            within_or_all("area", &format!("${}", days.len() + 1))
+            within_or_all("area", &format!("${}", days.len() + 1), &q.area)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for day in &days {

@@ -308,3 +308,65 @@ impl MinusYears for chrono::NaiveDate {
         self.checked_sub_months(chrono::Months::new(12 * years as u32)).unwrap()
     }
 }
+
+/// Rows of a query (its columns named apart), each column as text, read from outside the server.
+pub fn rows_as_text(db: &str, query: &str) -> Vec<Vec<String>> {
+    if db.starts_with("postgres") {
+        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        let wrapped = format!("SELECT * FROM ({query}) AS q");
+        let stmt = client.prepare(&wrapped).unwrap();
+        let cols: Vec<String> = stmt.columns().iter().map(|c| format!("q.\"{}\"::TEXT", c.name())).collect();
+        let text = format!("SELECT {} FROM ({query}) AS q", cols.join(", "));
+        client
+            .query(&text, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect())
+            .collect()
+    } else {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn.prepare(query).unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            out.push(
+                (0..n)
+                    .map(|i| match row.get::<_, rusqlite::types::Value>(i).unwrap() {
+                        rusqlite::types::Value::Integer(v) => v.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                    .collect(),
+            );
+        }
+        out
+    }
+}
+
+/// Asserts that the progress sums the store keeps per area (and per day first seen) equal a
+/// recount of its households' figures.
+pub fn assert_progress_rollup(db: &str) {
+    let recount = rows_as_text(
+        db,
+        "SELECT area, count(*) AS a, sum(members) AS b, sum(complete) AS c, sum(cccd_present) AS d,
+             sum(cccd_valid) AS e, sum(verified) AS f, sum(verified_residents) AS g,
+             sum(CASE WHEN review = 'waiting' THEN 1 ELSE 0 END) AS h,
+             sum(CASE WHEN review = 'returned' THEN 1 ELSE 0 END) AS i,
+             sum(CASE WHEN review = 'approved' THEN 1 ELSE 0 END) AS j
+         FROM household_stats GROUP BY area ORDER BY area",
+    );
+    let kept = rows_as_text(
+        db,
+        "SELECT area, households, residents, complete, cccd_present, cccd_valid, verified, verified_residents,
+             review_waiting, review_returned, review_approved FROM area_progress WHERE households <> 0 ORDER BY area",
+    );
+    assert_eq!(kept, recount, "progress sums per area");
+    let recount = rows_as_text(
+        db,
+        "SELECT area, first_seen_at - ((first_seen_at + 25200) % 86400) AS day, count(*) AS n FROM household_stats
+         GROUP BY area, first_seen_at - ((first_seen_at + 25200) % 86400) ORDER BY 1, 2",
+    );
+    let kept = rows_as_text(db, "SELECT area, day, households FROM area_new WHERE households <> 0 ORDER BY 1, 2");
+    assert_eq!(kept, recount, "households first seen per area and day");
+}

@@ -96,8 +96,8 @@ impl Tx<'_> {
     pub async fn transfers(&mut self, status: &str, scope: &str, limit: i64) -> Result<Vec<TransferRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM transfer WHERE status = $1 AND {} AND {} ORDER BY id DESC LIMIT $3",
-            within_or_all("from_area", "$2"),
-            within_or_all("to_area", "$2"),
+            within_or_all("from_area", "$2", scope),
+            within_or_all("to_area", "$2", scope),
         );
         let rows =
             sqlx::query(AssertSqlSafe(sql)).bind(status).bind(scope).bind(limit).fetch_all(&mut *self.tx).await?;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use doorstep_core::crypto::{Aad, BlindIndexer, DataKey, IndexToken, Sealer};
 use doorstep_core::identity::PersonKey;
 use zeroize::Zeroizing;
@@ -210,6 +210,14 @@ impl AtRest {
     /// Index token of a year of birth.
     pub fn birth_year_tag(&self, year: i32) -> String {
         Self::tag(self.index.birth_year(year))
+    }
+
+    /// The tokens of the birth years of the window `(born_after, born_until]`: its first and
+    /// last year, which covers every window shorter than a year (progress uses 90 days).
+    pub fn birth_year_tags(&self, born_after: &str, born_until: &str) -> [String; 2] {
+        let year = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.year()).unwrap_or(0);
+        let (from, to) = (year(born_after), year(born_until));
+        [self.birth_year_tag(from), self.birth_year_tag(to.max(from))]
     }
 
     /// The date-of-birth tokens of the days of the window `(born_after, born_until]`, at most

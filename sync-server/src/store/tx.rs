@@ -1831,19 +1831,21 @@ impl<'a> Tx<'a> {
     }
 
     /// Residents of the query's area turning 14 in its window: those born on the window's
-    /// days (found by their index tokens, one a day), opened and checked by date.
+    /// days (found by their index tokens, under their years'), opened and checked by date.
     pub async fn turning_14(&mut self, q: &ProgressQuery) -> Result<Vec<Turning14>> {
         let days = self.keys.dob_tags(&q.born_after, &q.born_until);
         if days.is_empty() {
             return Ok(Vec::new());
         }
-        // The days first (anonymous `?` on SQLite, bound in order), then the area after them.
+        // The years, then the days (anonymous `?` on SQLite, bound in order), then the area.
+        let [first, last] = self.keys.birth_year_tags(&q.born_after, &q.born_until);
         let sql = format!(
-            "SELECT doc_id, member_id, area, key_json FROM person WHERE dob IN ({}) AND {}",
-            placeholders(self.dialect, 1, days.len()),
-            within_or_all("area", &format!("${}", days.len() + 1), &q.area)
+            "SELECT doc_id, member_id, area, key_json FROM person WHERE birth_year IN ({}) AND dob IN ({}) AND {}",
+            placeholders(self.dialect, 1, 2),
+            placeholders(self.dialect, 3, days.len()),
+            within_or_all("area", &format!("${}", days.len() + 3), &q.area)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(first).bind(last);
         for day in &days {
             query = query.bind(day.as_str());
         }

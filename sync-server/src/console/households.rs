@@ -148,8 +148,9 @@ const INDEXED_SHOWN: i64 = 2_000;
 
 /// Households of `area` matching `query`: first through the index — a CCCD number by its
 /// blocking key, a full name by its folded search key, a household id by its prefix — at a
-/// cost that does not grow with the store; then, only when that finds nothing (part of a
-/// name, say), by opening the area's residents one by one, at most [`SEARCH_SCAN`]. Returns
+/// cost that does not grow with the store; then, only when that finds nothing and the query is
+/// not a CCCD number (part of a name, say), by opening the area's residents one by one, at
+/// most [`SEARCH_SCAN`]. Returns
 /// the households and whether the scan stopped at its limit.
 async fn find(state: &AppState, area: &str, query: &str) -> Result<(Vec<Found>, bool), PageError> {
     let q = query.trim();
@@ -158,13 +159,16 @@ async fn find(state: &AppState, area: &str, query: &str) -> Result<(Vec<Found>, 
         let cccd = (digits.len() == 12 && digits.chars().all(|c| c.is_ascii_digit()))
             .then(|| crate::logic::cccd_search_key(&digits))
             .flatten();
+        let is_cccd = cccd.is_some();
         let keys: Vec<String> = cccd.into_iter().chain(crate::logic::name_search_key(q)).collect();
         let rows = state
             .storage
             .find_people(area.to_string(), keys, q.to_string(), SEARCH_SHOWN as i64, INDEXED_SHOWN)
             .await?;
         let found = search(rows, q);
-        if !found.is_empty() {
+        // What the index did not find for a CCCD number (by its token, or as an id), opening
+        // every resident would not find either: no name holds twelve digits.
+        if !found.is_empty() || is_cccd {
             return Ok((found, false));
         }
     }

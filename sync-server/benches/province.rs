@@ -163,8 +163,12 @@ fn main() {
         let server = TestServer::start_on_db(db.to_str().unwrap());
         let f = measure(&server, &area, &commune);
         println!(
-            "[{label}] FIRST SYNC of the commune: {:.2} s, {} bytes; PUSH of 100 edits: {:.3} s; PULL of them: {:.3} s",
-            f.first_sync_s, f.first_sync_bytes, f.push_s, f.pull_s
+            "[{label}] FIRST SYNC of the commune: {:.2} s, {} bytes; PUSH of {} edits: {:.3} s; PULL of them: {:.3} s",
+            f.first_sync_s,
+            f.first_sync_bytes,
+            commune.len().min(100),
+            f.push_s,
+            f.pull_s
         );
         for (page, ms) in &f.pages {
             println!("[{label}] {page}: {ms:.1} ms");

@@ -121,10 +121,10 @@ pub fn cccd_search_key(cccd: &str) -> Option<String> {
     blocking::index_keys(&probe).stored.first().map(block_text)
 }
 
-/// The keys one person is indexed under: its blocking keys ([`blocking::index_keys`]) and
-/// its name's search key.
-fn stored_keys(key: &PersonKey) -> Vec<String> {
-    let mut keys: Vec<String> = blocking::index_keys(key).stored.iter().map(block_text).collect();
+/// The keys one person is indexed under: its blocking keys (`indexed`, its
+/// [`blocking::index_keys`]) and its name's search key.
+fn stored_keys(key: &PersonKey, indexed: &blocking::IndexKeys) -> Vec<String> {
+    let mut keys: Vec<String> = indexed.stored.iter().map(block_text).collect();
     keys.extend(name_search_key(&key.full_name));
     keys
 }
@@ -143,7 +143,7 @@ fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> P
         cccd_digits,
         dob: key.dob.map(|d| d.format("%Y-%m-%d").to_string()),
         birth_year: key.dob.map(|d| d.year().to_string()),
-        blocks: stored_keys(key),
+        blocks: stored_keys(key, &indexed),
         probes: indexed.probes.iter().map(block_text).collect(),
     }
 }
@@ -165,7 +165,8 @@ pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Re
             after = (last.doc_id.clone(), last.member_id.clone());
             for row in &rows {
                 let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
-                tx.put_person_blocks(&row.doc_id, &row.member_id, &stored_keys(&key)).await?;
+                tx.put_person_blocks(&row.doc_id, &row.member_id, &stored_keys(&key, &blocking::index_keys(&key)))
+                    .await?;
                 report.reindexed += 1;
             }
         }

@@ -25,8 +25,10 @@ use common::{AREA, Device, TestServer};
 use doorstep_core::identity::linkage::calibrate::true_pairs_closed;
 use doorstep_core::record::Household;
 
-/// The commune the labelled set is pushed to on the province server: of another province.
+/// A commune the labelled set is pushed to on the province server: of another province.
 const OTHER_PROVINCE: &str = "02.001.00001";
+/// Another: a new commune of the province's first district (01.001).
+const SAME_DISTRICT: &str = "01.001.00099";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -167,20 +169,25 @@ fn quality(set: &Labelled) -> Quality {
 /// and the duplicate search, which spans the country, reads the province's residents.
 fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
     let province = province::province(Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server")), households);
-    let run = tempfile::tempdir().unwrap();
-    let db = province::copy_store(&province, run.path());
-    let server = TestServer::start_on_db(db.to_str().unwrap());
-    let moved: Vec<Household> =
-        set.households.iter().cloned().map(|h| Household { area_code: OTHER_PROVINCE.into(), ..h }).collect();
-    let (push_s, found) = push_commune(&server, &moved, OTHER_PROVINCE);
-    println!(
-        "[{}] FIRST PUSH of {} households against a server holding a province of {households} households: \
-         {push_s:.2} s (empty server: {empty_push_s:.2} s, {:.2}x); {} queued",
-        set.name,
-        set.households.len(),
-        push_s / empty_push_s,
-        found.len()
-    );
+    // A commune of another province (the country grows: nothing of the province shares a
+    // district with it), and a new commune of a district of the province (its names and
+    // dates are looked up among the district's 100,000 households).
+    for (area, beside) in [(OTHER_PROVINCE, "in another province"), (SAME_DISTRICT, "in one of its districts")] {
+        let run = tempfile::tempdir().unwrap();
+        let db = province::copy_store(&province, run.path());
+        let server = TestServer::start_on_db(db.to_str().unwrap());
+        let moved: Vec<Household> =
+            set.households.iter().cloned().map(|h| Household { area_code: area.into(), ..h }).collect();
+        let (push_s, found) = push_commune(&server, &moved, area);
+        println!(
+            "[{}] FIRST PUSH of {} households to {area} ({beside}) against a server holding a province of \
+             {households} households: {push_s:.2} s (empty server: {empty_push_s:.2} s, {:.2}x); {} queued",
+            set.name,
+            set.households.len(),
+            push_s / empty_push_s,
+            found.len()
+        );
+    }
 }
 
 /// Splink on DuckDB over the same files, in a venv under target/ (installed from PyPI once).

@@ -2,11 +2,13 @@
 //! in 100 communes (`support/province.rs`, built once by the real `import` and cached under
 //! target/bench-fixtures/), against a server that holds that commune alone (the same households
 //! imported by the same command into a fresh store). For each: the first sync of the commune to
-//! a new device, a push of 100 edited households and their pull by another device, and the
+//! a new device, seven rounds of a push of 100 edited households and their pull by another device (the first
+//! round after start-up reads cold pages; the ratios compare medians), and the
 //! console's progress page (province and commune) and household search, after login.
 //!
-//! `cargo bench -p doorstep-sync-server --bench province` (SQLite; `-- --test` for a smoke run
-//! on 2,000 households; DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS sets the province's size).
+//! `cargo bench -p doorstep-sync-server --bench province` (SQLite; with DOORSTEP_TEST_POSTGRES_URL
+//! naming an admin URL, PostgreSQL; `-- --test` for a smoke run on 2,000 households;
+//! DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS sets the province's size).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,12 +27,24 @@ use province::{commune_area, copy_store};
 
 const PASSWORD: &str = "password-for-the-bench";
 
+/// Rounds of 100 edits pushed and pulled.
+const PUSH_ROUNDS: usize = 7;
+
+/// The median of some timings.
+fn median(times: &[f64]) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 /// What one server measured.
 struct Figures {
     first_sync_s: f64,
     first_sync_bytes: usize,
-    push_s: f64,
-    pull_s: f64,
+    /// Each round's push of 100 edited households, in seconds.
+    pushes: Vec<f64>,
+    /// Each round's pull of them by another device.
+    pulls: Vec<f64>,
     pages: Vec<(&'static str, f64)>,
 }
 
@@ -90,18 +104,23 @@ fn measure(server: &TestServer, area: &str, commune: &[Household]) -> Figures {
     assert_eq!(r.pulled, commune.len());
     let mut b = Device::enrolled(server, "officer-b", area);
     assert_eq!(b.sync().unwrap().pulled, commune.len());
-    for h in commune.iter().take(100) {
-        a.edit(&h.household_id, |x| x.members[0].phone = Some("0987654321".into()));
+    // Several rounds, each editing 100 other households: the first after the server started
+    // reads cold pages; the median is what a running server costs.
+    let (mut pushes, mut pulls) = (Vec::new(), Vec::new());
+    for round in 0..PUSH_ROUNDS {
+        let edited: Vec<&Household> = commune.iter().cycle().skip(round * 100).take(commune.len().min(100)).collect();
+        for h in &edited {
+            a.edit(&h.household_id, |x| x.members[0].phone = Some(format!("09876543{round:02}")));
+        }
+        let t = Instant::now();
+        let pushed = a.sync().unwrap();
+        pushes.push(t.elapsed().as_secs_f64());
+        assert_eq!(pushed.pushed, edited.len());
+        let t = Instant::now();
+        let pulled = b.sync().unwrap();
+        pulls.push(t.elapsed().as_secs_f64());
+        assert_eq!(pulled.pulled, edited.len());
     }
-    let t = Instant::now();
-    let pushed = a.sync().unwrap();
-    let push_s = t.elapsed().as_secs_f64();
-    assert_eq!(pushed.pushed, commune.len().min(100));
-    let t = Instant::now();
-    let pulled = b.sync().unwrap();
-    let pull_s = t.elapsed().as_secs_f64();
-    assert_eq!(pulled.pulled, commune.len().min(100));
-
     let session = login(server);
     let cccd = commune.iter().flat_map(|h| &h.members).find_map(|m| m.cccd.clone()).unwrap();
     let name = &commune[commune.len() / 2].members[0].full_name;
@@ -114,7 +133,7 @@ fn measure(server: &TestServer, area: &str, commune: &[Household]) -> Figures {
             page_ms(server, &session, &format!("/console/households?area={area}&q={}", urlencode(name))),
         ),
     ];
-    Figures { first_sync_s, first_sync_bytes, push_s, pull_s, pages }
+    Figures { first_sync_s, first_sync_bytes, pushes, pulls, pages }
 }
 
 fn urlencode(text: &str) -> String {
@@ -125,7 +144,6 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    assert!(!common::using_postgres(), "the province bench runs on SQLite (its store is a cached file)");
     let smoke = std::env::args().any(|a| a == "--test");
     let n = if smoke {
         2_000
@@ -133,42 +151,62 @@ fn main() {
         std::env::var("DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
     };
     let server_bin = Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
-    let province = province::province(server_bin, n);
+    let postgres = std::env::var("DOORSTEP_TEST_POSTGRES_URL").ok();
+    let (province, pg_province) = match &postgres {
+        Some(admin) => {
+            let (p, url, key) = province::postgres_province(server_bin, n, admin);
+            (p, Some((url, key)))
+        }
+        None => (province::province(server_bin, n), None),
+    };
     let area = commune_area(0);
     let lines = province.commune_lines(0);
     let commune: Vec<Household> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    println!("backend: SQLite; commune {area}: {} households; province: {n} households in 100 communes", commune.len());
+    let backend = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!(
+        "backend: {backend}; commune {area}: {} households; province: {n} households in 100 communes",
+        commune.len()
+    );
 
     // The commune alone, imported by the same command into a fresh store.
     let alone = tempfile::tempdir().unwrap();
     let file = alone.path().join("commune.jsonl");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let alone_db = alone.path().join("server.db");
-    let status = Command::new(server_bin)
-        .arg("--db")
-        .arg(&alone_db)
-        .args(["import", "--area", &area])
-        .arg(&file)
-        .status()
-        .unwrap();
+    let alone_db = common::fresh_db(alone.path());
+    let mut import = Command::new(server_bin);
+    import.arg("--db").arg(&alone_db);
+    if let Some(key) = common::key_file(&alone_db) {
+        import.arg("--key-file").arg(key);
+    }
+    let status = import.args(["import", "--area", &area]).arg(&file).status().unwrap();
     assert!(status.success());
 
     let copy = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    let province_db = copy_store(&province, copy.path());
+    let province_db = match (&postgres, &pg_province) {
+        (Some(admin), Some((url, key))) => {
+            let name = format!("doorstep_bench_province_copy_{}", std::process::id());
+            let copy_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+            let copy_key = common::key_file(&copy_url).unwrap();
+            province::copy_postgres(admin, url, key, &name, &copy_key)
+        }
+        _ => copy_store(&province, copy.path()).to_str().unwrap().to_string(),
+    };
     println!("copied the province store in {:.0} s", t.elapsed().as_secs_f64());
 
     let mut results = Vec::new();
     for (label, db) in [("commune alone", &alone_db), ("province", &province_db)] {
-        let server = TestServer::start_on_db(db.to_str().unwrap());
+        let server = TestServer::start_on_db(db);
         let f = measure(&server, &area, &commune);
+        let fmt = |times: &[f64]| times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(" ");
+        println!("[{label}] FIRST SYNC of the commune: {:.2} s, {} bytes", f.first_sync_s, f.first_sync_bytes);
         println!(
-            "[{label}] FIRST SYNC of the commune: {:.2} s, {} bytes; PUSH of {} edits: {:.3} s; PULL of them: {:.3} s",
-            f.first_sync_s,
-            f.first_sync_bytes,
+            "[{label}] PUSH of {} edits: median {:.3} s (each round: {}); PULL of them: median {:.3} s ({})",
             commune.len().min(100),
-            f.push_s,
-            f.pull_s
+            median(&f.pushes),
+            fmt(&f.pushes),
+            median(&f.pulls),
+            fmt(&f.pulls)
         );
         for (page, ms) in &f.pages {
             println!("[{label}] {page}: {ms:.1} ms");
@@ -177,9 +215,15 @@ fn main() {
     }
     let (alone, full) = (&results[0], &results[1]);
     println!(
-        "PROVINCE / ALONE: first sync {:.2}x, push {:.2}x, pull {:.2}x",
+        "PROVINCE / ALONE: first sync {:.2}x, push {:.2}x, pull {:.2}x (medians)",
         full.first_sync_s / alone.first_sync_s,
-        full.push_s / alone.push_s,
-        full.pull_s / alone.pull_s
+        median(&full.pushes) / median(&alone.pushes),
+        median(&full.pulls) / median(&alone.pulls)
     );
+    if let Some(admin) = &postgres {
+        // The copy is as large as the province: not left in the cluster.
+        let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+        let copy = province_db.rsplit('/').next().unwrap();
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {copy} WITH (FORCE)")).unwrap();
+    }
 }

@@ -94,6 +94,12 @@ fn linkage_version(model: &LinkageModel) -> String {
     format!("{} {} {SEARCH_INDEX_VERSION}", model.version(), blocking::RULES_VERSION)
 }
 
+/// The version [`LINKAGE_MODEL_SETTING`] records for this build's model and rules: a store that
+/// records another is re-indexed and re-scored at start-up.
+pub fn shipped_linkage_version() -> String {
+    linkage_version(LinkageModel::shipped())
+}
+
 fn ordered<'a>(x: (&'a str, &'a str), y: (&'a str, &'a str)) -> ((&'a str, &'a str), (&'a str, &'a str)) {
     if x < y { (x, y) } else { (y, x) }
 }
@@ -118,7 +124,8 @@ pub fn name_search_key(name: &str) -> Option<String> {
 /// share it too, and are told apart once opened).
 pub fn cccd_search_key(cccd: &str) -> Option<String> {
     let probe = PersonKey { full_name: String::new(), dob: None, sex: None, cccd: Some(cccd.to_string()), phone: None };
-    blocking::index_keys(&probe).stored.first().map(block_text)
+    // The CCCD's keys reach across every area.
+    blocking::index_keys(&probe, "").stored.first().map(block_text)
 }
 
 /// The keys one person is indexed under: its blocking keys (`indexed`, its
@@ -133,7 +140,7 @@ fn stored_keys(key: &PersonKey, indexed: &blocking::IndexKeys) -> Vec<String> {
 fn person_index(doc_id: &str, member_id: &str, area: &str, key: &PersonKey) -> PersonIndex {
     let cccd = comparison::cccd_digits(key.cccd.as_deref());
     let cccd_digits = cccd.as_deref().map(comparison::sorted_digits);
-    let indexed = blocking::index_keys(key);
+    let indexed = blocking::index_keys(key, area);
     PersonIndex {
         doc_id: doc_id.to_string(),
         member_id: member_id.to_string(),
@@ -158,17 +165,23 @@ pub fn explanation_json(score: &MatchScore) -> String {
 pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Result<RescoreReport, StorageError> {
     let mut report = RescoreReport::default();
     if reindex {
+        // Every token is written again, a page of people at a time in token order.
+        tx.clear_person_blocks().await?;
         let mut after = (String::new(), String::new());
         loop {
-            let rows = tx.people_after((&after.0, &after.1), 1000).await?;
+            let rows = tx.people_after((&after.0, &after.1), 5000).await?;
             let Some(last) = rows.last() else { break };
             after = (last.doc_id.clone(), last.member_id.clone());
-            for row in &rows {
-                let Ok(key) = serde_json::from_str::<PersonKey>(&row.key_json) else { continue };
-                tx.put_person_blocks(&row.doc_id, &row.member_id, &stored_keys(&key, &blocking::index_keys(&key)))
-                    .await?;
-                report.reindexed += 1;
-            }
+            let people: Vec<(Vec<String>, &str, &str)> = rows
+                .par_iter()
+                .filter_map(|row| {
+                    let key = serde_json::from_str::<PersonKey>(&row.key_json).ok()?;
+                    let keys = stored_keys(&key, &blocking::index_keys(&key, &row.area));
+                    Some((keys, row.doc_id.as_str(), row.member_id.as_str()))
+                })
+                .collect();
+            tx.add_person_blocks(&people).await?;
+            report.reindexed += people.len();
         }
     }
     let mut after = 0;

@@ -192,3 +192,43 @@ fn candidates_are_rescored_when_the_model_changes_and_decisions_stay() {
     assert!(rescored.explanation.is_some() && rescored.score > 0.71, "{rescored:?}");
     assert_eq!(again.iter().find(|d| d.id == cd).unwrap().status, "dismissed");
 }
+
+#[test]
+fn names_and_dates_find_candidates_within_a_district_and_a_cccd_across_the_country() {
+    let server = TestServer::start();
+    let in_area = |area: &str, id: &str, members: Vec<doorstep_core::record::Member>| Household {
+        household_id: format!("{area}-{id}"),
+        area_code: area.into(),
+        ..house(id, members)
+    };
+    let child = |id: &str| member(id, "Nguyễn Văn Hùng", "2015-03-15", None);
+    let card = |id: &str| member(id, "Lê Văn Minh", "1980-06-02", Some("001080000777"));
+    let mut province = Device::enrolled(&server, "officer-01", "01");
+    for h in [
+        in_area("01.001.00001", "a", vec![child("m0"), card("m1")]),
+        // The child registered again in another commune of the district, and in another district.
+        in_area("01.001.00002", "b", vec![child("m0")]),
+        in_area("01.002.00011", "c", vec![child("m0")]),
+    ] {
+        province.store.create_household(&h).unwrap();
+    }
+    province.sync().unwrap();
+    // The card holder registered again in another province.
+    let mut elsewhere = Device::enrolled(&server, "officer-79", "79");
+    elsewhere.store.create_household(&in_area("79.760.26734", "d", vec![card("m0")])).unwrap();
+    elsewhere.sync().unwrap();
+
+    let pairs: HashSet<(String, String)> = server
+        .runtime
+        .block_on(server.storage.duplicates(None))
+        .unwrap()
+        .into_iter()
+        .map(|d| (record(&d.doc_a, &d.member_a), record(&d.doc_b, &d.member_b)))
+        .collect();
+    let expected: HashSet<(String, String)> =
+        [("01.001.00001-a/m0", "01.001.00002-b/m0"), ("01.001.00001-a/m1", "79.760.26734-d/m0")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(pairs, expected, "the child of another district shares no identifier: not proposed");
+}

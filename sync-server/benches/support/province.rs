@@ -1,7 +1,9 @@
 //! A province-sized server store for the benches: `gen_households.py N 42` spread over the 100
 //! communes of province 01 (districts 01.001…01.010, ten communes each; commune `c` holds
 //! households `c·N/100 …`), imported by the real `doorstep-sync-server import --area 01` into a
-//! SQLite store. Built once and cached under `target/bench-fixtures/province-N/`.
+//! SQLite store, or into a PostgreSQL database of the cluster the benches use. Built once and
+//! cached: under `target/bench-fixtures/province-N/` (the SQLite file, or the marker and key
+//! of the PostgreSQL database `doorstep_province_N`, which stays in the cluster).
 
 #![allow(dead_code, reason = "each bench uses a part of it")]
 
@@ -60,18 +62,16 @@ impl Province {
     }
 }
 
-/// The province of `n` households, built once (`server` is the server binary).
-pub fn province(server: &Path, n: usize) -> Province {
-    let dir = fixtures().join(format!("province-{n}"));
-    let done = dir.join("complete");
-    let province = Province { dir: dir.clone(), households: n };
-    if done.exists() {
-        return province;
+/// The province's households as imported (`province-N/province.jsonl`), written once.
+fn province_file(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("province.jsonl");
+    let written = dir.join("province.jsonl.complete");
+    if written.exists() {
+        return path;
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let source = std::io::BufReader::new(std::fs::File::open(commune_file(n)).unwrap());
-    let mut out = BufWriter::new(std::fs::File::create(dir.join("province.jsonl")).unwrap());
+    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
     let per = (n / COMMUNES).max(1);
     for (i, line) in source.lines().enumerate() {
         let mut h: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
@@ -81,23 +81,110 @@ pub fn province(server: &Path, n: usize) -> Province {
         writeln!(out, "{h}").unwrap();
     }
     out.flush().unwrap();
-    drop(out);
+    std::fs::write(written, "").unwrap();
+    path
+}
+
+/// What a marker of a built store says: its size and the linkage version its index was made by.
+fn marker(n: usize) -> String {
+    format!("{n} households\nlinkage {}\n", doorstep_sync_server::logic::shipped_linkage_version())
+}
+
+/// Runs the server binary with `args`; panics with `what` if it fails.
+fn run(server: &Path, args: &[&std::ffi::OsStr], what: &str) {
+    let status = Command::new(server).args(args).status().unwrap();
+    assert!(status.success(), "{what} failed");
+}
+
+/// Brings a cached store built by an older version up to this one: opening it re-indexes it
+/// once, as a server upgrade does (any command opens it; `devices` does nothing more).
+fn upgrade(server: &Path, done: &Path, n: usize, db_args: &[&std::ffi::OsStr]) {
+    let built = std::fs::read_to_string(done).unwrap_or_default();
+    if built == marker(n) {
+        return;
+    }
+    println!("re-indexing the cached province store ({}) — once", marker(n).lines().nth(1).unwrap_or(""));
+    let t = Instant::now();
+    let mut args = db_args.to_vec();
+    args.push("devices".as_ref());
+    run(server, &args, "the province's re-index");
+    println!("province store re-indexed in {:.0} s", t.elapsed().as_secs_f64());
+    std::fs::write(done, marker(n)).unwrap();
+}
+
+/// The province of `n` households in a SQLite store, built once (`server` is the server binary).
+pub fn province(server: &Path, n: usize) -> Province {
+    let dir = fixtures().join(format!("province-{n}"));
+    let done = dir.join("complete");
+    let province = Province { dir: dir.clone(), households: n };
+    let db = province.db();
+    if done.exists() {
+        upgrade(server, &done, n, &["--db".as_ref(), db.as_os_str()]);
+        return province;
+    }
+    let file = province_file(&dir, n);
+    let _ = std::fs::remove_file(&db);
     println!("building the province store ({n} households in {COMMUNES} communes) in {} — once", dir.display());
     let t = Instant::now();
-    let db = province.db();
-    let status = Command::new(server)
-        .arg("--db")
-        .arg(&db)
-        .args(["import", "--area", "01"])
-        .arg(dir.join("province.jsonl"))
-        .arg("--report")
-        .arg(dir.join("refused.csv"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "the province's import failed");
+    let report = dir.join("refused.csv");
+    run(
+        server,
+        &[
+            "--db".as_ref(),
+            db.as_os_str(),
+            "import".as_ref(),
+            "--area".as_ref(),
+            "01".as_ref(),
+            file.as_os_str(),
+            "--report".as_ref(),
+            report.as_os_str(),
+        ],
+        "the province's import",
+    );
     println!("province store built in {:.0} s", t.elapsed().as_secs_f64());
-    std::fs::write(&done, format!("{n} households\n")).unwrap();
+    std::fs::write(&done, marker(n)).unwrap();
     province
+}
+
+/// The province of `n` households in the PostgreSQL database `doorstep_province_N` of the
+/// cluster `admin` (an admin URL) names, built once; returns its URL and its key file.
+pub fn postgres_province(server: &Path, n: usize, admin: &str) -> (Province, String, PathBuf) {
+    let dir = fixtures().join(format!("province-{n}"));
+    let done = dir.join("postgres-complete");
+    let key = dir.join("postgres.key");
+    let name = format!("doorstep_province_{n}");
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let province = Province { dir: dir.clone(), households: n };
+    let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+    let exists = !client.query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).unwrap().is_empty();
+    let db_args = ["--db".as_ref(), url.as_ref(), "--key-file".as_ref(), key.as_os_str()];
+    if exists && done.exists() {
+        upgrade(server, &done, n, &db_args);
+        return (province, url, key);
+    }
+    let file = province_file(&dir, n);
+    let _ = std::fs::remove_file(&done);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).unwrap();
+    println!("building the province store ({n} households) in PostgreSQL database {name} — once");
+    let t = Instant::now();
+    let mut args = db_args.to_vec();
+    args.extend(["import".as_ref(), "--area".as_ref(), "01".as_ref(), file.as_os_str()]);
+    run(server, &args, "the province's import");
+    println!("province store built in {:.0} s", t.elapsed().as_secs_f64());
+    std::fs::write(&done, marker(n)).unwrap();
+    (province, url, key)
+}
+
+/// A copy of the PostgreSQL province (`CREATE DATABASE … TEMPLATE`), named `copy`, with its key at
+/// `copy_key`: a bench's writes leave the cache as built. Returns the copy's URL.
+pub fn copy_postgres(admin: &str, template: &str, key: &Path, copy: &str, copy_key: &Path) -> String {
+    let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+    let template = template.rsplit('/').next().unwrap();
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {copy}; CREATE DATABASE {copy} TEMPLATE {template}"))
+        .unwrap();
+    std::fs::copy(key, copy_key).unwrap();
+    format!("{}/{copy}", admin.rsplit_once('/').unwrap().0)
 }
 
 /// A copy of the province's store (and its key) in `dir`: a bench's writes leave the cache as built.

@@ -1262,15 +1262,20 @@ impl<'a> Tx<'a> {
         self.keys.open_people(rows)
     }
 
-    /// Replaces one person's index keys (given in clear; stored as index tokens).
-    pub async fn put_person_blocks(&mut self, doc_id: &str, member_id: &str, blocks: &[String]) -> Result<()> {
-        sqlx::query("DELETE FROM person_block WHERE doc_id = $1 AND member_id = $2")
-            .bind(doc_id)
-            .bind(member_id)
-            .execute(&mut *self.tx)
-            .await?;
-        let blocks: Vec<(String, &str, &str)> =
-            blocks.iter().map(|b| (self.keys.block_tag(b), doc_id, member_id)).collect();
+    /// Forgets every person's index tokens (a re-index writes them all again).
+    pub async fn clear_person_blocks(&mut self) -> Result<()> {
+        sqlx::query("DELETE FROM person_block").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Adds index keys (given in clear; stored as index tokens): `(keys, doc_id, member_id)`
+    /// a person, written in token order.
+    pub async fn add_person_blocks(&mut self, people: &[(Vec<String>, &str, &str)]) -> Result<()> {
+        let mut blocks: Vec<(String, &str, &str)> = people
+            .iter()
+            .flat_map(|(keys, doc_id, member_id)| keys.iter().map(|k| (self.keys.block_tag(k), *doc_id, *member_id)))
+            .collect();
+        blocks.sort_unstable();
         self.insert_blocks(&blocks).await
     }
 

@@ -30,7 +30,15 @@
 //! the comparisons (docs/adr/0003-record-linkage.md).
 //!
 //! A store keeps the keys as keyed tokens (blind indexes), never in clear, and
-//! splits them by who holds a CCCD ([`index_keys`]): two people with different
+//! scopes them ([`index_keys`]). The identifiers' keys (CCCD, phone) reach across
+//! the country; the names' and dates' keys reach across the record's district
+//! (the area code's first two levels, [`district_of`]): their blocks grow with
+//! the population they cover, a thousand namesakes of a child's family and given
+//! name born the same year in a province of three million, so a lookup that read
+//! them province- or country-wide would cost what the server holds, not what
+//! the commune does. A record and its re-registration in another district that
+//! share no identifier are left to the operator's search. The store also
+//! splits the keys by who holds a CCCD: two people with different
 //! CCCD numbers are never one person (unless the digits are the same, a
 //! transposition, which the CCCD's keys find), so a person with a CCCD is looked
 //! up by its names and dates only among people without one. In a country where
@@ -43,7 +51,7 @@ use super::{NameParts, PersonKey};
 use crate::identity::linkage::comparison::{cccd_digits, phone_digits};
 
 /// Names this set of rules; a store whose keys were made by other rules rebuilds them.
-pub const RULES_VERSION: &str = "blocking-3";
+pub const RULES_VERSION: &str = "blocking-4";
 
 /// The CCCD's key with its digits paired from the first.
 const CCCD_EVEN: &str = "cccd-pairs-even";
@@ -107,11 +115,28 @@ fn is_cccd_rule(rule: &str) -> bool {
     rule == CCCD_EVEN || rule == CCCD_ODD
 }
 
+/// Whether a key is an identifier's (CCCD, phone): looked up across the country, where a
+/// name's or a date's key is looked up within the record's district.
+fn is_identifier_rule(rule: &str) -> bool {
+    is_cccd_rule(rule) || rule == "phone"
+}
+
+/// The district of an area code: its first two levels (`01.001` of `01.001.00001`); a
+/// shorter code is its own district.
+pub fn district_of(area: &str) -> &str {
+    match area.match_indices('.').nth(1) {
+        Some((at, _)) => &area[..at],
+        None => area,
+    }
+}
+
 /// A person's keys as a store indexes them (`stored`) and looks them up (`probes`).
 /// Every key but the CCCD's is split by whether its holder has a CCCD: a person with one
 /// is stored under `…#with-cccd` and looks up `…#without-cccd`; a person without one is
-/// stored under `…#without-cccd` and looks up both. Two people share a probe and a stored
-/// key exactly when they share a key of [`keys`] and are not a pair of different CCCDs.
+/// stored under `…#without-cccd` and looks up both. A name's or a date's key also carries
+/// the district (`…@01.001`). Two people share a probe and a stored key exactly when they
+/// share a key of [`keys`], are not a pair of different CCCDs, and either the key is an
+/// identifier's or they live in one district.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexKeys {
     /// The keys the person is indexed under.
@@ -120,14 +145,19 @@ pub struct IndexKeys {
     pub probes: Vec<BlockingKey>,
 }
 
-fn flavoured(k: &BlockingKey, with_cccd: bool) -> BlockingKey {
+fn flavoured(k: &BlockingKey, with_cccd: bool, district: &str) -> BlockingKey {
     let holder = if with_cccd { "with-cccd" } else { "without-cccd" };
-    key(k.rule, format!("{}#{holder}", k.value))
+    match is_identifier_rule(k.rule) {
+        true => key(k.rule, format!("{}#{holder}", k.value)),
+        false => key(k.rule, format!("{}#{holder}@{district}", k.value)),
+    }
 }
 
-/// The keys of `person` as a store indexes and looks them up ([`IndexKeys`]).
-pub fn index_keys(person: &PersonKey) -> IndexKeys {
+/// The keys of `person`, a resident of `area`, as a store indexes and looks them up
+/// ([`IndexKeys`]).
+pub fn index_keys(person: &PersonKey, area: &str) -> IndexKeys {
     let has_cccd = cccd_digits(person.cccd.as_deref()).is_some();
+    let district = district_of(area);
     let mut out = IndexKeys { stored: Vec::new(), probes: Vec::new() };
     for k in keys(person) {
         if is_cccd_rule(k.rule) {
@@ -135,10 +165,10 @@ pub fn index_keys(person: &PersonKey) -> IndexKeys {
             out.probes.push(k);
             continue;
         }
-        out.stored.push(flavoured(&k, has_cccd));
-        out.probes.push(flavoured(&k, false));
+        out.stored.push(flavoured(&k, has_cccd, district));
+        out.probes.push(flavoured(&k, false, district));
         if !has_cccd {
-            out.probes.push(flavoured(&k, true));
+            out.probes.push(flavoured(&k, true, district));
         }
     }
     out
@@ -181,10 +211,15 @@ mod tests {
         assert!(!shares(&p("Lê Thị Mai", "1970-06-01", None), &base));
     }
 
-    /// Whether a lookup of `a` reads `b` from a store.
+    /// Whether a lookup of `a` reads `b` from a store, both of one commune.
     fn finds(a: &PersonKey, b: &PersonKey) -> bool {
-        let stored = index_keys(b).stored;
-        index_keys(a).probes.iter().any(|k| stored.contains(k))
+        finds_in(a, "01.001.00001", b, "01.001.00001")
+    }
+
+    /// Whether a lookup of `a`, of area `area_a`, reads `b`, of `area_b`, from a store.
+    fn finds_in(a: &PersonKey, area_a: &str, b: &PersonKey, area_b: &str) -> bool {
+        let stored = index_keys(b, area_b).stored;
+        index_keys(a, area_a).probes.iter().any(|k| stored.contains(k))
     }
 
     #[test]
@@ -205,7 +240,7 @@ mod tests {
             assert_eq!(finds(a, b), expected, "{why}");
         }
         // Stored keys of a card holder and of a person without one never collide.
-        let (s1, s2) = (index_keys(&with).stored, index_keys(&without).stored);
+        let (s1, s2) = (index_keys(&with, "01.001.00001").stored, index_keys(&without, "01.001.00001").stored);
         assert!(s1.iter().all(|k| is_cccd_rule(k.rule) || !s2.contains(k)));
     }
 
@@ -222,5 +257,23 @@ mod tests {
         // Two digits apart, or two numbers with the same digits in another order: no key shared.
         assert!(!finds(&card(number), &card("001090654123")));
         assert!(!finds(&card(number), &card("100090456123")));
+    }
+
+    #[test]
+    fn names_and_dates_are_looked_up_within_the_district_identifiers_everywhere() {
+        let child = p("Nguyễn Văn Hùng", "2015-03-15", None);
+        let phone = PersonKey { phone: Some("0912345678".into()), ..child.clone() };
+        let card = p("Lê Văn Minh", "1990-03-15", Some("001090456123"));
+        for (a, area_a, b, area_b, expected, why) in [
+            (&child, "01.001.00001", &child, "01.001.00002", true, "another commune of the district"),
+            (&child, "01.001.00001", &child, "01.002.00011", false, "another district"),
+            (&phone, "01.001.00001", &phone, "79.760.26734", true, "one phone, another province"),
+            (&card, "01.001.00001", &card, "79.760.26734", true, "one card, another province"),
+        ] {
+            assert_eq!(finds_in(a, area_a, b, area_b), expected, "{why}");
+        }
+        assert_eq!(district_of("01.001.00001"), "01.001");
+        assert_eq!(district_of("01.001"), "01.001");
+        assert_eq!(district_of("01"), "01");
     }
 }

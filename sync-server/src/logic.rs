@@ -43,21 +43,42 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
             tx.upsert_conflict(&m.household.household_id, &m.household.area_code, &c.path, &values, now).await?;
         }
     }
-    tx.delete_people_of(&ids).await?;
+    // Only the people whose entry changes (new, edited, moved) are re-indexed and looked up:
+    // a pair of unchanged people scores as it did, and a changed one finds the unchanged.
+    let mut stored: std::collections::HashMap<(String, String), crate::store::model::PersonRow> = tx
+        .people_of_docs(&ids)
+        .await?
+        .into_iter()
+        .map(|row| ((row.doc_id.clone(), row.member_id.clone()), row))
+        .collect();
     let model = LinkageModel::shipped();
     let mut index: Vec<PersonIndex> = Vec::new();
     let mut keys: Vec<PersonKey> = Vec::new();
     // The record each person is known to be (a resident who moved, a merged duplicate):
     // never a candidate against it.
     let mut linked: Vec<Option<&str>> = Vec::new();
+    let mut forget: Vec<(&str, String)> = Vec::new();
     for m in merged {
         for (member_id, key) in people(m.household) {
-            index.push(person_index(&m.household.household_id, &member_id, &m.household.area_code, &key));
+            let entry = person_index(&m.household.household_id, &member_id, &m.household.area_code, &key);
+            match stored.remove(&(entry.doc_id.clone(), entry.member_id.clone())) {
+                Some(was) if was.area == entry.area && was.key_json == entry.key_json => continue,
+                Some(_) => forget.push((m.household.household_id.as_str(), member_id.clone())),
+                None => {}
+            }
+            index.push(entry);
             keys.push(key);
             let member = m.household.members.iter().find(|x| x.member_id == member_id);
             linked.push(member.and_then(|x| x.same_person_as.as_deref()));
         }
     }
+    // The entries that change, and what is left of the stored ones: people who left their household.
+    let forget: Vec<(&str, &str)> = forget
+        .iter()
+        .map(|(d, m)| (*d, m.as_str()))
+        .chain(stored.keys().map(|(d, m)| (d.as_str(), m.as_str())))
+        .collect();
+    tx.delete_people(&forget).await?;
     let limit = CANDIDATE_LIMIT * index.len().max(1) as i64;
     let found = tx.candidates(&index, limit).await?;
     for (((person, key), candidates), link) in index.iter().zip(&keys).zip(found).zip(linked) {

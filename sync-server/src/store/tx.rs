@@ -974,24 +974,46 @@ impl<'a> Tx<'a> {
 
     // ---- the resident index and duplicate candidates ----
 
-    /// Forgets several documents' people (before re-indexing them).
-    pub async fn delete_people_of(&mut self, doc_ids: &[&str]) -> Result<()> {
+    /// The people indexed for several documents, opened (a re-index compares them with the
+    /// documents' people now).
+    pub async fn people_of_docs(&mut self, doc_ids: &[&str]) -> Result<Vec<PersonRow>> {
+        let mut out = Vec::new();
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT doc_id, member_id, area, key_json FROM person WHERE doc_id IN ({})",
+                placeholders(self.dialect, 1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&mut *self.tx).await? {
+                let row = PersonRow {
+                    doc_id: r.try_get(0)?,
+                    member_id: r.try_get(1)?,
+                    area: r.try_get(2)?,
+                    key_json: r.try_get(3)?,
+                };
+                out.push(self.open_person_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets some people `(doc_id, member_id)`: their entries and index tokens (before
+    /// re-indexing them, or when they left their household).
+    pub async fn delete_people(&mut self, people: &[(&str, &str)]) -> Result<()> {
+        for (doc_id, member_id) in people {
             for table in ["person", "person_block"] {
-                let sql =
-                    format!("DELETE FROM {table} WHERE doc_id IN ({})", placeholders(self.dialect, 1, chunk.len()));
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                query.execute(&mut *self.tx).await?;
+                let sql = format!("DELETE FROM {table} WHERE doc_id = $1 AND member_id = $2");
+                sqlx::query(AssertSqlSafe(sql)).bind(*doc_id).bind(*member_id).execute(&mut *self.tx).await?;
             }
         }
         Ok(())
     }
 
-    /// For each probe — a person about to be indexed, of a household whose old entries are
-    /// already deleted — the people it may be: those stored under one of the keys its lookup
+    /// For each probe — a person about to be indexed, whose old entry is already deleted —
+    /// the people it may be (never of its own household): those stored under one of the keys its lookup
     /// reads (`probes`; one query for the whole batch, at most `limit` rows read, each opened
     /// once), and the earlier probes of other households of the batch stored under one. The
     /// keys keep a card holder's lookup away from other card holders' names and dates

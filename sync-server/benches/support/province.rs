@@ -164,7 +164,9 @@ pub fn postgres_province(server: &Path, n: usize, admin: &str) -> (Province, Str
     }
     let file = province_file(&dir, n);
     let _ = std::fs::remove_file(&done);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).unwrap();
+    // One statement a call: several would run as one transaction, which DROP DATABASE refuses.
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     println!("building the province store ({n} households) in PostgreSQL database {name} — once");
     let t = Instant::now();
     let mut args = db_args.to_vec();

@@ -232,3 +232,50 @@ fn names_and_dates_find_candidates_within_a_district_and_a_cccd_across_the_count
             .collect();
     assert_eq!(pairs, expected, "the child of another district shares no identifier: not proposed");
 }
+
+#[test]
+fn an_edit_reindexes_the_residents_it_changes_and_forgets_those_who_left() {
+    let server = TestServer::start();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    let h = |id: &str, members| house(&format!("{AREA}-{id}"), members);
+    phone.store.create_household(&h("a", vec![member("m0", "Nguyễn Văn Hùng", "2015-03-15", None)])).unwrap();
+    phone
+        .store
+        .create_household(&h(
+            "b",
+            vec![member("m0", "Trần Văn Nam", "1980-01-20", None), member("m1", "Nguyen Van Hung", "2015-03-15", None)],
+        ))
+        .unwrap();
+    phone.sync().unwrap();
+    let pairs = || -> HashSet<(String, String)> {
+        server
+            .runtime
+            .block_on(server.storage.duplicates(None))
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.status == "open")
+            .map(|d| (record(&d.doc_a, &d.member_a), record(&d.doc_b, &d.member_b)))
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (format!("{AREA}-{a}"), format!("{AREA}-{b}"));
+    assert_eq!(pairs(), HashSet::from([pair("a/m0", "b/m1")]));
+
+    // The child leaves household b; the head's name is corrected to a namesake of c's head.
+    phone.edit(&format!("{AREA}-b"), |x| {
+        x.members.retain(|m| m.member_id != "m1");
+        x.members[0].full_name = "Lê Quốc Việt".into();
+    });
+    phone.store.create_household(&h("c", vec![member("m0", "Le Quoc Viet", "1980-01-20", None)])).unwrap();
+    // A third registration of the child: found against a's, not against b's, which is gone.
+    phone.store.create_household(&h("d", vec![member("m0", "Nguyễn Văn Hùng", "2015-03-15", None)])).unwrap();
+    phone.sync().unwrap();
+    let now = pairs();
+    assert!(now.contains(&pair("b/m0", "c/m0")), "the edited head is looked up again: {now:?}");
+    assert!(now.contains(&pair("a/m0", "d/m0")), "{now:?}");
+    assert!(!now.iter().any(|(a, b)| *b == format!("{AREA}-d/m0") && a.ends_with("b/m1")), "{now:?}");
+    assert_eq!(
+        common::rows_as_text(&server.db, &format!("SELECT member_id FROM person WHERE doc_id = '{AREA}-b'")),
+        vec![vec!["m0".to_string()]],
+        "the child who left is no longer indexed"
+    );
+}

@@ -1167,10 +1167,12 @@ impl<'a> Tx<'a> {
             }
             query.execute(&mut *self.tx).await?;
         }
-        let blocks: Vec<(String, &str, &str)> = people
+        let mut blocks: Vec<(String, &str, &str)> = people
             .iter()
             .flat_map(|p| p.blocks.iter().map(move |b| (k.block_tag(b), p.doc_id.as_str(), p.member_id.as_str())))
             .collect();
+        // In token order: a batch's inserts walk the index's leaves once, in order.
+        blocks.sort_unstable();
         self.insert_blocks(&blocks).await
     }
 

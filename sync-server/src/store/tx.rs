@@ -295,24 +295,29 @@ impl<'a> Tx<'a> {
         Ok(Some((self.open_doc(doc_id, &sealed)?, split_heads(&heads))))
     }
 
-    /// The server's copies of several documents, opened: id → (saved bytes, area).
-    pub async fn docs(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, (Vec<u8>, String)>> {
-        let mut out = std::collections::HashMap::new();
+    /// The rows `select` (a fixed query of the code ending in `doc_id IN`) returns for
+    /// `doc_ids`, a statement for each chunk of them.
+    async fn rows_of_docs(&mut self, select: &str, doc_ids: &[&str]) -> Result<Vec<AnyRow>> {
+        let mut out = Vec::new();
         for chunk in doc_ids.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT doc_id, snapshot, area FROM doc WHERE doc_id IN ({})",
-                placeholders(self.dialect, 1, chunk.len())
-            );
+            let sql = format!("{select} ({})", placeholders(self.dialect, 1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&mut *self.tx).await? {
-                let doc_id: String = r.try_get(0)?;
-                let sealed: Vec<u8> = r.try_get(1)?;
-                let plain = self.open_doc(&doc_id, &sealed)?;
-                out.insert(doc_id, (plain, r.try_get(2)?));
-            }
+            out.extend(query.fetch_all(&mut *self.tx).await?);
+        }
+        Ok(out)
+    }
+
+    /// The server's copies of several documents, opened: id → (saved bytes, area).
+    pub async fn docs(&mut self, doc_ids: &[&str]) -> Result<std::collections::HashMap<String, (Vec<u8>, String)>> {
+        let mut out = std::collections::HashMap::new();
+        for r in self.rows_of_docs("SELECT doc_id, snapshot, area FROM doc WHERE doc_id IN", doc_ids).await? {
+            let doc_id: String = r.try_get(0)?;
+            let sealed: Vec<u8> = r.try_get(1)?;
+            let plain = self.open_doc(&doc_id, &sealed)?;
+            out.insert(doc_id, (plain, r.try_get(2)?));
         }
         Ok(out)
     }
@@ -331,18 +336,9 @@ impl<'a> Tx<'a> {
         doc_ids: &[&str],
     ) -> Result<std::collections::HashMap<String, (String, String)>> {
         let mut out = std::collections::HashMap::new();
-        for chunk in doc_ids.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT doc_id, {columns} FROM {table} WHERE doc_id IN ({})",
-                placeholders(self.dialect, 1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for r in query.fetch_all(&mut *self.tx).await? {
-                out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
-            }
+        let select = format!("SELECT doc_id, {columns} FROM {table} WHERE doc_id IN");
+        for r in self.rows_of_docs(&select, doc_ids).await? {
+            out.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
         }
         Ok(out)
     }
@@ -887,21 +883,9 @@ impl<'a> Tx<'a> {
 
     /// Open conflicts of several documents: (id, doc, path).
     pub async fn open_conflicts_of(&mut self, doc_ids: &[&str]) -> Result<Vec<(i64, String, String)>> {
-        let mut out = Vec::new();
-        for chunk in doc_ids.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT id, doc_id, path FROM conflict WHERE status = 'open' AND doc_id IN ({})",
-                placeholders(self.dialect, 1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for r in query.fetch_all(&mut *self.tx).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-        }
-        Ok(out)
+        let select = "SELECT id, doc_id, path FROM conflict WHERE status = 'open' AND doc_id IN";
+        let rows = self.rows_of_docs(select, doc_ids).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
     /// Marks a conflict resolved.
@@ -977,27 +961,9 @@ impl<'a> Tx<'a> {
     /// The people indexed for several documents, opened (a re-index compares them with the
     /// documents' people now).
     pub async fn people_of_docs(&mut self, doc_ids: &[&str]) -> Result<Vec<PersonRow>> {
-        let mut out = Vec::new();
-        for chunk in doc_ids.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT doc_id, member_id, area, key_json FROM person WHERE doc_id IN ({})",
-                placeholders(self.dialect, 1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for r in query.fetch_all(&mut *self.tx).await? {
-                let row = PersonRow {
-                    doc_id: r.try_get(0)?,
-                    member_id: r.try_get(1)?,
-                    area: r.try_get(2)?,
-                    key_json: r.try_get(3)?,
-                };
-                out.push(self.open_person_row(row)?);
-            }
-        }
-        Ok(out)
+        let rows =
+            self.rows_of_docs("SELECT doc_id, member_id, area, key_json FROM person WHERE doc_id IN", doc_ids).await?;
+        rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
     }
 
     /// Forgets some people `(doc_id, member_id)`: their entries and index tokens (before

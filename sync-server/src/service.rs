@@ -205,11 +205,12 @@ impl Storage for Store {
         in_read!(self, |tx| tx.area_counts(&query).await?)
     }
 
-    async fn turning_14(&self, query: ProgressQuery, limit: i64) -> Result<Vec<Turning14>> {
+    async fn progress(&self, query: ProgressQuery, limit: i64) -> Result<(Vec<AreaCounts>, Vec<Turning14>)> {
         in_read!(self, |tx| {
-            let mut all = tx.turning_14(&query).await?;
-            all.truncate(usize::try_from(limit).unwrap_or(0));
-            all
+            let mut turning = tx.turning_14(&query).await?;
+            let counts = tx.area_counts_with(&query, &turning).await?;
+            turning.truncate(usize::try_from(limit).unwrap_or(0));
+            (counts, turning)
         })
     }
 

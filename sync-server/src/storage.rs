@@ -104,8 +104,14 @@ pub trait Storage: Send + Sync + 'static {
     async fn links(&self) -> Result<Vec<ResidentLink>, StorageError>;
     /// Progress counts for each exact area code within the query's area.
     async fn area_counts(&self, query: ProgressQuery) -> Result<Vec<AreaCounts>, StorageError>;
-    /// Residents turning 14 in the query's window, within its area, youngest last, at most `limit`.
-    async fn turning_14(&self, query: ProgressQuery, limit: i64) -> Result<Vec<Turning14>, StorageError>;
+    /// What the progress page shows, read once: the counts of [`Storage::area_counts`], and
+    /// the residents turning 14 in the query's window, within its area, youngest last, at
+    /// most `limit`.
+    async fn progress(
+        &self,
+        query: ProgressQuery,
+        limit: i64,
+    ) -> Result<(Vec<AreaCounts>, Vec<Turning14>), StorageError>;
     /// Imports a batch of checked households of the registry into `area` in one transaction
     /// (docs/REGISTRY.md): what happened to each, in order.
     async fn import_households(

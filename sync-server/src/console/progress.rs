@@ -99,9 +99,8 @@ pub fn roll_up(area: &str, rows: &[AreaCounts]) -> (Vec<AreaCounts>, AreaCounts)
 async fn render(state: &AppState, current: &Current, area: &str) -> Result<Html<String>, PageError> {
     let today = state.today();
     let q = progress_query(area, today);
-    let rows = state.storage.area_counts(q.clone()).await?;
+    let (rows, soon) = state.storage.progress(q, 50).await?;
     let (children, total) = roll_up(area, &rows);
-    let soon = state.storage.turning_14(q.clone(), 50).await?;
     let crumbs: Vec<String> = {
         let parts: Vec<&str> = if area.is_empty() { vec![] } else { area.split('.').collect() };
         (1..=parts.len()).map(|n| parts[..n].join(".")).collect()

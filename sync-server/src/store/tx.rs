@@ -1757,6 +1757,13 @@ impl<'a> Tx<'a> {
 
     /// Progress counts for each exact area code within the query's area.
     pub async fn area_counts(&mut self, q: &ProgressQuery) -> Result<Vec<AreaCounts>> {
+        let turning = self.turning_14(q).await?;
+        self.area_counts_with(q, &turning).await
+    }
+
+    /// [`Self::area_counts`] with the residents turning 14 in the query's window already read
+    /// ([`Self::turning_14`]): the progress page reads them once, for the counts and the list.
+    pub async fn area_counts_with(&mut self, q: &ProgressQuery, turning: &[Turning14]) -> Result<Vec<AreaCounts>> {
         let mut out: std::collections::BTreeMap<String, AreaCounts> = Default::default();
         let inside = within_or_all("area", "$1", &q.area);
         // The sums kept per area (`tx/progress.rs`), and the households first seen on each day.
@@ -1817,8 +1824,7 @@ impl<'a> Tx<'a> {
             let rows = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<Vec<_>>>()?;
             add_counts(&mut out, rows, field);
         }
-        let turning = self.turning_14(q).await?;
-        add_counts(&mut out, count_by_area(&turning), |c| &mut c.turning_14);
+        add_counts(&mut out, count_by_area(turning), |c| &mut c.turning_14);
         for (area, events) in self.event_counts(q).await? {
             out.entry(area.clone()).or_insert_with(|| AreaCounts { area, ..AreaCounts::default() }).events = events;
         }

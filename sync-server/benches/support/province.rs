@@ -182,9 +182,8 @@ pub fn postgres_province(server: &Path, n: usize, admin: &str) -> (Province, Str
 pub fn copy_postgres(admin: &str, template: &str, key: &Path, copy: &str, copy_key: &Path) -> String {
     let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
     let template = template.rsplit('/').next().unwrap();
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {copy}; CREATE DATABASE {copy} TEMPLATE {template}"))
-        .unwrap();
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {copy} WITH (FORCE)")).unwrap();
+    client.batch_execute(&format!("CREATE DATABASE {copy} TEMPLATE {template}")).unwrap();
     std::fs::copy(key, copy_key).unwrap();
     format!("{}/{copy}", admin.rsplit_once('/').unwrap().0)
 }

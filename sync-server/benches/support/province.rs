@@ -123,7 +123,10 @@ pub fn province(server: &Path, n: usize) -> Province {
         return province;
     }
     let file = province_file(&dir, n);
-    let _ = std::fs::remove_file(&db);
+    // A store left by a build that did not finish goes, with its WAL (never replayed into a new one).
+    for stale in ["server.db", "server.db-wal", "server.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
     println!("building the province store ({n} households in {COMMUNES} communes) in {} — once", dir.display());
     let t = Instant::now();
     let report = dir.join("refused.csv");

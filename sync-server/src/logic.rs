@@ -201,6 +201,7 @@ pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Re
                     Some((keys, row.doc_id.as_str(), row.member_id.as_str()))
                 })
                 .collect();
+            let people: Vec<(&[String], &str, &str)> = people.iter().map(|(k, d, m)| (k.as_slice(), *d, *m)).collect();
             tx.add_person_blocks(&people).await?;
             report.reindexed += people.len();
         }

@@ -1133,13 +1133,9 @@ impl<'a> Tx<'a> {
             }
             query.execute(&mut *self.tx).await?;
         }
-        let mut blocks: Vec<(String, &str, &str)> = people
-            .iter()
-            .flat_map(|p| p.blocks.iter().map(move |b| (k.block_tag(b), p.doc_id.as_str(), p.member_id.as_str())))
-            .collect();
-        // In token order: a batch's inserts walk the index's leaves once, in order.
-        blocks.sort_unstable();
-        self.insert_blocks(&blocks).await
+        let blocks: Vec<(&[String], &str, &str)> =
+            people.iter().map(|p| (p.blocks.as_slice(), p.doc_id.as_str(), p.member_id.as_str())).collect();
+        self.add_person_blocks(&blocks).await
     }
 
     /// Inserts blocking tokens `(token, doc, member)`, many rows a statement.
@@ -1259,8 +1255,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Adds index keys (given in clear; stored as index tokens): `(keys, doc_id, member_id)`
-    /// a person, written in token order.
-    pub async fn add_person_blocks(&mut self, people: &[(Vec<String>, &str, &str)]) -> Result<()> {
+    /// a person, written in token order (a batch's inserts walk the index's leaves once, in order).
+    pub async fn add_person_blocks(&mut self, people: &[(&[String], &str, &str)]) -> Result<()> {
         let mut blocks: Vec<(String, &str, &str)> = people
             .iter()
             .flat_map(|(keys, doc_id, member_id)| keys.iter().map(|k| (self.keys.block_tag(k), *doc_id, *member_id)))

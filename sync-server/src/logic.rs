@@ -57,13 +57,20 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     // The record each person is known to be (a resident who moved, a merged duplicate):
     // never a candidate against it.
     let mut linked: Vec<Option<&str>> = Vec::new();
+    // People whose entry changes (edited, moved) keep the tokens their old and new keys
+    // share (an edited phone number changes one token of seven): position in `index`, old keys.
+    let mut edited: Vec<(usize, PersonIndex)> = Vec::new();
     let mut forget: Vec<(&str, String)> = Vec::new();
     for m in merged {
         for (member_id, key) in people(m.household) {
             let entry = person_index(&m.household.household_id, &member_id, &m.household.area_code, &key);
             match stored.remove(&(entry.doc_id.clone(), entry.member_id.clone())) {
                 Some(was) if was.area == entry.area && was.key_json == entry.key_json => continue,
-                Some(_) => forget.push((m.household.household_id.as_str(), member_id.clone())),
+                Some(was) => match serde_json::from_str::<PersonKey>(&was.key_json) {
+                    Ok(old) => edited.push((index.len(), person_index(&was.doc_id, &was.member_id, &was.area, &old))),
+                    // An entry that no longer reads is forgotten whole and written afresh.
+                    Err(_) => forget.push((m.household.household_id.as_str(), member_id.clone())),
+                },
                 None => {}
             }
             index.push(entry);
@@ -72,7 +79,12 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
             linked.push(member.and_then(|x| x.same_person_as.as_deref()));
         }
     }
-    // The entries that change, and what is left of the stored ones: people who left their household.
+    // An entry that changes loses its row before the lookup (the lookup reads neither the
+    // person's own household nor another's stale entry), and keeps its tokens until they are
+    // compared below; people who left their household (what is left of `stored`) lose both.
+    let rewritten: Vec<(&str, &str)> =
+        edited.iter().map(|(i, _)| (index[*i].doc_id.as_str(), index[*i].member_id.as_str())).collect();
+    tx.delete_person_entries(&rewritten).await?;
     let forget: Vec<(&str, &str)> = forget
         .iter()
         .map(|(d, m)| (*d, m.as_str()))
@@ -101,7 +113,28 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
             tx.upsert_duplicate(a, b, &person.area, score.probability, &explanation_json(&score), now).await?;
         }
     }
+    // An edited person's entry is rewritten; of its tokens, those of its old keys alone go
+    // and those of its new keys alone come.
+    let mut rewrite: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, old) in edited {
+        let new = std::mem::take(&mut index[i].blocks);
+        let (removed, added) = key_changes(old.blocks, new);
+        index[i].blocks = added;
+        rewrite.push((i, removed));
+    }
+    let gone: Vec<(&[String], &str, &str)> = rewrite
+        .iter()
+        .map(|(i, keys)| (keys.as_slice(), index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
+        .collect();
+    tx.remove_person_blocks(&gone).await?;
     tx.insert_people(&index).await
+}
+
+/// The keys of `old` that `new` lacks, and those of `new` that `old` lacks.
+fn key_changes(old: Vec<String>, new: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let removed = old.iter().filter(|k| !new.contains(k)).cloned().collect();
+    let added = new.into_iter().filter(|k| !old.contains(k)).collect();
+    (removed, added)
 }
 
 /// Candidate rows one person's blocking lookup reads at most (a guard, far above a real block).

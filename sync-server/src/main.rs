@@ -34,7 +34,7 @@ struct Cli {
     /// store needs it named, the same file on every node. Keep a copy: without it the data is lost.
     #[arg(long, env = "DOORSTEP_KEY_FILE", global = true)]
     key_file: Option<PathBuf>,
-    /// Database connections this process keeps at most (default: 4 on SQLite, 16 on PostgreSQL).
+    /// Database connections this process keeps at most (default: 4 on SQLite, plus its one writer; 16 on PostgreSQL).
     #[arg(long, env = "DOORSTEP_DB_MAX_CONNECTIONS", global = true)]
     max_connections: Option<u32>,
     #[command(subcommand)]

@@ -279,3 +279,36 @@ fn an_edit_reindexes_the_residents_it_changes_and_forgets_those_who_left() {
         "the child who left is no longer indexed"
     );
 }
+
+#[test]
+fn an_edited_resident_keeps_the_tokens_a_fresh_index_would_write() {
+    let server = TestServer::start();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    let id = format!("{AREA}-e");
+    let mut head = member("m0", "Nguyễn Văn Hùng", "1990-03-15", Some("001090000123"));
+    head.phone = Some("0912345678".into());
+    phone.store.create_household(&house(&id, vec![head])).unwrap();
+    phone.sync().unwrap();
+    let tokens = || {
+        common::rows_as_text(
+            &server.db,
+            &format!("SELECT token FROM person_block WHERE doc_id = '{id}' ORDER BY token"),
+        )
+    };
+    let before = tokens();
+    // A new phone number changes one key; the CCCD, the names and the date keep theirs.
+    phone.edit(&id, |x| x.members[0].phone = Some("0987654321".into()));
+    phone.sync().unwrap();
+    let after = tokens();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.iter().filter(|t| !before.contains(t)).count(), 1, "one token comes: {before:?} → {after:?}");
+    // A new name and date of birth change most of them; then a re-index writes every token afresh.
+    phone.edit(&id, |x| {
+        x.members[0].full_name = "Nguyễn Văn Hưng".into();
+        x.members[0].dob = Some("1990-03-16".into());
+    });
+    phone.sync().unwrap();
+    let edited = tokens();
+    server.runtime.block_on(server.storage.rescore_duplicates(true)).unwrap();
+    assert_eq!(edited, tokens(), "the tokens of the edits are those a fresh index writes");
+}

@@ -41,7 +41,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// How to open a store.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
-    /// Connections the pool keeps at most (default: 4 on SQLite, 16 on PostgreSQL).
+    /// Connections the pool keeps at most (default: 4 on SQLite, which writes through one more; 16 on PostgreSQL).
     pub max_connections: Option<u32>,
 }
 
@@ -69,6 +69,12 @@ fn sqlite_process_setup() {
 /// An open store: a connection pool, its dialect and the server's at-rest keys.
 pub struct Store {
     pool: AnyPool,
+    /// SQLite's one write connection (PostgreSQL writes through `pool`). SQLite drops a
+    /// connection's page cache whenever another connection has written: writes that took
+    /// turns on the pool's connections each began cold, where the one writer keeps the
+    /// pages of the indexes it writes (their upper levels, a commune's leaves) from one
+    /// transaction to the next.
+    writer_pool: Option<AnyPool>,
     dialect: Dialect,
     keys: Arc<AtRest>,
     /// SQLite has one writer: writers queue here, in order, rather than in SQLite's busy loop.
@@ -95,11 +101,8 @@ impl Store {
         let connect = AnyConnectOptions::from_str(&url)
             .map_err(|e| StorageError::startup(format!("the database URL is not usable: {e}")))?;
         let max = dialect.max_connections(options.max_connections);
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            // A quarter of the pool kept open: a burst of devices does not wait for new connections.
-            .min_connections(max.div_ceil(4))
-            .after_connect(move |conn, _| {
+        let pool_of = |max: u32, min: u32| {
+            AnyPoolOptions::new().max_connections(max).min_connections(min).after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in dialect.connection_setup() {
                         conn.execute(*statement).await?;
@@ -107,10 +110,23 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(connect)
-            .await
-            .map_err(|e| StorageError::startup(format!("cannot connect to the database: {e}")))?;
-        let store = Store { pool, dialect, keys, writer: tokio::sync::Mutex::new(()) };
+        };
+        let unusable = |e: sqlx::Error| StorageError::startup(format!("cannot connect to the database: {e}"));
+        // A quarter of the pool kept open: a burst of devices does not wait for new connections.
+        let pool = pool_of(max, max.div_ceil(4)).connect_with(connect.clone()).await.map_err(unusable)?;
+        let writer_pool = match dialect {
+            // Kept open for the server's life: its page cache is the point.
+            Dialect::Sqlite => Some(
+                pool_of(1, 1)
+                    .max_lifetime(None)
+                    .idle_timeout(None)
+                    .connect_with(connect.clone())
+                    .await
+                    .map_err(unusable)?,
+            ),
+            Dialect::Postgres => None,
+        };
+        let store = Store { pool, writer_pool, dialect, keys, writer: tokio::sync::Mutex::new(()) };
         store.migrate().await?;
         store.admit_key().await?;
         Ok(store)
@@ -139,12 +155,15 @@ impl Store {
             Dialect::Sqlite => Some(self.writer.lock().await),
             Dialect::Postgres => None,
         };
-        let tx = self.pool.begin_with(self.dialect.begin_write()).await?;
+        let tx = self.writer_pool.as_ref().unwrap_or(&self.pool).begin_with(self.dialect.begin_write()).await?;
         Ok(Tx::new(tx, &self.keys, self.dialect, guard))
     }
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer_pool {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 

@@ -978,6 +978,19 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// Forgets some people's entries `(doc_id, member_id)`, keeping their index tokens (an
+    /// edited person's entry is written again, and of its tokens only those that change).
+    pub async fn delete_person_entries(&mut self, people: &[(&str, &str)]) -> Result<()> {
+        for (doc_id, member_id) in people {
+            sqlx::query("DELETE FROM person WHERE doc_id = $1 AND member_id = $2")
+                .bind(*doc_id)
+                .bind(*member_id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// For each probe — a person about to be indexed, whose old entry is already deleted —
     /// the people it may be (never of its own household): those stored under one of the keys its lookup
     /// reads (`probes`; one query for the whole batch, at most `limit` rows read, each opened
@@ -1263,6 +1276,24 @@ impl<'a> Tx<'a> {
             .collect();
         blocks.sort_unstable();
         self.insert_blocks(&blocks).await
+    }
+
+    /// Removes index keys (given in clear): `(keys, doc_id, member_id)` a person, in token order.
+    pub async fn remove_person_blocks(&mut self, people: &[(&[String], &str, &str)]) -> Result<()> {
+        let mut blocks: Vec<(String, &str, &str)> = people
+            .iter()
+            .flat_map(|(keys, doc_id, member_id)| keys.iter().map(|k| (self.keys.block_tag(k), *doc_id, *member_id)))
+            .collect();
+        blocks.sort_unstable();
+        for (token, doc_id, member_id) in blocks {
+            sqlx::query("DELETE FROM person_block WHERE token = $1 AND doc_id = $2 AND member_id = $3")
+                .bind(token)
+                .bind(doc_id)
+                .bind(member_id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Open duplicate candidates after id `after`, at most `limit`.

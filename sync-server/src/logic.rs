@@ -59,18 +59,13 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     let mut linked: Vec<Option<&str>> = Vec::new();
     // People whose entry changes (edited, moved) keep the tokens their old and new keys
     // share (an edited phone number changes one token of seven): position in `index`, old keys.
-    let mut edited: Vec<(usize, PersonIndex)> = Vec::new();
-    let mut forget: Vec<(&str, String)> = Vec::new();
+    let mut edited: Vec<(usize, Vec<String>)> = Vec::new();
     for m in merged {
         for (member_id, key) in people(m.household) {
             let entry = person_index(&m.household.household_id, &member_id, &m.household.area_code, &key);
             match stored.remove(&(entry.doc_id.clone(), entry.member_id.clone())) {
                 Some(was) if was.area == entry.area && was.key_json == entry.key_json => continue,
-                Some(was) => match serde_json::from_str::<PersonKey>(&was.key_json) {
-                    Ok(old) => edited.push((index.len(), person_index(&was.doc_id, &was.member_id, &was.area, &old))),
-                    // An entry that no longer reads is forgotten whole and written afresh.
-                    Err(_) => forget.push((m.household.household_id.as_str(), member_id.clone())),
-                },
+                Some(was) => edited.push((index.len(), stored_keys_of(&was))),
                 None => {}
             }
             index.push(entry);
@@ -82,15 +77,16 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     // An entry that changes loses its row before the lookup (the lookup reads neither the
     // person's own household nor another's stale entry), and keeps its tokens until they are
     // compared below; people who left their household (what is left of `stored`) lose both.
-    let rewritten: Vec<(&str, &str)> =
-        edited.iter().map(|(i, _)| (index[*i].doc_id.as_str(), index[*i].member_id.as_str())).collect();
-    tx.delete_person_entries(&rewritten).await?;
-    let forget: Vec<(&str, &str)> = forget
+    let left: Vec<(Vec<String>, &str, &str)> =
+        stored.values().map(|was| (stored_keys_of(was), was.doc_id.as_str(), was.member_id.as_str())).collect();
+    let rewritten: Vec<(&str, &str)> = edited
         .iter()
-        .map(|(d, m)| (*d, m.as_str()))
-        .chain(stored.keys().map(|(d, m)| (d.as_str(), m.as_str())))
+        .map(|(i, _)| (index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
+        .chain(left.iter().map(|(_, d, m)| (*d, *m)))
         .collect();
-    tx.delete_people(&forget).await?;
+    tx.delete_person_entries(&rewritten).await?;
+    let left: Vec<(&[String], &str, &str)> = left.iter().map(|(k, d, m)| (k.as_slice(), *d, *m)).collect();
+    tx.remove_person_blocks(&left).await?;
     let limit = CANDIDATE_LIMIT * index.len().max(1) as i64;
     let found = tx.candidates(&index, limit).await?;
     for (((person, key), candidates), link) in index.iter().zip(&keys).zip(found).zip(linked) {
@@ -118,7 +114,7 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     let mut rewrite: Vec<(usize, Vec<String>)> = Vec::new();
     for (i, old) in edited {
         let new = std::mem::take(&mut index[i].blocks);
-        let (removed, added) = key_changes(old.blocks, new);
+        let (removed, added) = key_changes(old, new);
         index[i].blocks = added;
         rewrite.push((i, removed));
     }
@@ -128,6 +124,16 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
         .collect();
     tx.remove_person_blocks(&gone).await?;
     tx.insert_people(&index).await
+}
+
+/// The keys a stored entry is indexed under, computed again from it. None for an entry that
+/// no longer reads (not one the server writes): its tokens stay until the next re-index, and
+/// find no entry, or the one written in its place, which the model then scores.
+fn stored_keys_of(row: &crate::store::model::PersonRow) -> Vec<String> {
+    match serde_json::from_str::<PersonKey>(&row.key_json) {
+        Ok(key) => person_index(&row.doc_id, &row.member_id, &row.area, &key).blocks,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The keys of `old` that `new` lacks, and those of `new` that `old` lacks.
@@ -329,6 +335,7 @@ pub fn doc_writes(merged: &mut [Merged], now: i64) -> Vec<DocWrite> {
                     .map(|e| (e.kind.code().to_string(), e.date.clone()))
                     .collect(),
                 moved_from: m.moved_from.clone().filter(|from| *from != m.household.area_code),
+                sealed: None,
             }
         })
         .collect()

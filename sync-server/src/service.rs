@@ -230,7 +230,7 @@ impl Storage for Store {
         now: i64,
     ) -> Result<ImportPlan> {
         let seen: Result<_> = in_read!(self, |tx| registry::import::observe(&mut tx, &households).await?);
-        registry::import::plan(area, households, seen?, now).await
+        registry::import::plan(area, households, seen?, now, self.at_rest()).await
     }
 
     async fn apply_import(&self, plan: ImportPlan, now: i64) -> Result<Vec<ImportOutcome>> {

@@ -278,6 +278,14 @@ fn an_edit_reindexes_the_residents_it_changes_and_forgets_those_who_left() {
         vec![vec!["m0".to_string()]],
         "the child who left is no longer indexed"
     );
+    assert_eq!(
+        common::rows_as_text(
+            &server.db,
+            &format!("SELECT DISTINCT member_id FROM person_block WHERE doc_id = '{AREA}-b'")
+        ),
+        vec![vec!["m0".to_string()]],
+        "nor under any of the keys it was indexed under"
+    );
 }
 
 #[test]

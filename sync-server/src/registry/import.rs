@@ -8,7 +8,9 @@ use doorstep_core::sync::protocol::area_within;
 use rayon::prelude::*;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::at_rest::AtRest;
 use crate::logic::{doc_writes, store_written};
 use crate::merge::{Merged, Settled, server_editor};
 use crate::store::model::ImportOutcome;
@@ -195,12 +197,24 @@ pub async fn import_batch(
 }
 
 /// Prepares a batch from what was observed, on the CPU pool, without blocking the caller's
-/// task: an import reads and prepares its next batch while the last one is written.
-pub async fn plan(area: String, rows: Vec<Household>, seen: Observed, now: i64) -> Result<ImportPlan, StorageError> {
+/// task: an import reads and prepares its next batch while the last one is written. The
+/// documents are compressed and sealed here too, with `keys`: the one writer only writes.
+pub async fn plan(
+    area: String,
+    rows: Vec<Household>,
+    seen: Observed,
+    now: i64,
+    keys: Arc<AtRest>,
+) -> Result<ImportPlan, StorageError> {
     let (send, receive) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
+        let prepare = || {
+            let mut plan = prepare_plan(area, rows, seen, now)?;
+            plan.writes.par_iter_mut().try_for_each(|w| w.seal_ahead(&keys))?;
+            Ok(plan)
+        };
         // A panic in a spawned job would abort the process: it becomes this batch's error.
-        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare_plan(area, rows, seen, now)))
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare))
             .unwrap_or_else(|_| Err(StorageError::internal("preparing an import batch failed")));
         let _ = send.send(prepared);
     });

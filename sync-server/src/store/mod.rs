@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "unused person indexes", include_str!("../../migrations/0006_unused_person_indexes.sql")),
     (7, "turning 14 by day", include_str!("../../migrations/0007_turning_14_by_day.sql")),
     (8, "area progress", include_str!("../../migrations/0008_area_progress.sql")),
+    (9, "tokens without a person index", include_str!("../../migrations/0009_tokens_without_person_index.sql")),
 ];
 
 /// How to open a store.
@@ -139,6 +140,11 @@ impl Store {
             self.pool.acquire().await?.execute(statement).await?;
         }
         Ok(())
+    }
+
+    /// The server's at-rest keys (work that seals ahead of a write transaction).
+    pub fn at_rest(&self) -> Arc<AtRest> {
+        self.keys.clone()
     }
 
     /// Begins a transaction that only reads.

@@ -201,6 +201,28 @@ pub struct DocWrite {
     /// and `changes` must then hold the whole saved document (the new area's devices may
     /// hold nothing of it).
     pub moved_from: Option<String>,
+    /// The snapshot and the view already compressed and sealed ([`DocWrite::seal_ahead`]),
+    /// or `None`: they are sealed as they are written.
+    pub sealed: Option<SealedDoc>,
+}
+
+/// A document's snapshot and view as the store keeps them: compressed and sealed.
+#[derive(Debug, Clone)]
+pub struct SealedDoc {
+    snapshot: Vec<u8>,
+    view: Vec<u8>,
+}
+
+impl DocWrite {
+    /// Compresses and seals the snapshot and the view before the write transaction (an
+    /// import does it while the batch before is written: the one writer then only writes).
+    pub fn seal_ahead(&mut self, keys: &AtRest) -> Result<()> {
+        self.sealed = Some(SealedDoc {
+            snapshot: seal_doc_with(keys, &self.doc_id, &self.snapshot)?,
+            view: seal_view_with(keys, &self.doc_id, &self.view)?,
+        });
+        Ok(())
+    }
 }
 
 /// The first bytes of a zstd frame.
@@ -396,8 +418,12 @@ impl<'a> Tx<'a> {
                 use rayon::prelude::*;
                 chunk
                     .par_iter()
-                    .map(|d| {
-                        Ok((seal_doc_with(keys, &d.doc_id, &d.snapshot)?, seal_view_with(keys, &d.doc_id, &d.view)?))
+                    .map(|d| match &d.sealed {
+                        Some(s) => Ok((s.snapshot.clone(), s.view.clone())),
+                        None => Ok((
+                            seal_doc_with(keys, &d.doc_id, &d.snapshot)?,
+                            seal_view_with(keys, &d.doc_id, &d.view)?,
+                        )),
                     })
                     .collect::<Result<_>>()?
             };
@@ -966,20 +992,9 @@ impl<'a> Tx<'a> {
         rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
     }
 
-    /// Forgets some people `(doc_id, member_id)`: their entries and index tokens (before
-    /// re-indexing them, or when they left their household).
-    pub async fn delete_people(&mut self, people: &[(&str, &str)]) -> Result<()> {
-        for (doc_id, member_id) in people {
-            for table in ["person", "person_block"] {
-                let sql = format!("DELETE FROM {table} WHERE doc_id = $1 AND member_id = $2");
-                sqlx::query(AssertSqlSafe(sql)).bind(*doc_id).bind(*member_id).execute(&mut *self.tx).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Forgets some people's entries `(doc_id, member_id)`, keeping their index tokens (an
-    /// edited person's entry is written again, and of its tokens only those that change).
+    /// Forgets some people's entries `(doc_id, member_id)`, not their index tokens (an
+    /// edited person's entry is written again, and of its tokens only those that change;
+    /// [`Tx::remove_person_blocks`] removes tokens by their keys).
     pub async fn delete_person_entries(&mut self, people: &[(&str, &str)]) -> Result<()> {
         for (doc_id, member_id) in people {
             sqlx::query("DELETE FROM person WHERE doc_id = $1 AND member_id = $2")

@@ -3,7 +3,8 @@
 //! target/bench-fixtures/), against a server that holds that commune alone (the same households
 //! imported by the same command into a fresh store). For each: the first sync of the commune to
 //! a new device, seven rounds of a push of 100 edited households and their pull by another device (the first
-//! round after start-up reads cold pages; the ratios compare medians), and the
+//! round after start-up reads cold pages; the ratios compare medians; the two servers run side by
+//! side and take turns, round by round, so that a machine's slower minutes weigh on both), and the
 //! console's progress page (province and commune) and household search, after login.
 //!
 //! `cargo bench -p doorstep-sync-server --bench province` (SQLite; with DOORSTEP_TEST_POSTGRES_URL
@@ -96,35 +97,51 @@ fn page_ms(server: &TestServer, session: &(reqwest::blocking::Client, String), p
     times[times.len() / 2]
 }
 
-fn measure(server: &TestServer, area: &str, commune: &[Household]) -> Figures {
-    let mut a = Device::enrolled(server, "officer-a", area);
+/// One server under measure: its two devices after their first sync, and what was measured.
+struct Side {
+    server: TestServer,
+    a: Device,
+    b: Device,
+    figures: Figures,
+}
+
+/// Starts a server on `db` and syncs the commune to two new devices (the first sync is timed).
+fn first_sync(db: &str, area: &str, commune: &[Household]) -> Side {
+    let server = TestServer::start_on_db(db);
+    let mut a = Device::enrolled(&server, "officer-a", area);
     let t = Instant::now();
     let r = a.sync().unwrap();
     let (first_sync_s, first_sync_bytes) = (t.elapsed().as_secs_f64(), r.bytes_received);
     assert_eq!(r.pulled, commune.len());
-    let mut b = Device::enrolled(server, "officer-b", area);
+    let mut b = Device::enrolled(&server, "officer-b", area);
     assert_eq!(b.sync().unwrap().pulled, commune.len());
-    // Several rounds, each editing 100 other households: the first after the server started
-    // reads cold pages; the median is what a running server costs.
-    let (mut pushes, mut pulls) = (Vec::new(), Vec::new());
-    for round in 0..PUSH_ROUNDS {
-        let edited: Vec<&Household> = commune.iter().cycle().skip(round * 100).take(commune.len().min(100)).collect();
-        for h in &edited {
-            a.edit(&h.household_id, |x| x.members[0].phone = Some(format!("09876543{round:02}")));
-        }
-        let t = Instant::now();
-        let pushed = a.sync().unwrap();
-        pushes.push(t.elapsed().as_secs_f64());
-        assert_eq!(pushed.pushed, edited.len());
-        let t = Instant::now();
-        let pulled = b.sync().unwrap();
-        pulls.push(t.elapsed().as_secs_f64());
-        assert_eq!(pulled.pulled, edited.len());
+    let figures = Figures { first_sync_s, first_sync_bytes, pushes: Vec::new(), pulls: Vec::new(), pages: Vec::new() };
+    Side { server, a, b, figures }
+}
+
+/// One round on one side: 100 other households edited on device a, pushed, and pulled by b.
+fn push_round(side: &mut Side, commune: &[Household], round: usize) {
+    let edited: Vec<&Household> = commune.iter().cycle().skip(round * 100).take(commune.len().min(100)).collect();
+    for h in &edited {
+        side.a.edit(&h.household_id, |x| x.members[0].phone = Some(format!("09876543{round:02}")));
     }
+    let t = Instant::now();
+    let pushed = side.a.sync().unwrap();
+    side.figures.pushes.push(t.elapsed().as_secs_f64());
+    assert_eq!(pushed.pushed, edited.len());
+    let t = Instant::now();
+    let pulled = side.b.sync().unwrap();
+    side.figures.pulls.push(t.elapsed().as_secs_f64());
+    assert_eq!(pulled.pulled, edited.len());
+}
+
+/// The console's pages on one side, after login.
+fn pages(side: &mut Side, area: &str, commune: &[Household]) {
+    let server = &side.server;
     let session = login(server);
     let cccd = commune.iter().flat_map(|h| &h.members).find_map(|m| m.cccd.clone()).unwrap();
     let name = &commune[commune.len() / 2].members[0].full_name;
-    let pages = vec![
+    side.figures.pages = vec![
         ("progress page of the province", page_ms(server, &session, "/console/progress?area=01")),
         ("progress page of the commune", page_ms(server, &session, &format!("/console/progress?area={area}"))),
         ("household search by CCCD", page_ms(server, &session, &format!("/console/households?area={area}&q={cccd}"))),
@@ -133,7 +150,6 @@ fn measure(server: &TestServer, area: &str, commune: &[Household]) -> Figures {
             page_ms(server, &session, &format!("/console/households?area={area}&q={}", urlencode(name))),
         ),
     ];
-    Figures { first_sync_s, first_sync_bytes, pushes, pulls, pages }
 }
 
 fn urlencode(text: &str) -> String {
@@ -194,10 +210,19 @@ fn main() {
     };
     println!("copied the province store in {:.0} s", t.elapsed().as_secs_f64());
 
-    let mut results = Vec::new();
-    for (label, db) in [("commune alone", &alone_db), ("province", &province_db)] {
-        let server = TestServer::start_on_db(db);
-        let f = measure(&server, &area, &commune);
+    // Both servers run side by side and take turns, round by round: a machine that slows
+    // down for a while (a shared VM does) slows both, and the ratios stay paired.
+    let mut sides = [first_sync(&alone_db, &area, &commune), first_sync(&province_db, &area, &commune)];
+    for round in 0..PUSH_ROUNDS {
+        for side in sides.iter_mut() {
+            push_round(side, &commune, round);
+        }
+    }
+    for side in sides.iter_mut() {
+        pages(side, &area, &commune);
+    }
+    for (label, side) in [("commune alone", &sides[0]), ("province", &sides[1])] {
+        let f = &side.figures;
         let fmt = |times: &[f64]| times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(" ");
         println!("[{label}] FIRST SYNC of the commune: {:.2} s, {} bytes", f.first_sync_s, f.first_sync_bytes);
         println!(
@@ -211,15 +236,16 @@ fn main() {
         for (page, ms) in &f.pages {
             println!("[{label}] {page}: {ms:.1} ms");
         }
-        results.push(f);
     }
-    let (alone, full) = (&results[0], &results[1]);
+    let results: Vec<&Figures> = sides.iter().map(|s| &s.figures).collect();
+    let (alone, full) = (results[0], results[1]);
     println!(
         "PROVINCE / ALONE: first sync {:.2}x, push {:.2}x, pull {:.2}x (medians)",
         full.first_sync_s / alone.first_sync_s,
         median(&full.pushes) / median(&alone.pushes),
         median(&full.pulls) / median(&alone.pulls)
     );
+    drop(sides);
     if let Some(admin) = &postgres {
         // The copy is as large as the province: not left in the cluster.
         let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();

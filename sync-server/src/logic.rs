@@ -58,14 +58,20 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     // never a candidate against it.
     let mut linked: Vec<Option<&str>> = Vec::new();
     // People whose entry changes (edited, moved) keep the tokens their old and new keys
-    // share (an edited phone number changes one token of seven): position in `index`, old keys.
-    let mut edited: Vec<(usize, Vec<String>)> = Vec::new();
+    // share (an edited phone number changes one token of seven): position in `index`, old
+    // keys, and whether the entry is rewritten in place (same area and date of birth: the
+    // lookup by date of birth keeps its entry).
+    let mut edited: Vec<(usize, Vec<String>, bool)> = Vec::new();
     for m in merged {
         for (member_id, key) in people(m.household) {
             let entry = person_index(&m.household.household_id, &member_id, &m.household.area_code, &key);
             match stored.remove(&(entry.doc_id.clone(), entry.member_id.clone())) {
                 Some(was) if was.area == entry.area && was.key_json == entry.key_json => continue,
-                Some(was) => edited.push((index.len(), stored_keys_of(&was))),
+                Some(was) => {
+                    let old = stored_entry(&was);
+                    let in_place = old.as_ref().is_some_and(|o| o.area == entry.area && o.dob == entry.dob);
+                    edited.push((index.len(), old.map(|o| o.blocks).unwrap_or_default(), in_place));
+                }
                 None => {}
             }
             index.push(entry);
@@ -77,11 +83,19 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     // An entry that changes loses its row before the lookup (the lookup reads neither the
     // person's own household nor another's stale entry), and keeps its tokens until they are
     // compared below; people who left their household (what is left of `stored`) lose both.
-    let left: Vec<(Vec<String>, &str, &str)> =
-        stored.values().map(|was| (stored_keys_of(was), was.doc_id.as_str(), was.member_id.as_str())).collect();
+    // An entry rewritten in place is rewritten now: the lookup then reads it as it is.
+    let left: Vec<(Vec<String>, &str, &str)> = stored
+        .values()
+        .map(|was| {
+            (stored_entry(was).map(|o| o.blocks).unwrap_or_default(), was.doc_id.as_str(), was.member_id.as_str())
+        })
+        .collect();
+    let in_place: Vec<&PersonIndex> = edited.iter().filter(|e| e.2).map(|(i, _, _)| &index[*i]).collect();
+    tx.rewrite_person_entries(&in_place).await?;
     let rewritten: Vec<(&str, &str)> = edited
         .iter()
-        .map(|(i, _)| (index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
+        .filter(|e| !e.2)
+        .map(|(i, _, _)| (index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
         .chain(left.iter().map(|(_, d, m)| (*d, *m)))
         .collect();
     tx.delete_person_entries(&rewritten).await?;
@@ -112,28 +126,38 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     // An edited person's entry is rewritten; of its tokens, those of its old keys alone go
     // and those of its new keys alone come.
     let mut rewrite: Vec<(usize, Vec<String>)> = Vec::new();
-    for (i, old) in edited {
+    let mut in_place = std::collections::HashSet::new();
+    for (i, old, kept) in edited {
         let new = std::mem::take(&mut index[i].blocks);
         let (removed, added) = key_changes(old, new);
         index[i].blocks = added;
         rewrite.push((i, removed));
+        if kept {
+            in_place.insert(i);
+        }
     }
     let gone: Vec<(&[String], &str, &str)> = rewrite
         .iter()
         .map(|(i, keys)| (keys.as_slice(), index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
         .collect();
     tx.remove_person_blocks(&gone).await?;
-    tx.insert_people(&index).await
+    let (mut kept, mut written) = (Vec::new(), Vec::new());
+    for (i, p) in index.iter().enumerate() {
+        match in_place.contains(&i) {
+            true => kept.push((p.blocks.as_slice(), p.doc_id.as_str(), p.member_id.as_str())),
+            false => written.push(p),
+        }
+    }
+    tx.add_person_blocks(&kept).await?;
+    tx.insert_people(&written).await
 }
 
-/// The keys a stored entry is indexed under, computed again from it. None for an entry that
-/// no longer reads (not one the server writes): its tokens stay until the next re-index, and
-/// find no entry, or the one written in its place, which the model then scores.
-fn stored_keys_of(row: &crate::store::model::PersonRow) -> Vec<String> {
-    match serde_json::from_str::<PersonKey>(&row.key_json) {
-        Ok(key) => person_index(&row.doc_id, &row.member_id, &row.area, &key).blocks,
-        Err(_) => Vec::new(),
-    }
+/// A stored entry as it was indexed (its keys computed again from it). None for an entry
+/// that no longer reads (not one the server writes): its tokens stay until the next
+/// re-index, and find no entry, or the one written in its place, which the model then scores.
+fn stored_entry(row: &crate::store::model::PersonRow) -> Option<PersonIndex> {
+    let key = serde_json::from_str::<PersonKey>(&row.key_json).ok()?;
+    Some(person_index(&row.doc_id, &row.member_id, &row.area, &key))
 }
 
 /// The keys of `old` that `new` lacks, and those of `new` that `old` lacks.

@@ -992,6 +992,25 @@ impl<'a> Tx<'a> {
         rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
     }
 
+    /// Rewrites the entries of people whose area and date of birth stay (their key, CCCD and
+    /// its digits; the lookup by date of birth keeps its entry), not their index tokens.
+    pub async fn rewrite_person_entries(&mut self, people: &[&PersonIndex]) -> Result<()> {
+        let k = self.keys;
+        for p in people {
+            sqlx::query(
+                "UPDATE person SET key_json = $3, cccd = $4, cccd_digits = $5 WHERE doc_id = $1 AND member_id = $2",
+            )
+            .bind(p.doc_id.clone())
+            .bind(p.member_id.clone())
+            .bind(k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?)
+            .bind(p.cccd.as_deref().map(|c| k.cccd_tag(c)))
+            .bind(p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Forgets some people's entries `(doc_id, member_id)`, not their index tokens (an
     /// edited person's entry is written again, and of its tokens only those that change;
     /// [`Tx::remove_person_blocks`] removes tokens by their keys).
@@ -1006,8 +1025,8 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// For each probe — a person about to be indexed, whose old entry is already deleted —
-    /// the people it may be (never of its own household): those stored under one of the keys its lookup
+    /// For each probe — a person about to be indexed, whose old entry is already deleted or
+    /// rewritten — the people it may be (never of its own household, each once): those stored under one of the keys its lookup
     /// reads (`probes`; one query for the whole batch, at most `limit` rows read, each opened
     /// once), and the earlier probes of other households of the batch stored under one. The
     /// keys keep a card holder's lookup away from other card holders' names and dates
@@ -1118,6 +1137,8 @@ impl<'a> Tx<'a> {
                 let other = &probes[j];
                 if other.doc_id == person.doc_id
                     || !allows(&person.cccd, &person.cccd_digits, &other.cccd, &other.cccd_digits)
+                    // An entry rewritten in place is found in the store too.
+                    || candidates.iter().any(|c: &PersonRow| c.doc_id == other.doc_id && c.member_id == other.member_id)
                 {
                     continue;
                 }
@@ -1138,7 +1159,7 @@ impl<'a> Tx<'a> {
 
     /// Indexes the people of one household: each key sealed, the CCCD, its sorted digits,
     /// date and year of birth and the blocking keys as index tokens (two statements).
-    pub async fn insert_people(&mut self, people: &[PersonIndex]) -> Result<()> {
+    pub async fn insert_people(&mut self, people: &[&PersonIndex]) -> Result<()> {
         let k = self.keys;
         for chunk in people.chunks(500) {
             let rows: Vec<String> =

@@ -1306,22 +1306,23 @@ impl<'a> Tx<'a> {
     /// Adds index keys (given in clear; stored as index tokens): `(keys, doc_id, member_id)`
     /// a person, written in token order (a batch's inserts walk the index's leaves once, in order).
     pub async fn add_person_blocks(&mut self, people: &[(&[String], &str, &str)]) -> Result<()> {
+        let blocks = self.tagged_blocks(people);
+        self.insert_blocks(&blocks).await
+    }
+
+    /// People's keys as index rows `(token, doc_id, member_id)`, in token order.
+    fn tagged_blocks<'p>(&self, people: &[(&[String], &'p str, &'p str)]) -> Vec<(String, &'p str, &'p str)> {
         let mut blocks: Vec<(String, &str, &str)> = people
             .iter()
             .flat_map(|(keys, doc_id, member_id)| keys.iter().map(|k| (self.keys.block_tag(k), *doc_id, *member_id)))
             .collect();
         blocks.sort_unstable();
-        self.insert_blocks(&blocks).await
+        blocks
     }
 
     /// Removes index keys (given in clear): `(keys, doc_id, member_id)` a person, in token order.
     pub async fn remove_person_blocks(&mut self, people: &[(&[String], &str, &str)]) -> Result<()> {
-        let mut blocks: Vec<(String, &str, &str)> = people
-            .iter()
-            .flat_map(|(keys, doc_id, member_id)| keys.iter().map(|k| (self.keys.block_tag(k), *doc_id, *member_id)))
-            .collect();
-        blocks.sort_unstable();
-        for (token, doc_id, member_id) in blocks {
+        for (token, doc_id, member_id) in self.tagged_blocks(people) {
             sqlx::query("DELETE FROM person_block WHERE token = $1 AND doc_id = $2 AND member_id = $3")
                 .bind(token)
                 .bind(doc_id)

@@ -186,9 +186,16 @@ impl AtRest {
         Self::tag(self.index.cccd(cccd))
     }
 
-    /// Index token of a record-linkage blocking key.
-    pub fn block_tag(&self, key: &str) -> String {
-        Self::tag(self.index.blocking(key))
+    /// Index token of a record-linkage blocking key (or a search key): the keyed hash's first
+    /// 64 bits, as the residents' token index stores them. An index entry is then two integers
+    /// (token, resident) — a sixth of the 128-bit hex token and two text ids it replaces, so a
+    /// province's token index stays in memory. Two keys that share a token (one chance in 2^64
+    /// a pair) only make a lookup read a row the model then scores.
+    pub fn block_token(&self, key: &str) -> i64 {
+        let hash = self.index.blocking(key);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        i64::from_be_bytes(first)
     }
 
     /// A keyed hash of a registry row as an import read it (to know an unchanged row again

@@ -57,11 +57,9 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
     // The record each person is known to be (a resident who moved, a merged duplicate):
     // never a candidate against it.
     let mut linked: Vec<Option<&str>> = Vec::new();
-    // People whose entry changes (edited, moved) keep the tokens their old and new keys
-    // share (an edited phone number changes one token of seven): position in `index`, old
-    // keys, and whether the entry is rewritten in place (same area and date of birth: the
-    // lookup by date of birth keeps its entry).
-    let mut edited: Vec<(usize, Vec<String>, bool)> = Vec::new();
+    // People whose entry changes (edited, moved) keep their id, and the tokens their old and
+    // new keys share (an edited phone number changes one token of seven).
+    let mut edited: Vec<Edited> = Vec::new();
     for m in merged {
         for (member_id, key) in people(m.household) {
             let entry = person_index(&m.household.household_id, &member_id, &m.household.area_code, &key);
@@ -69,8 +67,9 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
                 Some(was) if was.area == entry.area && was.key_json == entry.key_json => continue,
                 Some(was) => {
                     let old = stored_entry(&was);
-                    let in_place = old.as_ref().is_some_and(|o| o.area == entry.area && o.dob == entry.dob);
-                    edited.push((index.len(), old.map(|o| o.blocks).unwrap_or_default(), in_place));
+                    let moved = !old.as_ref().is_some_and(|o| o.area == entry.area && o.dob == entry.dob);
+                    let old_keys = old.map(|o| o.blocks).unwrap_or_default();
+                    edited.push(Edited { at: index.len(), old_keys, moved, id: None });
                 }
                 None => {}
             }
@@ -80,26 +79,26 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
             linked.push(member.and_then(|x| x.same_person_as.as_deref()));
         }
     }
-    // An entry that changes loses its row before the lookup (the lookup reads neither the
-    // person's own household nor another's stale entry), and keeps its tokens until they are
+    // An entry that changes is rewritten in place before the lookup (the lookup then reads it
+    // as it is, and never for its own household), and keeps its tokens until they are
     // compared below; people who left their household (what is left of `stored`) lose both.
-    // An entry rewritten in place is rewritten now: the lookup then reads it as it is.
+    for moved in [false, true] {
+        let (at, entries): (Vec<usize>, Vec<&PersonIndex>) =
+            edited.iter().enumerate().filter(|(_, e)| e.moved == moved).map(|(n, e)| (n, &index[e.at])).unzip();
+        for (n, id) in at.into_iter().zip(tx.rewrite_person_entries(&entries, moved).await?) {
+            edited[n].id = id;
+        }
+    }
     let left: Vec<(Vec<String>, &str, &str)> = stored
         .values()
         .map(|was| {
             (stored_entry(was).map(|o| o.blocks).unwrap_or_default(), was.doc_id.as_str(), was.member_id.as_str())
         })
         .collect();
-    let in_place: Vec<&PersonIndex> = edited.iter().filter(|e| e.2).map(|(i, _, _)| &index[*i]).collect();
-    tx.rewrite_person_entries(&in_place).await?;
-    let rewritten: Vec<(&str, &str)> = edited
-        .iter()
-        .filter(|e| !e.2)
-        .map(|(i, _, _)| (index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
-        .chain(left.iter().map(|(_, d, m)| (*d, *m)))
-        .collect();
-    tx.delete_person_entries(&rewritten).await?;
-    let left: Vec<(&[String], &str, &str)> = left.iter().map(|(k, d, m)| (k.as_slice(), *d, *m)).collect();
+    let pairs: Vec<(&str, &str)> = left.iter().map(|(_, d, m)| (*d, *m)).collect();
+    let left_ids = tx.delete_person_entries(&pairs).await?;
+    let left: Vec<(&[String], i64)> =
+        left.iter().zip(left_ids).filter_map(|((keys, _, _), id)| Some((keys.as_slice(), id?))).collect();
     tx.remove_person_blocks(&left).await?;
     let limit = CANDIDATE_LIMIT * index.len().max(1) as i64;
     let found = tx.candidates(&index, limit).await?;
@@ -123,33 +122,36 @@ async fn queue_reviews(tx: &mut Tx<'_>, merged: &[Settled<'_>], now: i64) -> Res
             tx.upsert_duplicate(a, b, &person.area, score.probability, &explanation_json(&score), now).await?;
         }
     }
-    // An edited person's entry is rewritten; of its tokens, those of its old keys alone go
-    // and those of its new keys alone come.
-    let mut rewrite: Vec<(usize, Vec<String>)> = Vec::new();
-    let mut in_place = std::collections::HashSet::new();
-    for (i, old, kept) in edited {
-        let new = std::mem::take(&mut index[i].blocks);
-        let (removed, added) = key_changes(old, new);
-        index[i].blocks = added;
-        rewrite.push((i, removed));
-        if kept {
-            in_place.insert(i);
-        }
+    // Of an edited person's tokens, those of its old keys alone go and those of its new keys
+    // alone come; new people are indexed whole.
+    let mut rewritten: std::collections::HashMap<usize, (Vec<String>, i64)> = Default::default();
+    for e in edited {
+        let Some(id) = e.id else { continue };
+        let (removed, added) = key_changes(e.old_keys, std::mem::take(&mut index[e.at].blocks));
+        index[e.at].blocks = added;
+        rewritten.insert(e.at, (removed, id));
     }
-    let gone: Vec<(&[String], &str, &str)> = rewrite
-        .iter()
-        .map(|(i, keys)| (keys.as_slice(), index[*i].doc_id.as_str(), index[*i].member_id.as_str()))
-        .collect();
+    let gone: Vec<(&[String], i64)> = rewritten.values().map(|(keys, id)| (keys.as_slice(), *id)).collect();
     tx.remove_person_blocks(&gone).await?;
     let (mut kept, mut written) = (Vec::new(), Vec::new());
     for (i, p) in index.iter().enumerate() {
-        match in_place.contains(&i) {
-            true => kept.push((p.blocks.as_slice(), p.doc_id.as_str(), p.member_id.as_str())),
-            false => written.push(p),
+        match rewritten.get(&i) {
+            Some((_, id)) => kept.push((p.blocks.as_slice(), *id)),
+            None => written.push(p),
         }
     }
     tx.add_person_blocks(&kept).await?;
     tx.insert_people(&written).await
+}
+
+/// A person whose stored entry changes: its position in the batch's index, the keys it was
+/// indexed under, whether its area or date of birth changes (the lookup by date of birth
+/// then moves its entry too), and its id once its entry is rewritten.
+struct Edited {
+    at: usize,
+    old_keys: Vec<String>,
+    moved: bool,
+    id: Option<i64>,
 }
 
 /// A stored entry as it was indexed (its keys computed again from it). None for an entry
@@ -193,8 +195,9 @@ fn block_text(k: &BlockingKey) -> String {
 }
 
 /// The version of what the server indexes beyond the blocking rules (the console's search
-/// keys): part of the recorded linkage version, so that an upgrade rebuilds the index.
-const SEARCH_INDEX_VERSION: &str = "search-1";
+/// keys, and the tokens' form: `search-2` stores 64-bit tokens, migration 0010): part of the
+/// recorded linkage version, so that an upgrade rebuilds the index.
+const SEARCH_INDEX_VERSION: &str = "search-2";
 
 /// The console's search key of a full name: the name folded as the search folds what is
 /// typed (no diacritics, one case, single spaces). `None` for a name that folds to nothing.
@@ -251,20 +254,19 @@ pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Re
     if reindex {
         // Every token is written again, a page of people at a time in token order.
         tx.clear_person_blocks().await?;
-        let mut after = (String::new(), String::new());
+        let mut after = 0;
         loop {
-            let rows = tx.people_after((&after.0, &after.1), 5000).await?;
-            let Some(last) = rows.last() else { break };
-            after = (last.doc_id.clone(), last.member_id.clone());
-            let people: Vec<(Vec<String>, &str, &str)> = rows
+            let rows = tx.people_after(after, 5000).await?;
+            let Some((last, _)) = rows.last() else { break };
+            after = *last;
+            let people: Vec<(Vec<String>, i64)> = rows
                 .par_iter()
-                .filter_map(|row| {
+                .filter_map(|(id, row)| {
                     let key = serde_json::from_str::<PersonKey>(&row.key_json).ok()?;
-                    let keys = stored_keys(&key, &blocking::index_keys(&key, &row.area));
-                    Some((keys, row.doc_id.as_str(), row.member_id.as_str()))
+                    Some((stored_keys(&key, &blocking::index_keys(&key, &row.area)), *id))
                 })
                 .collect();
-            let people: Vec<(&[String], &str, &str)> = people.iter().map(|(k, d, m)| (k.as_slice(), *d, *m)).collect();
+            let people: Vec<(&[String], i64)> = people.iter().map(|(k, id)| (k.as_slice(), *id)).collect();
             tx.add_person_blocks(&people).await?;
             report.reindexed += people.len();
         }

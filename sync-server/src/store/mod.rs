@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "turning 14 by day", include_str!("../../migrations/0007_turning_14_by_day.sql")),
     (8, "area progress", include_str!("../../migrations/0008_area_progress.sql")),
     (9, "tokens without a person index", include_str!("../../migrations/0009_tokens_without_person_index.sql")),
+    (10, "compact person tokens", include_str!("../../migrations/0010_compact_person_tokens.sql")),
 ];
 
 /// How to open a store.

@@ -33,6 +33,15 @@ mod transfers;
 
 pub use progress::StatsRow;
 
+/// A person's entry as its columns store it ([`Tx::person_columns`]).
+struct PersonColumns {
+    key_json: String,
+    cccd: Option<String>,
+    cccd_digits: Option<String>,
+    dob: Option<String>,
+    birth_year: Option<String>,
+}
+
 fn person_row(r: &AnyRow) -> Result<PersonRow> {
     Ok(PersonRow { doc_id: r.try_get(0)?, member_id: r.try_get(1)?, area: r.try_get(2)?, key_json: r.try_get(3)? })
 }
@@ -992,37 +1001,63 @@ impl<'a> Tx<'a> {
         rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
     }
 
-    /// Rewrites the entries of people whose area and date of birth stay (their key, CCCD and
-    /// its digits; the lookup by date of birth keeps its entry), not their index tokens.
-    pub async fn rewrite_person_entries(&mut self, people: &[&PersonIndex]) -> Result<()> {
-        let k = self.keys;
+    /// Rewrites edited people's entries in place, not their index tokens: a person keeps its
+    /// id, and of its tokens only those that change are written ([`Tx::add_person_blocks`],
+    /// [`Tx::remove_person_blocks`]). `moved`: the area or the date of birth changes too;
+    /// otherwise only the key, the CCCD and its digits are written (the lookup by date of
+    /// birth keeps its entry). Returns each person's id, `None` for one not stored.
+    pub async fn rewrite_person_entries(&mut self, people: &[&PersonIndex], moved: bool) -> Result<Vec<Option<i64>>> {
+        let sql = match moved {
+            true => {
+                "UPDATE person SET key_json = $3, cccd = $4, cccd_digits = $5, area = $6, dob = $7, birth_year = $8
+                 WHERE doc_id = $1 AND member_id = $2 RETURNING id"
+            }
+            false => {
+                "UPDATE person SET key_json = $3, cccd = $4, cccd_digits = $5
+                 WHERE doc_id = $1 AND member_id = $2 RETURNING id"
+            }
+        };
+        let mut ids = Vec::with_capacity(people.len());
         for p in people {
-            sqlx::query(
-                "UPDATE person SET key_json = $3, cccd = $4, cccd_digits = $5 WHERE doc_id = $1 AND member_id = $2",
-            )
-            .bind(p.doc_id.clone())
-            .bind(p.member_id.clone())
-            .bind(k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?)
-            .bind(p.cccd.as_deref().map(|c| k.cccd_tag(c)))
-            .bind(p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)))
-            .execute(&mut *self.tx)
-            .await?;
+            let c = self.person_columns(p)?;
+            let mut query = sqlx::query(sql).bind(p.doc_id.clone()).bind(p.member_id.clone()).bind(c.key_json);
+            query = query.bind(c.cccd).bind(c.cccd_digits);
+            if moved {
+                query = query.bind(p.area.clone()).bind(c.dob).bind(c.birth_year);
+            }
+            let row = query.fetch_optional(&mut *self.tx).await?;
+            ids.push(row.map(|r| r.try_get::<i64, _>(0)).transpose()?);
         }
-        Ok(())
+        Ok(ids)
     }
 
-    /// Forgets some people's entries `(doc_id, member_id)`, not their index tokens (an
-    /// edited person's entry is written again, and of its tokens only those that change;
-    /// [`Tx::remove_person_blocks`] removes tokens by their keys).
-    pub async fn delete_person_entries(&mut self, people: &[(&str, &str)]) -> Result<()> {
+    /// Forgets some people's entries `(doc_id, member_id)`, not their index tokens
+    /// ([`Tx::remove_person_blocks`] removes tokens by their keys). Returns the ids of those
+    /// that were stored, in order (`None` for one that was not).
+    pub async fn delete_person_entries(&mut self, people: &[(&str, &str)]) -> Result<Vec<Option<i64>>> {
+        let mut ids = Vec::with_capacity(people.len());
         for (doc_id, member_id) in people {
-            sqlx::query("DELETE FROM person WHERE doc_id = $1 AND member_id = $2")
+            let row = sqlx::query("DELETE FROM person WHERE doc_id = $1 AND member_id = $2 RETURNING id")
                 .bind(*doc_id)
                 .bind(*member_id)
-                .execute(&mut *self.tx)
+                .fetch_optional(&mut *self.tx)
                 .await?;
+            ids.push(row.map(|r| r.try_get::<i64, _>(0)).transpose()?);
         }
-        Ok(())
+        Ok(ids)
+    }
+
+    /// A person's entry as its columns store it: the key sealed, the CCCD, its sorted digits,
+    /// the date and the year of birth as index tokens.
+    fn person_columns(&self, p: &PersonIndex) -> Result<PersonColumns> {
+        let k = self.keys;
+        Ok(PersonColumns {
+            key_json: k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?,
+            cccd: p.cccd.as_deref().map(|c| k.cccd_tag(c)),
+            cccd_digits: p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)),
+            dob: p.dob.as_deref().map(|d| k.dob_tag(d)),
+            birth_year: p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| k.birth_year_tag(y)),
+        })
     }
 
     /// For each probe — a person about to be indexed, whose old entry is already deleted or
@@ -1035,13 +1070,13 @@ impl<'a> Tx<'a> {
     /// transposition) is a hard non-duplicate: left out by its index tokens, before it is opened.
     pub async fn candidates(&mut self, probes: &[PersonIndex], limit: i64) -> Result<Vec<Vec<PersonRow>>> {
         struct Probe {
-            tokens: Vec<String>,
+            tokens: Vec<i64>,
             cccd: Option<String>,
             digits: Option<String>,
         }
         struct Found {
             sealed: PersonRow,
-            tokens: Vec<String>,
+            tokens: Vec<i64>,
             cccd: Option<String>,
             digits: Option<String>,
         }
@@ -1049,12 +1084,12 @@ impl<'a> Tx<'a> {
         let tagged: Vec<Probe> = probes
             .iter()
             .map(|p| Probe {
-                tokens: p.probes.iter().map(|b| k.block_tag(b)).collect(),
+                tokens: p.probes.iter().map(|b| k.block_token(b)).collect(),
                 cccd: p.cccd.as_deref().map(|c| k.cccd_tag(c)),
                 digits: p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)),
             })
             .collect();
-        let mut tokens: Vec<&String> = tagged.iter().flat_map(|p| &p.tokens).collect();
+        let mut tokens: Vec<i64> = tagged.iter().flat_map(|p| p.tokens.iter().copied()).collect();
         tokens.sort_unstable();
         tokens.dedup();
         let mut found: std::collections::BTreeMap<(String, String), Found> = Default::default();
@@ -1065,14 +1100,14 @@ impl<'a> Tx<'a> {
             }
             let sql = format!(
                 "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
-                 FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+                 FROM person_token b JOIN person p ON p.id = b.person_id
                  WHERE b.token IN ({}) LIMIT {}",
                 placeholders(self.dialect, 1, chunk.len()),
                 limit - read
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for token in chunk {
-                query = query.bind(token.as_str());
+                query = query.bind(*token);
             }
             let rows = query.fetch_all(&mut *self.tx).await?;
             read += rows.len() as i64;
@@ -1083,7 +1118,7 @@ impl<'a> Tx<'a> {
                     area: r.try_get(3)?,
                     key_json: r.try_get(4)?,
                 };
-                let token: String = r.try_get(0)?;
+                let token: i64 = r.try_get(0)?;
                 let entry = found.entry((sealed.doc_id.clone(), sealed.member_id.clone())).or_insert(Found {
                     sealed,
                     tokens: Vec::new(),
@@ -1104,10 +1139,10 @@ impl<'a> Tx<'a> {
         };
         // Who holds each token, and (for the batch) which earlier probe holds each key.
         let found: Vec<Found> = found.into_values().collect();
-        let mut by_token: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        let mut by_token: std::collections::HashMap<i64, Vec<usize>> = Default::default();
         for (n, f) in found.iter().enumerate() {
             for t in &f.tokens {
-                by_token.entry(t.as_str()).or_default().push(n);
+                by_token.entry(*t).or_default().push(n);
             }
         }
         let mut by_block: std::collections::HashMap<&str, Vec<usize>> = Default::default();
@@ -1115,8 +1150,7 @@ impl<'a> Tx<'a> {
         let mut out: Vec<Vec<PersonRow>> = Vec::with_capacity(probes.len());
         for (i, (person, probe)) in probes.iter().zip(&tagged).enumerate() {
             let mut candidates = Vec::new();
-            let mut stored: Vec<usize> =
-                probe.tokens.iter().flat_map(|t| by_token.get(t.as_str())).flatten().copied().collect();
+            let mut stored: Vec<usize> = probe.tokens.iter().flat_map(|t| by_token.get(t)).flatten().copied().collect();
             stored.sort_unstable();
             stored.dedup();
             for n in stored {
@@ -1157,48 +1191,50 @@ impl<'a> Tx<'a> {
         Ok(out)
     }
 
-    /// Indexes the people of one household: each key sealed, the CCCD, its sorted digits,
-    /// date and year of birth and the blocking keys as index tokens (two statements).
+    /// Indexes new people: each key sealed, the CCCD, its sorted digits, date and year of
+    /// birth, and the blocking keys as index tokens of the ids the entries are given.
     pub async fn insert_people(&mut self, people: &[&PersonIndex]) -> Result<()> {
-        let k = self.keys;
+        let mut ids: std::collections::HashMap<(String, String), i64> = Default::default();
         for chunk in people.chunks(500) {
             let rows: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 8 + 1, 8))).collect();
             let sql = format!(
-                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year) VALUES {}",
+                "INSERT INTO person (doc_id, member_id, area, key_json, cccd, cccd_digits, dob, birth_year) VALUES {}
+                 RETURNING id, doc_id, member_id",
                 rows.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for p in chunk {
-                query = query
-                    .bind(p.doc_id.clone())
-                    .bind(p.member_id.clone())
-                    .bind(p.area.clone())
-                    .bind(k.seal_text("person", &p.doc_id, &p.member_id, &p.key_json)?)
-                    .bind(p.cccd.as_deref().map(|c| k.cccd_tag(c)))
-                    .bind(p.cccd_digits.as_deref().map(|d| k.cccd_digits_tag(d)))
-                    .bind(p.dob.as_deref().map(|d| k.dob_tag(d)))
-                    .bind(p.birth_year.as_deref().and_then(|y| y.parse().ok()).map(|y| k.birth_year_tag(y)));
+                let c = self.person_columns(p)?;
+                query = query.bind(p.doc_id.clone()).bind(p.member_id.clone()).bind(p.area.clone());
+                query = query.bind(c.key_json).bind(c.cccd).bind(c.cccd_digits).bind(c.dob).bind(c.birth_year);
             }
-            query.execute(&mut *self.tx).await?;
+            for r in query.fetch_all(&mut *self.tx).await? {
+                ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
+            }
         }
-        let blocks: Vec<(&[String], &str, &str)> =
-            people.iter().map(|p| (p.blocks.as_slice(), p.doc_id.as_str(), p.member_id.as_str())).collect();
+        let mut blocks: Vec<(&[String], i64)> = Vec::with_capacity(people.len());
+        for p in people {
+            let id = ids.get(&(p.doc_id.clone(), p.member_id.clone())).copied().ok_or_else(|| {
+                StorageError::internal(format!("no id came back for resident {}/{}", p.doc_id, p.member_id))
+            })?;
+            blocks.push((p.blocks.as_slice(), id));
+        }
         self.add_person_blocks(&blocks).await
     }
 
-    /// Inserts blocking tokens `(token, doc, member)`, many rows a statement.
-    async fn insert_blocks(&mut self, blocks: &[(String, &str, &str)]) -> Result<()> {
+    /// Inserts index rows `(token, person id)`, many rows a statement.
+    async fn insert_blocks(&mut self, blocks: &[(i64, i64)]) -> Result<()> {
         for chunk in blocks.chunks(1000) {
             let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 3 + 1, 3))).collect();
+                (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 2 + 1, 2))).collect();
             let sql = format!(
-                "INSERT INTO person_block (token, doc_id, member_id) VALUES {} ON CONFLICT DO NOTHING",
+                "INSERT INTO person_token (token, person_id) VALUES {} ON CONFLICT DO NOTHING",
                 rows.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (token, doc_id, member_id) in chunk {
-                query = query.bind(token.clone()).bind(doc_id.to_string()).bind(member_id.to_string());
+            for (token, person_id) in chunk {
+                query = query.bind(*token).bind(*person_id);
             }
             query.execute(&mut *self.tx).await?;
         }
@@ -1217,18 +1253,16 @@ impl<'a> Tx<'a> {
         Ok(Some((r.try_get(0)?, self.keys.open_text("person", doc_id, member_id, &sealed)?)))
     }
 
-    /// Index entries after `(doc, member)` in key order, opened, at most `limit` (re-indexing walks them).
-    pub async fn people_after(&mut self, after: (&str, &str), limit: i64) -> Result<Vec<PersonRow>> {
-        let rows = sqlx::query(
-            "SELECT doc_id, member_id, area, key_json FROM person WHERE (doc_id, member_id) > ($1, $2)
-             ORDER BY doc_id, member_id LIMIT $3",
-        )
-        .bind(after.0)
-        .bind(after.1)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter().map(|r| self.open_person_row(person_row(r)?)).collect()
+    /// Index entries with an id above `after`, in id order, opened, at most `limit`, each
+    /// with its id (re-indexing walks them).
+    pub async fn people_after(&mut self, after: i64, limit: i64) -> Result<Vec<(i64, PersonRow)>> {
+        let rows =
+            sqlx::query("SELECT doc_id, member_id, area, key_json, id FROM person WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter().map(|r| Ok((r.try_get(4)?, self.open_person_row(person_row(r)?)?))).collect()
     }
 
     /// Indexed residents within an area (empty: all), opened, for the console's search:
@@ -1259,7 +1293,7 @@ impl<'a> Tx<'a> {
         let n = keys.len();
         let sql = format!(
             "SELECT p.doc_id, p.member_id, p.area, p.key_json
-             FROM person_block b JOIN person p ON p.doc_id = b.doc_id AND p.member_id = b.member_id
+             FROM person_token b JOIN person p ON p.id = b.person_id
              WHERE b.token IN ({}) AND {} ORDER BY p.doc_id, p.member_id LIMIT ${}",
             placeholders(self.dialect, 1, n),
             within_or_all("p.area", &format!("${}", n + 1), area),
@@ -1267,7 +1301,7 @@ impl<'a> Tx<'a> {
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for key in keys {
-            query = query.bind(self.keys.block_tag(key));
+            query = query.bind(self.keys.block_token(key));
         }
         let query = query.bind(area).bind(limit);
         let rows = query.fetch_all(&mut *self.tx).await?;
@@ -1299,34 +1333,32 @@ impl<'a> Tx<'a> {
 
     /// Forgets every person's index tokens (a re-index writes them all again).
     pub async fn clear_person_blocks(&mut self) -> Result<()> {
-        sqlx::query("DELETE FROM person_block").execute(&mut *self.tx).await?;
+        sqlx::query("DELETE FROM person_token").execute(&mut *self.tx).await?;
         Ok(())
     }
 
-    /// Adds index keys (given in clear; stored as index tokens): `(keys, doc_id, member_id)`
-    /// a person, written in token order (a batch's inserts walk the index's leaves once, in order).
-    pub async fn add_person_blocks(&mut self, people: &[(&[String], &str, &str)]) -> Result<()> {
+    /// Adds index keys (given in clear; stored as index tokens): `(keys, person id)` a
+    /// person, written in token order (a batch's inserts walk the index's leaves once, in order).
+    pub async fn add_person_blocks(&mut self, people: &[(&[String], i64)]) -> Result<()> {
         let blocks = self.tagged_blocks(people);
         self.insert_blocks(&blocks).await
     }
 
-    /// People's keys as index rows `(token, doc_id, member_id)`, in token order.
-    fn tagged_blocks<'p>(&self, people: &[(&[String], &'p str, &'p str)]) -> Vec<(String, &'p str, &'p str)> {
-        let mut blocks: Vec<(String, &str, &str)> = people
-            .iter()
-            .flat_map(|(keys, doc_id, member_id)| keys.iter().map(|k| (self.keys.block_tag(k), *doc_id, *member_id)))
-            .collect();
+    /// People's keys as index rows `(token, person id)`, in token order.
+    fn tagged_blocks(&self, people: &[(&[String], i64)]) -> Vec<(i64, i64)> {
+        let mut blocks: Vec<(i64, i64)> =
+            people.iter().flat_map(|(keys, id)| keys.iter().map(|k| (self.keys.block_token(k), *id))).collect();
         blocks.sort_unstable();
+        blocks.dedup();
         blocks
     }
 
-    /// Removes index keys (given in clear): `(keys, doc_id, member_id)` a person, in token order.
-    pub async fn remove_person_blocks(&mut self, people: &[(&[String], &str, &str)]) -> Result<()> {
-        for (token, doc_id, member_id) in self.tagged_blocks(people) {
-            sqlx::query("DELETE FROM person_block WHERE token = $1 AND doc_id = $2 AND member_id = $3")
+    /// Removes index keys (given in clear): `(keys, person id)` a person, in token order.
+    pub async fn remove_person_blocks(&mut self, people: &[(&[String], i64)]) -> Result<()> {
+        for (token, person_id) in self.tagged_blocks(people) {
+            sqlx::query("DELETE FROM person_token WHERE token = $1 AND person_id = $2")
                 .bind(token)
-                .bind(doc_id)
-                .bind(member_id)
+                .bind(person_id)
                 .execute(&mut *self.tx)
                 .await?;
         }

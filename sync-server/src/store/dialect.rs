@@ -89,10 +89,9 @@ impl Dialect {
                 "PRAGMA busy_timeout = 10000",
                 // A push runs some forty statements a household over a large index: a 64 MiB page cache.
                 "PRAGMA cache_size = -65536",
-                // A checkpoint every 256 MiB of WAL, not 4: a page an import or a push batch
-                // rewrites again and again reaches the database file once per checkpoint (a
-                // commune's first push on a province's store dirties ~12,000 random index
-                // leaves a transaction; docs/PERFORMANCE.md). The WAL file grows to that size.
+                // The checkpoints run off the write path (store::checkpoint); a commit still
+                // checkpoints when the WAL passes 256 MiB, the backstop for a checkpointer that
+                // readers hold back. The WAL file can grow to that size.
                 "PRAGMA wal_autocheckpoint = 65536",
                 // Sorts and temporary indexes stay in memory: nothing in clear reaches a temp file.
                 "PRAGMA temp_store = MEMORY",

@@ -7,6 +7,7 @@
 //! ([`crate::at_rest`]). The few differences between the backends live in [`dialect`].
 //! This layer knows nothing of HTTP or of the sync algorithm above it.
 
+mod checkpoint;
 pub mod dialect;
 mod error;
 pub mod model;
@@ -77,6 +78,8 @@ pub struct Store {
     /// pages of the indexes it writes (their upper levels, a commune's leaves) from one
     /// transaction to the next.
     writer_pool: Option<AnyPool>,
+    /// SQLite's checkpoints, on a connection of their own ([`checkpoint`]).
+    checkpointer: Option<checkpoint::Checkpointer>,
     dialect: Dialect,
     keys: Arc<AtRest>,
     /// SQLite has one writer: writers queue here, in order, rather than in SQLite's busy loop.
@@ -128,7 +131,13 @@ impl Store {
             ),
             Dialect::Postgres => None,
         };
-        let store = Store { pool, writer_pool, dialect, keys, writer: tokio::sync::Mutex::new(()) };
+        let checkpointer = match dialect {
+            Dialect::Sqlite => Some(checkpoint::Checkpointer::start(
+                pool_of(1, 1).max_lifetime(None).idle_timeout(None).connect_with(connect).await.map_err(unusable)?,
+            )),
+            Dialect::Postgres => None,
+        };
+        let store = Store { pool, writer_pool, checkpointer, dialect, keys, writer: tokio::sync::Mutex::new(()) };
         store.migrate().await?;
         store.admit_key().await?;
         Ok(store)
@@ -168,6 +177,9 @@ impl Store {
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop();
+        }
         if let Some(writer) = &self.writer_pool {
             writer.close().await;
         }

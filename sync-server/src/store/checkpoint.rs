@@ -1,9 +1,9 @@
 //! SQLite's WAL checkpoints, off the write path. A commit appends the pages it changed to
 //! the WAL; a checkpoint copies them into the database file. SQLite runs one in the commit
 //! that finds the WAL above `wal_autocheckpoint`, so a device's push waited, every few
-//! batches, for a copy of tens of thousands of pages scattered over the file (a commune's
-//! first push on a province's store spent about a third of its commits there,
-//! docs/PERFORMANCE.md). The [`Checkpointer`] copies them from a connection of its own, a
+//! batches, for a copy of tens of thousands of pages scattered over the file (in a commune's
+//! first push on a province's store, 0.8–1.7 s each for the commits that checkpointed
+//! against ~0.1 s for the others, docs/PERFORMANCE.md). The [`Checkpointer`] copies them from a connection of its own, a
 //! `PASSIVE` checkpoint every half second, which never waits for a writer or a reader and
 //! never makes one wait; the writer's own `wal_autocheckpoint` stays as the backstop.
 

@@ -54,20 +54,24 @@ macro_rules! in_write {
 impl Store {
     /// Brings derived data up to date after an upgrade: progress figures of documents
     /// stored before they were kept, and duplicate candidates made by an older linkage model.
-    /// A re-index rewrites every token: the planner's statistics are refreshed after it (on
-    /// PostgreSQL, an autovacuum that sampled the token table mid-rewrite left the planner
-    /// costing a province's lookups from a sample without the new rows: 1.3 s a push of 100
-    /// edits, 0.12 s after `ANALYZE`).
     pub async fn catch_up(&self, now: i64) -> Result<()> {
         let rescored = in_write!(self, |tx| {
             logic::backfill_stats(&mut tx, now).await?;
             logic::backfill_photo_refs(&mut tx).await?;
             logic::rescore_after_upgrade(&mut tx).await?
         })?;
-        if rescored.is_some_and(|r| r.reindexed > 0) {
-            Store::refresh_statistics(self).await?;
+        self.after_rescore(rescored.as_ref()).await
+    }
+
+    /// After a re-scoring that re-indexed (every token rewritten), the planner's statistics
+    /// are refreshed: on PostgreSQL an autovacuum that sampled the token table mid-rewrite left
+    /// the planner costing a province's lookups from a sample without the new rows (1.3 s a
+    /// push of 100 edits, 0.12 s after `ANALYZE`).
+    async fn after_rescore(&self, report: Option<&RescoreReport>) -> Result<()> {
+        match report {
+            Some(r) if r.reindexed > 0 => Store::refresh_statistics(self).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -203,9 +207,7 @@ impl Storage for Store {
 
     async fn rescore_duplicates(&self, reindex: bool) -> Result<RescoreReport> {
         let report = in_write!(self, |tx| logic::rescore(&mut tx, LinkageModel::shipped(), reindex).await?)?;
-        if report.reindexed > 0 {
-            Store::refresh_statistics(self).await?;
-        }
+        self.after_rescore(Some(&report)).await?;
         Ok(report)
     }
 

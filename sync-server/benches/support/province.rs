@@ -196,5 +196,11 @@ pub fn copy_store(province: &Province, dir: &Path) -> PathBuf {
     for f in ["server.db", "server.db.key"] {
         std::fs::copy(province.dir.join(f), dir.join(f)).unwrap();
     }
+    // A WAL a process left (one that did not close its store) holds committed pages the file
+    // may lack: it goes with the file, or the copy is not the store.
+    let wal = province.dir.join("server.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, dir.join("server.db-wal")).unwrap();
+    }
     dir.join("server.db")
 }

@@ -18,11 +18,13 @@ const EVERY: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub(super) struct Checkpointer {
     task: tokio::task::JoinHandle<()>,
+    pool: AnyPool,
 }
 
 impl Checkpointer {
     /// Starts checkpointing through `pool` (one connection, the checkpointer's alone).
     pub(super) fn start(pool: AnyPool) -> Checkpointer {
+        let handle = pool.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -37,20 +39,24 @@ impl Checkpointer {
                 }
             }
         });
-        Checkpointer { task }
+        Checkpointer { task, pool: handle }
     }
 }
 
 impl Checkpointer {
-    /// Stops checkpointing (the store closes).
-    pub(super) fn stop(&self) {
+    /// Stops checkpointing and closes its connection once a checkpoint under way has ended
+    /// (the store closes: the last connection to close then checkpoints the whole WAL and
+    /// removes it, so the database file alone holds the store; a process that exited in the
+    /// middle of a checkpoint left a file that needed its WAL).
+    pub(super) async fn close(&self) {
         self.task.abort();
+        self.pool.close().await;
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop();
+        self.task.abort();
     }
 }
 

@@ -178,7 +178,7 @@ impl Store {
     /// Closes the pool's connections.
     pub async fn close(&self) {
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.stop();
+            checkpointer.close().await;
         }
         if let Some(writer) = &self.writer_pool {
             writer.close().await;

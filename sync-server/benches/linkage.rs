@@ -24,6 +24,7 @@ use std::time::Instant;
 use common::{AREA, Device, TestServer};
 use doorstep_core::identity::linkage::calibrate::true_pairs_closed;
 use doorstep_core::record::Household;
+use doorstep_sync_server::store::LevelLimits;
 
 /// A commune the labelled set is pushed to on the province server: of another province.
 const OTHER_PROVINCE: &str = "02.001.00001";
@@ -186,6 +187,21 @@ fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
             set.households.len(),
             push_s / empty_push_s,
             found.len()
+        );
+        // What the push left to the token index's background settling, forced here: its
+        // fresh tokens move to the recent level (a commune's worth, once a commune), then the
+        // recent level to the province's base index (once ten communes' worth).
+        let settle = |limits: LevelLimits| {
+            let t = Instant::now();
+            let moved = server.runtime.block_on(server.storage.settle_index(limits)).unwrap();
+            (t.elapsed().as_secs_f64(), moved)
+        };
+        let (fresh_s, fresh) = settle(LevelLimits { recent: i64::MAX, ..LevelLimits::everything() });
+        let (base_s, base) = settle(LevelLimits::everything());
+        println!(
+            "[{}] SETTLING the push's tokens on that server: fresh to recent {fresh_s:.2} s ({} tokens), \
+             recent to base {base_s:.2} s ({} tokens)",
+            set.name, fresh.fresh_to_recent, base.recent_to_base
         );
     }
 }

@@ -91,5 +91,7 @@ pub async fn open_storage(
     let keys = Arc::new(at_rest::AtRest::load_or_create(&key_file)?);
     let store = store::Store::open(db, keys, options).await?;
     store.catch_up(now).await?;
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    store.settle_in_background();
+    Ok(store)
 }

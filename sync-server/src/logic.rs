@@ -267,7 +267,7 @@ pub async fn rescore(tx: &mut Tx<'_>, model: &LinkageModel, reindex: bool) -> Re
                 })
                 .collect();
             let people: Vec<(&[String], i64)> = people.iter().map(|(k, id)| (k.as_slice(), *id)).collect();
-            tx.add_person_blocks(&people).await?;
+            tx.add_person_blocks_in_bulk(&people).await?;
             report.reindexed += people.len();
         }
     }

@@ -12,7 +12,7 @@ use crate::storage::{
     ImportOutcome, Operator, ProgressQuery, RescoreReport, ResidentLink, ReviewItem, Session, Storage, TransferRow,
     Turning14,
 };
-use crate::store::{StorageError, Store, Tx};
+use crate::store::{LevelLimits, Settled, StorageError, Store, Tx};
 use crate::{logic, registry};
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -79,6 +79,10 @@ impl Store {
 impl Storage for Store {
     async fn refresh_statistics(&self) -> Result<()> {
         Store::refresh_statistics(self).await
+    }
+
+    async fn settle_index(&self, limits: LevelLimits) -> Result<Settled> {
+        self.settle_tokens(limits).await
     }
 
     async fn create_enrolment(&self, token_hash: String, area: String, now: i64) -> Result<()> {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use doorstep_core::sync::protocol::{BlobChunk, BlobGet, BlobPut, BlobPutAck, SyncRequest, SyncResponse};
 
 use crate::registry::import::ImportPlan;
-use crate::store::StorageError;
+use crate::store::{LevelLimits, Settled, StorageError};
 
 pub use crate::store::model::*;
 
@@ -135,6 +135,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Refreshes the query planner's statistics after a bulk load, so that lookups keep their
     /// index plans: `ANALYZE` on PostgreSQL; nothing on SQLite, which plans by rule.
     async fn refresh_statistics(&self) -> Result<(), StorageError>;
+    /// One pass that settles the residents' token index under `limits` (a running server
+    /// settles in the background under the defaults; a bench or a test forces it).
+    async fn settle_index(&self, limits: LevelLimits) -> Result<Settled, StorageError>;
     /// The households of `area` changed after the cursor `since`, at most `limit`, and the next cursor.
     async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage, StorageError>;
     /// Stores a new export token, by the hash of its secret.

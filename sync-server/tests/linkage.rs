@@ -281,10 +281,73 @@ fn an_edit_reindexes_the_residents_it_changes_and_forgets_those_who_left() {
     assert_eq!(
         common::rows_as_text(
             &server.db,
-            "SELECT count(*) FROM person_token WHERE person_id NOT IN (SELECT id FROM person)"
+            "SELECT count(*) FROM person_token_any WHERE person_id NOT IN (SELECT id FROM person)"
         ),
         vec![vec!["0".to_string()]],
         "nor under any of the keys it was indexed under"
+    );
+}
+
+/// Tokens per level of the index (fresh, recent, base) of the households `ids`.
+fn tokens_per_level(server: &TestServer, ids: &[String]) -> Vec<i64> {
+    let within = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+    ["person_token_fresh", "person_token_recent", "person_token"]
+        .iter()
+        .map(|table| {
+            let sql = format!(
+                "SELECT count(*) FROM {table} t JOIN person p ON p.id = t.person_id WHERE p.doc_id IN ({within})"
+            );
+            common::rows_as_text(&server.db, &sql)[0][0].parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_lookup_and_a_removal_reach_every_level_of_the_token_index() {
+    use doorstep_sync_server::store::LevelLimits;
+    let server = TestServer::start();
+    let settle = |limits: LevelLimits| server.runtime.block_on(server.storage.settle_index(limits)).unwrap();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    let ids: Vec<String> = ["a", "b", "c"].iter().map(|x| format!("{AREA}-{x}")).collect();
+    let child = |name: &str| vec![member("m0", name, "2015-03-15", None)];
+    // The child's first registration settles down to the base, the second to the recent
+    // level; the third stays fresh.
+    phone.store.create_household(&house(&ids[0], child("Nguyễn Văn Hùng"))).unwrap();
+    phone.sync().unwrap();
+    let moved = settle(LevelLimits::everything());
+    assert!(moved.fresh_to_recent > 0 && moved.recent_to_base == moved.fresh_to_recent, "{moved:?}");
+    phone.store.create_household(&house(&ids[1], child("Nguyen Van Hung"))).unwrap();
+    phone.sync().unwrap();
+    let moved = settle(LevelLimits { recent: i64::MAX, ..LevelLimits::everything() });
+    assert!(moved.fresh_to_recent > 0 && moved.recent_to_base == 0, "{moved:?}");
+    phone.store.create_household(&house(&ids[2], child("Nguyễn Văn Hùng"))).unwrap();
+    phone.sync().unwrap();
+    let levels: Vec<Vec<i64>> = ids.iter().map(|id| tokens_per_level(&server, std::slice::from_ref(id))).collect();
+    assert!(levels[0][0] == 0 && levels[0][1] == 0 && levels[0][2] > 0, "{levels:?}");
+    assert!(levels[1][0] == 0 && levels[1][1] > 0 && levels[1][2] == 0, "{levels:?}");
+    assert!(levels[2][0] > 0 && levels[2][1] == 0 && levels[2][2] == 0, "{levels:?}");
+    // The third registration found both others, wherever their tokens were.
+    let open: HashSet<(String, String)> = server
+        .runtime
+        .block_on(server.storage.duplicates(None))
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.status == "open")
+        .map(|d| (d.doc_a, d.doc_b))
+        .collect();
+    let expected: HashSet<(String, String)> =
+        [(0, 1), (0, 2), (1, 2)].iter().map(|&(a, b): &(usize, usize)| (ids[a].clone(), ids[b].clone())).collect();
+    assert_eq!(open, expected);
+    // Each child leaves its household: its tokens go from whichever level holds them.
+    for id in &ids {
+        phone.edit(id, |x| x.members.clear());
+    }
+    phone.sync().unwrap();
+    assert_eq!(tokens_per_level(&server, &ids), vec![0, 0, 0]);
+    assert_eq!(
+        common::rows_as_text(&server.db, "SELECT count(*) FROM person_token_any"),
+        vec![vec!["0".to_string()]],
+        "no token is left at any level"
     );
 }
 
@@ -301,7 +364,7 @@ fn an_edited_resident_keeps_the_tokens_a_fresh_index_would_write() {
         common::rows_as_text(
             &server.db,
             &format!(
-                "SELECT t.token FROM person_token t JOIN person p ON p.id = t.person_id
+                "SELECT t.token FROM person_token_any t JOIN person p ON p.id = t.person_id
                  WHERE p.doc_id = '{id}' ORDER BY t.token"
             ),
         )

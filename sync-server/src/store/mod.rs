@@ -11,6 +11,7 @@ mod checkpoint;
 pub mod dialect;
 mod error;
 pub mod model;
+mod token_settler;
 mod tx;
 
 use std::borrow::Cow;
@@ -23,7 +24,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use dialect::Dialect;
 pub use error::{ErrorKind, StorageError};
-pub use tx::{DocWrite, Tx};
+pub use token_settler::{LevelLimits, Settled};
+pub use tx::{DocWrite, TokenLevel, Tx};
 
 use crate::at_rest::{AtRest, CHECK_SETTING};
 
@@ -39,6 +41,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "area progress", include_str!("../../migrations/0008_area_progress.sql")),
     (9, "tokens without a person index", include_str!("../../migrations/0009_tokens_without_person_index.sql")),
     (10, "compact person tokens", include_str!("../../migrations/0010_compact_person_tokens.sql")),
+    (11, "token levels", include_str!("../../migrations/0011_token_levels.sql")),
 ];
 
 /// How to open a store.
@@ -84,6 +87,8 @@ pub struct Store {
     keys: Arc<AtRest>,
     /// SQLite has one writer: writers queue here, in order, rather than in SQLite's busy loop.
     writer: tokio::sync::Mutex<()>,
+    /// The token index's background settling, once started ([`token_settler`]).
+    settler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,7 +142,15 @@ impl Store {
             )),
             Dialect::Postgres => None,
         };
-        let store = Store { pool, writer_pool, checkpointer, dialect, keys, writer: tokio::sync::Mutex::new(()) };
+        let store = Store {
+            pool,
+            writer_pool,
+            checkpointer,
+            dialect,
+            keys,
+            writer: tokio::sync::Mutex::new(()),
+            settler: std::sync::Mutex::new(None),
+        };
         store.migrate().await?;
         store.admit_key().await?;
         Ok(store)
@@ -177,6 +190,7 @@ impl Store {
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
+        self.stop_settling();
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }

@@ -29,9 +29,11 @@ pub struct Tx<'a> {
 type Result<T> = std::result::Result<T, StorageError>;
 
 mod progress;
+mod token_levels;
 mod transfers;
 
 pub use progress::StatsRow;
+pub use token_levels::TokenLevel;
 
 /// A person's entry as its columns store it ([`Tx::person_columns`]).
 struct PersonColumns {
@@ -1100,7 +1102,7 @@ impl<'a> Tx<'a> {
             }
             let sql = format!(
                 "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
-                 FROM person_token b JOIN person p ON p.id = b.person_id
+                 FROM person_token_any b JOIN person p ON p.id = b.person_id
                  WHERE b.token IN ({}) LIMIT {}",
                 placeholders(self.dialect, 1, chunk.len()),
                 limit - read
@@ -1223,13 +1225,14 @@ impl<'a> Tx<'a> {
         self.add_person_blocks(&blocks).await
     }
 
-    /// Inserts index rows `(token, person id)`, many rows a statement.
-    async fn insert_blocks(&mut self, blocks: &[(i64, i64)]) -> Result<()> {
+    /// Inserts index rows `(token, person id)` into the level `table`, many rows a statement.
+    async fn insert_blocks(&mut self, table: TokenLevel, blocks: &[(i64, i64)]) -> Result<()> {
         for chunk in blocks.chunks(1000) {
             let rows: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 2 + 1, 2))).collect();
             let sql = format!(
-                "INSERT INTO person_token (token, person_id) VALUES {} ON CONFLICT DO NOTHING",
+                "INSERT INTO {} (token, person_id) VALUES {} ON CONFLICT DO NOTHING",
+                table.table(),
                 rows.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -1292,8 +1295,8 @@ impl<'a> Tx<'a> {
         // then the area and the limit as numbered parameters after them.
         let n = keys.len();
         let sql = format!(
-            "SELECT p.doc_id, p.member_id, p.area, p.key_json
-             FROM person_token b JOIN person p ON p.id = b.person_id
+            "SELECT DISTINCT p.doc_id, p.member_id, p.area, p.key_json
+             FROM person_token_any b JOIN person p ON p.id = b.person_id
              WHERE b.token IN ({}) AND {} ORDER BY p.doc_id, p.member_id LIMIT ${}",
             placeholders(self.dialect, 1, n),
             within_or_all("p.area", &format!("${}", n + 1), area),
@@ -1331,17 +1334,26 @@ impl<'a> Tx<'a> {
         self.keys.open_people(rows)
     }
 
-    /// Forgets every person's index tokens (a re-index writes them all again).
+    /// Forgets every person's index tokens, of every level (a re-index writes them all again).
     pub async fn clear_person_blocks(&mut self) -> Result<()> {
-        sqlx::query("DELETE FROM person_token").execute(&mut *self.tx).await?;
+        for level in TokenLevel::NEWEST_FIRST {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", level.table()))).execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
     /// Adds index keys (given in clear; stored as index tokens): `(keys, person id)` a
-    /// person, written in token order (a batch's inserts walk the index's leaves once, in order).
+    /// person, to the fresh level ([`super::token_levels`]), in token order.
     pub async fn add_person_blocks(&mut self, people: &[(&[String], i64)]) -> Result<()> {
         let blocks = self.tagged_blocks(people);
-        self.insert_blocks(&blocks).await
+        self.insert_blocks(TokenLevel::Fresh, &blocks).await
+    }
+
+    /// Adds index keys as [`Tx::add_person_blocks`] does, but to the oldest level: a re-index,
+    /// which writes every person's tokens in turn, fills the large index in bulk.
+    pub async fn add_person_blocks_in_bulk(&mut self, people: &[(&[String], i64)]) -> Result<()> {
+        let blocks = self.tagged_blocks(people);
+        self.insert_blocks(TokenLevel::Base, &blocks).await
     }
 
     /// People's keys as index rows `(token, person id)`, in token order.
@@ -1353,14 +1365,27 @@ impl<'a> Tx<'a> {
         blocks
     }
 
-    /// Removes index keys (given in clear): `(keys, person id)` a person, in token order.
+    /// Removes index keys (given in clear): `(keys, person id)` a person, from every level.
+    /// The levels are read newest first, the way tokens move between them: on PostgreSQL a
+    /// token that a merge moves meanwhile is found in the level it moved to
+    /// ([`super::token_levels`]).
     pub async fn remove_person_blocks(&mut self, people: &[(&[String], i64)]) -> Result<()> {
-        for (token, person_id) in self.tagged_blocks(people) {
-            sqlx::query("DELETE FROM person_token WHERE token = $1 AND person_id = $2")
-                .bind(token)
-                .bind(person_id)
-                .execute(&mut *self.tx)
-                .await?;
+        let blocks = self.tagged_blocks(people);
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        for level in TokenLevel::NEWEST_FIRST {
+            for chunk in blocks.chunks(500) {
+                let rows: Vec<String> =
+                    (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 2 + 1, 2))).collect();
+                let sql =
+                    format!("DELETE FROM {} WHERE (token, person_id) IN (VALUES {})", level.table(), rows.join(", "));
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (token, person_id) in chunk {
+                    query = query.bind(*token).bind(*person_id);
+                }
+                query.execute(&mut *self.tx).await?;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,165 @@
+//! Settling the residents' token index: moving a push's fresh tokens, in bulk and in token
+//! order, down the levels of [`TokenLevel`] (migration 0011).
+//!
+//! A token is a keyed hash, so a commune's new tokens fall on random leaves of the index,
+//! and a commune brings about one new token for every hundred a province's index holds: each
+//! of its pushes wrote nearly every leaf it reached, and its first push wrote the whole index
+//! over twice (issue 14). Written to a small level first and moved a range at a time, a leaf
+//! of the large index is written once for dozens of tokens. The policy, as a log-structured
+//! merge tree keeps its keys:
+//! - the fresh level moves to the recent level once it holds [`LevelLimits::fresh`] tokens
+//!   (about a commune's), in [`LevelLimits::fresh_ranges`] transactions;
+//! - the recent level moves to the base once it holds [`LevelLimits::recent`] (about ten
+//!   communes'), in [`LevelLimits::recent_ranges`] transactions, each a short write that a
+//!   push waits for at most.
+//!
+//! A running server settles in the background ([`Store::settle_in_background`]); a lookup
+//! reads every level, so where a token is never changes what is found.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::tx::TokenLevel;
+use super::{StorageError, Store};
+
+/// How often the background task looks at the levels' sizes.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// When and how the levels move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelLimits {
+    /// The fresh level moves once it holds this many tokens.
+    pub fresh: i64,
+    /// The recent level moves once it holds this many tokens.
+    pub recent: i64,
+    /// Transactions (token ranges) a move of the fresh level takes.
+    pub fresh_ranges: u32,
+    /// Transactions (token ranges) a move of the recent level takes.
+    pub recent_ranges: u32,
+}
+
+impl Default for LevelLimits {
+    fn default() -> Self {
+        // A commune of 10,000 households is some 36,000 residents and 230,000 tokens.
+        LevelLimits { fresh: 250_000, recent: 2_500_000, fresh_ranges: 8, recent_ranges: 64 }
+    }
+}
+
+impl LevelLimits {
+    /// Limits that move every token down to the base now (a bench, a test).
+    pub fn everything() -> Self {
+        LevelLimits { fresh: 1, recent: 1, ..LevelLimits::default() }
+    }
+}
+
+/// What one settling pass moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Tokens moved from the fresh level to the recent one.
+    pub fresh_to_recent: u64,
+    /// Tokens moved from the recent level to the base.
+    pub recent_to_base: u64,
+}
+
+/// The inclusive token ranges that split the 64-bit token space into `n` equal parts
+/// (tokens are hashes: each holds about as many).
+fn ranges(n: u32) -> Vec<(i64, i64)> {
+    let n = i128::from(n.max(1));
+    let span = (i128::from(i64::MAX) - i128::from(i64::MIN) + 1) / n;
+    (0..n)
+        .map(|k| {
+            let first = i128::from(i64::MIN) + k * span;
+            let last = if k == n - 1 { i128::from(i64::MAX) } else { first + span - 1 };
+            // Both within i64 by construction.
+            (i64::try_from(first).unwrap_or(i64::MIN), i64::try_from(last).unwrap_or(i64::MAX))
+        })
+        .collect()
+}
+
+impl Store {
+    /// One settling pass under `limits`: the fresh level moves if it is full, and the recent
+    /// level then if it is. Each range moves in a write transaction of its own.
+    pub async fn settle_tokens(&self, limits: LevelLimits) -> Result<Settled, StorageError> {
+        let mut settled = Settled::default();
+        if self.count_tokens(TokenLevel::Fresh).await? >= limits.fresh {
+            settled.fresh_to_recent =
+                self.move_level(TokenLevel::Fresh, TokenLevel::Recent, limits.fresh_ranges).await?;
+        }
+        if self.count_tokens(TokenLevel::Recent).await? >= limits.recent {
+            settled.recent_to_base =
+                self.move_level(TokenLevel::Recent, TokenLevel::Base, limits.recent_ranges).await?;
+        }
+        Ok(settled)
+    }
+
+    async fn count_tokens(&self, level: TokenLevel) -> Result<i64, StorageError> {
+        let mut tx = self.read().await?;
+        let n = tx.count_tokens(level).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn move_level(&self, from: TokenLevel, to: TokenLevel, parts: u32) -> Result<u64, StorageError> {
+        let mut moved = 0;
+        for (first, last) in ranges(parts) {
+            let mut tx = self.write().await?;
+            moved += tx.move_tokens(from, to, first, last).await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    /// Settles the token index every few seconds under the default [`LevelLimits`], until
+    /// the store closes or is dropped.
+    pub fn settle_in_background(self: &Arc<Self>) {
+        let store: Weak<Store> = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = store.upgrade() else { break };
+                match store.settle_tokens(LevelLimits::default()).await {
+                    Ok(s) if s != Settled::default() => {
+                        tracing::debug!(fresh = s.fresh_to_recent, recent = s.recent_to_base, "token index settled")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "settling the token index failed (the next pass tries again)"),
+                }
+            }
+        });
+        if let Ok(mut slot) = self.settler.lock()
+            && let Some(old) = slot.replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Stops the background settling, if any.
+    pub(super) fn stop_settling(&self) {
+        if let Ok(mut slot) = self.settler.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn ranges_cover_the_token_space_once_in_order() {
+        for n in [1, 2, 7, 64] {
+            let r = ranges(n);
+            assert_eq!(r.len(), n as usize);
+            assert_eq!(r[0].0, i64::MIN);
+            assert_eq!(r[r.len() - 1].1, i64::MAX);
+            for w in r.windows(2) {
+                assert_eq!(w[0].1.checked_add(1), Some(w[1].0));
+                assert!(w[0].0 <= w[0].1);
+            }
+        }
+    }
+}

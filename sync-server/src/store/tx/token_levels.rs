@@ -1,0 +1,87 @@
+//! The levels of the residents' token index (migration 0011) and the statements that move
+//! tokens between them. A push writes its tokens to the small fresh level; they move in bulk,
+//! a range of tokens at a time in token order, to the recent level and from there to the
+//! large base level ([`super::super::token_settler`] decides when). A lookup reads all three
+//! (the view `person_token_any`).
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::super::dialect::Dialect;
+use super::{Result, Tx};
+
+/// One level of the token index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLevel {
+    /// Where a push writes: small, its pages stay in memory.
+    Fresh,
+    /// Fresh tokens moved in bulk: ten communes' worth at most.
+    Recent,
+    /// Every older token: the large index, written a range at a time.
+    Base,
+}
+
+impl TokenLevel {
+    /// The levels in the order tokens move through them. A statement that must find a token
+    /// wherever it is reads them in this order: a concurrent move (PostgreSQL) takes a token
+    /// from a level this statement has read to one it has not read yet, never the other way.
+    pub const NEWEST_FIRST: [TokenLevel; 3] = [TokenLevel::Fresh, TokenLevel::Recent, TokenLevel::Base];
+
+    /// The level's table.
+    pub fn table(self) -> &'static str {
+        match self {
+            TokenLevel::Fresh => "person_token_fresh",
+            TokenLevel::Recent => "person_token_recent",
+            TokenLevel::Base => "person_token",
+        }
+    }
+}
+
+impl Tx<'_> {
+    /// How many tokens the level holds.
+    pub async fn count_tokens(&mut self, level: TokenLevel) -> Result<i64> {
+        let sql = format!("SELECT count(*) FROM {}", level.table());
+        Ok(sqlx::query(AssertSqlSafe(sql)).fetch_one(&mut *self.tx).await?.try_get(0)?)
+    }
+
+    /// Moves the tokens of `from` within `first..=last` to `to`, in token order (each leaf of
+    /// `to` that the range covers is written once); returns how many moved. On PostgreSQL the
+    /// move is one statement (a delete that hands its rows to an insert): a writer that
+    /// removes one of these tokens meanwhile either removes it before it moves (it does not
+    /// move) or waits and then finds it in `to`.
+    pub async fn move_tokens(&mut self, from: TokenLevel, to: TokenLevel, first: i64, last: i64) -> Result<u64> {
+        let (from, to) = (from.table(), to.table());
+        match self.dialect {
+            Dialect::Postgres => {
+                // A data-modifying `WITH` runs once whether or not the query reads it.
+                let sql = format!(
+                    "WITH moved AS (DELETE FROM {from} WHERE token BETWEEN $1 AND $2 RETURNING token, person_id),
+                          written AS (INSERT INTO {to} (token, person_id) SELECT token, person_id FROM moved
+                                      ORDER BY token, person_id ON CONFLICT DO NOTHING)
+                     SELECT count(*) FROM moved"
+                );
+                let moved: i64 = sqlx::query(AssertSqlSafe(sql))
+                    .bind(first)
+                    .bind(last)
+                    .fetch_one(&mut *self.tx)
+                    .await?
+                    .try_get(0)?;
+                Ok(u64::try_from(moved).unwrap_or(0))
+            }
+            Dialect::Sqlite => {
+                // The writer is the only one: nothing changes the range between the statements.
+                let insert = format!(
+                    "INSERT INTO {to} (token, person_id) SELECT token, person_id FROM {from}
+                     WHERE token BETWEEN $1 AND $2 ORDER BY token, person_id ON CONFLICT DO NOTHING"
+                );
+                sqlx::query(AssertSqlSafe(insert)).bind(first).bind(last).execute(&mut *self.tx).await?;
+                let delete = format!("DELETE FROM {from} WHERE token BETWEEN $1 AND $2");
+                Ok(sqlx::query(AssertSqlSafe(delete))
+                    .bind(first)
+                    .bind(last)
+                    .execute(&mut *self.tx)
+                    .await?
+                    .rows_affected())
+            }
+        }
+    }
+}

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "tokens without a person index", include_str!("../../migrations/0009_tokens_without_person_index.sql")),
     (10, "compact person tokens", include_str!("../../migrations/0010_compact_person_tokens.sql")),
     (11, "token levels", include_str!("../../migrations/0011_token_levels.sql")),
+    (12, "birth day by area", include_str!("../../migrations/0012_birth_day_by_area.sql")),
 ];
 
 /// How to open a store.

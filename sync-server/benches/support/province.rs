@@ -87,7 +87,11 @@ fn province_file(dir: &Path, n: usize) -> PathBuf {
 
 /// What a marker of a built store says: its size and the linkage version its index was made by.
 fn marker(n: usize) -> String {
-    format!("{n} households\nlinkage {}\n", doorstep_sync_server::logic::shipped_linkage_version())
+    format!(
+        "{n} households\nlinkage {}\nschema {}\n",
+        doorstep_sync_server::logic::shipped_linkage_version(),
+        doorstep_sync_server::store::schema_version()
+    )
 }
 
 /// Runs the server binary with `args`; panics with `what` if it fails.
@@ -96,19 +100,22 @@ fn run(server: &Path, args: &[&std::ffi::OsStr], what: &str) {
     assert!(status.success(), "{what} failed");
 }
 
-/// Brings a cached store built by an older version up to this one: opening it re-indexes it
-/// once, as a server upgrade does (any command opens it; `devices` does nothing more).
+/// Brings a cached store built by an older version up to this one: opening it migrates it and,
+/// if the search index changed, re-indexes it, once, as a server upgrade does (any command opens it; `devices` does nothing more).
 fn upgrade(server: &Path, done: &Path, n: usize, db_args: &[&std::ffi::OsStr]) {
     let built = std::fs::read_to_string(done).unwrap_or_default();
     if built == marker(n) {
         return;
     }
-    println!("re-indexing the cached province store ({}) — once", marker(n).lines().nth(1).unwrap_or(""));
+    println!(
+        "upgrading the cached province store ({}) — once",
+        marker(n).lines().skip(1).collect::<Vec<_>>().join(", ")
+    );
     let t = Instant::now();
     let mut args = db_args.to_vec();
     args.push("devices".as_ref());
-    run(server, &args, "the province's re-index");
-    println!("province store re-indexed in {:.0} s", t.elapsed().as_secs_f64());
+    run(server, &args, "the province's upgrade");
+    println!("province store upgraded in {:.0} s", t.elapsed().as_secs_f64());
     std::fs::write(done, marker(n)).unwrap();
 }
 
@@ -201,6 +208,13 @@ pub fn copy_store(province: &Province, dir: &Path) -> PathBuf {
     let wal = province.dir.join("server.db-wal");
     if wal.exists() {
         std::fs::copy(&wal, dir.join("server.db-wal")).unwrap();
+    }
+    // On disk before the clock starts: the kernel writing back gigabytes of a copy made
+    // seconds before competed with the measured push for the disk.
+    for f in ["server.db", "server.db-wal"] {
+        if let Ok(copy) = std::fs::File::open(dir.join(f)) {
+            copy.sync_all().unwrap();
+        }
     }
     dir.join("server.db")
 }

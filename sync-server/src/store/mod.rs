@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "birth day by area", include_str!("../../migrations/0012_birth_day_by_area.sql")),
 ];
 
+/// The schema version this server brings a store to (its last migration's).
+pub fn schema_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
 /// How to open a store.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {

@@ -31,15 +31,40 @@ pub struct TestServer {
 pub fn fresh_db(dir: &Path) -> String {
     match std::env::var("DOORSTEP_TEST_POSTGRES_URL") {
         Ok(admin) => {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            static SWEEP: std::sync::Once = std::sync::Once::new();
+            SWEEP.call_once(|| drop_finished_test_databases(&mut client));
             let mut bytes = [0u8; 8];
             getrandom::fill(&mut bytes).unwrap();
-            let name = format!("doorstep_test_{}", hex::encode(bytes));
-            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            let name = format!("doorstep_test_{}_{}", std::process::id(), hex::encode(bytes));
             client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
             let base = admin.rsplit_once('/').unwrap().0;
             format!("{base}/{name}")
         }
         Err(_) => dir.join("server.db").to_str().unwrap().to_string(),
+    }
+}
+
+/// Drops the test databases of test processes that have ended (a test's database lives as
+/// long as its process: tests hand it to servers they do not stop one by one). A database's
+/// name carries the id of the process that made it; one whose process is gone, or of an older
+/// name without an id, goes, with its key file.
+fn drop_finished_test_databases(client: &mut postgres::Client) {
+    // Which processes run is read from /proc: without it, nothing is known to have ended.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let rows = client
+        .query("SELECT datname FROM pg_database WHERE starts_with(datname, 'doorstep_test_')", &[])
+        .unwrap_or_default();
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.trim_start_matches("doorstep_test_").split('_').next().and_then(|p| p.parse::<u32>().ok());
+        let running = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        let ours = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !running && ours && client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).is_ok() {
+            let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.key")));
+        }
     }
 }
 

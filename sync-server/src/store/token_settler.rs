@@ -80,16 +80,24 @@ impl Store {
     /// One settling pass under `limits`: the fresh level moves if it is full, and the recent
     /// level then if it is. Each range moves in a write transaction of its own.
     pub async fn settle_tokens(&self, limits: LevelLimits) -> Result<Settled, StorageError> {
-        let mut settled = Settled::default();
-        if self.count_tokens(TokenLevel::Fresh).await? >= limits.fresh {
-            settled.fresh_to_recent =
-                self.move_level(TokenLevel::Fresh, TokenLevel::Recent, limits.fresh_ranges).await?;
+        let fresh_to_recent = self.settle_fresh(limits).await?;
+        Ok(Settled { fresh_to_recent, recent_to_base: self.settle_recent(limits).await? })
+    }
+
+    /// Moves the fresh level to the recent one if it holds `limits.fresh` tokens.
+    async fn settle_fresh(&self, limits: LevelLimits) -> Result<u64, StorageError> {
+        if self.count_tokens(TokenLevel::Fresh).await? < limits.fresh {
+            return Ok(0);
         }
-        if self.count_tokens(TokenLevel::Recent).await? >= limits.recent {
-            settled.recent_to_base =
-                self.move_level(TokenLevel::Recent, TokenLevel::Base, limits.recent_ranges).await?;
+        self.move_level(TokenLevel::Fresh, TokenLevel::Recent, limits.fresh_ranges).await
+    }
+
+    /// Moves the recent level to the base if it holds `limits.recent` tokens.
+    async fn settle_recent(&self, limits: LevelLimits) -> Result<u64, StorageError> {
+        if self.count_tokens(TokenLevel::Recent).await? < limits.recent {
+            return Ok(0);
         }
-        Ok(settled)
+        self.move_level(TokenLevel::Recent, TokenLevel::Base, limits.recent_ranges).await
     }
 
     async fn count_tokens(&self, level: TokenLevel) -> Result<i64, StorageError> {
@@ -116,15 +124,33 @@ impl Store {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The recent level only grows when the fresh one moves: it is counted then (and on
+            // the first pass, or after a pass that failed), not every few seconds — up to
+            // 2.5 million rows a count.
+            let mut recent_may_be_full = true;
             loop {
                 tick.tick().await;
                 let Some(store) = store.upgrade() else { break };
-                match store.settle_tokens(LevelLimits::default()).await {
-                    Ok(s) if s != Settled::default() => {
-                        tracing::debug!(fresh = s.fresh_to_recent, recent = s.recent_to_base, "token index settled")
+                let limits = LevelLimits::default();
+                let pass = async {
+                    let fresh = store.settle_fresh(limits).await?;
+                    let recent = match fresh > 0 || recent_may_be_full {
+                        true => store.settle_recent(limits).await?,
+                        false => 0,
+                    };
+                    Ok::<_, StorageError>((fresh, recent))
+                };
+                match pass.await {
+                    Ok((fresh, recent)) => {
+                        recent_may_be_full = false;
+                        if fresh + recent > 0 {
+                            tracing::debug!(fresh, recent, "token index settled");
+                        }
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "settling the token index failed (the next pass tries again)"),
+                    Err(e) => {
+                        recent_may_be_full = true;
+                        tracing::warn!(error = %e, "settling the token index failed (the next pass tries again)");
+                    }
                 }
             }
         });

@@ -1228,12 +1228,10 @@ impl<'a> Tx<'a> {
     /// Inserts index rows `(token, person id)` into the level `table`, many rows a statement.
     async fn insert_blocks(&mut self, table: TokenLevel, blocks: &[(i64, i64)]) -> Result<()> {
         for chunk in blocks.chunks(1000) {
-            let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 2 + 1, 2))).collect();
             let sql = format!(
                 "INSERT INTO {} (token, person_id) VALUES {} ON CONFLICT DO NOTHING",
                 table.table(),
-                rows.join(", ")
+                value_rows(self.dialect, chunk.len(), 2)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (token, person_id) in chunk {
@@ -1376,10 +1374,11 @@ impl<'a> Tx<'a> {
         }
         for level in TokenLevel::NEWEST_FIRST {
             for chunk in blocks.chunks(500) {
-                let rows: Vec<String> =
-                    (0..chunk.len()).map(|i| format!("({})", placeholders(self.dialect, i * 2 + 1, 2))).collect();
-                let sql =
-                    format!("DELETE FROM {} WHERE (token, person_id) IN (VALUES {})", level.table(), rows.join(", "));
+                let sql = format!(
+                    "DELETE FROM {} WHERE (token, person_id) IN (VALUES {})",
+                    level.table(),
+                    value_rows(self.dialect, chunk.len(), 2)
+                );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for (token, person_id) in chunk {
                     query = query.bind(*token).bind(*person_id);

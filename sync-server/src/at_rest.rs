@@ -186,16 +186,24 @@ impl AtRest {
         Self::tag(self.index.cccd(cccd))
     }
 
-    /// Index token of a record-linkage blocking key (or a search key): the keyed hash's first
-    /// 64 bits, as the residents' token index stores them. An index entry is then two integers
-    /// (token, resident) — a sixth of the 128-bit hex token and two text ids it replaces, so a
-    /// province's token index stays in memory. Two keys that share a token (one chance in 2^64
-    /// a pair) only make a lookup read a row the model then scores.
+    /// Index token of a record-linkage blocking key (or a search key), written
+    /// `locality/rest` (the text before the first `/` names the part of the country the key's
+    /// holders share; `logic` writes it). Its top 16 bits are a keyed hash of the locality and
+    /// its other 48 the keyed hash of the whole key, as the residents' token index stores
+    /// them: the tokens of one district (or of one province's CCCD numbers) sit together in
+    /// the index, so a commune's lookups and inserts reach a few stretches of a province's
+    /// index — which stay in memory — instead of leaves all over it. An index entry is two
+    /// integers (token, resident). Two keys that share a token (one chance in 2^48 a pair
+    /// within a locality) only make a lookup read a row the model then scores. The tokens
+    /// reveal which entries share a locality, as the entries' area codes (stored in clear) do.
     pub fn block_token(&self, key: &str) -> i64 {
+        let locality = key.split_once('/').map_or("", |(locality, _)| locality);
+        let place = self.index.blocking(&format!("locality:{locality}"));
         let hash = self.index.blocking(key);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&hash[..8]);
-        i64::from_be_bytes(first)
+        let mut token = [0u8; 8];
+        token[..2].copy_from_slice(&place[..2]);
+        token[2..].copy_from_slice(&hash[..6]);
+        i64::from_be_bytes(token)
     }
 
     /// A keyed hash of a registry row as an import read it (to know an unchanged row again

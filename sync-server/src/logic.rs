@@ -190,20 +190,25 @@ fn ordered<'a>(x: (&'a str, &'a str), y: (&'a str, &'a str)) -> ((&'a str, &'a s
     if x < y { (x, y) } else { (y, x) }
 }
 
+/// A blocking key as the store indexes it: `locality/rule:value`, its locality first
+/// ([`AtRest::block_token`](crate::at_rest::AtRest::block_token) keeps the keys of one
+/// locality together).
 fn block_text(k: &BlockingKey) -> String {
-    format!("{}:{}", k.rule, k.value)
+    format!("{}/{}:{}", k.locality(), k.rule, k.value)
 }
 
 /// The version of what the server indexes beyond the blocking rules (the console's search
-/// keys, and the tokens' form: `search-2` stores 64-bit tokens, migration 0010): part of the
-/// recorded linkage version, so that an upgrade rebuilds the index.
-const SEARCH_INDEX_VERSION: &str = "search-2";
+/// keys, and the tokens' form: `search-2` stored 64-bit tokens, migration 0010; `search-3`
+/// gives each token its key's locality in its top bits): part of the recorded linkage
+/// version, so that an upgrade rebuilds the index.
+const SEARCH_INDEX_VERSION: &str = "search-3";
 
 /// The console's search key of a full name: the name folded as the search folds what is
 /// typed (no diacritics, one case, single spaces). `None` for a name that folds to nothing.
+/// It has no locality (the empty text before the `/`): a name is searched across the country.
 pub fn name_search_key(name: &str) -> Option<String> {
     let folded = doorstep_core::identity::normalize_name(name);
-    (!folded.is_empty()).then(|| format!("search-name:{folded}"))
+    (!folded.is_empty()).then(|| format!("/search-name:{folded}"))
 }
 
 /// The console's search key of a CCCD number: the blocking key every holder of that number

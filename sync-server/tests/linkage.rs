@@ -352,6 +352,47 @@ fn a_lookup_and_a_removal_reach_every_level_of_the_token_index() {
 }
 
 #[test]
+fn a_districts_tokens_sit_together_and_settle_whole_in_parts() {
+    use doorstep_sync_server::store::LevelLimits;
+    let server = TestServer::start();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    let (families, given) = (["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng"], ["An", "Bình", "Chi", "Dũng", "Hà", "Lan"]);
+    for n in 0..30 {
+        let name = |g: usize| format!("{} Văn {}", families[n % 5], given[(n + g) % 6]);
+        let members = vec![
+            member(
+                "m0",
+                &name(0),
+                &format!("19{:02}-0{}-1{}", 50 + n, 1 + n % 9, n % 10),
+                Some(&format!("0010{:02}{:06}", 50 + n, n)),
+            ),
+            member("m1", &name(1), &format!("20{:02}-0{}-2{}", 10 + n % 12, 1 + n % 9, n % 10), None),
+        ];
+        phone.store.create_household(&house(&format!("{AREA}-t{n}"), members)).unwrap();
+    }
+    phone.sync().unwrap();
+    let count = |sql: &str| -> i64 { common::rows_as_text(&server.db, sql)[0][0].parse().unwrap() };
+    let tokens = count("SELECT count(*) FROM person_token_any");
+    // Each key's locality (the district of a name's or a date's key, the first digits of a
+    // CCCD's, none for a phone's or a name search's) gives its token's top 16 bits: the
+    // commune's tokens fall in a few stretches of the token space, not all over it.
+    let stretches = count("SELECT count(DISTINCT token / 281474976710656) FROM person_token_any");
+    assert!(tokens > 250 && stretches <= 6, "{tokens} tokens in {stretches} stretches");
+    // However they crowd, a settling pass in parts moves every token down to the base, once.
+    let moved = server
+        .runtime
+        .block_on(server.storage.settle_index(LevelLimits {
+            fresh_ranges: 7,
+            recent_ranges: 5,
+            ..LevelLimits::everything()
+        }))
+        .unwrap();
+    assert_eq!((moved.fresh_to_recent, moved.recent_to_base), (tokens as u64, tokens as u64));
+    assert_eq!(count("SELECT count(*) FROM person_token"), tokens);
+    assert_eq!(count("SELECT count(*) FROM person_token_fresh") + count("SELECT count(*) FROM person_token_recent"), 0);
+}
+
+#[test]
 fn an_edited_resident_keeps_the_tokens_a_fresh_index_would_write() {
     let server = TestServer::start();
     let mut phone = Device::enrolled(&server, "officer", AREA);

@@ -96,6 +96,13 @@ impl Dialect {
                 "PRAGMA busy_timeout = 10000",
                 // A push runs some forty statements a household over a large index: a 64 MiB page cache.
                 "PRAGMA cache_size = -65536",
+                // Reads through a memory map of up to 64 GiB (the build raises SQLite's 2 GB
+                // cap, .cargo/config.toml): a lookup's pages come straight from the kernel's
+                // page cache, shared by the connections, with no read call or copy each. On a
+                // province's store a commune's first push reads ~200,000 index pages. An I/O
+                // error on a mapped page stops the process (SIGBUS) where a read would have
+                // returned an error: a server's disk failing is a stop either way.
+                "PRAGMA mmap_size = 68719476736",
                 // The checkpoints run off the write path (store::checkpoint); a commit still
                 // checkpoints when the WAL passes 256 MiB, the backstop for a checkpointer that
                 // readers hold back. The WAL file can grow to that size.

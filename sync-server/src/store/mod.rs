@@ -280,3 +280,30 @@ impl Store {
 }
 
 use sqlx::SqlSafeStr;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sqlx::Row;
+
+    use super::{Store, StoreOptions};
+    use crate::at_rest::AtRest;
+
+    /// Every SQLite connection of the store reads through a memory map of the size asked: the
+    /// build lifts SQLite's 2 GB cap (`.cargo/config.toml`), or a larger map is cut to 2 GB
+    /// without a word and a province's store would mostly be read by read calls.
+    #[tokio::test]
+    async fn sqlite_connections_read_through_a_map_larger_than_2_gb() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("server.db");
+        let keys = Arc::new(AtRest::load_or_create(&dir.path().join("server.db.key")).unwrap());
+        let store = Store::open(db.to_str().unwrap(), keys, StoreOptions::default()).await.unwrap();
+        let asked = 68_719_476_736_i64;
+        for pool in [&store.pool, store.writer_pool.as_ref().unwrap()] {
+            let row = sqlx::query("PRAGMA mmap_size").fetch_one(pool).await.unwrap();
+            assert_eq!(row.try_get::<i64, _>(0).unwrap(), asked);
+        }
+        store.close().await;
+    }
+}

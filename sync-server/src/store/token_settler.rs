@@ -8,7 +8,7 @@
 //! of the large index is written once for dozens of tokens. The policy, as a log-structured
 //! merge tree keeps its keys:
 //! - the fresh level moves to the recent level once it holds [`LevelLimits::fresh`] tokens
-//!   (about a commune's), in [`LevelLimits::fresh_ranges`] transactions;
+//!   (about a commune's), in [`LevelLimits::fresh_ranges`] transactions of as many tokens;
 //! - the recent level moves to the base once it holds [`LevelLimits::recent`] (about ten
 //!   communes'), in [`LevelLimits::recent_ranges`] transactions, each a short write that a
 //!   push waits for at most.
@@ -32,9 +32,9 @@ pub struct LevelLimits {
     pub fresh: i64,
     /// The recent level moves once it holds this many tokens.
     pub recent: i64,
-    /// Transactions (token ranges) a move of the fresh level takes.
+    /// Transactions (token ranges of as many tokens) a move of the fresh level takes.
     pub fresh_ranges: u32,
-    /// Transactions (token ranges) a move of the recent level takes.
+    /// Transactions (token ranges of as many tokens) a move of the recent level takes.
     pub recent_ranges: u32,
 }
 
@@ -59,21 +59,6 @@ pub struct Settled {
     pub fresh_to_recent: u64,
     /// Tokens moved from the recent level to the base.
     pub recent_to_base: u64,
-}
-
-/// The inclusive token ranges that split the 64-bit token space into `n` equal parts
-/// (tokens are hashes: each holds about as many).
-fn ranges(n: u32) -> Vec<(i64, i64)> {
-    let n = i128::from(n.max(1));
-    let span = (i128::from(i64::MAX) - i128::from(i64::MIN) + 1) / n;
-    (0..n)
-        .map(|k| {
-            let first = i128::from(i64::MIN) + k * span;
-            let last = if k == n - 1 { i128::from(i64::MAX) } else { first + span - 1 };
-            // Both within i64 by construction.
-            (i64::try_from(first).unwrap_or(i64::MIN), i64::try_from(last).unwrap_or(i64::MAX))
-        })
-        .collect()
 }
 
 impl Store {
@@ -107,12 +92,27 @@ impl Store {
         Ok(n)
     }
 
+    /// Moves `from` to `to` in about `parts` write transactions of as many tokens each (a
+    /// token's top bits are its locality's, so the tokens of a push crowd a few stretches of
+    /// the token space: ranges are cut by count, not by value). Tokens written meanwhile may
+    /// move too, in the last range.
     async fn move_level(&self, from: TokenLevel, to: TokenLevel, parts: u32) -> Result<u64, StorageError> {
-        let mut moved = 0;
-        for (first, last) in ranges(parts) {
+        let parts = parts.max(1);
+        let per = (self.count_tokens(from).await? / i64::from(parts)).max(1);
+        let (mut moved, mut first) = (0, i64::MIN);
+        for part in 1..=parts {
             let mut tx = self.write().await?;
+            let last = match part == parts {
+                true => None,
+                false => tx.token_after(from, first, per - 1).await?,
+            };
+            let last = last.unwrap_or(i64::MAX);
             moved += tx.move_tokens(from, to, first, last).await?;
             tx.commit().await?;
+            match last.checked_add(1) {
+                Some(next) => first = next,
+                None => break,
+            }
         }
         Ok(moved)
     }
@@ -167,25 +167,6 @@ impl Store {
             && let Some(task) = slot.take()
         {
             task.abort();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ranges;
-
-    #[test]
-    fn ranges_cover_the_token_space_once_in_order() {
-        for n in [1, 2, 7, 64] {
-            let r = ranges(n);
-            assert_eq!(r.len(), n as usize);
-            assert_eq!(r[0].0, i64::MIN);
-            assert_eq!(r[r.len() - 1].1, i64::MAX);
-            for w in r.windows(2) {
-                assert_eq!(w[0].1.checked_add(1), Some(w[1].0));
-                assert!(w[0].0 <= w[0].1);
-            }
         }
     }
 }

@@ -177,34 +177,34 @@ pub fn evaluate(records: &[CalibrationRecord], truth: &[(usize, usize)], model: 
     };
     let mut index: HashMap<super::blocking::BlockingKey, Vec<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
-        for k in super::blocking::keys(&r.key) {
+        for k in super::blocking::keys(&r.key).stored {
             index.entry(k).or_default().push(i);
         }
     }
     let truth_set = true_pairs_closed(records.len(), truth);
     let mut out = Evaluation { true_pairs: truth_set.len(), ..Evaluation::default() };
     let mut found = HashSet::new();
+    // A pair is compared once, whichever of the two a lookup reads the other from (one
+    // rule's stored and looked-up keys differ: blocking::keys).
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        let mut others: Vec<usize> = super::blocking::keys(&r.key)
-            .iter()
-            .filter_map(|k| index.get(k))
-            .flatten()
-            .copied()
-            .filter(|&j| j > i && records[j].household_id != r.household_id)
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        for j in others {
-            out.compared += 1;
-            let s = model.score_parts(&rec(i), &names[i], &rec(j), &names[j]);
-            if model.is_review(s.probability) {
-                out.queued += 1;
-                if truth_set.contains(&(i, j)) {
-                    out.true_positives += 1;
-                    found.insert((i, j));
-                } else {
-                    out.false_pairs.push((i, j));
-                }
+        let others = super::blocking::keys(&r.key).probes.into_iter().filter_map(|k| index.get(&k)).flatten();
+        pairs.extend(
+            others.filter(|&&j| j != i && records[j].household_id != r.household_id).map(|&j| (i.min(j), i.max(j))),
+        );
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    for (i, j) in pairs {
+        out.compared += 1;
+        let s = model.score_parts(&rec(i), &names[i], &rec(j), &names[j]);
+        if model.is_review(s.probability) {
+            out.queued += 1;
+            if truth_set.contains(&(i, j)) {
+                out.true_positives += 1;
+                found.insert((i, j));
+            } else {
+                out.false_pairs.push((i, j));
             }
         }
     }

@@ -43,6 +43,17 @@ impl Tx<'_> {
         Ok(sqlx::query(AssertSqlSafe(sql)).fetch_one(&mut *self.tx).await?.try_get(0)?)
     }
 
+    /// The token `offset` places after the first of `level` at or above `first` (in token
+    /// order), if the level holds that many: where a move of `offset + 1` tokens from `first` ends.
+    pub async fn token_after(&mut self, level: TokenLevel, first: i64, offset: i64) -> Result<Option<i64>> {
+        let sql = format!("SELECT token FROM {} WHERE token >= $1 ORDER BY token LIMIT 1 OFFSET $2", level.table());
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(first).bind(offset).fetch_optional(&mut *self.tx).await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
     /// Moves the tokens of `from` within `first..=last` to `to`, in token order (each leaf of
     /// `to` that the range covers is written once); returns how many moved. On PostgreSQL the
     /// move is one statement (a delete that hands its rows to an insert): a writer that

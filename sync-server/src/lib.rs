@@ -93,5 +93,6 @@ pub async fn open_storage(
     store.catch_up(now).await?;
     let store = Arc::new(store);
     store.settle_in_background();
+    store.keep_base_filter();
     Ok(store)
 }

@@ -85,6 +85,10 @@ impl Storage for Store {
         self.settle_tokens(limits).await
     }
 
+    async fn build_index_filter(&self) -> Result<Option<usize>> {
+        self.build_base_filter().await
+    }
+
     async fn create_enrolment(&self, token_hash: String, area: String, now: i64) -> Result<()> {
         in_write!(self, |tx| tx.create_enrolment(&token_hash, &area, now).await?)
     }

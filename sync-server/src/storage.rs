@@ -138,6 +138,10 @@ pub trait Storage: Send + Sync + 'static {
     /// One pass that settles the residents' token index under `limits` (a running server
     /// settles in the background under the defaults; a bench or a test forces it).
     async fn settle_index(&self, limits: LevelLimits) -> Result<Settled, StorageError>;
+    /// Builds the token index's base filter now if it is not up to date (a running server
+    /// builds it in the background when a lookup finds it missing; a bench or a test waits
+    /// for it): the tokens it was built from, `None` if nothing was built.
+    async fn build_index_filter(&self) -> Result<Option<usize>, StorageError>;
     /// The households of `area` changed after the cursor `since`, at most `limit`, and the next cursor.
     async fn export_page(&self, area: String, since: i64, limit: i64) -> Result<ExportPage, StorageError>;
     /// Stores a new export token, by the hash of its secret.

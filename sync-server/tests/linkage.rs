@@ -427,3 +427,78 @@ fn an_edited_resident_keeps_the_tokens_a_fresh_index_would_write() {
     server.runtime.block_on(server.storage.rescore_duplicates(true)).unwrap();
     assert_eq!(edited, tokens(), "the tokens of the edits are those a fresh index writes");
 }
+
+/// The open pairs of the queue, by household.
+fn open_pairs(server: &TestServer) -> HashSet<(String, String)> {
+    server
+        .runtime
+        .block_on(server.storage.duplicates(None))
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.status == "open")
+        .map(|d| (d.doc_a, d.doc_b))
+        .collect()
+}
+
+/// A SQLite server asks its token index's base only for the tokens its base filter may
+/// hold. The filter follows the server's own settling; a write it cannot follow (another
+/// process on the same database, a re-index) leaves it behind, and a lookup then reads the
+/// whole base: nothing the base holds is ever missed. (PostgreSQL keeps no filter; the same
+/// registrations find the same pairs.)
+#[test]
+fn the_base_filter_never_hides_a_token_another_writer_put_in_the_base() {
+    use doorstep_sync_server::store::LevelLimits;
+    let server = TestServer::start();
+    let settle = |storage: &std::sync::Arc<dyn doorstep_sync_server::storage::Storage>,
+                  rt: &tokio::runtime::Runtime| {
+        rt.block_on(storage.settle_index(LevelLimits::everything())).unwrap()
+    };
+    let build = || server.runtime.block_on(server.storage.build_index_filter()).unwrap();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    let id = |x: &str| format!("{AREA}-{x}");
+    let hung = || vec![member("m0", "Nguyễn Văn Hùng", "2015-03-15", None)];
+    let mai = || vec![member("m0", "Trần Thị Mai", "1990-01-20", Some("001190001234"))];
+    let register = |phone: &mut Device, x: &str, members| {
+        phone.store.create_household(&house(&id(x), members)).unwrap();
+        phone.sync().unwrap();
+    };
+    let pairs =
+        |list: &[(&str, &str)]| -> HashSet<(String, String)> { list.iter().map(|(a, b)| (id(a), id(b))).collect() };
+
+    // The first registration settles to the base, and the filter is made current.
+    register(&mut phone, "a", hung());
+    assert!(settle(&server.storage, &server.runtime).recent_to_base > 0);
+    let built = build();
+    assert!(built.is_none_or(|tokens| tokens > 0), "{built:?}");
+    // The second finds it through the filter; the server's own settling moves the filter on.
+    register(&mut phone, "b", hung());
+    assert_eq!(open_pairs(&server), pairs(&[("a", "b")]));
+    assert!(settle(&server.storage, &server.runtime).recent_to_base > 0);
+    assert_eq!(build(), None, "the filter followed the server's own settling");
+
+    // Another process on the same store (an import beside the server) registers someone else
+    // and settles her to the base, where the server's filter does not follow.
+    let (runtime, other) = common::open_storage(&server.db);
+    let now = chrono::Utc::now().timestamp();
+    runtime.block_on(other.import_households(AREA.into(), vec![house(&id("c"), mai())], now)).unwrap();
+    assert!(settle(&other, &runtime).recent_to_base > 0);
+    drop(other);
+    drop(runtime);
+    // Her second registration, looked up before any new filter is built, finds the first.
+    register(&mut phone, "d", mai());
+    assert_eq!(open_pairs(&server), pairs(&[("a", "b"), ("c", "d")]));
+    // Once the filter is built anew, a third finds both through it.
+    build();
+    assert_eq!(build(), None);
+    register(&mut phone, "e", mai());
+    assert_eq!(open_pairs(&server), pairs(&[("a", "b"), ("c", "d"), ("c", "e"), ("d", "e")]));
+
+    // A re-index clears the base and writes every token again: the filter is behind it, and
+    // lookups read the whole base until it is built again.
+    server.runtime.block_on(server.storage.rescore_duplicates(true)).unwrap();
+    register(&mut phone, "f", hung());
+    let all = pairs(&[("a", "b"), ("c", "d"), ("c", "e"), ("d", "e"), ("a", "f"), ("b", "f")]);
+    assert_eq!(open_pairs(&server), all);
+    build();
+    assert_eq!(build(), None);
+}

@@ -199,6 +199,14 @@ impl Dialect {
         }
     }
 
+    /// An aggregate that joins the integers of `column` into one text, comma-separated.
+    pub fn join_tokens(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("group_concat({column}, ',')"),
+            Dialect::Postgres => format!("string_agg({column}::text, ',')"),
+        }
+    }
+
     /// A query that counts the tables of this name (one integer column).
     pub fn table_exists_query(self) -> &'static str {
         match self {

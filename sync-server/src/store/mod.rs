@@ -7,6 +7,7 @@
 //! ([`crate::at_rest`]). The few differences between the backends live in [`dialect`].
 //! This layer knows nothing of HTTP or of the sync algorithm above it.
 
+mod base_filter;
 mod checkpoint;
 pub mod dialect;
 mod error;
@@ -95,6 +96,10 @@ pub struct Store {
     writer: tokio::sync::Mutex<()>,
     /// The token index's background settling, once started ([`token_settler`]).
     settler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// SQLite's filter of the token index's base level ([`base_filter`]).
+    base_filter: Option<base_filter::BaseFilter>,
+    /// The task that builds the filter when a lookup asks for it, once started.
+    filter_keeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -156,6 +161,11 @@ impl Store {
             keys,
             writer: tokio::sync::Mutex::new(()),
             settler: std::sync::Mutex::new(None),
+            base_filter: match dialect {
+                Dialect::Sqlite => Some(base_filter::BaseFilter::default()),
+                Dialect::Postgres => None,
+            },
+            filter_keeper: std::sync::Mutex::new(None),
         };
         store.migrate().await?;
         store.admit_key().await?;
@@ -178,7 +188,7 @@ impl Store {
 
     /// Begins a transaction that only reads.
     pub async fn read(&self) -> Result<Tx<'_>, StorageError> {
-        Ok(Tx::new(self.pool.begin().await?, &self.keys, self.dialect, None))
+        Ok(Tx::new(self.pool.begin().await?, &self.keys, self.dialect, self.base_filter.as_ref(), None))
     }
 
     /// Begins a write transaction. On SQLite it is the one writer until it ends; on
@@ -191,12 +201,13 @@ impl Store {
             Dialect::Postgres => None,
         };
         let tx = self.writer_pool.as_ref().unwrap_or(&self.pool).begin_with(self.dialect.begin_write()).await?;
-        Ok(Tx::new(tx, &self.keys, self.dialect, guard))
+        Ok(Tx::new(tx, &self.keys, self.dialect, self.base_filter.as_ref(), guard))
     }
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
         self.stop_settling();
+        self.stop_keeping_filter();
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }

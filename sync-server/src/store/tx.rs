@@ -6,6 +6,7 @@ use doorstep_core::sync::protocol::DirectoryEntry;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use super::base_filter::BaseFilter;
 use super::dialect::{Dialect, province_lock_key, province_of, within, within_or_all};
 use super::model::{
     AreaCounts, AuditEntry, BlobState, ConflictItem, Device, DocBody, DocRow, DuplicateItem, DuplicateRow, EventCounts,
@@ -21,6 +22,8 @@ pub struct Tx<'a> {
     tx: Transaction<'static, Any>,
     keys: &'a AtRest,
     dialect: Dialect,
+    /// The store's filter of the token index's base level (SQLite).
+    base_filter: Option<&'a BaseFilter>,
     /// Provinces whose write lock this transaction holds.
     locked: std::collections::BTreeSet<String>,
     _writer: Option<tokio::sync::MutexGuard<'a, ()>>,
@@ -249,9 +252,10 @@ impl<'a> Tx<'a> {
         tx: Transaction<'static, Any>,
         keys: &'a AtRest,
         dialect: Dialect,
+        base_filter: Option<&'a BaseFilter>,
         writer: Option<tokio::sync::MutexGuard<'a, ()>>,
     ) -> Tx<'a> {
-        Tx { tx, keys, dialect, locked: Default::default(), _writer: writer }
+        Tx { tx, keys, dialect, base_filter, locked: Default::default(), _writer: writer }
     }
 
     /// Commits.
@@ -1096,38 +1100,53 @@ impl<'a> Tx<'a> {
         tokens.dedup();
         let mut found: std::collections::BTreeMap<(String, String), Found> = Default::default();
         let mut read = 0i64;
-        for chunk in tokens.chunks(rows_per_statement(1)) {
-            if read >= limit {
-                break;
+        // The levels to read and the tokens to ask each: every token everywhere, or, when the
+        // base's filter answers for this transaction's base, the base for those it may hold.
+        let in_base = match self.base_filter {
+            Some(filter) => {
+                let generation = self.base_generation().await?;
+                filter.may_hold(generation, &tokens)
             }
-            let sql = format!(
-                "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
-                 FROM person_token_any b JOIN person p ON p.id = b.person_id
-                 WHERE b.token IN ({}) LIMIT {}",
-                placeholders(self.dialect, 1, chunk.len()),
-                limit - read
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for token in chunk {
-                query = query.bind(*token);
-            }
-            let rows = query.fetch_all(&mut *self.tx).await?;
-            read += rows.len() as i64;
-            for r in &rows {
-                let sealed = PersonRow {
-                    doc_id: r.try_get(1)?,
-                    member_id: r.try_get(2)?,
-                    area: r.try_get(3)?,
-                    key_json: r.try_get(4)?,
-                };
-                let token: i64 = r.try_get(0)?;
-                let entry = found.entry((sealed.doc_id.clone(), sealed.member_id.clone())).or_insert(Found {
-                    sealed,
-                    tokens: Vec::new(),
-                    cccd: r.try_get(5)?,
-                    digits: r.try_get(6)?,
-                });
-                entry.tokens.push(token);
+            None => None,
+        };
+        let passes: Vec<(&str, &[i64])> = match &in_base {
+            Some(maybe) => vec![(TokenLevel::ABOVE_BASE, &tokens), (TokenLevel::Base.table(), maybe)],
+            None => vec![(TokenLevel::ALL, &tokens)],
+        };
+        for (levels, tokens) in passes {
+            for chunk in tokens.chunks(rows_per_statement(1)) {
+                if read >= limit {
+                    break;
+                }
+                let sql = format!(
+                    "SELECT b.token, p.doc_id, p.member_id, p.area, p.key_json, p.cccd, p.cccd_digits
+                     FROM {levels} b JOIN person p ON p.id = b.person_id
+                     WHERE b.token IN ({}) LIMIT {}",
+                    placeholders(self.dialect, 1, chunk.len()),
+                    limit - read
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for token in chunk {
+                    query = query.bind(*token);
+                }
+                let rows = query.fetch_all(&mut *self.tx).await?;
+                read += rows.len() as i64;
+                for r in &rows {
+                    let sealed = PersonRow {
+                        doc_id: r.try_get(1)?,
+                        member_id: r.try_get(2)?,
+                        area: r.try_get(3)?,
+                        key_json: r.try_get(4)?,
+                    };
+                    let token: i64 = r.try_get(0)?;
+                    let entry = found.entry((sealed.doc_id.clone(), sealed.member_id.clone())).or_insert(Found {
+                        sealed,
+                        tokens: Vec::new(),
+                        cccd: r.try_get(5)?,
+                        digits: r.try_get(6)?,
+                    });
+                    entry.tokens.push(token);
+                }
             }
         }
         let allows = |mine: &Option<String>,
@@ -1337,7 +1356,8 @@ impl<'a> Tx<'a> {
         for level in TokenLevel::NEWEST_FIRST {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", level.table()))).execute(&mut *self.tx).await?;
         }
-        Ok(())
+        // The base's filter is left behind (it would answer for every old token too).
+        self.note_base_written(None).await
     }
 
     /// Adds index keys (given in clear; stored as index tokens): `(keys, person id)` a
@@ -1351,7 +1371,9 @@ impl<'a> Tx<'a> {
     /// which writes every person's tokens in turn, fills the large index in bulk.
     pub async fn add_person_blocks_in_bulk(&mut self, people: &[(&[String], i64)]) -> Result<()> {
         let blocks = self.tagged_blocks(people);
-        self.insert_blocks(TokenLevel::Base, &blocks).await
+        self.insert_blocks(TokenLevel::Base, &blocks).await?;
+        let tokens: Vec<i64> = blocks.iter().map(|(token, _)| *token).collect();
+        self.note_base_written(Some(&tokens)).await
     }
 
     /// People's keys as index rows `(token, person id)`, in token order.

@@ -2,9 +2,13 @@
 """The peer for Doorstep's duplicate queue: Splink (Fellegi-Sunter on DuckDB) on the same labelled
 commune, configured as a competent user would. Prints precision and recall at 0.5 and at Splink's
 best threshold, with the same truth (closed: two copies of one resident are one person too) and the
-same rule as the server (a household is never compared with itself).
+same rule as the server (a household is never compared with itself). Given Doorstep's precision and
+recall on the same set, also prints Splink at those operating points: its best recall at any
+threshold where its precision is at least Doorstep's, and its best precision at any threshold where
+its recall is at least Doorstep's (every threshold Splink's scores allow, chosen with the labels).
 
-Usage: splink_peer.py households.jsonl truth.tsv   (run by sync-server/benches/linkage.rs in a venv)
+Usage: splink_peer.py households.jsonl truth.tsv [doorstep_precision doorstep_recall]
+(run by sync-server/benches/linkage.rs in a venv)
 """
 import json, sys, time, unicodedata, logging
 
@@ -121,6 +125,18 @@ def main():
     print(f"SPLINK {splink.__version__} (DuckDB) at 0.5: PRECISION {p:.3f}, RECALL {r:.3f}, F1 {f1:.3f}, {n} queued; {elapsed:.0f} s")
     best = max((at(t / 100) + (t / 100,) for t in range(1, 100)), key=lambda x: x[2])
     print(f"SPLINK best threshold {best[4]:.2f}: PRECISION {best[0]:.3f}, RECALL {best[1]:.3f}, F1 {best[2]:.3f}, {best[3]} queued")
+    if len(sys.argv) >= 5:
+        precision, recall = float(sys.argv[3]), float(sys.argv[4])
+        points = [at(t) for t in sorted({prob for prob, _ in scored})]
+        at_precision = [r for p, r, _, _ in points if p >= precision]
+        at_recall = [p for p, r, _, _ in points if r >= recall]
+        print(
+            f"SPLINK at Doorstep's precision ({precision:.3f} or more): best RECALL "
+            + (f"{max(at_precision):.3f}" if at_precision else "none (no threshold is that precise)")
+            + f" (Doorstep {recall:.3f}); at Doorstep's recall ({recall:.3f} or more): best PRECISION "
+            + (f"{max(at_recall):.3f}" if at_recall else f"none (its recall is at most {max(r for _, r, _, _ in points):.3f} at 0.01)")
+            + f" (Doorstep {precision:.3f})"
+        )
 
 
 if __name__ == "__main__":

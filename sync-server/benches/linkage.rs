@@ -220,7 +220,7 @@ fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
 }
 
 /// Splink on DuckDB over the same files, in a venv under target/ (installed from PyPI once).
-fn splink(set: &Labelled) {
+fn splink(set: &Labelled, doorstep: &Quality) {
     let venv = workspace().join("target/splink-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
@@ -235,6 +235,9 @@ fn splink(set: &Labelled) {
         .arg(workspace().join("bench/splink_peer.py"))
         .arg(&set.jsonl)
         .arg(&set.truth)
+        // Doorstep's operating point, at which Splink is also read.
+        .arg(format!("{:.6}", doorstep.true_positives as f64 / doorstep.queued.max(1) as f64))
+        .arg(format!("{:.6}", doorstep.true_positives as f64 / doorstep.true_pairs.max(1) as f64))
         .output()
         .unwrap();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -265,7 +268,7 @@ fn main() {
     for set in &sets {
         let q = quality(set);
         if with_splink && !set.pairs.is_empty() {
-            splink(set);
+            splink(set, &q);
         }
         results.push(q);
     }

@@ -42,6 +42,17 @@ fn record(doc: &str, member: &str) -> String {
     format!("{doc}/{member}")
 }
 
+/// The open candidates of the server's queue.
+fn open_queue(server: &TestServer) -> Vec<DuplicateItem> {
+    let queue = server.runtime.block_on(server.storage.duplicates(None)).unwrap();
+    queue.into_iter().filter(|d| d.status == "open").collect()
+}
+
+/// The open pairs of the queue, by household.
+fn open_pairs(server: &TestServer) -> HashSet<(String, String)> {
+    open_queue(server).into_iter().map(|d| (d.doc_a, d.doc_b)).collect()
+}
+
 #[test]
 fn a_labelled_commune_gets_a_precise_duplicate_queue() {
     let (households, truth) = labelled_commune(2000, 6);
@@ -248,12 +259,8 @@ fn an_edit_reindexes_the_residents_it_changes_and_forgets_those_who_left() {
         .unwrap();
     phone.sync().unwrap();
     let pairs = || -> HashSet<(String, String)> {
-        server
-            .runtime
-            .block_on(server.storage.duplicates(None))
-            .unwrap()
+        open_queue(&server)
             .into_iter()
-            .filter(|d| d.status == "open")
             .map(|d| (record(&d.doc_a, &d.member_a), record(&d.doc_b, &d.member_b)))
             .collect()
     };
@@ -327,14 +334,7 @@ fn a_lookup_and_a_removal_reach_every_level_of_the_token_index() {
     assert!(levels[1][0] == 0 && levels[1][1] > 0 && levels[1][2] == 0, "{levels:?}");
     assert!(levels[2][0] > 0 && levels[2][1] == 0 && levels[2][2] == 0, "{levels:?}");
     // The third registration found both others, wherever their tokens were.
-    let open: HashSet<(String, String)> = server
-        .runtime
-        .block_on(server.storage.duplicates(None))
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.status == "open")
-        .map(|d| (d.doc_a, d.doc_b))
-        .collect();
+    let open = open_pairs(&server);
     let expected: HashSet<(String, String)> =
         [(0, 1), (0, 2), (1, 2)].iter().map(|&(a, b): &(usize, usize)| (ids[a].clone(), ids[b].clone())).collect();
     assert_eq!(open, expected);
@@ -426,18 +426,6 @@ fn an_edited_resident_keeps_the_tokens_a_fresh_index_would_write() {
     let edited = tokens();
     server.runtime.block_on(server.storage.rescore_duplicates(true)).unwrap();
     assert_eq!(edited, tokens(), "the tokens of the edits are those a fresh index writes");
-}
-
-/// The open pairs of the queue, by household.
-fn open_pairs(server: &TestServer) -> HashSet<(String, String)> {
-    server
-        .runtime
-        .block_on(server.storage.duplicates(None))
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.status == "open")
-        .map(|d| (d.doc_a, d.doc_b))
-        .collect()
 }
 
 /// A SQLite server asks its token index's base only for the tokens its base filter may

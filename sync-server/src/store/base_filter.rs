@@ -221,20 +221,7 @@ impl Store {
                 }
             }
         });
-        if let Ok(mut slot) = self.filter_keeper.lock()
-            && let Some(old) = slot.replace(task)
-        {
-            old.abort();
-        }
-    }
-
-    /// Stops the filter's keeper, if any.
-    pub(super) fn stop_keeping_filter(&self) {
-        if let Ok(mut slot) = self.filter_keeper.lock()
-            && let Some(task) = slot.take()
-        {
-            task.abort();
-        }
+        self.filter_keeper.start(task);
     }
 }
 

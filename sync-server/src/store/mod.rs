@@ -7,6 +7,7 @@
 //! ([`crate::at_rest`]). The few differences between the backends live in [`dialect`].
 //! This layer knows nothing of HTTP or of the sync algorithm above it.
 
+mod background;
 mod base_filter;
 mod checkpoint;
 pub mod dialect;
@@ -95,11 +96,11 @@ pub struct Store {
     /// SQLite has one writer: writers queue here, in order, rather than in SQLite's busy loop.
     writer: tokio::sync::Mutex<()>,
     /// The token index's background settling, once started ([`token_settler`]).
-    settler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    settler: background::BackgroundTask,
     /// SQLite's filter of the token index's base level ([`base_filter`]).
     base_filter: Option<base_filter::BaseFilter>,
     /// The task that builds the filter when a lookup asks for it, once started.
-    filter_keeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    filter_keeper: background::BackgroundTask,
 }
 
 impl std::fmt::Debug for Store {
@@ -160,12 +161,12 @@ impl Store {
             dialect,
             keys,
             writer: tokio::sync::Mutex::new(()),
-            settler: std::sync::Mutex::new(None),
+            settler: Default::default(),
             base_filter: match dialect {
                 Dialect::Sqlite => Some(base_filter::BaseFilter::default()),
                 Dialect::Postgres => None,
             },
-            filter_keeper: std::sync::Mutex::new(None),
+            filter_keeper: Default::default(),
         };
         store.migrate().await?;
         store.admit_key().await?;
@@ -206,8 +207,8 @@ impl Store {
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
-        self.stop_settling();
-        self.stop_keeping_filter();
+        self.settler.stop();
+        self.filter_keeper.stop();
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }

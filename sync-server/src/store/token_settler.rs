@@ -154,19 +154,6 @@ impl Store {
                 }
             }
         });
-        if let Ok(mut slot) = self.settler.lock()
-            && let Some(old) = slot.replace(task)
-        {
-            old.abort();
-        }
-    }
-
-    /// Stops the background settling, if any.
-    pub(super) fn stop_settling(&self) {
-        if let Ok(mut slot) = self.settler.lock()
-            && let Some(task) = slot.take()
-        {
-            task.abort();
-        }
+        self.settler.start(task);
     }
 }

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "compact person tokens", include_str!("../../migrations/0010_compact_person_tokens.sql")),
     (11, "token levels", include_str!("../../migrations/0011_token_levels.sql")),
     (12, "birth day by area", include_str!("../../migrations/0012_birth_day_by_area.sql")),
+    (13, "token statistics", include_str!("../../migrations/0013_token_statistics.sql")),
 ];
 
 /// The schema version this server brings a store to (its last migration's).

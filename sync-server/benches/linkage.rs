@@ -170,30 +170,15 @@ fn quality(set: &Labelled) -> Quality {
 /// once by the real import), into a commune of another province: the device pulls nothing,
 /// and the duplicate search, which spans the country, reads the province's residents.
 fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
-    let server_bin = Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
     // On PostgreSQL (DOORSTEP_TEST_POSTGRES_URL, the empty push's backend too) the province is
     // the province bench's database, copied from it as a template for each push.
-    let postgres = std::env::var("DOORSTEP_TEST_POSTGRES_URL").ok();
-    let (province, template) = match &postgres {
-        Some(admin) => {
-            let (p, url, key) = province::postgres_province(server_bin, households, admin);
-            (p, Some((url, key)))
-        }
-        None => (province::province(server_bin, households), None),
-    };
+    let province = province::CachedProvince::open(Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server")), households);
     // A commune of another province (the country grows: nothing of the province shares a
     // district with it), and a new commune of a district of the province (its names and
     // dates are looked up among the district's 100,000 households).
     for (area, beside) in [(OTHER_PROVINCE, "in another province"), (SAME_DISTRICT, "in one of its districts")] {
         let run = tempfile::tempdir().unwrap();
-        let db = match (&postgres, &template) {
-            (Some(admin), Some((url, key))) => {
-                let name = format!("doorstep_bench_linkage_copy_{}", std::process::id());
-                let copy_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-                province::copy_postgres(admin, url, key, &name, &common::key_file(&copy_url).unwrap())
-            }
-            _ => province::copy_store(&province, run.path()).to_str().unwrap().to_string(),
-        };
+        let db = province.copy("linkage", run.path());
         let server = TestServer::start_on_db(&db);
         // A server builds its filter of the token index's base at start (in the background:
         // until it is built, a lookup reads the whole base); the push is timed after it.
@@ -205,7 +190,7 @@ fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
             t.elapsed().as_secs_f64(),
             match filter {
                 Some(tokens) => format!("built from {tokens} tokens"),
-                None if postgres.is_some() => "none on PostgreSQL".into(),
+                None if province.on_postgres() => "none on PostgreSQL".into(),
                 None => "built in the background meanwhile".into(),
             }
         );
@@ -236,12 +221,7 @@ fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
             set.name, fresh.fresh_to_recent, base.recent_to_base
         );
         drop(server);
-        if let Some(admin) = &postgres {
-            // The copy is as large as the province: not left in the cluster.
-            let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
-            let copy = db.rsplit('/').next().unwrap();
-            client.batch_execute(&format!("DROP DATABASE IF EXISTS {copy} WITH (FORCE)")).unwrap();
-        }
+        province.remove_copy(&db);
     }
 }
 

@@ -24,7 +24,7 @@ use common::{Device, TestServer};
 use doorstep_core::record::Household;
 use doorstep_sync_server::console::hash_password;
 use doorstep_sync_server::storage::{Operator, Role};
-use province::{commune_area, copy_store};
+use province::commune_area;
 
 const PASSWORD: &str = "password-for-the-bench";
 
@@ -170,18 +170,12 @@ fn main() {
         std::env::var("DOORSTEP_BENCH_PROVINCE_HOUSEHOLDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
     };
     let server_bin = Path::new(env!("CARGO_BIN_EXE_doorstep-sync-server"));
-    let postgres = std::env::var("DOORSTEP_TEST_POSTGRES_URL").ok();
-    let (province, pg_province) = match &postgres {
-        Some(admin) => {
-            let (p, url, key) = province::postgres_province(server_bin, n, admin);
-            (p, Some((url, key)))
-        }
-        None => (province::province(server_bin, n), None),
-    };
+    let cached = province::CachedProvince::open(server_bin, n);
+    let province = &cached.province;
     let area = commune_area(0);
     let lines = province.commune_lines(0);
     let commune: Vec<Household> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let backend = if postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let backend = if cached.on_postgres() { "PostgreSQL" } else { "SQLite" };
     println!(
         "backend: {backend}; commune {area}: {} households; province: {n} households in 100 communes",
         commune.len()
@@ -202,15 +196,7 @@ fn main() {
 
     let copy = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    let province_db = match (&postgres, &pg_province) {
-        (Some(admin), Some((url, key))) => {
-            let name = format!("doorstep_bench_province_copy_{}", std::process::id());
-            let copy_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-            let copy_key = common::key_file(&copy_url).unwrap();
-            province::copy_postgres(admin, url, key, &name, &copy_key)
-        }
-        _ => copy_store(&province, copy.path()).to_str().unwrap().to_string(),
-    };
+    let province_db = cached.copy("province", copy.path());
     println!("copied the province store in {:.0} s", t.elapsed().as_secs_f64());
 
     // Both servers run side by side and take turns, round by round: a machine that slows
@@ -249,10 +235,5 @@ fn main() {
         median(&full.pulls) / median(&alone.pulls)
     );
     drop(sides);
-    if let Some(admin) = &postgres {
-        // The copy is as large as the province: not left in the cluster.
-        let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
-        let copy = province_db.rsplit('/').next().unwrap();
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {copy} WITH (FORCE)")).unwrap();
-    }
+    cached.remove_copy(&province_db);
 }

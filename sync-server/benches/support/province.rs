@@ -187,6 +187,56 @@ pub fn postgres_province(server: &Path, n: usize, admin: &str) -> (Province, Str
     (province, url, key)
 }
 
+/// The cached province on the benches' backend: the SQLite store, or the PostgreSQL database
+/// when DOORSTEP_TEST_POSTGRES_URL names a cluster (then every server of the bench is on it).
+pub struct CachedProvince {
+    /// The province.
+    pub province: Province,
+    /// On PostgreSQL: the cluster's admin URL, the province database's URL and its key file.
+    postgres: Option<(String, String, PathBuf)>,
+}
+
+impl CachedProvince {
+    /// The province of `n` households on the benches' backend, built once.
+    pub fn open(server: &Path, n: usize) -> CachedProvince {
+        match std::env::var("DOORSTEP_TEST_POSTGRES_URL") {
+            Ok(admin) => {
+                let (province, url, key) = postgres_province(server, n, &admin);
+                CachedProvince { province, postgres: Some((admin, url, key)) }
+            }
+            Err(_) => CachedProvince { province: province(server, n), postgres: None },
+        }
+    }
+
+    /// Whether the province is in PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// A copy a bench may write to (a database named for `label` and this process, or files
+    /// in `dir`): its `--db` value. [`CachedProvince::remove_copy`] removes a database.
+    pub fn copy(&self, label: &str, dir: &Path) -> String {
+        match &self.postgres {
+            Some((admin, url, key)) => {
+                let name = format!("doorstep_bench_{label}_copy_{}", std::process::id());
+                let copy_url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+                copy_postgres(admin, url, key, &name, &crate::common::key_file(&copy_url).unwrap())
+            }
+            None => copy_store(&self.province, dir).to_str().unwrap().to_string(),
+        }
+    }
+
+    /// Removes a PostgreSQL copy (as large as the province: not left in the cluster); a
+    /// SQLite copy goes with its directory.
+    pub fn remove_copy(&self, db: &str) {
+        if let Some((admin, _, _)) = &self.postgres {
+            let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+            let copy = db.rsplit('/').next().unwrap();
+            client.batch_execute(&format!("DROP DATABASE IF EXISTS {copy} WITH (FORCE)")).unwrap();
+        }
+    }
+}
+
 /// A copy of the PostgreSQL province (`CREATE DATABASE … TEMPLATE`), named `copy`, with its key at
 /// `copy_key`: a bench's writes leave the cache as built. Returns the copy's URL.
 pub fn copy_postgres(admin: &str, template: &str, key: &Path, copy: &str, copy_key: &Path) -> String {

@@ -180,8 +180,9 @@ fn push_against_province(households: usize, set: &Labelled, empty_push_s: f64) {
         let run = tempfile::tempdir().unwrap();
         let db = province.copy("linkage", run.path());
         let server = TestServer::start_on_db(&db);
-        // A server builds its filter of the token index's base at start (in the background:
-        // until it is built, a lookup reads the whole base); the push is timed after it.
+        // A server builds its filter of the token index's base in the background once its
+        // first push asks (until it is built, a lookup reads the whole base); a server that
+        // runs has built it long before: the push is timed after it.
         let t = Instant::now();
         let filter = server.runtime.block_on(server.storage.build_index_filter()).unwrap();
         println!(

@@ -108,8 +108,9 @@ struct Side {
 /// Starts a server on `db` and syncs the commune to two new devices (the first sync is timed).
 fn first_sync(db: &str, area: &str, commune: &[Household]) -> Side {
     let server = TestServer::start_on_db(db);
-    // A server builds its token index's base filter in the background as it starts (a
-    // province's in some 5 s); the measures begin once it is built, as on a server that runs.
+    // A server builds its token index's base filter in the background once its first push
+    // asks (a province's in some 5 s); the measures begin once it is built, as on a server
+    // that runs.
     server.runtime.block_on(server.storage.build_index_filter()).unwrap();
     let mut a = Device::enrolled(&server, "officer-a", area);
     let t = Instant::now();

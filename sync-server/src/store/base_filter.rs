@@ -41,7 +41,8 @@ const MIN_CAPACITY: usize = 1 << 20;
 #[derive(Debug)]
 pub struct BaseFilter {
     current: Mutex<Option<Kept>>,
-    /// A lookup found no filter for the store's generation: the keeper builds one.
+    /// A lookup found no filter for the store's generation: the keeper builds one. Nothing is
+    /// built before a lookup asks (a store opened for a short command never needs one).
     wanted: AtomicBool,
     /// One build at a time.
     building: tokio::sync::Mutex<()>,
@@ -88,7 +89,7 @@ impl BuiltFilter {
 
 impl Default for BaseFilter {
     fn default() -> Self {
-        BaseFilter { current: Mutex::new(None), wanted: AtomicBool::new(true), building: Default::default() }
+        BaseFilter { current: Mutex::new(None), wanted: AtomicBool::new(false), building: Default::default() }
     }
 }
 
@@ -191,8 +192,9 @@ impl Store {
         Ok(Some(held))
     }
 
-    /// Builds the base's filter in the background whenever a lookup asks for it (at once for
-    /// a store just opened), until the store closes or is dropped. Nothing on PostgreSQL.
+    /// Builds the base's filter in the background whenever a lookup asks for it (the first
+    /// push after the store opens does), until the store closes or is dropped. Nothing on
+    /// PostgreSQL.
     pub fn keep_base_filter(self: &Arc<Self>) {
         if self.base_filter.is_none() {
             return;
@@ -232,7 +234,7 @@ mod tests {
     #[test]
     fn answers_only_for_its_generation_and_never_misses_a_token_it_followed() {
         let filter = BaseFilter::default();
-        assert!(filter.take_wanted(), "a new store's filter is wanted");
+        assert!(!filter.take_wanted(), "nothing is built before a lookup asks");
         assert_eq!(filter.may_hold(0, &[1, 2]), None, "nothing built yet: every token is asked");
         assert!(filter.take_wanted());
 

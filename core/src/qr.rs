@@ -3,6 +3,7 @@
 //! Used for enrolment codes, citizen receipts, offline transfer frames, and
 //! the QR on chip CCCD cards.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use image::{GrayImage, ImageFormat, ImageReader, Limits, imageops::FilterType};
@@ -71,9 +72,14 @@ pub fn decode_image(bytes: &[u8]) -> Result<Vec<String>> {
     // The image the detector works on first: a large photo is scaled down for it.
     let base = if w.max(h) > DETECT_SIDE {
         let scale = DETECT_SIDE as f32 / w.max(h) as f32;
-        image::imageops::resize(&img, (w as f32 * scale) as u32, (h as f32 * scale) as u32, FilterType::Triangle)
+        Cow::Owned(image::imageops::resize(
+            &img,
+            (w as f32 * scale) as u32,
+            (h as f32 * scale) as u32,
+            FilterType::Triangle,
+        ))
     } else {
-        img.clone()
+        Cow::Borrowed(&img)
     };
     let mut found = detect(&base);
     if found.is_empty() && w.max(h) > DETECT_SIDE {

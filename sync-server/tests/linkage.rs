@@ -433,6 +433,54 @@ fn an_edited_resident_keeps_the_tokens_a_fresh_index_would_write() {
 /// process on the same database, a re-index) leaves it behind, and a lookup then reads the
 /// whole base: nothing the base holds is ever missed. (PostgreSQL keeps no filter; the same
 /// registrations find the same pairs.)
+/// A write to the base whose transaction fails after the server's filter followed it (the
+/// filter then holds tokens the base never got) must not leave the filter answering for the
+/// next write, which it does not follow: that write's tokens would be hidden.
+#[test]
+fn a_failed_write_to_the_base_never_leaves_the_filter_answering_for_the_next() {
+    use doorstep_sync_server::store::{LevelLimits, TokenLevel};
+    let server = TestServer::start();
+    // Each level moves in one transaction: one write to the base, whole.
+    let whole = LevelLimits { fresh_ranges: 1, recent_ranges: 1, ..LevelLimits::everything() };
+    let settle = || server.runtime.block_on(server.storage.settle_index(whole)).unwrap();
+    let build = || server.runtime.block_on(server.storage.build_index_filter()).unwrap();
+    let mut phone = Device::enrolled(&server, "officer", AREA);
+    let id = |x: &str| format!("{AREA}-{x}");
+    let register = |phone: &mut Device, x: &str, members| {
+        phone.store.create_household(&house(&id(x), members)).unwrap();
+        phone.sync().unwrap();
+    };
+    let hung = || vec![member("m0", "Nguyễn Văn Hùng", "2015-03-15", None)];
+    let mai = || vec![member("m0", "Trần Thị Mai", "1990-01-20", Some("001190001234"))];
+    let lan = || vec![member("m0", "Phạm Thị Lan", "1987-09-02", Some("001187005678"))];
+    let pairs =
+        |list: &[(&str, &str)]| -> HashSet<(String, String)> { list.iter().map(|(a, b)| (id(a), id(b))).collect() };
+
+    register(&mut phone, "a", hung());
+    assert!(settle().recent_to_base > 0);
+    build();
+    assert_eq!(build(), None, "the filter answers for the base");
+
+    // Mai's tokens reach the base in a transaction that then fails (rolled back).
+    register(&mut phone, "b", mai());
+    server.runtime.block_on(async {
+        let mut tx = server.store.write().await.unwrap();
+        tx.move_tokens(TokenLevel::Fresh, TokenLevel::Recent, i64::MIN, i64::MAX).await.unwrap();
+        assert!(tx.move_tokens(TokenLevel::Recent, TokenLevel::Base, i64::MIN, i64::MAX).await.unwrap() > 0);
+        drop(tx);
+    });
+    // The next write to the base commits Lan's tokens (and Mai's, again).
+    register(&mut phone, "c", lan());
+    assert!(settle().recent_to_base > 0);
+    // Lan's second registration, and Mai's, find their first, before and after a new filter.
+    register(&mut phone, "d", lan());
+    register(&mut phone, "e", mai());
+    assert_eq!(open_pairs(&server), pairs(&[("c", "d"), ("b", "e")]));
+    build();
+    register(&mut phone, "f", lan());
+    assert_eq!(open_pairs(&server), pairs(&[("c", "d"), ("b", "e"), ("c", "f"), ("d", "f")]));
+}
+
 #[test]
 fn the_base_filter_never_hides_a_token_another_writer_put_in_the_base() {
     use doorstep_sync_server::store::LevelLimits;

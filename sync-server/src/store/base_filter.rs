@@ -7,13 +7,16 @@
 //! server's took 0.3 s). [`super::Tx::candidates`] now asks the base only for the tokens the
 //! filter may hold; the fresh and recent levels, small, are asked for every token.
 //!
-//! The filter must never miss a token the base holds. Every write to the base counts in the
-//! store's base generation ([`GENERATION_SETTING`], in the same transaction as the write),
-//! and the filter answers only for the generation it was built or kept up to: this process's
-//! writes add their tokens to it and advance it, a write the filter cannot follow (another
-//! process on the same file, a re-index that clears the base, a transaction that failed
-//! after the filter advanced) leaves it behind, and a lookup that finds it behind reads
-//! every token from the base, as before, and asks for a new filter. Removed tokens stay in
+//! The filter must never miss a token the base holds. Every write to the base moves the
+//! store's base generation ([`GENERATION_SETTING`], in the same transaction as the write) to
+//! a new random value, and the filter answers only for the generation it was built or kept
+//! up to: this process's writes add their tokens to it and move it along, a write the filter
+//! cannot follow (another process on the same file, a re-index that clears the base) leaves
+//! it behind, a transaction that failed after the filter followed leaves it at a generation
+//! the store never reaches, and a lookup that finds it at another generation than the
+//! store's reads every token from the base, as before, and asks for a new filter. (A count
+//! would not do: after a failed transaction the next write would reach the generation the
+//! filter followed to, without its tokens.) Removed tokens stay in
 //! the filter: it answers "maybe" for them, which costs a descent and nothing else.
 //!
 //! PostgreSQL keeps no filter: its stateless server processes each write the base, and a
@@ -28,8 +31,19 @@ use fastbloom::BloomFilter;
 use super::tx::TokenLevel;
 use super::{StorageError, Store};
 
-/// The setting that counts the writes to the base level (a decimal integer, 0 when absent).
+/// The setting that changes with every write to the base level (a decimal integer, 0 when
+/// absent).
 pub const GENERATION_SETTING: &str = "token_base_generation";
+
+/// The generation a write moves the base to from `from`: random, never `from` or 0.
+pub fn next_generation(from: i64) -> Result<i64, StorageError> {
+    loop {
+        let next = getrandom::u64().map_err(|e| StorageError::internal(format!("random source: {e}")))? as i64;
+        if next != from && next != 0 {
+            return Ok(next);
+        }
+    }
+}
 
 /// The filter's rate of false "maybe" answers at its capacity.
 const FALSE_POSITIVE_RATE: f64 = 0.01;
@@ -110,12 +124,12 @@ impl BaseFilter {
         }
     }
 
-    /// This process writes `tokens` to the base and moves its generation from `from` to
-    /// `from + 1` (in the same transaction): a filter at `from` takes the tokens and follows.
-    /// It follows before the transaction commits; if the commit fails, the store's generation
-    /// stays at `from`, the filter is behind it, and lookups read the whole base until a new
-    /// filter is built.
-    pub fn follow(&self, from: i64, tokens: &[i64]) {
+    /// This process writes `tokens` to the base and moves its generation from `from` to `to`
+    /// (in the same transaction): a filter at `from` takes the tokens and follows. It follows
+    /// before the transaction commits; if the commit fails, the store stays at `from` and never
+    /// reaches `to` (a new random value), so lookups read the whole base until a new filter is
+    /// built.
+    pub fn follow(&self, from: i64, to: i64, tokens: &[i64]) {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(kept) = current.as_mut()
             && kept.generation == from
@@ -124,7 +138,7 @@ impl BaseFilter {
                 kept.bloom.insert(t);
             }
             kept.held += tokens.len();
-            kept.generation = from + 1;
+            kept.generation = to;
             if kept.held > kept.capacity {
                 // Still never wrong, but less and less useful: a larger one is built.
                 self.wanted.store(true, Ordering::Relaxed);
@@ -249,13 +263,42 @@ mod tests {
         assert!(!filter.take_wanted());
 
         // This process's write follows; another's leaves the filter behind.
-        filter.follow(3, &[40]);
+        filter.follow(3, 4, &[40]);
         assert_eq!(filter.generation(), Some(4));
         assert_eq!(filter.may_hold(4, &[40, 10]).unwrap(), vec![40, 10]);
         assert_eq!(filter.may_hold(5, &[40]), None, "a generation it did not follow");
         assert!(filter.take_wanted());
-        filter.follow(5, &[50]);
+        filter.follow(5, 6, &[50]);
         assert_eq!(filter.generation(), Some(4), "a write it was not at does not move it");
+    }
+
+    #[test]
+    fn a_write_after_a_failed_one_never_finds_the_filter_at_its_generation() {
+        let filter = BaseFilter::default();
+        let mut built = BuiltFilter::new(7, 1000);
+        built.add(&[10]);
+        filter.install(built);
+        // A transaction writes token 20 to the base, the filter follows, the commit fails:
+        // the store stays at 7.
+        let failed = super::next_generation(7).unwrap();
+        filter.follow(7, failed, &[20]);
+        // The next write, from 7, adds token 30 and commits.
+        let committed = super::next_generation(7).unwrap();
+        assert_ne!(committed, failed);
+        filter.follow(7, committed, &[30]);
+        assert_eq!(filter.may_hold(committed, &[30]), None, "the filter lacks 30: it must not answer");
+        assert!(filter.take_wanted());
+    }
+
+    #[test]
+    fn generations_are_new_and_never_zero() {
+        let mut seen = std::collections::HashSet::new();
+        let mut g = 0;
+        for _ in 0..1000 {
+            g = super::next_generation(g).unwrap();
+            assert_ne!(g, 0);
+            assert!(seen.insert(g));
+        }
     }
 
     #[test]
@@ -264,7 +307,7 @@ mod tests {
         filter.take_wanted();
         filter.install(BuiltFilter::new(0, 0));
         let many: Vec<i64> = (0..(super::MIN_CAPACITY as i64 + 1)).collect();
-        filter.follow(0, &many);
+        filter.follow(0, 1, &many);
         assert!(filter.take_wanted());
         assert_eq!(filter.may_hold(1, &[0, 7, super::MIN_CAPACITY as i64]).unwrap().len(), 3);
     }

@@ -19,6 +19,8 @@ pub const AREA: &str = "01.001.00001";
 pub struct TestServer {
     pub url: String,
     pub storage: Arc<dyn Storage>,
+    /// The same store, for what only the store itself offers (its transactions).
+    pub store: Arc<doorstep_sync_server::store::Store>,
     pub runtime: tokio::runtime::Runtime,
     /// The `--db` value of its store.
     pub db: String,
@@ -78,7 +80,12 @@ pub fn key_file(db: &str) -> Option<std::path::PathBuf> {
 
 /// Opens the store a test's server uses, with its key, on `runtime`.
 pub fn open_storage_on(runtime: &tokio::runtime::Runtime, db: &str) -> Arc<dyn Storage> {
-    try_open_storage(runtime, db, key_file(db).as_deref()).unwrap()
+    open_store_on(runtime, db)
+}
+
+/// Opens the store itself, as the server does.
+pub fn open_store_on(runtime: &tokio::runtime::Runtime, db: &str) -> Arc<doorstep_sync_server::store::Store> {
+    try_open_store(runtime, db, key_file(db).as_deref()).unwrap()
 }
 
 /// Opens a store with this key file, or says why not.
@@ -87,10 +94,17 @@ pub fn try_open_storage(
     db: &str,
     key: Option<&Path>,
 ) -> Result<Arc<dyn Storage>, doorstep_sync_server::store::StorageError> {
+    try_open_store(runtime, db, key).map(|s| s as Arc<dyn Storage>)
+}
+
+/// Opens the store itself with this key file, or says why not.
+fn try_open_store(
+    runtime: &tokio::runtime::Runtime,
+    db: &str,
+    key: Option<&Path>,
+) -> Result<Arc<doorstep_sync_server::store::Store>, doorstep_sync_server::store::StorageError> {
     let now = chrono::Utc::now().timestamp();
-    runtime
-        .block_on(doorstep_sync_server::open_storage(db, key, Default::default(), now))
-        .map(|s| s as Arc<dyn Storage>)
+    runtime.block_on(doorstep_sync_server::open_storage(db, key, Default::default(), now))
 }
 
 /// Opens the store a test's server uses, with its key, and a runtime to drive it.
@@ -192,7 +206,8 @@ impl TestServer {
 
     fn serve_with(db: &str, dir: tempfile::TempDir, adjust: impl FnOnce(&mut AppState) + Send + 'static) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let storage = open_storage_on(&runtime, db);
+        let store = open_store_on(&runtime, db);
+        let storage: Arc<dyn Storage> = store.clone();
         let s = storage.clone();
         let addr = runtime
             .block_on(doorstep_sync_server::spawn("127.0.0.1:0".parse().unwrap(), move |addr| {
@@ -201,13 +216,22 @@ impl TestServer {
                 state
             }))
             .unwrap();
-        TestServer { url: format!("http://{addr}"), storage, runtime, db: db.to_string(), _dir: dir }
+        TestServer { url: format!("http://{addr}"), storage, store, runtime, db: db.to_string(), _dir: dir }
     }
 
     /// A handle on an existing database served by another process at `url` (for enrolments and fingerprints).
     pub fn start_on(db: &str, url: &str) -> TestServer {
-        let (runtime, storage) = open_storage(db);
-        TestServer { url: url.to_string(), storage, runtime, db: db.to_string(), _dir: tempfile::tempdir().unwrap() }
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let store = open_store_on(&runtime, db);
+        let storage: Arc<dyn Storage> = store.clone();
+        TestServer {
+            url: url.to_string(),
+            storage,
+            store,
+            runtime,
+            db: db.to_string(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn enrolment(&self, area: &str) -> EnrolmentCode {

@@ -64,8 +64,8 @@ impl Tx<'_> {
         })
     }
 
-    /// The store's base generation: how many writes to the base level have counted
-    /// ([`super::super::base_filter`]; SQLite's stores count them).
+    /// The store's base generation: a value that changes with every write to the base level
+    /// ([`super::super::base_filter`]; SQLite's stores count them), 0 before the first.
     pub async fn base_generation(&mut self) -> Result<i64> {
         match self.raw_setting(GENERATION_SETTING).await? {
             None => Ok(0),
@@ -77,13 +77,16 @@ impl Tx<'_> {
 
     /// Counts a write of this transaction to the base level, which added `tokens` (`None`:
     /// tokens the filter cannot follow, as a re-index's clearing): the store's base generation
-    /// moves on, and the base's filter follows when it was at the generation before.
+    /// moves to a new random value, and the base's filter follows when it was at the one
+    /// before. Random, not a count: a filter that followed a transaction which then failed
+    /// answers for a generation no other write will ever reach.
     pub(in crate::store) async fn note_base_written(&mut self, tokens: Option<&[i64]>) -> Result<()> {
         let Some(filter) = self.base_filter else { return Ok(()) };
         let from = self.base_generation().await?;
-        self.put_raw_setting(GENERATION_SETTING, &(from + 1).to_string()).await?;
+        let to = super::super::base_filter::next_generation(from)?;
+        self.put_raw_setting(GENERATION_SETTING, &to.to_string()).await?;
         if let Some(tokens) = tokens {
-            filter.follow(from, tokens);
+            filter.follow(from, to, tokens);
         }
         Ok(())
     }

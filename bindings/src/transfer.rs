@@ -96,7 +96,8 @@ impl DoorstepStore {
     }
 
     /// Uploads the photos the server lacks and downloads missing thumbnails, blocking.
-    /// Run it after `sync`: records never wait on photos.
+    /// Run it after `sync`: records never wait on photos. A photo over the device's quota waits
+    /// on the phone while the rest go; the quota refusal comes back at the end.
     pub fn sync_attachments_blocking(&self) -> Result<AttachmentSyncRecord, DoorstepError> {
         self.cancel.store(false, Ordering::SeqCst);
         self.with(|s| {

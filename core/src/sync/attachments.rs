@@ -129,11 +129,14 @@ fn download(
 }
 
 /// Uploads every blob the server lacks, then downloads the thumbnails this device lacks.
-/// Cancelling stops between chunks; what is done stays done.
+/// Cancelling stops between chunks; what is done stays done. A blob the server refuses for
+/// the device's quota waits on the phone; the others (a thumbnail fits where its photo does
+/// not) still go and come, and the refusal is returned at the end.
 pub fn sync_attachments(store: &Store, transport: &dyn Transport, cancel: &AtomicBool) -> Result<AttachmentReport> {
     let credential = credential(store)?;
     let mut report = AttachmentReport::default();
     let mut held_back = std::collections::HashSet::new();
+    let mut over_quota = None;
     loop {
         let pending: Vec<_> = store
             .pending_uploads(16 + held_back.len() as u32)?
@@ -153,6 +156,11 @@ pub fn sync_attachments(store: &Store, transport: &dyn Transport, cancel: &Atomi
                 // to it has reached it: the next sync uploads it.
                 Err(Error::Server { status: 404, .. }) => {
                     held_back.insert(p.id);
+                }
+                // Over the device's quota (or too large): this one waits, the rest go on.
+                Err(e @ Error::Server { status: 413, .. }) => {
+                    held_back.insert(p.id);
+                    over_quota = Some(e);
                 }
                 Err(e) => return Err(e),
             }
@@ -179,7 +187,10 @@ pub fn sync_attachments(store: &Store, transport: &dyn Transport, cancel: &Atomi
             }
         }
     }
-    Ok(report)
+    match over_quota {
+        Some(refusal) => Err(refusal),
+        None => Ok(report),
+    }
 }
 
 /// Downloads one blob on demand (a full photo the user opens). Returns whether it was new.

@@ -1035,7 +1035,8 @@ public protocol DoorstepStoreProtocol: AnyObject, Sendable {
     
     /**
      * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
-     * Run it after `sync`: records never wait on photos.
+     * Run it after `sync`: records never wait on photos. A photo over the device's quota waits
+     * on the phone while the rest go; the quota refusal comes back at the end.
      */
     func syncAttachmentsBlocking() throws  -> AttachmentSyncRecord
     
@@ -1615,7 +1616,8 @@ open func syncAttachments()async throws  -> AttachmentSyncRecord  {
     
     /**
      * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
-     * Run it after `sync`: records never wait on photos.
+     * Run it after `sync`: records never wait on photos. A photo over the device's quota waits
+     * on the phone while the rest go; the quota refusal comes back at the end.
      */
 open func syncAttachmentsBlocking()throws  -> AttachmentSyncRecord  {
     return try  FfiConverterTypeAttachmentSyncRecord_lift(try rustCallWithError(FfiConverterTypeDoorstepError_lift) {
@@ -6108,7 +6110,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments() != 16713) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking() != 18177) {
+    if (uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking() != 23328) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_doorstep_ffi_checksum_method_keyprovider_platform_secret() != 24036) {

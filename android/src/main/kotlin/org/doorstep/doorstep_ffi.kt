@@ -1217,7 +1217,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments() and 0xFFFF) != 16713) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking() and 0xFFFF) != 18177) {
+    if ((lib.uniffi_doorstep_ffi_checksum_method_doorstepstore_sync_attachments_blocking() and 0xFFFF) != 23328) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_doorstep_ffi_checksum_method_keyprovider_platform_secret() and 0xFFFF) != 24036) {
@@ -2332,7 +2332,8 @@ public interface DoorstepStoreInterface {
     
     /**
      * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
-     * Run it after `sync`: records never wait on photos.
+     * Run it after `sync`: records never wait on photos. A photo over the device's quota waits
+     * on the phone while the rest go; the quota refusal comes back at the end.
      */
     fun `syncAttachmentsBlocking`(): AttachmentSyncRecord
     
@@ -3126,7 +3127,8 @@ open class DoorstepStore: Disposable, AutoCloseable, DoorstepStoreInterface
     
     /**
      * Uploads the photos the server lacks and downloads missing thumbnails, blocking.
-     * Run it after `sync`: records never wait on photos.
+     * Run it after `sync`: records never wait on photos. A photo over the device's quota waits
+     * on the phone while the rest go; the quota refusal comes back at the end.
      */
     @Throws(DoorstepException::class)override fun `syncAttachmentsBlocking`(): AttachmentSyncRecord {
             return FfiConverterTypeAttachmentSyncRecord.lift(
